@@ -1,0 +1,136 @@
+"""Build of pydecode's compiled kernels.
+
+* ``pydecode._C``: the CPU kernels (csrc/bindings.cpp + csrc/cpu), always built.
+* ``pydecode._C_cuda``: the CUDA kernels (csrc/cuda), built with nvcc for sm_80 and sm_90 when
+  ``PYDECODE_BUILD_CUDA`` is ``1``, or ``auto`` (the default) and nvcc is found.
+
+Both modules are torch-free: only pybind11 is needed to build (DESIGN.md). Warnings are errors
+(``PYDECODE_WERROR=0`` turns that off for an unfamiliar compiler).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from glob import glob
+from pathlib import Path
+
+import pybind11
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+CSRC = "csrc"
+WERROR = os.environ.get("PYDECODE_WERROR", "1") != "0"
+CXX_FLAGS = ["-O3", "-std=c++17", "-Wall", "-Wextra", "-fvisibility=hidden"] + (["-Werror"] if WERROR else [])
+# pybind11 is a system header for us: its own warnings are not ours to fix.
+SYSTEM_INCLUDES = ["-isystem", pybind11.get_include()]
+CUDA_ARCHS = ["80", "90"]
+
+
+def find_nvcc() -> str | None:
+    for candidate in (
+        os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvcc") if os.environ.get("CUDA_HOME") else None,
+        shutil.which("nvcc"),
+        "/usr/local/cuda/bin/nvcc",
+    ):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def cuda_root(nvcc: str) -> Path:
+    """The toolkit folder of an nvcc, following wrapper scripts via `nvcc --version`'s sibling files."""
+    out = subprocess.run([nvcc, "-v", "--dryrun", "-c", "-x", "cu", "/dev/null"], capture_output=True, text=True)
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.startswith("#$ TOP="):
+            return Path(line.split("=", 1)[1].strip())
+    return Path(os.path.realpath(nvcc)).parent.parent
+
+
+def want_cuda() -> str | None:
+    mode = os.environ.get("PYDECODE_BUILD_CUDA", "auto").lower()
+    if mode not in ("0", "1", "auto"):
+        raise SystemExit(f"PYDECODE_BUILD_CUDA must be 0, 1 or auto, got {mode!r}")
+    if mode == "0":
+        return None
+    nvcc = find_nvcc()
+    if nvcc is None and mode == "1":
+        raise SystemExit("PYDECODE_BUILD_CUDA=1 but nvcc was not found (set CUDA_HOME or PATH)")
+    return nvcc
+
+
+class BuildExt(build_ext):
+    """build_ext that compiles .cu sources with nvcc and links them with the host objects."""
+
+    def build_extension(self, ext: Extension) -> None:
+        cu_sources = [s for s in ext.sources if s.endswith(".cu")]
+        if cu_sources:
+            ext.sources = [s for s in ext.sources if not s.endswith(".cu")]
+            ext.extra_objects = list(ext.extra_objects or []) + self._nvcc_compile(ext, cu_sources)
+        super().build_extension(ext)
+
+    def _nvcc_compile(self, ext: Extension, sources: list[str]) -> list[str]:
+        nvcc = ext._nvcc  # type: ignore[attr-defined]
+        build_dir = Path(self.build_temp) / "cuda"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        gencode = []
+        for arch in CUDA_ARCHS:
+            gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+        # PTX for the newest arch so later GPUs can JIT it.
+        gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
+        objects = []
+        for source in sources:
+            obj = build_dir / (Path(source).stem + ".o")
+            cmd = [
+                nvcc, "-c", source, "-o", str(obj), "-O3", "-std=c++17", "--expt-relaxed-constexpr",
+                "-Xcompiler", "-fPIC,-Wall,-Wextra,-fvisibility=hidden",
+                *(["-Werror", "all-warnings"] if WERROR else []),
+                *gencode,
+                *[f"-I{d}" for d in ext.include_dirs],
+            ]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True)
+            objects.append(str(obj))
+        return objects
+
+
+def extensions() -> list[Extension]:
+    includes = [f"{CSRC}/include", CSRC]
+    exts = [
+        Extension(
+            "pydecode._C",
+            sources=[f"{CSRC}/bindings.cpp", *sorted(glob(f"{CSRC}/cpu/*.cpp"))],
+            include_dirs=includes,
+            extra_compile_args=CXX_FLAGS + SYSTEM_INCLUDES,
+            language="c++",
+        )
+    ]
+    nvcc = want_cuda()
+    if nvcc is not None:
+        root = cuda_root(nvcc)
+        lib_dirs = [str(p) for p in (root / "lib64", root / "targets" / "x86_64-linux" / "lib") if p.exists()]
+        ext = Extension(
+            "pydecode._C_cuda",
+            sources=[f"{CSRC}/cuda/bindings.cpp", *sorted(glob(f"{CSRC}/cuda/*.cu"))],
+            include_dirs=includes,
+            library_dirs=lib_dirs,
+            # A static runtime: the module loads on machines with only a driver (or none, where
+            # device_count() then reports the error instead of failing to import).
+            libraries=["cudart_static", "dl", "rt", "pthread"],
+            extra_compile_args=CXX_FLAGS + SYSTEM_INCLUDES + ["-isystem", str(root / "include")],
+            language="c++",
+        )
+        ext._nvcc = nvcc  # type: ignore[attr-defined]
+        exts.append(ext)
+    return exts
+
+
+setup(
+    packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.triton_kernels"],
+    package_dir={"pydecode.triton_kernels": "triton_kernels"},
+    package_data={"pydecode": ["py.typed"]},
+    ext_modules=extensions(),
+    cmdclass={"build_ext": BuildExt},
+)
