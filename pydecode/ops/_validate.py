@@ -1,0 +1,164 @@
+"""Argument checks shared by every public op.
+
+Public ops validate here, in Python, before any backend runs: wrong dtype/device/shape or
+an out-of-range parameter raises a ``TypeError``/``ValueError`` that names the argument and
+the allowed values. Backends then receive per-row parameters as ``(batch,)`` tensors on the
+logits' device, whatever the caller passed (a Python scalar or a tensor).
+
+Checking the *values* of a parameter tensor (range, NaN) needs one device-to-host sync per
+call; set ``PYDECODE_CHECK_VALUES=0`` to skip those checks in a hot loop whose parameters
+were validated once (shapes, dtypes and devices are always checked: they cost nothing).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from numbers import Integral, Real
+from typing import Optional, Union
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+INDEX_DTYPES = (torch.int64, torch.int32)
+RowParam = Union[float, int, torch.Tensor, None]
+
+
+def values_checked() -> bool:
+    return os.environ.get("PYDECODE_CHECK_VALUES", "1") != "0"
+
+
+def check_logits(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
+    """A 2-D ``(batch, vocab)`` float32/float16/bfloat16 tensor (any strides)."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, vocab), got {type(logits).__name__}")
+    if logits.dim() != 2:
+        raise ValueError(f"{name} must have shape (batch, vocab), got shape {tuple(logits.shape)}")
+    if logits.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32, float16 or bfloat16, got {logits.dtype}")
+    return logits
+
+
+def check_index_tensor(
+    ids: torch.Tensor, name: str, device: torch.device, *, batch: Optional[int] = None, dim: int = 2
+) -> torch.Tensor:
+    """An int64/int32 tensor of ``dim`` dimensions on ``device`` whose first size is ``batch``."""
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+    if ids.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{name} must be int64 or int32, got {ids.dtype}")
+    if ids.dim() != dim:
+        raise ValueError(f"{name} must have {dim} dimensions, got shape {tuple(ids.shape)}")
+    if batch is not None and ids.shape[0] != batch:
+        raise ValueError(f"{name} must have {batch} rows (the batch of logits), got shape {tuple(ids.shape)}")
+    check_device(ids, name, device)
+    return ids
+
+
+def check_token_ids(
+    ids: object, name: str, device: torch.device, *, batch: Optional[int] = None
+) -> torch.Tensor:
+    """:func:`check_index_tensor` for token ids: 2-D, and no negative id.
+
+    A negative id would index from the end of the vocabulary (or crash a kernel). Checking
+    values costs a sync on a GPU; ``PYDECODE_CHECK_VALUES=0`` skips it.
+    """
+    check_index_tensor(ids, name, device, batch=batch)  # type: ignore[arg-type]
+    assert isinstance(ids, torch.Tensor)
+    if values_checked() and ids.numel() > 0 and bool((ids < 0).any()):
+        raise ValueError(f"{name} must hold token ids >= 0, got {int(ids.min())}")
+    return ids
+
+
+def check_encoder_ids(encoder_input_ids: object, batch: int, device: torch.device) -> torch.Tensor:
+    """Encoder prompt ids ``(enc_batch, enc_len)`` (a 1-D tensor is one prompt) whose row count
+    divides ``batch``: row ``b`` of the logits belongs to prompt ``b // (batch // enc_batch)``."""
+    if isinstance(encoder_input_ids, torch.Tensor) and encoder_input_ids.dim() == 1:
+        encoder_input_ids = encoder_input_ids.unsqueeze(0)
+    ids = check_token_ids(encoder_input_ids, "encoder_input_ids", device)
+    if ids.shape[0] == 0 or batch % ids.shape[0] != 0:
+        raise ValueError(
+            f"encoder_input_ids must have a number of rows that divides the batch of logits ({batch}), "
+            f"got {ids.shape[0]}"
+        )
+    return ids
+
+
+def check_device(tensor: torch.Tensor, name: str, device: torch.device) -> None:
+    if tensor.device != device:
+        raise ValueError(f"{name} must be on {device} (the device of logits), got {tensor.device}")
+
+
+def _range_text(low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> str:
+    # An absent bound admits the infinity itself (temperature=inf is a valid, flat row).
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    return f"{left}{lo}, {hi}{right}"
+
+
+def _in_range(v: float, low: Optional[float], high: Optional[float], low_open: bool, high_open: bool) -> bool:
+    if math.isnan(v):
+        return False
+    if low is not None and (v <= low if low_open else v < low):
+        return False
+    return not (high is not None and (v >= high if high_open else v > high))
+
+
+def row_param(
+    value: RowParam,
+    name: str,
+    batch: int,
+    device: torch.device,
+    *,
+    dtype: torch.dtype = torch.float32,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> torch.Tensor:
+    """A per-row parameter as a ``(batch,)`` tensor of ``dtype`` on ``device``.
+
+    ``value`` may be a Python number (broadcast to every row), a 0-d tensor, or a ``(batch,)``
+    tensor on ``device``. Values outside the range (or NaN) raise ``ValueError``.
+    """
+    allowed = _range_text(low, high, low_open, high_open)
+    integral = not dtype.is_floating_point
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 1 or (value.dim() == 1 and value.shape[0] != batch):
+            raise ValueError(f"{name} must be a scalar or a ({batch},) tensor, got shape {tuple(value.shape)}")
+        if integral and value.dtype.is_floating_point:
+            raise TypeError(f"{name} must be an integer tensor, got {value.dtype}")
+        if value.dim() == 1:
+            check_device(value, name, device)
+        if values_checked() and value.numel() > 0:
+            v = value.to(torch.float64)
+            ok = ~torch.isnan(v)
+            if low is not None:
+                ok &= v > low if low_open else v >= low
+            if high is not None:
+                ok &= v < high if high_open else v <= high
+            if not bool(ok.all()):
+                first = int((~ok).nonzero()[0, -1]) if v.dim() else 0
+                bad = v.reshape(-1)[first].item()
+                raise ValueError(f"{name} must be in {allowed} for every row, got {bad} at row {first}")
+        if value.dtype == dtype and value.dim() == 1:
+            return value  # already (batch,) on the right device and dtype: no copy
+        return value.to(device=device, dtype=dtype).expand(batch).contiguous()
+    if isinstance(value, bool) or not isinstance(value, (Integral, Real)):
+        raise TypeError(f"{name} must be a number or a ({batch},) tensor, got {type(value).__name__}")
+    if integral and not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not _in_range(float(value), low, high, low_open, high_open):
+        raise ValueError(f"{name} must be in {allowed}, got {value}")
+    return torch.full((batch,), value, dtype=dtype, device=device)
+
+
+def check_int(value: object, name: str, *, low: int) -> int:
+    """A Python int >= ``low`` (for structural, not per-row, arguments)."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)

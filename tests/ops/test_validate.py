@@ -1,0 +1,104 @@
+"""Argument validation shared by every op: clear errors that name the argument and the range."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pydecode.ops._validate import check_index_tensor, check_int, check_logits, row_param
+
+CPU = torch.device("cpu")
+
+
+def test_check_logits_accepts_float_2d_any_strides() -> None:
+    x = torch.randn(4, 6)
+    assert check_logits(x.t()) is not None
+    for dtype in (torch.float16, torch.bfloat16):
+        check_logits(x.to(dtype))
+
+
+@pytest.mark.parametrize(
+    "value, error, match",
+    [
+        ([1.0], TypeError, "torch.Tensor"),
+        (torch.randn(4), ValueError, r"shape \(batch, vocab\)"),
+        (torch.randn(2, 3, 4), ValueError, r"shape \(batch, vocab\)"),
+        (torch.ones(2, 3, dtype=torch.int64), TypeError, "float32, float16 or bfloat16"),
+        (torch.ones(2, 3, dtype=torch.float64), TypeError, "float32, float16 or bfloat16"),
+    ],
+)
+def test_check_logits_errors(value: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=f"logits.*{match}|{match}"):
+        check_logits(value)  # type: ignore[arg-type]
+
+
+def test_row_param_scalar_and_tensor() -> None:
+    out = row_param(0.5, "top_p", 3, CPU, low=0, high=1)
+    assert out.tolist() == [0.5] * 3 and out.dtype == torch.float32
+    t = torch.tensor([0.1, 0.2, 1.0])
+    assert torch.equal(row_param(t, "top_p", 3, CPU, low=0, high=1), t)
+    assert row_param(torch.tensor(0.3), "top_p", 2, CPU, low=0, high=1).shape == (2,)
+    ints = row_param(torch.tensor([1, 2], dtype=torch.int32), "top_k", 2, CPU, dtype=torch.int64, low=0)
+    assert ints.dtype == torch.int64
+
+
+@pytest.mark.parametrize(
+    "value, kwargs, error, match",
+    [
+        (0.0, {"low": 0, "low_open": True}, ValueError, r"temperature must be in \(0, inf\], got 0.0"),
+        (math.nan, {"low": 0}, ValueError, r"temperature must be in \[0, inf\], got nan"),
+        (1.5, {"low": 0, "high": 1}, ValueError, r"temperature must be in \[0, 1\]"),
+        (
+            torch.tensor([0.5, math.nan]),
+            {"low": 0},
+            ValueError,
+            "temperature must be in .* for every row, got nan at row 1",
+        ),
+        (torch.tensor([0.5, -1.0]), {"low": 0}, ValueError, "got -1.0 at row 1"),
+        (torch.tensor([0.5, 0.5, 0.5]), {}, ValueError, r"scalar or a \(2,\) tensor"),
+        ("0.5", {}, TypeError, "temperature must be a number"),
+        (True, {}, TypeError, "temperature must be a number"),
+    ],
+)
+def test_row_param_errors(value: object, kwargs: dict, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        row_param(value, "temperature", 2, CPU, **kwargs)  # type: ignore[arg-type]
+
+
+def test_row_param_integer_rules() -> None:
+    with pytest.raises(TypeError, match="top_k must be an integer"):
+        row_param(2.5, "top_k", 2, CPU, dtype=torch.int64, low=0)
+    with pytest.raises(TypeError, match="top_k must be an integer tensor"):
+        row_param(torch.tensor([1.0, 2.0]), "top_k", 2, CPU, dtype=torch.int64, low=0)
+    with pytest.raises(ValueError, match=r"top_k must be in \[0, inf\], got -1"):
+        row_param(-1, "top_k", 2, CPU, dtype=torch.int64, low=0)
+
+
+def test_value_checks_can_be_disabled_for_hot_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYDECODE_CHECK_VALUES", "0")
+    row_param(torch.tensor([math.nan, 1.0]), "top_p", 2, CPU, low=0, high=1)  # no sync, no error
+    with pytest.raises(ValueError, match="top_p"):  # scalars cost nothing to check: still checked
+        row_param(math.nan, "top_p", 2, CPU, low=0, high=1)
+
+
+def test_check_index_tensor() -> None:
+    ids = torch.zeros(2, 5, dtype=torch.int64)
+    assert check_index_tensor(ids, "input_ids", CPU, batch=2) is ids
+    with pytest.raises(TypeError, match="input_ids must be int64 or int32"):
+        check_index_tensor(ids.float(), "input_ids", CPU)
+    with pytest.raises(ValueError, match="input_ids must have 3 rows"):
+        check_index_tensor(ids, "input_ids", CPU, batch=3)
+    with pytest.raises(ValueError, match="input_ids must have 2 dimensions"):
+        check_index_tensor(ids[0], "input_ids", CPU)
+    with pytest.raises(ValueError, match="must be on meta"):
+        check_index_tensor(ids, "input_ids", torch.device("meta"))
+
+
+def test_check_int() -> None:
+    assert check_int(3, "num_beams", low=1) == 3
+    with pytest.raises(ValueError, match="num_beams must be >= 1, got 0"):
+        check_int(0, "num_beams", low=1)
+    with pytest.raises(TypeError, match="num_beams must be an int"):
+        check_int(2.0, "num_beams", low=1)

@@ -1,0 +1,11 @@
+"""Triton kernels of pydecode (installed as ``pydecode.triton_kernels``; not a top-level
+``triton_kernels``, a name triton itself and vLLM ship).
+
+Importing this package registers each module's kernels as the ``triton`` backend of its op
+in ``pydecode.ops``. The registry imports it lazily, on the first op that may use triton.
+On CPU tensors the kernels run under the interpreter (``TRITON_INTERPRET=1``).
+"""
+
+from . import philox
+
+__all__ = ["philox"]
