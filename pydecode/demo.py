@@ -76,7 +76,7 @@ def run_demo(steps: int = 24, batch: int = 2, seed: int = 0) -> int:
     info = sysinfo.collect()
     print(f"pydecode {info['pydecode']} | torch {info['versions']['torch']} | "
           f"transformers {info['versions']['transformers']} | {sysinfo.hardware_line()}")
-    ready = [b for b, state in info["backends"].items() if state == "available"]
+    ready = [b for b, state in info["backends"].items() if state.startswith("available")]
     print(f"backends available: {', '.join(ready)}")
     model = tiny_llama(seed)
     prompt = torch.randint(3, model.config.vocab_size, (batch, 12), generator=torch.Generator().manual_seed(seed))

@@ -59,6 +59,11 @@ def git_sha() -> str:
 def collect() -> dict[str, Any]:
     """Everything ``show-config`` prints, as a JSON-able dict."""
     backends = {b: (_registry.backend_unavailable_reason(b) or "available") for b in _registry.BACKENDS}
+    if backends["triton"] == "available":
+        backends["triton"] += (
+            " (interpreter on: CPU tensors too)" if os.environ.get("TRITON_INTERPRET") == "1"
+            else " for CUDA tensors (CPU tensors need TRITON_INTERPRET=1)"
+        )
     return {
         "pydecode": __version__,
         "git_sha": git_sha(),

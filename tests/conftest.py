@@ -7,9 +7,10 @@ import os
 import pytest
 import torch
 
-# Triton kernels run on CPU tensors through the interpreter in the normal test run. This must
-# be set before triton is imported anywhere.
-os.environ.setdefault("TRITON_INTERPRET", "1")
+# Without a GPU, Triton kernels run on CPU tensors through the interpreter in the normal test
+# run (set before triton is imported anywhere). With a GPU they are compiled and tested for real.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
