@@ -23,7 +23,21 @@ from setuptools.command.build_ext import build_ext
 ROOT = Path(__file__).resolve().parent
 CSRC = "csrc"
 WERROR = os.environ.get("PYDECODE_WERROR", "1") != "0"
-CXX_FLAGS = ["-O3", "-std=c++17", "-Wall", "-Wextra", "-fvisibility=hidden"] + (["-Werror"] if WERROR else [])
+# -ffp-contract=off: no fused multiply-add contraction, so float results are the same as the
+# references' (and the same whatever the target ISA). PYDECODE_MARCH (default `native`: the
+# module is built on the machine that runs it) picks the vector ISA; `PYDECODE_MARCH=` (empty)
+# gives a portable build.
+MARCH = os.environ.get("PYDECODE_MARCH", "native")
+# PYDECODE_SANITIZE=1: AddressSanitizer + UBSan build of the CPU kernels (see `make asan`).
+SANITIZE = os.environ.get("PYDECODE_SANITIZE", "0") == "1"
+SANITIZER_FLAGS = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
+CXX_FLAGS = (
+    ["-O1" if SANITIZE else "-O3", "-g" if SANITIZE else "-g0", "-std=c++17", "-ffp-contract=off",
+     "-Wall", "-Wextra", "-fvisibility=hidden"]
+    + ([f"-march={MARCH}"] if MARCH else [])
+    + (["-Werror"] if WERROR else [])
+    + (SANITIZER_FLAGS if SANITIZE else [])
+)
 # pybind11 is a system header for us: its own warnings are not ours to fix.
 SYSTEM_INCLUDES = ["-isystem", pybind11.get_include()]
 CUDA_ARCHS = ["80", "90"]
@@ -104,6 +118,7 @@ def extensions() -> list[Extension]:
             sources=[f"{CSRC}/bindings.cpp", *sorted(glob(f"{CSRC}/cpu/*.cpp"))],
             include_dirs=includes,
             extra_compile_args=CXX_FLAGS + SYSTEM_INCLUDES,
+            extra_link_args=SANITIZER_FLAGS if SANITIZE else [],
             language="c++",
         )
     ]

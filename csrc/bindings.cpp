@@ -1,24 +1,26 @@
-// The one pybind11 module of the CPU kernels: one m.def per op, which makes this file the op
-// inventory of the `cpu` backend. Arguments are raw addresses (tensor.data_ptr()) and sizes:
+// The one pybind11 module of the CPU kernels (pydecode._C). Philox and the thread pool are bound
+// here; each op family binds its kernels in cpu/<family>_bindings.cpp (see cpu/bindings.h). Arguments are raw addresses (tensor.data_ptr()) and sizes:
 // the module is torch-free (see DESIGN.md, "The compiled extension").
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
 
+#include "cpu/bindings.h"
+#include "cpu/parallel.h"
 #include "cpu/philox.h"
 #include "pydecode/check.h"
 
 namespace py = pybind11;
 using pydecode::require_pointer;
 
-template <typename T>
-static T* as_ptr(uintptr_t address) {
-  return reinterpret_cast<T*>(address);
-}
+using pydecode::cpu::as_ptr;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pydecode CPU kernels (torch-free; called through pydecode.ops)";
   m.attr("ABI_VERSION") = 1;
+
+  m.def("num_threads", &pydecode::cpu::num_threads,
+        "Threads the CPU kernels use (PYDECODE_NUM_THREADS, else the hardware count).");
 
   m.def(
       "philox4x32_10",
@@ -50,4 +52,10 @@ PYBIND11_MODULE(_C, m) {
       py::arg("seeds"), py::arg("offsets"), py::arg("out"), py::arg("rows"), py::arg("vocab"),
       py::arg("stream"),
       "out[b, v] = uniform in (0,1) of Philox(seed=seeds[b], counter=(v, offsets[b], stream)).");
+
+  pydecode::cpu::bind_sampling(m);
+  pydecode::cpu::bind_penalties(m);
+  pydecode::cpu::bind_ngram(m);
+  pydecode::cpu::bind_watermark(m);
+  pydecode::cpu::bind_beam(m);
 }

@@ -19,7 +19,13 @@ from . import _ext
 from .ops import _registry
 from .version import __version__
 
-_ENV_KEYS = ("PYDECODE_BACKEND", "PYDECODE_CHECK_VALUES", "TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES")
+_ENV_KEYS = (
+    "PYDECODE_BACKEND",
+    "PYDECODE_CHECK_VALUES",
+    "PYDECODE_NUM_THREADS",
+    "TRITON_INTERPRET",
+    "CUDA_VISIBLE_DEVICES",
+)
 
 
 def _package_version(name: str) -> str:
@@ -48,7 +54,10 @@ def cuda_devices() -> list[str]:
 def git_sha() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
         )
         return out.stdout.strip() or "unknown"
@@ -61,7 +70,8 @@ def collect() -> dict[str, Any]:
     backends = {b: (_registry.backend_unavailable_reason(b) or "available") for b in _registry.BACKENDS}
     if backends["triton"] == "available":
         backends["triton"] += (
-            " (interpreter on: CPU tensors too)" if os.environ.get("TRITON_INTERPRET") == "1"
+            " (interpreter on: CPU tensors too)"
+            if os.environ.get("TRITON_INTERPRET") == "1"
             else " for CUDA tensors (CPU tensors need TRITON_INTERPRET=1)"
         )
     return {
@@ -78,7 +88,8 @@ def collect() -> dict[str, Any]:
             "cuda": cuda_devices() or "none",
         },
         "compiled_modules": {
-            "pydecode._C (cpu kernels)": _ext.cpu_unavailable_reason() or "built",
+            "pydecode._C (cpu kernels)": _ext.cpu_unavailable_reason()
+            or f"built, {_ext.cpu_module().num_threads()} kernel threads (PYDECODE_NUM_THREADS)",
             "pydecode._C_cuda (cuda kernels)": "built" if _ext.cuda_module_built() else _ext.cuda_unavailable_reason(),
         },
         "backends": backends,

@@ -1,0 +1,165 @@
+#include "parallel.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace pydecode::cpu {
+namespace {
+
+thread_local bool tl_inside_task = false;
+
+// One parallel call. Workers hold it by shared_ptr, so a worker that wakes late for a finished
+// job only finds its task counter exhausted, never the next job's tasks.
+struct Job {
+  const std::function<void(int64_t)>* fn;
+  int64_t n_tasks;
+  std::atomic<int64_t> next{0};
+  int64_t pending;  // guarded by Pool::mutex_
+  std::exception_ptr error;  // guarded by Pool::mutex_
+};
+
+class Pool {
+ public:
+  explicit Pool(int threads) {
+    for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+  }
+
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  void run(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+    std::lock_guard<std::mutex> submit(submit_mutex_);  // one job at a time
+    auto job = std::make_shared<Job>();
+    job->fn = &fn;
+    job->n_tasks = n_tasks;
+    job->pending = n_tasks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = job;
+      ++generation_;
+    }
+    wake_.notify_all();
+    work(*job);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return job->pending == 0; });
+    job_.reset();
+    if (job->error) std::rethrow_exception(job->error);
+  }
+
+ private:
+  void worker_loop() {
+    uint64_t seen = 0;
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        job = job_;
+      }
+      if (job) work(*job);
+    }
+  }
+
+  // Takes tasks until none is left; the thread finishing the last one wakes the caller.
+  void work(Job& job) {
+    tl_inside_task = true;
+    int64_t finished = 0;
+    std::exception_ptr error;
+    for (int64_t task = job.next.fetch_add(1); task < job.n_tasks; task = job.next.fetch_add(1)) {
+      try {
+        (*job.fn)(task);
+      } catch (...) {
+        if (!error) error = std::current_exception();
+      }
+      ++finished;
+    }
+    tl_inside_task = false;
+    if (finished == 0) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (error && !job.error) job.error = error;
+    job.pending -= finished;
+    if (job.pending == 0) done_.notify_all();
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex submit_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  std::shared_ptr<Job> job_;
+  uint64_t generation_ = 0;
+  bool stopping_ = false;
+};
+
+std::mutex g_pool_mutex;
+std::unique_ptr<Pool> g_pool;
+pid_t g_pool_pid = 0;
+
+Pool& pool() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  // A forked child has the pool object but not its threads: start a new one there.
+  if (!g_pool || g_pool_pid != getpid()) {
+    if (g_pool && g_pool_pid != getpid()) (void)g_pool.release();  // its threads do not exist here
+    g_pool = std::make_unique<Pool>(num_threads());
+    g_pool_pid = getpid();
+  }
+  return *g_pool;
+}
+
+}  // namespace
+
+int num_threads() {
+  static const int threads = [] {
+    if (const char* env = std::getenv("PYDECODE_NUM_THREADS")) {
+      const int n = std::atoi(env);
+      if (n >= 1) return n;
+    }
+    const unsigned hw = std::thread::hardware_concurrency();
+    return hw == 0 ? 1 : static_cast<int>(hw);
+  }();
+  return threads;
+}
+
+void parallel_tasks(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
+  if (n_tasks <= 0) return;
+  if (n_tasks == 1 || tl_inside_task || num_threads() == 1) {
+    for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+    return;
+  }
+  pool().run(n_tasks, fn);
+}
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t chunks = std::min<int64_t>(num_threads(), (n + grain - 1) / grain);
+  if (chunks <= 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t per = (n + chunks - 1) / chunks;
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t begin = c * per;
+    const int64_t end = std::min(n, begin + per);
+    if (begin < end) fn(begin, end);
+  });
+}
+
+}  // namespace pydecode::cpu

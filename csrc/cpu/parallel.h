@@ -1,0 +1,25 @@
+// A small persistent thread pool for the CPU kernels.
+//
+// Why not std::thread per call or OpenMP: a decode step calls a kernel every few
+// milliseconds, and starting threads costs tens of microseconds per call; OpenMP would add a
+// second OpenMP runtime next to torch's. Workers here are started once, sleep on a condition
+// variable between jobs, and the calling thread does a share of the work itself.
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace pydecode::cpu {
+
+// Threads used by the kernels: PYDECODE_NUM_THREADS if set (>= 1), else the hardware count.
+int num_threads();
+
+// Runs fn(task) for every task in [0, n_tasks), spread over the pool; blocks until all are done
+// and rethrows the first exception a task threw. Nested calls (from inside a task) and calls
+// with n_tasks <= 1 run inline on the calling thread.
+void parallel_tasks(int64_t n_tasks, const std::function<void(int64_t)>& fn);
+
+// Splits [0, n) into at most num_threads() contiguous chunks of at least `grain` items and runs
+// fn(begin, end) on each (inline when n <= grain).
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+}  // namespace pydecode::cpu
