@@ -16,10 +16,12 @@ the keys are unique, which makes the result independent of the top-k algorithm u
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import torch
 
+from . import _cpu
 from ._library import call, define_op
 from ._registry import register
 from ._validate import check_device, check_int, check_logits
@@ -92,6 +94,39 @@ def beam_topk_torch(
     sel = cand_flat.gather(1, pos)
     top_scores = scores.reshape(batch, num_beams * vocab).gather(1, sel)
     return top_scores, sel % vocab, sel // vocab
+
+
+# --------------------------------------------------------------------------- cpu backend
+@functools.cache
+def _lse_mode() -> int:
+    """Which of torch's CPU log_softmax kernels the C++ kernel reproduces (csrc/cpu/beam.h, LseMode).
+
+    torch picks its kernel from the CPU capability it runs with (``ATEN_CPU_CAPABILITY``), fixed
+    for the process: 16 SIMD lanes with SLEEF's exp/log on AVX512, 8 on AVX2, 8 lanes with libm
+    on DEFAULT. Other capabilities (ARM, POWER) fall back to the AVX512 model: accurate, but the
+    log-sum-exp constant may then differ from torch's in the last bit.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {"AVX512": 16, "AVX2": 8, "DEFAULT": 1}.get(capability, 16)
+
+
+@register("beam_topk", "cpu")
+def _beam_topk_cpu(
+    logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, apply_log_softmax: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = _cpu.rows_view(logits)
+    rows, vocab = x.shape
+    batch = rows // num_beams
+    beam_scores = _cpu.contiguous(beam_scores, torch.float32)
+    scores = torch.empty((batch, k), dtype=torch.float32)
+    token_ids = torch.empty((batch, k), dtype=torch.int64)
+    beam_indices = torch.empty((batch, k), dtype=torch.int64)
+    _cpu.module().beam_topk(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), beam_scores.data_ptr(),
+        num_beams, k, apply_log_softmax, _lse_mode(), scores.data_ptr(), token_ids.data_ptr(),
+        beam_indices.data_ptr(),
+    )
+    return scores, token_ids, beam_indices
 
 
 def _beam_topk_fake(

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _cpu
 from ._library import call, define_op
 from ._registry import register
 from ._validate import check_encoder_ids, check_index_tensor, check_int, check_logits, check_token_ids
@@ -132,6 +133,69 @@ def sequence_bias_torch(
         # unmatched sequence adds 0.0, which changes no value (bias can never be -0.0 here).
         bias.index_add_(1, last_tokens, torch.where(matching, biases, 0.0))
     return scores + bias
+
+
+# --------------------------------------------------------------------------- cpu backend
+def _id_rows(ids: torch.Tensor) -> tuple[torch.Tensor, tuple[int, bool, int, int]]:
+    """``ids`` with unit stride along the row, and its (address, is_int64, length, row stride)."""
+    ids = _cpu.rows_view(ids)
+    return ids, (ids.data_ptr(), ids.dtype == torch.int64, ids.shape[1], _cpu.row_stride(ids))
+
+
+def _logits_args(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int, int, int]]:
+    """The unit-stride view of ``logits``, a new float32 output, and their kernel arguments."""
+    x = _cpu.rows_view(logits)
+    out = torch.empty(x.shape, dtype=torch.float32)
+    return x, out, (x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], x.shape[0], x.shape[1], _cpu.row_stride(x), out.data_ptr())
+
+
+@register("no_repeat_ngram_mask", "cpu")
+def _no_repeat_ngram_mask_cpu(logits: torch.Tensor, input_ids: torch.Tensor, ngram_size: int) -> torch.Tensor:
+    x, out, args = _logits_args(logits)
+    ids, id_args = _id_rows(input_ids)
+    _cpu.module().no_repeat_ngram_mask(*args, *id_args, ngram_size)
+    return out
+
+
+@register("encoder_no_repeat_ngram_mask", "cpu")
+def _encoder_no_repeat_ngram_mask_cpu(
+    logits: torch.Tensor, input_ids: torch.Tensor, encoder_input_ids: torch.Tensor, ngram_size: int
+) -> torch.Tensor:
+    x, out, args = _logits_args(logits)
+    ids, id_args = _id_rows(input_ids)
+    enc, (enc_ptr, enc64, enc_len, enc_stride) = _id_rows(encoder_input_ids)
+    _cpu.module().encoder_no_repeat_ngram_mask(
+        *args, *id_args, enc_ptr, enc64, enc.shape[0], enc_len, enc_stride, ngram_size
+    )
+    return out
+
+
+@register("sequence_bias", "cpu")
+def _sequence_bias_cpu(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    single_ids: torch.Tensor,
+    single_biases: torch.Tensor,
+    prefixes: torch.Tensor,
+    last_tokens: torch.Tensor,
+    biases: torch.Tensor,
+) -> torch.Tensor:
+    x, out, args = _logits_args(logits)
+    ids, id_args = _id_rows(input_ids)
+    if single_biases.shape != single_ids.shape or biases.shape != last_tokens.shape or prefixes.dim() != 2:
+        raise ValueError("malformed sequence bias table: mismatched shapes")
+    if prefixes.shape[0] != last_tokens.shape[0]:
+        raise ValueError("malformed sequence bias table: prefixes and last_tokens differ in length")
+    single_ids = _cpu.contiguous(single_ids, torch.int64)
+    single_biases = _cpu.contiguous(single_biases, torch.float32)
+    prefixes = _cpu.contiguous(prefixes, torch.int64)
+    last_tokens = _cpu.contiguous(last_tokens, torch.int64)
+    biases = _cpu.contiguous(biases, torch.float32)
+    _cpu.module().sequence_bias(
+        *args, *id_args, single_ids.data_ptr(), single_biases.data_ptr(), single_ids.numel(),
+        prefixes.data_ptr(), prefixes.shape[1], last_tokens.data_ptr(), biases.data_ptr(), last_tokens.numel(),
+    )
+    return out
 
 
 def _fake_logits(logits: torch.Tensor, *_: object) -> torch.Tensor:

@@ -20,19 +20,23 @@ from typing import Optional, Union
 import torch
 import torch.nn.functional as F
 
+from . import _cpu
 from ._library import call, define_op
-from ._registry import register
+from ._registry import BackendUnavailableError, backend_unavailable_reason, get_backend, register
 from ._validate import (
     RowParam,
     check_device,
     check_encoder_ids,
+    check_index_tensor,
     check_logits,
     check_token_ids,
     row_param,
 )
 
 __all__ = [
+    "PenaltyState",
     "apply_penalties",
+    "apply_penalties_from_state",
     "encoder_repetition_penalty",
     "presence_frequency_penalty",
     "repetition_penalty",
@@ -183,6 +187,165 @@ def apply_penalties_torch(
     return _unpad(padded)
 
 
+@register("apply_penalties_state", "torch")
+def apply_penalties_state_torch(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    in_rep: torch.Tensor,
+    counts: torch.Tensor,
+    lengths: torch.Tensor,
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """Reference of :func:`apply_penalties_from_state` on a :class:`PenaltyState`'s tensors:
+    ``tokens`` int64, ``in_rep`` bool and ``counts`` int32, all ``(batch, capacity)``, of which
+    the first ``lengths[b]`` (int64 ``(batch,)``) entries of row ``b`` are live and distinct.
+    Penalties float32 ``(batch,)`` or None (``presence_penalty`` and ``frequency_penalty`` come
+    together). A live token gets the repetition penalty where ``in_rep``, then
+    ``s -= presence + frequency * count`` where ``count > 0``: the float32 operations of
+    :func:`apply_penalties_torch`, on the same padded copy."""
+    padded = _padded_float32(logits)
+    vocab = logits.shape[1]
+    live = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
+    ids = torch.where(live, tokens.clamp(max=vocab), vocab)
+    score = padded.gather(1, ids)
+    if repetition_penalty is not None:
+        p = repetition_penalty[:, None]
+        score = torch.where(in_rep, torch.where(score < 0, score * p, _hf_divide(score, p)), score)
+    if presence_penalty is not None and frequency_penalty is not None:
+        delta = presence_penalty[:, None] + frequency_penalty[:, None] * counts.to(torch.float32)
+        score = torch.where(counts > 0, score - delta, score)
+    return _unpad(padded.scatter(1, ids, score))
+
+
+# --------------------------------------------------------------------------- cpu backend
+def _id_rows(ids: torch.Tensor) -> tuple[torch.Tensor, tuple[int, bool, int, int, int]]:
+    """``ids`` with unit stride along the row, and its (address, is_int64, rows, length, row stride)."""
+    ids = _cpu.rows_view(ids)
+    return ids, (ids.data_ptr(), ids.dtype == torch.int64, ids.shape[0], ids.shape[1], _cpu.row_stride(ids))
+
+
+def _cpu_penalties(
+    logits: torch.Tensor,
+    rep_ids: Optional[torch.Tensor],
+    output_ids: Optional[torch.Tensor],
+    rep: Optional[torch.Tensor],
+    presence: Optional[torch.Tensor],
+    frequency: Optional[torch.Tensor],
+    ignore: Optional[torch.Tensor],
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    """One fused pass (csrc/cpu/penalties.cpp): the float32 copy of each row, then the sparse
+    repetition and presence/frequency updates. A part is off when its penalty is None."""
+    x = _cpu.rows_view(logits)
+    batch, vocab = x.shape
+    out = torch.empty((batch, vocab), dtype=torch.float32)
+    rep_args: tuple[int, bool, int, int, int] = (0, True, 0, 0, 0)
+    gen_args: tuple[int, bool, int, int] = (0, True, 0, 0)
+    rep_ptr = ignore_ptr = mask_ptr = mask_stride = presence_ptr = frequency_ptr = 0
+    if rep is not None and rep_ids is not None:
+        rep_ids, rep_args = _id_rows(rep_ids)
+        rep = _cpu.contiguous(rep, torch.float32)
+        rep_ptr = rep.data_ptr()
+        if ignore is not None:
+            ignore = _cpu.contiguous(ignore, torch.int64)
+            ignore_ptr = ignore.data_ptr()
+    if presence is not None and frequency is not None and output_ids is not None:
+        output_ids, (ptr, is64, _, length, stride) = _id_rows(output_ids)
+        gen_args = (ptr, is64, length, stride)
+        presence = _cpu.contiguous(presence, torch.float32)
+        frequency = _cpu.contiguous(frequency, torch.float32)
+        presence_ptr, frequency_ptr = presence.data_ptr(), frequency.data_ptr()
+        if output_mask is not None:
+            output_mask = _cpu.rows_view(output_mask)
+            mask_ptr, mask_stride = output_mask.data_ptr(), _cpu.row_stride(output_mask)
+    _cpu.module().apply_penalties(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(),
+        *rep_args, rep_ptr, ignore_ptr, *gen_args, mask_ptr, mask_stride, presence_ptr, frequency_ptr,
+    )
+    return out
+
+
+@register("repetition_penalty", "cpu")
+def _repetition_penalty_cpu(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    penalty: torch.Tensor,
+    prompt_ignore_length: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cpu_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None)
+
+
+@register("encoder_repetition_penalty", "cpu")
+def _encoder_repetition_penalty_cpu(
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+) -> torch.Tensor:
+    # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
+    return _cpu_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None)
+
+
+@register("presence_frequency_penalty", "cpu")
+def _presence_frequency_penalty_cpu(
+    logits: torch.Tensor,
+    output_ids: torch.Tensor,
+    presence_penalty: torch.Tensor,
+    frequency_penalty: torch.Tensor,
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cpu_penalties(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask)
+
+
+@register("apply_penalties", "cpu")
+def _apply_penalties_cpu(
+    logits: torch.Tensor,
+    input_ids: Optional[torch.Tensor],
+    output_ids: Optional[torch.Tensor],
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+    prompt_ignore_length: Optional[torch.Tensor],
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cpu_penalties(
+        logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
+        prompt_ignore_length, output_mask,
+    )
+
+
+@register("apply_penalties_state", "cpu")
+def _apply_penalties_state_cpu(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    in_rep: torch.Tensor,
+    counts: torch.Tensor,
+    lengths: torch.Tensor,
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+) -> torch.Tensor:
+    x = _cpu.rows_view(logits)
+    batch, vocab = x.shape
+    capacity = tokens.shape[1]
+    if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (batch,):
+        raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
+    tokens = _cpu.contiguous(tokens, torch.int64)
+    in_rep = _cpu.contiguous(in_rep, torch.bool)
+    counts = _cpu.contiguous(counts, torch.int32)
+    lengths = _cpu.contiguous(lengths, torch.int64)
+    params = [None if t is None else _cpu.contiguous(t, torch.float32)
+              for t in (repetition_penalty, presence_penalty, frequency_penalty)]
+    if params[1] is None or params[2] is None:
+        params[1] = params[2] = None
+    out = torch.empty((batch, vocab), dtype=torch.float32)
+    _cpu.module().apply_penalties_state(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(),
+        tokens.data_ptr(), in_rep.data_ptr(), counts.data_ptr(), lengths.data_ptr(), capacity, capacity,
+        *(0 if t is None else t.data_ptr() for t in params),
+    )
+    return out
+
+
 def _fake_logits(logits: torch.Tensor, *_: object) -> torch.Tensor:
     return logits.new_empty(logits.shape, dtype=torch.float32)
 
@@ -208,6 +371,12 @@ define_op(
     "(Tensor logits, Tensor? input_ids, Tensor? output_ids, Tensor? repetition_penalty, "
     "Tensor? presence_penalty, Tensor? frequency_penalty, Tensor? prompt_ignore_length, "
     "Tensor? output_mask) -> Tensor",
+    _fake_logits,
+)
+define_op(
+    "apply_penalties_state",
+    "(Tensor logits, Tensor tokens, Tensor in_rep, Tensor counts, Tensor lengths, Tensor? repetition_penalty, "
+    "Tensor? presence_penalty, Tensor? frequency_penalty) -> Tensor",
     _fake_logits,
 )
 
@@ -404,4 +573,225 @@ def apply_penalties(
         output_ids = None
     return call(
         "apply_penalties", backend, logits, input_ids, output_ids, rep, presence, frequency, ignore, mask
+    )
+
+
+class PenaltyState:
+    """The token statistics of the penalties, built once per generate call and updated by the
+    decode loop after each step, so that a step applies them without rescanning the history.
+
+    Per row it keeps the distinct token ids seen so far (prompt + generated, ids ``>= vocab_size``
+    dropped), each with a flag "under the repetition penalty" and the number of times it was
+    generated (for presence/frequency). :meth:`update` adds one step in O(batch) (amortised:
+    the lists double when full); :func:`apply_penalties_from_state` then costs the float32 copy
+    of the logits plus O(distinct tokens) per row, and equals :func:`apply_penalties` on
+    ``input_ids = cat(prompt_ids, generated)``, ``output_ids = generated`` and ``output_mask``
+    = the steps' ``active_mask``, bit for bit.
+
+    Args:
+        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids >= 0.
+        vocab_size: the logits' vocabulary (ids at or above it can never be penalised).
+        attention_mask: optional ``(batch, prompt_len)``; positions where it is 0 (left padding)
+            are not counted. For left padding this equals ``prompt_ignore_length`` = the number
+            of leading zeros.
+        prompt_ignore_length: int >= 0 or ``(batch,)`` tensor, as in :func:`repetition_penalty`:
+            the leading positions of ``cat(prompt, generated)`` not counted by the repetition
+            penalty (also generated positions, when it exceeds the prompt).
+
+    Attributes (on the prompt's device): ``tokens`` int64, ``in_rep`` bool and ``counts`` int32,
+    ``(batch, capacity + 1)`` (the last column absorbs the writes of rows with nothing to add);
+    ``lengths`` int64 ``(batch,)``: the live entries of each row; ``slot`` int32
+    ``(batch, vocab_size + 1)``: the index of a token in its row's list or -1, the O(1) lookup
+    behind :meth:`update` (as large as one float32 logits tensor, allocated once per call).
+    """
+
+    def __init__(
+        self,
+        prompt_ids: torch.Tensor,
+        vocab_size: int,
+        *,
+        attention_mask: Optional[torch.Tensor] = None,
+        prompt_ignore_length: IgnoreLength = None,
+    ) -> None:
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
+            raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
+        if not isinstance(prompt_ids, torch.Tensor):
+            raise TypeError(f"prompt_ids must be a torch.Tensor, got {type(prompt_ids).__name__}")
+        device = prompt_ids.device
+        ids = check_token_ids(prompt_ids, "prompt_ids", device).to(torch.int64)
+        batch, prompt_len = ids.shape
+        self.vocab_size = vocab_size
+        self.batch = batch
+        self.device = device
+        self.position = prompt_len  # the position in cat(prompt, generated) of the next token
+        self._ignore = _ignore_length_rows(prompt_ignore_length, batch, device)
+        positions = torch.arange(prompt_len, device=device)
+        drop = ids >= vocab_size
+        if attention_mask is not None:
+            if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != ids.shape:
+                raise ValueError(f"attention_mask must be a tensor of shape {tuple(ids.shape)}")
+            check_device(attention_mask, "attention_mask", device)
+            drop |= attention_mask == 0
+        if self._ignore is not None:
+            drop |= positions[None, :] < self._ignore[:, None]
+        # Distinct ids per row: sort, keep the first of each run (dropped ids sort last as vocab_size).
+        ordered = ids.masked_fill(drop, vocab_size).sort(dim=1).values
+        first = ordered < vocab_size
+        first[:, 1:] &= ordered[:, 1:] != ordered[:, :-1]
+        self.lengths = first.sum(dim=1)
+        longest = int(self.lengths.max()) if batch and prompt_len else 0
+        # Room for 64 steps before the first doubling (one entry per row per step at most).
+        self._capacity = longest + 64
+        self._bound = longest  # a host-side bound of lengths.max(): no device sync per step
+        width = self._capacity + 1
+        column = torch.where(first, first.cumsum(dim=1) - 1, self._capacity)
+        self.tokens = torch.zeros((batch, width), dtype=torch.int64, device=device).scatter_(1, column, ordered)
+        self.in_rep = torch.zeros((batch, width), dtype=torch.bool, device=device).scatter_(1, column, first)
+        self.counts = torch.zeros((batch, width), dtype=torch.int32, device=device)
+        self.slot = torch.full((batch, vocab_size + 1), -1, dtype=torch.int32, device=device)
+        self.slot.scatter_(1, torch.where(first, ordered, vocab_size), torch.where(first, column, -1).to(torch.int32))
+        self.slot[:, vocab_size] = -1
+
+    @property
+    def capacity(self) -> int:
+        """Entries each row can hold before the next doubling."""
+        return self._capacity
+
+    def _grow(self) -> None:
+        capacity = 2 * self._capacity
+        for name in ("tokens", "in_rep", "counts"):
+            old = getattr(self, name)
+            new = old.new_zeros((self.batch, capacity + 1))
+            new[:, : self._capacity] = old[:, : self._capacity]  # not the old spare column
+            setattr(self, name, new)
+        self._capacity = capacity
+
+    def update(
+        self, new_tokens: torch.Tensor, active_mask: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
+    ) -> None:
+        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32 (ids >= 0; ids >= vocab_size are
+        ignored). ``active_mask`` (bool ``(batch,)``, default all True) gates presence/frequency
+        counting, as ``output_mask``; every token joins the repetition set, as it joins
+        ``input_ids`` (finished rows keep receiving pad tokens in transformers).
+
+        A CPU state is updated by one C++ call (``penalty_state_update``, ~1 us instead of ~100 us
+        of small torch ops) unless ``backend`` (else the process-wide choice) is ``"torch"``."""
+        if not isinstance(new_tokens, torch.Tensor) or new_tokens.shape != (self.batch,):
+            raise ValueError(f"new_tokens must be a ({self.batch},) tensor")
+        check_index_tensor(new_tokens, "new_tokens", self.device, dim=1)
+        active = None if active_mask is None else _check_active(active_mask, self.batch, self.device)
+        if self._bound + 1 > self._capacity:
+            self._grow()
+        if self._kernel_update(backend):
+            # The kernel refuses negative ids itself (ValueError, state unchanged): no separate check.
+            tok = _cpu.contiguous(new_tokens, torch.int64)
+            active = None if active is None else _cpu.contiguous(active, torch.bool)
+            ignore = None if self._ignore is None else _cpu.contiguous(self._ignore, torch.int64)
+            _cpu.module().penalty_state_update(
+                self.tokens.data_ptr(), self.in_rep.data_ptr(), self.counts.data_ptr(), self.lengths.data_ptr(),
+                self.slot.data_ptr(), self.batch, self._capacity, self._capacity + 1, self.vocab_size,
+                tok.data_ptr(), 0 if active is None else active.data_ptr(), 0 if ignore is None else ignore.data_ptr(),
+                self.position,
+            )
+        else:
+            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device).to(torch.int64)[:, 0]
+            self._update_torch(tok, active)
+        self._bound += 1
+        self.position += 1
+
+    def _kernel_update(self, backend: Optional[str]) -> bool:
+        requested = get_backend() if backend is None or backend == "auto" else backend
+        if requested not in (None, "cpu"):
+            return False  # torch ops, on any device
+        why = backend_unavailable_reason("cpu", self.device)
+        if why and requested == "cpu":
+            raise BackendUnavailableError(f"backend 'cpu' requested for PenaltyState.update is unavailable: {why}")
+        return not why
+
+    def _update_torch(self, tok: torch.Tensor, active: Optional[torch.Tensor]) -> None:
+        vocab = self.vocab_size
+        valid = tok < vocab
+        t = torch.where(valid, tok, vocab)
+        slot = self.slot.gather(1, t[:, None])[:, 0].to(torch.int64)  # -1 when new (or ignored)
+        new = valid & (slot < 0)
+        index = torch.where(new, self.lengths, slot)
+        column = torch.where(valid, index, self._capacity)[:, None]
+        self.tokens.scatter_(1, column, tok[:, None])
+        rep = valid
+        if self._ignore is not None:
+            rep = rep & (self._ignore <= self.position)
+        self.in_rep.scatter_(1, column, self.in_rep.gather(1, column) | rep[:, None])
+        counted = valid if active is None else valid & active
+        self.counts.scatter_add_(1, column, counted[:, None].to(torch.int32))
+        self.slot.scatter_(1, t[:, None], torch.where(new, self.lengths, slot).to(torch.int32)[:, None])
+        self.lengths += new
+
+    def apply(
+        self,
+        logits: torch.Tensor,
+        *,
+        repetition_penalty: RowParam = None,
+        presence_penalty: RowParam = None,
+        frequency_penalty: RowParam = None,
+        backend: Optional[str] = None,
+    ) -> torch.Tensor:
+        """:func:`apply_penalties_from_state` on this state."""
+        return apply_penalties_from_state(
+            logits, self, repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, backend=backend,
+        )
+
+
+def _check_active(active_mask: object, batch: int, device: torch.device) -> torch.Tensor:
+    if not isinstance(active_mask, torch.Tensor) or active_mask.dtype != torch.bool or active_mask.shape != (batch,):
+        raise ValueError(f"active_mask must be a bool ({batch},) tensor or None")
+    check_device(active_mask, "active_mask", device)
+    return active_mask
+
+
+def apply_penalties_from_state(
+    logits: torch.Tensor,
+    state: PenaltyState,
+    *,
+    repetition_penalty: RowParam = None,
+    presence_penalty: RowParam = None,
+    frequency_penalty: RowParam = None,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """:func:`apply_penalties` from a :class:`PenaltyState` instead of the full id history.
+
+    Args:
+        logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides, on the state's device,
+            ``vocab == state.vocab_size``.
+        state: the statistics of the prompt and the steps so far.
+        repetition_penalty, presence_penalty, frequency_penalty: as in :func:`apply_penalties`
+            (None = off; one of presence/frequency given counts the other as 0).
+
+    Returns:
+        New float32 ``(batch, vocab)`` logits, equal to :func:`apply_penalties` on the history the
+        state was fed (see :class:`PenaltyState`).
+    """
+    check_logits(logits)
+    if not isinstance(state, PenaltyState):
+        raise TypeError(f"state must be a PenaltyState, got {type(state).__name__}")
+    if tuple(logits.shape) != (state.batch, state.vocab_size):
+        raise ValueError(
+            f"logits must have shape (batch, vocab_size) = {(state.batch, state.vocab_size)} of the state, "
+            f"got {tuple(logits.shape)}"
+        )
+    check_device(logits, "logits", state.device)
+    batch, device = logits.shape[0], logits.device
+    rep = presence = frequency = None
+    if repetition_penalty is not None:
+        rep = row_param(repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True)
+    if presence_penalty is not None or frequency_penalty is not None:
+        presence = _finite_rows(
+            0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device
+        )
+        frequency = _finite_rows(
+            0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device
+        )
+    return call(
+        "apply_penalties_state", backend, logits, state.tokens, state.in_rep, state.counts, state.lengths,
+        rep, presence, frequency,
     )

@@ -24,11 +24,13 @@ Semantics (what every backend must reproduce; the references below are the oracl
 
 from __future__ import annotations
 
+import functools
 from numbers import Real
 from typing import NamedTuple, Optional, Union
 
 import torch
 
+from . import _cpu
 from ._library import call, define_op
 from ._registry import register
 from ._validate import RowParam, check_int, check_logits, row_param
@@ -259,6 +261,170 @@ def sampling_from_probs_torch(
     no_temperature = torch.ones_like(top_p)
     scores = _filter_chain(scores, no_temperature, top_k, top_p, min_p, 1)
     return _gumbel_argmax(scores, seed, offset)
+
+
+# --------------------------------------------------------------------------- cpu backend
+# csrc/cpu/sampling.cpp: one filter-chain kernel (temperature or log -> top-k -> top-p -> min-p)
+# writes whichever of tokens / logprobs / filtered rows / renormalised probabilities a launcher
+# asks for, in one read of each row where top-k leaves few candidates.
+_TRANSFORM_NONE, _TRANSFORM_DIVIDE, _TRANSFORM_LOG = 0, 1, 2
+
+
+@functools.cache
+def _softmax_lanes() -> int:
+    """SIMD width of torch's float32 reductions here: the kernel sums softmax denominators in
+    that lane order, so its probabilities are bit-equal to torch.softmax's (16 on AVX512, 8 on AVX2)."""
+    return 16 if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else 8
+
+
+def _addr(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def _chain_cpu(
+    logits: torch.Tensor,
+    *,
+    transform: int = _TRANSFORM_NONE,
+    temperature: Optional[torch.Tensor] = None,
+    top_k: Optional[torch.Tensor] = None,
+    top_p: Optional[torch.Tensor] = None,
+    min_p: Optional[torch.Tensor] = None,
+    min_tokens_to_keep: int = 1,
+    seed: Optional[torch.Tensor] = None,
+    offset: Optional[torch.Tensor] = None,
+    tokens: bool = False,
+    logprobs: bool = False,
+    filtered: bool = False,
+    filter_value: float = _NEG_INF,
+    renorm: bool = False,
+) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """(tokens int64 (B,), logprobs float32 (B,), filtered-or-renormalised float32 (B, V)), None where not asked."""
+    x = _cpu.rows_view(logits)
+    batch, vocab = x.shape
+    f64 = torch.float64
+    temperature = None if temperature is None else _cpu.contiguous(temperature, f64)
+    top_k = None if top_k is None else _cpu.contiguous(top_k, torch.int64)
+    top_p = None if top_p is None else _cpu.contiguous(top_p, f64)
+    min_p = None if min_p is None else _cpu.contiguous(min_p, f64)
+    seed = None if seed is None else _cpu.contiguous(seed, torch.int64)
+    offset = None if offset is None else _cpu.contiguous(offset, torch.int64)
+    tok = torch.empty(batch, dtype=torch.int64) if tokens else None
+    lp = torch.empty(batch, dtype=torch.float32) if logprobs else None
+    rows = torch.empty((batch, vocab), dtype=torch.float32) if (filtered or renorm) else None
+    _cpu.module().filter_chain(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), transform, _addr(temperature),
+        _addr(top_k), _addr(top_p), _addr(min_p), min_tokens_to_keep, _softmax_lanes(), _addr(seed), _addr(offset),
+        _addr(tok), _addr(lp), _addr(rows) if filtered else 0, filter_value, _addr(rows) if renorm else 0,
+    )
+    return tok, lp, rows
+
+
+@register("apply_temperature", "cpu")
+def _apply_temperature_cpu(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    x = _cpu.rows_view(logits)
+    batch, vocab = x.shape
+    t = _cpu.contiguous(temperature, torch.float64)
+    out = torch.empty((batch, vocab), dtype=torch.float32)
+    _cpu.module().apply_temperature(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), t.data_ptr(), out.data_ptr()
+    )
+    return out
+
+
+@register("top_k_mask_logits", "cpu")
+def _top_k_mask_logits_cpu(
+    logits: torch.Tensor, top_k: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    return _chain_cpu(
+        logits, top_k=top_k, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
+    )[2]
+
+
+@register("top_p_mask_logits", "cpu")
+def _top_p_mask_logits_cpu(
+    logits: torch.Tensor, top_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    return _chain_cpu(
+        logits, top_p=top_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
+    )[2]
+
+
+@register("min_p_mask_logits", "cpu")
+def _min_p_mask_logits_cpu(
+    logits: torch.Tensor, min_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    return _chain_cpu(
+        logits, min_p=min_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
+    )[2]
+
+
+def _renormalised_cpu(kept: Optional[torch.Tensor]) -> torch.Tensor:
+    # The kernel selects and writes the kept probabilities (0 elsewhere); the row sum and the
+    # division are torch's own, so they round exactly as the reference's (_renormalised).
+    assert kept is not None
+    total = kept.sum(dim=-1, keepdim=True)
+    return torch.where(total == 0, 0.0, kept / total)
+
+
+@register("top_k_renorm_probs", "cpu")
+def _top_k_renorm_probs_cpu(probs: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    return _renormalised_cpu(_chain_cpu(probs, transform=_TRANSFORM_LOG, top_k=top_k, renorm=True)[2])
+
+
+@register("top_p_renorm_probs", "cpu")
+def _top_p_renorm_probs_cpu(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    return _renormalised_cpu(_chain_cpu(probs, transform=_TRANSFORM_LOG, top_p=top_p, renorm=True)[2])
+
+
+@register("greedy", "cpu")
+def _greedy_cpu(logits: torch.Tensor) -> torch.Tensor:
+    x = _cpu.rows_view(logits)
+    batch, vocab = x.shape
+    out = torch.empty(batch, dtype=torch.int64)
+    _cpu.module().greedy(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr())
+    return out
+
+
+@register("filter_and_sample", "cpu")
+def _filter_and_sample_cpu(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    min_tokens_to_keep: int,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+    return_logprobs: bool,
+    return_filtered: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    tokens, logprobs, filtered = _chain_cpu(
+        logits, transform=_TRANSFORM_DIVIDE, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+        min_tokens_to_keep=min_tokens_to_keep, seed=seed, offset=offset, tokens=True, logprobs=return_logprobs,
+        filtered=return_filtered,
+    )
+    assert tokens is not None
+    return (
+        tokens,
+        logprobs if logprobs is not None else torch.empty(0, dtype=torch.float32),
+        filtered if filtered is not None else torch.empty(0, dtype=torch.float32),
+    )
+
+
+@register("sampling_from_probs", "cpu")
+def _sampling_from_probs_cpu(
+    probs: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+) -> torch.Tensor:
+    tokens = _chain_cpu(
+        probs, transform=_TRANSFORM_LOG, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed, offset=offset, tokens=True
+    )[0]
+    assert tokens is not None
+    return tokens
 
 
 def _same_float32(logits: torch.Tensor, *_: object) -> torch.Tensor:

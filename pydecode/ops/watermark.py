@@ -34,6 +34,7 @@ from typing import Optional
 
 import torch
 
+from . import _cpu
 from ._library import call, define_op
 from ._registry import register
 from ._validate import (
@@ -147,6 +148,42 @@ define_op(
         logits.shape, dtype=torch.float32
     ),
 )
+
+
+# --------------------------------------------------------------------------- cpu backend
+@register("watermark_scatter_bias", "cpu")
+def _watermark_scatter_bias_cpu(logits: torch.Tensor, green_ids: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    x = _cpu.rows_view(logits)
+    rows, vocab = x.shape
+    ids = _cpu.rows_view(green_ids)
+    bias = _cpu.contiguous(bias, torch.float32)
+    out = torch.empty((rows, vocab), dtype=torch.float32)
+    _cpu.module().watermark_scatter_bias(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), ids.data_ptr(),
+        ids.dtype == torch.int64, ids.shape[1], _cpu.row_stride(ids), bias.data_ptr(), out.data_ptr(),
+    )
+    return out
+
+
+@register("watermark_hash_bias", "cpu")
+def _watermark_hash_bias_cpu(
+    logits: torch.Tensor,
+    prev_tokens: torch.Tensor,
+    threshold: torch.Tensor,
+    bias: torch.Tensor,
+    hashing_key: int,
+) -> torch.Tensor:
+    x = _cpu.rows_view(logits)
+    rows, vocab = x.shape
+    prev_tokens = _cpu.contiguous(prev_tokens, torch.int64)
+    threshold = _cpu.contiguous(threshold, torch.int64)
+    bias = _cpu.contiguous(bias, torch.float32)
+    out = torch.empty((rows, vocab), dtype=torch.float32)
+    _cpu.module().watermark_hash_bias(
+        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), prev_tokens.data_ptr(),
+        prev_tokens.shape[1], threshold.data_ptr(), bias.data_ptr(), hashing_key, out.data_ptr(),
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- transformers' greenlists
