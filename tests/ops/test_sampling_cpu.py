@@ -39,6 +39,17 @@ from tests.helpers import assert_same
 
 pytestmark = pytest.mark.skipif(_ext.cpu_module() is None, reason="pydecode._C (cpu kernels) is not built")
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():  # noqa: ANN202
+    """The torch references run single-threaded here: with two OpenMP threads on a 2-core machine
+    that other processes also load, torch's spinning barriers made this file take minutes
+    instead of ~15 s. (The cpu kernels use their own pool; results do not depend on either.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 NEG_INF, INF, NAN = float("-inf"), float("inf"), float("nan")
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 EXACT_TOP_P = 8192  # the kernel's bound on nonzero-probability entries for exact top-p

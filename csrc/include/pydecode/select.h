@@ -44,8 +44,9 @@ class TopCollector {
  public:
   void reset(int64_t keep) {
     keep_ = keep < 1 ? 1 : keep;
-    // 4x keep: a compaction then frees >= 3/4 of the buffer; 1024 floor keeps tiny k cheap.
-    capacity_ = static_cast<size_t>(std::max<int64_t>(4 * keep_, 1024));
+    // 4x keep: a compaction then frees >= 3/4 of the buffer; the 256 floor keeps tiny k from
+    // compacting every few pushes.
+    capacity_ = static_cast<size_t>(std::max<int64_t>(4 * keep_, 256));
     threshold_ = 0;
     entries_.clear();
     entries_.reserve(capacity_);
