@@ -34,6 +34,7 @@
 #include "pydecode/beam_merge.h"
 #include "pydecode/check.h"
 #include "pydecode/dtype.h"
+#include "pydecode/torch_cpu_math.h"
 
 namespace pydecode::cpu {
 namespace {
@@ -52,80 +53,11 @@ inline float torch_max(float a, float b) {
   return a > b ? a : b;
 }
 
-inline float pow2i(int32_t q) { return bits_to_float(static_cast<uint32_t>(q + 0x7f) << 23); }
-
-// SLEEF's xexpf (expf_u10, FMA build), one lane: torch's Vectorized<float>::exp on AVX2/AVX512.
-inline float sleef_expf(float d) {
-  const float t = d * kRLn2;
-  // cvtps2dq: round to nearest even; out of range or NaN gives INT32_MIN.
-  const int32_t q = (t > -2147483648.0f && t < 2147483648.0f) ? static_cast<int32_t>(std::nearbyint(t))
-                                                               : std::numeric_limits<int32_t>::min();
-  const float qf = static_cast<float>(q);
-  float s = std::fma(qf, -kL2U, d);
-  s = std::fma(qf, -kL2L, s);
-  float u = 0.000198527617612853646278381f;
-  u = std::fma(u, s, 0.00139304355252534151077271f);
-  u = std::fma(u, s, 0.00833336077630519866943359f);
-  u = std::fma(u, s, 0.0416664853692054748535156f);
-  u = std::fma(u, s, 0.166666671633720397949219f);
-  u = std::fma(u, s, 0.5f);
-  u = 1.0f + std::fma(s * s, u, s);
-  const int32_t h = q >> 1;
-  u = (u * pow2i(h)) * pow2i(q - h);
-  if (d < -104.0f) u = 0.0f;
-  if (100.0f < d) u = std::numeric_limits<float>::infinity();
-  return u;
-}
-
-// SLEEF's xlogf_u1 (logf_u10, FMA build): torch's Vectorized<float>::log. `avx512` picks SLEEF's
-// AVX512 variant (getexp/getmant) over the AVX2 one (integer exponent split); they differ in the
-// last bit for some inputs. Only the row sums reach it: finite and >= 1 (the max contributes
-// exp(0) = 1), or NaN.
-inline float sleef_logf(float d, bool avx512) {
-  if (!(d >= 1.0f && d < std::numeric_limits<float>::infinity())) return d != d ? d : std::log(d);
-  const uint32_t scaled = float_to_bits(d * (1.0f / 0.75f));
-  const uint32_t bits = float_to_bits(d);
-  float e, m;
-  if (avx512) {
-    e = static_cast<float>(static_cast<int32_t>((scaled >> 23) & 0xffu) - 127);  // getexp
-    // getmant with interval [0.75, 1.5): a mantissa >= 1.5 is halved.
-    m = bits_to_float((bits & 0x007FFFFFu) | ((bits & 0x00400000u) ? (126u << 23) : (127u << 23)));
-  } else {
-    const int32_t ei = static_cast<int32_t>((scaled >> 23) & 0xffu) - 0x7f;
-    m = bits_to_float(bits + (static_cast<uint32_t>(-ei) << 23));
-    e = static_cast<float>(ei);
-  }
-  // s = ln2 (as a float pair) * e
-  const float c0 = 0.69314718246459960938f;
-  const float c1 = -1.904654323148236017e-09f;
-  float sx = c0 * e;
-  float sy = std::fma(c1, e, std::fma(c0, e, -sx));
-  // x = (m - 1) / (m + 1) in double-float
-  const float nx = -1.0f + m;
-  const float nv = nx - (-1.0f);
-  const float ny = (-1.0f - (nx - nv)) + (m - nv);
-  const float dx = 1.0f + m;
-  const float dv = dx - 1.0f;
-  const float dy = (1.0f - (dx - dv)) + (m - dv);
-  const float t = 1.0f / dx;
-  const float qx = nx * t;
-  const float u = std::fma(t, nx, -qx);
-  float qy = std::fma(-dy, t, std::fma(-dx, t, 1.0f));
-  qy = std::fma(qx, qy, std::fma(ny, t, u));
-  const float x2 = qx * qx;
-  float p = 0.3027294874e+0f;
-  p = std::fma(p, x2, 0.3996108174e+0f);
-  p = std::fma(p, x2, 0.6666694880e+0f);
-  const float yx = qx * 2.0f;
-  const float yy = qy * 2.0f;
-  float rx = sx + yx;
-  float ry = (((sx - rx) + yx) + sy) + yy;
-  sx = rx;
-  sy = ry;
-  const float w = (x2 * qx) * p;
-  rx = sx + w;
-  ry = ((sx - rx) + w) + sy;
-  return rx + ry;
+// torch's Vectorized<float>::log of a row sum (>= 1, or NaN) on AVX512 or AVX2 (torch_cpu_math.h):
+// a NaN sum comes back as itself (sign and payload), as from Sleef's vector code.
+inline float sleef_log_row_sum(float d, bool avx512) {
+  if (d != d) return d;
+  return avx512 ? torch_logf(d) : torch_logf_avx2(d);
 }
 
 // ------------------------------------------------------------------ lane models of torch's kernel
@@ -160,7 +92,7 @@ struct ScalarLanes {
   }
   static V exp_sub(const V& x, float m) {
     V r;
-    for (int j = 0; j < L; ++j) r.v[j] = kSleef ? sleef_expf(x.v[j] - m) : std::exp(x.v[j] - m);
+    for (int j = 0; j < L; ++j) r.v[j] = kSleef ? torch_expf(x.v[j] - m) : std::exp(x.v[j] - m);
     return r;
   }
   static V set_first(V a, const V& b, int t) {
@@ -168,8 +100,30 @@ struct ScalarLanes {
     return a;
   }
   static void store(float* p, const V& a) { std::memcpy(p, a.v, sizeof a.v); }
-  static float log1(float d) { return kSleef ? sleef_logf(d, L == 16) : std::log(d); }
+  static float log1(float d) { return kSleef ? sleef_log_row_sum(d, L == 16) : std::log(d); }
 };
+
+// Sleef's expf_u10 (FMA build) on a vector, what torch's Vectorized<float>::exp computes on
+// AVX512 and AVX2 (torch_cpu_math.h's torch_expf is the same algorithm on one lane; its overflow
+// bound differs, but beam rows only take exp(x - max) <= 1). S supplies the intrinsics.
+template <class S>
+typename S::V sleef_exp(typename S::V d) {
+  using V = typename S::V;
+  const typename S::I q = S::round_int(S::mul(d, S::set1(kRLn2)));  // round to nearest even
+  const V qf = S::to_float(q);
+  V s = S::fma(qf, S::set1(-kL2U), d);
+  s = S::fma(qf, S::set1(-kL2L), s);
+  V u = S::set1(0.000198527617612853646278381f);
+  u = S::fma(u, s, S::set1(0.00139304355252534151077271f));
+  u = S::fma(u, s, S::set1(0.00833336077630519866943359f));
+  u = S::fma(u, s, S::set1(0.0416664853692054748535156f));
+  u = S::fma(u, s, S::set1(0.166666671633720397949219f));
+  u = S::fma(u, s, S::set1(0.5f));
+  u = S::add(S::set1(1.0f), S::fma(S::mul(s, s), u, s));
+  const typename S::I h = S::half(q);
+  u = S::mul(S::mul(u, S::pow2i(h)), S::pow2i(S::sub(q, h)));
+  return S::inf_above(S::zero_below(u, d, -104.0f), d, 100.0f);
+}
 
 #if defined(__AVX512F__)
 struct Avx512Lanes {
@@ -186,30 +140,27 @@ struct Avx512Lanes {
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static V set_first(V a, V b, int t) { return _mm512_mask_mov_ps(a, mask(t), b); }
   static void store(float* p, V a) { _mm512_storeu_ps(p, a); }
-  static float log1(float d) { return sleef_logf(d, true); }
+  static float log1(float d) { return sleef_log_row_sum(d, true); }
   static V exp_sub(V x, float m) { return exp(_mm512_sub_ps(x, _mm512_set1_ps(m))); }
-  static V exp(V d) {  // sleef_expf, 16 lanes
-    const __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(d, _mm512_set1_ps(kRLn2)));
-    const __m512 qf = _mm512_cvtepi32_ps(q);
-    __m512 s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-kL2U), d);
-    s = _mm512_fmadd_ps(qf, _mm512_set1_ps(-kL2L), s);
-    __m512 u = _mm512_set1_ps(0.000198527617612853646278381f);
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00139304355252534151077271f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.00833336077630519866943359f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.0416664853692054748535156f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.166666671633720397949219f));
-    u = _mm512_fmadd_ps(u, s, _mm512_set1_ps(0.5f));
-    u = _mm512_add_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_mul_ps(s, s), u, s));
-    const __m512i h = _mm512_srai_epi32(q, 1);
-    const __m512i bias = _mm512_set1_epi32(0x7f);
-    const __m512 p1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(h, bias), 23));
-    const __m512 p2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_sub_epi32(q, h), bias), 23));
-    u = _mm512_mul_ps(_mm512_mul_ps(u, p1), p2);
-    u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(d, _mm512_set1_ps(-104.0f), _CMP_LT_OQ), _mm512_setzero_ps());
-    u = _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(100.0f), d, _CMP_LT_OQ),
-                           _mm512_set1_ps(std::numeric_limits<float>::infinity()));
-    return u;
+  // The intrinsics sleef_exp (below) is written in.
+  using I = __m512i;
+  static V set1(float x) { return _mm512_set1_ps(x); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static I round_int(V x) { return _mm512_cvtps_epi32(x); }
+  static V to_float(I q) { return _mm512_cvtepi32_ps(q); }
+  static V pow2i(I q) {  // 2^q by the exponent bits
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(q, _mm512_set1_epi32(0x7f)), 23));
   }
+  static I half(I q) { return _mm512_srai_epi32(q, 1); }
+  static I sub(I a, I b) { return _mm512_sub_epi32(a, b); }
+  static V zero_below(V u, V d, float lo) {
+    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(d, _mm512_set1_ps(lo), _CMP_LT_OQ), _mm512_setzero_ps());
+  }
+  static V inf_above(V u, V d, float hi) {
+    return _mm512_mask_mov_ps(u, _mm512_cmp_ps_mask(_mm512_set1_ps(hi), d, _CMP_LT_OQ), _mm512_set1_ps(kInf));
+  }
+  static V exp(V d) { return sleef_exp<Avx512Lanes>(d); }
 };
 using Sleef16 = Avx512Lanes;
 #else
@@ -230,30 +181,27 @@ struct Avx2Lanes {
   static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V set_first(V a, V b, int t) { return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(mask(t))); }
   static void store(float* p, V a) { _mm256_storeu_ps(p, a); }
-  static float log1(float d) { return sleef_logf(d, false); }
+  static float log1(float d) { return sleef_log_row_sum(d, false); }
   static V exp_sub(V x, float m) { return exp(_mm256_sub_ps(x, _mm256_set1_ps(m))); }
-  static V exp(V d) {  // sleef_expf, 8 lanes
-    const __m256i q = _mm256_cvtps_epi32(_mm256_mul_ps(d, _mm256_set1_ps(kRLn2)));
-    const __m256 qf = _mm256_cvtepi32_ps(q);
-    __m256 s = _mm256_fmadd_ps(qf, _mm256_set1_ps(-kL2U), d);
-    s = _mm256_fmadd_ps(qf, _mm256_set1_ps(-kL2L), s);
-    __m256 u = _mm256_set1_ps(0.000198527617612853646278381f);
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00139304355252534151077271f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.00833336077630519866943359f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.0416664853692054748535156f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.166666671633720397949219f));
-    u = _mm256_fmadd_ps(u, s, _mm256_set1_ps(0.5f));
-    u = _mm256_add_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_mul_ps(s, s), u, s));
-    const __m256i h = _mm256_srai_epi32(q, 1);
-    const __m256i bias = _mm256_set1_epi32(0x7f);
-    const __m256 p1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
-    const __m256 p2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(q, h), bias), 23));
-    u = _mm256_mul_ps(_mm256_mul_ps(u, p1), p2);
-    u = _mm256_andnot_ps(_mm256_cmp_ps(d, _mm256_set1_ps(-104.0f), _CMP_LT_OQ), u);
-    u = _mm256_blendv_ps(u, _mm256_set1_ps(std::numeric_limits<float>::infinity()),
-                         _mm256_cmp_ps(_mm256_set1_ps(100.0f), d, _CMP_LT_OQ));
-    return u;
+  // The intrinsics sleef_exp (below) is written in.
+  using I = __m256i;
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static I round_int(V x) { return _mm256_cvtps_epi32(x); }
+  static V to_float(I q) { return _mm256_cvtepi32_ps(q); }
+  static V pow2i(I q) {  // 2^q by the exponent bits
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(q, _mm256_set1_epi32(0x7f)), 23));
   }
+  static I half(I q) { return _mm256_srai_epi32(q, 1); }
+  static I sub(I a, I b) { return _mm256_sub_epi32(a, b); }
+  static V zero_below(V u, V d, float lo) {
+    return _mm256_andnot_ps(_mm256_cmp_ps(d, _mm256_set1_ps(lo), _CMP_LT_OQ), u);
+  }
+  static V inf_above(V u, V d, float hi) {
+    return _mm256_blendv_ps(u, _mm256_set1_ps(kInf), _mm256_cmp_ps(_mm256_set1_ps(hi), d, _CMP_LT_OQ));
+  }
+  static V exp(V d) { return sleef_exp<Avx2Lanes>(d); }
 };
 using Sleef8 = Avx2Lanes;
 #else
@@ -475,24 +423,6 @@ int64_t selector_cap(int64_t keep, int64_t len) {
 }
 
 // ------------------------------------------------------------------ rows to float32
-void to_float(const void* src, DType dtype, int64_t n, float* dst) {
-  if (dtype == DType::kFloat16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16) {
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))));
-    }
-#elif defined(__F16C__)
-    for (; i + 8 <= n; i += 8) {
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-    }
-#endif
-    for (; i < n; ++i) dst[i] = fp16_to_float(s[i]);  // exact, like the hardware conversion
-    return;
-  }
-  row_to_float(src, dtype, n, dst);
-}
 
 template <typename T>
 T* scratch(std::vector<T>& v, int64_t n) {
@@ -523,7 +453,7 @@ void rows_whole(const Problem& p, BeamCandidate* cand) {
       const float* x = static_cast<const float*>(p.row(r));
       if (p.dtype != DType::kFloat32) {
         float* dst = scratch(conv, p.vocab);
-        to_float(p.row(r), p.dtype, p.vocab, dst);
+        row_to_float(p.row(r), p.dtype, p.vocab, dst);
         x = dst;
       }
       float m = 0.0f, c = 0.0f;
@@ -575,7 +505,7 @@ void rows_split(const Problem& p, int64_t chunks, BeamCandidate* cand, int64_t* 
       const int64_t r = t / chunks, c = t % chunks;
       if (convert) {
         const int64_t b = elem_begin(c), e = elem_end(c);
-        to_float(static_cast<const char*>(p.row(r)) + b * p.elem, p.dtype, e - b, conv + r * V + b);
+        row_to_float(static_cast<const char*>(p.row(r)) + b * p.elem, p.dtype, e - b, conv + r * V + b);
       }
       if (p.log_softmax && vb[c] < vb[c + 1]) max_lanes<S>(row_ptr(r), vb[c], vb[c + 1], 0, lanes + t * S::L);
     });

@@ -1,7 +1,9 @@
 #include "penalties.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -19,19 +21,6 @@ namespace {
 // is ~0.4 us when the other core is free but tens of us when it is busy, so only jobs of a few
 // MiB gain from the second core.
 constexpr int64_t kGrain = int64_t{1} << 18;
-
-// float16 -> float32 with F16C, 8 at a time: dtype.h's portable loop does not vectorise (a
-// 32x128256 repetition penalty took 3.7 ms from float16 with it vs 0.8 ms from bfloat16), and it
-// keeps signalling NaNs signalling where torch's conversion (this instruction) quiets them.
-void halfs_to_floats(const uint16_t* src, int64_t n, float* dst) {
-  int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
-  }
-#endif
-  for (; i < n; ++i) dst[i] = half_to_float(src[i]);
-}
 
 inline float repetition(float s, float p) { return s < 0.0f ? s * p : s / p; }
 
@@ -65,21 +54,44 @@ void negative_id(const char* name, int64_t row, int64_t pos, int64_t id) {
                               " at row " + std::to_string(row) + ", position " + std::to_string(pos));
 }
 
+void check_id_range(const IdRows& ids, int64_t vocab, const char* name) {
+  for (int64_t r = 0; r < ids.rows; ++r) {
+    int64_t bad = 0;  // a branch-free scan of the row first: histories are long, errors rare
+    for (int64_t j = 0; j < ids.len; ++j) {
+      const uint64_t id = static_cast<uint64_t>(ids.at(r, j));
+      bad |= id >= static_cast<uint64_t>(vocab) ? 1 : 0;  // negative ids wrap to huge values
+    }
+    if (bad == 0) continue;
+    for (int64_t j = 0; j < ids.len; ++j) {
+      const int64_t id = ids.at(r, j);
+      if (id < 0) negative_id(name, r, j, id);
+      if (id >= vocab) {
+        throw std::invalid_argument(std::string(name) + " must hold token ids < " + std::to_string(vocab) +
+                                    " (the vocabulary of logits), got " + std::to_string(id) + " at row " +
+                                    std::to_string(r) + ", position " + std::to_string(j));
+      }
+    }
+  }
+}
+
+// Per-row penalty values, with the ranges and message form of pydecode/ops/_validate.py.
+void check_rows_in(const float* values, int64_t batch, const char* name, const char* range, bool positive) {
+  if (values == nullptr) return;
+  for (int64_t b = 0; b < batch; ++b) {
+    const float v = values[b];
+    const bool ok = positive ? v > 0.0f : std::isfinite(v);  // NaN fails both
+    if (!ok) {
+      throw std::invalid_argument(std::string(name) + " must be in " + range + " for every row, got " +
+                                  std::to_string(v) + " at row " + std::to_string(b));
+    }
+  }
+}
+
 void copy_segment(const LogitsIn& logits, int64_t b, int64_t v0, int64_t v1, float* out_row) {
   const int64_t n = v1 - v0;
   if (n <= 0) return;  // an empty row may come with null pointers (vocab 0)
   float* dst = out_row + v0;
-  switch (logits.dtype) {
-    case DType::kFloat32:
-      std::memcpy(dst, static_cast<const float*>(logits.row(b)) + v0, static_cast<size_t>(n) * sizeof(float));
-      return;
-    case DType::kFloat16:
-      halfs_to_floats(static_cast<const uint16_t*>(logits.row(b)) + v0, n, dst);
-      return;
-    default:
-      row_to_float(static_cast<const uint16_t*>(logits.row(b)) + v0, logits.dtype, n, dst);
-      return;
-  }
+  row_to_float(static_cast<const char*>(logits.row(b)) + v0 * dtype_size(logits.dtype), logits.dtype, n, dst);
 }
 
 void for_each_segment(int64_t batch, int64_t vocab, int64_t row_extra,
@@ -112,6 +124,14 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
             "input_ids must have a number of rows that divides the batch (" + std::to_string(batch) +
                 "), got " + std::to_string(rep_ids.rows));
     if (batch > 0) group = batch / rep_ids.rows;
+    check_id_range(rep_ids, vocab, "input_ids");
+    check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
+    if (ignore != nullptr) {
+      for (int64_t b = 0; b < batch; ++b) {
+        require(ignore[b] >= 0, "prompt_ignore_length must be in [0, inf] for every row, got " +
+                                    std::to_string(ignore[b]) + " at row " + std::to_string(b));
+      }
+    }
   }
   require((presence == nullptr) == (frequency == nullptr),
           "presence and frequency penalties must be given together");
@@ -121,6 +141,9 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
                                        std::to_string(out_ids.rows));
     require(out_ids.len < (int64_t{1} << 31), "output_ids rows must be shorter than 2^31");
     if (out_mask != nullptr) require_nonnegative(mask_stride, "output_mask row stride");
+    check_id_range(out_ids, vocab, "output_ids");
+    check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
+    check_rows_in(frequency, batch, "frequency_penalty", "the float32 range", false);
   }
   const int64_t extra = (rep_penalty ? rep_ids.len : 0) + (presence ? 3 * out_ids.len : 0);
 
@@ -134,22 +157,13 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
       const float p = rep_penalty[b];
       const int64_t start = ignore ? std::clamp<int64_t>(ignore[b], 0, rep_ids.len) : 0;
       for (int64_t j = start; j < rep_ids.len; ++j) {
-        const int64_t id = rep_ids.at(r, j);
-        if (id >= v0 && id < v1) {
-          orow[id] = repetition(logit_at(logits, b, id), p);
-        } else if (id < 0) {
-          negative_id("input_ids", r, j, id);
-        }
+        const int64_t id = rep_ids.at(r, j);  // in [0, vocab): checked above
+        if (id >= v0 && id < v1) orow[id] = repetition(logit_at(logits, b, id), p);
       }
     }
     if (presence != nullptr) {
       const uint8_t* mask = out_mask ? out_mask + b * mask_stride : nullptr;
-      // Checked before counting: a throw in the middle would leave the scratch dirty.
-      for (int64_t j = 0; j < out_ids.len; ++j) {
-        if (mask && !mask[j]) continue;
-        const int64_t id = out_ids.at(b, j);
-        if (id < 0) negative_id("output_ids", b, j, id);
-      }
+      // Ids were checked before any segment started: a throw here would leave the scratch dirty.
       std::vector<int32_t>& counts = count_scratch(v1 - v0);
       for (int64_t j = 0; j < out_ids.len; ++j) {
         if (mask && !mask[j]) continue;
@@ -192,7 +206,11 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
                                                            " is outside [0, capacity=" +
                                                            std::to_string(capacity) + "]");
     longest = std::max(longest, lengths[b]);
+    check_id_range(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, vocab, "state tokens");
   }
+  check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
+  check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
+  check_rows_in(frequency, batch, "frequency_penalty", "the float32 range", false);
 
   for_each_segment(batch, vocab, longest, [&](int64_t b, int64_t v0, int64_t v1) {
     float* orow = out + b * vocab;
@@ -203,11 +221,8 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
     const float p = rep_penalty ? rep_penalty[b] : 1.0f;
     const float pres = presence ? presence[b] : 0.0f, freq = frequency ? frequency[b] : 0.0f;
     for (int64_t i = 0; i < lengths[b]; ++i) {
-      const int64_t t = tok[i];
-      if (t < v0 || t >= v1) {
-        if (t < 0) negative_id("state tokens", b, i, t);
-        continue;
-      }
+      const int64_t t = tok[i];  // in [0, vocab): checked above
+      if (t < v0 || t >= v1) continue;
       float s = orow[t];  // this segment's copy: the input as float32
       if (rep_penalty != nullptr && rep[i]) s = repetition(s, p);
       if (presence != nullptr && cnt[i] > 0) s = s - (pres + freq * static_cast<float>(cnt[i]));
@@ -233,9 +248,10 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
     if (t < 0) negative_id("new_tokens", b, 0, t);
+    require(t < vocab, "new_tokens must hold token ids < " + std::to_string(vocab) + " (vocab_size), got " +
+                           std::to_string(t) + " at row " + std::to_string(b));
     require(lengths[b] >= 0 && lengths[b] <= capacity, "state length of row " + std::to_string(b) +
                                                            " is outside [0, capacity]");
-    if (t >= vocab) continue;
     const int32_t s = slot[b * (vocab + 1) + t];
     require(s >= -1 && s < lengths[b], "corrupted state: slot of token " + std::to_string(t) + " in row " +
                                            std::to_string(b) + " is " + std::to_string(s));
@@ -244,7 +260,6 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   }
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
-    if (t >= vocab) continue;  // can never be generated: ignored, as by the penalties
     int32_t& s = slot[b * (vocab + 1) + t];
     if (s < 0) {
       s = static_cast<int32_t>(lengths[b]++);

@@ -39,6 +39,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -1325,12 +1327,44 @@ void for_rows(const LogitRows& in, const F& fn) {
   }
 }
 
+// Per-row parameter values, checked here because pydecode/ops/_validate.py skips its Python scans
+// when this backend runs (scan_values): the same ranges and the same message form.
+std::string row_value_error(const char* name, const char* range, const std::string& got, int64_t row) {
+  return std::string(name) + " must be in " + range + " for every row, got " + got + " at row " + std::to_string(row);
+}
+
+std::string number_text(double v) {
+  std::ostringstream text;
+  text << v;
+  return text.str();
+}
+
+void check_temperatures(const double* temperature, int64_t rows) {
+  for (int64_t b = 0; b < rows; ++b) {
+    // NaN fails the comparison; +inf is a valid (flat) temperature.
+    if (!(temperature[b] > 0.0)) {
+      throw std::invalid_argument(row_value_error("temperature", "(0, inf]", number_text(temperature[b]), b) +
+                                  "; use greedy decoding (do_sample=False) for temperature 0");
+    }
+  }
+}
+
+void check_unit(const double* values, int64_t rows, const char* name) {
+  if (values == nullptr) return;
+  for (int64_t b = 0; b < rows; ++b) {
+    if (!(values[b] >= 0.0 && values[b] <= 1.0)) {
+      throw std::invalid_argument(row_value_error(name, "[0, 1]", number_text(values[b]), b));
+    }
+  }
+}
+
 }  // namespace
 
 void apply_temperature(const LogitRows& in, const double* temperature, float* out) {
   check_rows(in);
   require_pointer(reinterpret_cast<uintptr_t>(temperature), in.rows, "temperature");
   require_pointer(reinterpret_cast<uintptr_t>(out), in.rows * in.vocab, "out");
+  check_temperatures(temperature, in.rows);
   const DType dtype = static_cast<DType>(in.dtype);
   for_rows(in, [&](int64_t b, int nt) {
     const RowSource src{row_ptr(in, b), dtype, Transform::kDivide, static_cast<float>(temperature[b])};
@@ -1390,6 +1424,18 @@ void run_chain(const LogitRows& in, const ChainSpec& spec) {
     require(spec.logprobs == nullptr, "logprobs need tokens");
   }
   require(spec.filtered == nullptr || spec.renorm == nullptr, "filtered and renorm are exclusive");
+  if (spec.transform == Transform::kDivide) check_temperatures(spec.temperature, in.rows);
+  if (spec.top_k != nullptr) {
+    for (int64_t b = 0; b < in.rows; ++b) {
+      const int64_t k = spec.top_k[b];
+      if (k < 0 || k > in.vocab) {
+        throw std::invalid_argument(
+            row_value_error("top_k", ("[0, " + std::to_string(in.vocab) + "]").c_str(), std::to_string(k), b));
+      }
+    }
+  }
+  check_unit(spec.top_p, in.rows, "top_p");
+  check_unit(spec.min_p, in.rows, "min_p");
   const DType dtype = static_cast<DType>(in.dtype);
   for_rows(in, [&](int64_t b, int nt) {
     RowCtx r;

@@ -39,25 +39,6 @@ constexpr int64_t kMinSlice = 16384;
 // biased into the output.
 constexpr int64_t kConvertBlock = 2048;
 
-// float16 -> float32 with F16C where available (exact, like torch's conversion), else dtype.h.
-void to_float(const void* src, DType dtype, int64_t n, float* dst) {
-  if (dtype == DType::kFloat16) {
-    const uint16_t* s = static_cast<const uint16_t*>(src);
-    int64_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16) {
-      _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i))));
-    }
-#elif defined(__F16C__)
-    for (; i + 8 <= n; i += 8) {
-      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-    }
-#endif
-    for (; i < n; ++i) dst[i] = fp16_to_float(s[i]);
-    return;
-  }
-  row_to_float(src, dtype, n, dst);
-}
 
 // Runs fn(row, begin, end) over [0, vocab) of every row, the rows (or their slices of at least
 // min_slice elements) spread over the pool; small problems run inline on the calling thread.
@@ -137,7 +118,7 @@ void watermark_hash_bias(const void* logits, int dtype, int64_t rows, int64_t vo
     alignas(64) float block[kConvertBlock];
     for (int64_t b = begin; b < end; b += kConvertBlock) {
       const int64_t n = std::min(kConvertBlock, end - b);
-      to_float(src + b * elem, dt, n, block);
+      row_to_float(src + b * elem, dt, n, block);
       hash_bias(block, o + b, b, n, ctx, threshold[r], bias[r]);
     }
   });
@@ -165,7 +146,7 @@ void watermark_scatter_bias(const void* logits, int dtype, int64_t rows, int64_t
   const int64_t min_slice = std::max<int64_t>(kMinSlice, 32 * n_ids);
   for_row_slices(rows, vocab, min_slice, [&](int64_t r, int64_t begin, int64_t end) {
     float* o = out + r * vocab;
-    to_float(row_address(logits, r, row_stride, elem) + begin * elem, dt, end - begin, o + begin);
+    row_to_float(row_address(logits, r, row_stride, elem) + begin * elem, dt, end - begin, o + begin);
     const float b = bias[r];
     const int64_t* ids64 = static_cast<const int64_t*>(green_ids) + r * ids_row_stride;
     const int32_t* ids32 = static_cast<const int32_t*>(green_ids) + r * ids_row_stride;

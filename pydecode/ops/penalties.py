@@ -6,11 +6,16 @@ so float16/bfloat16 inputs are upcast first and the result equals the processor'
 ``logits.float()``, bit for bit, on the same device (on CUDA torch divides by a Python float
 through its reciprocal, and the references do the same there).
 
+Token ids must lie in ``[0, vocab)``: a negative id or one past the vocabulary raises
+``ValueError``. (transformers' repetition penalty silently drops ids ``>= vocab``, for models
+whose embedding is larger than their output layer: a processor reproducing that must leave such
+ids out before calling these ops, e.g. through :class:`PenaltyState`'s ``attention_mask`` or
+``output_mask``.)
+
 The references are sparse: they gather the logits of the history's tokens, change them and
 scatter them back (O(batch * history)), never building dense ``(batch, vocab)`` counts. They
-pad one spare column past the vocabulary (the trick transformers uses) where ids that cannot
-be generated (``id >= vocab``), ignored prompt positions and masked output positions land and
-are dropped.
+pad one spare column past the vocabulary (the trick transformers uses) where ignored prompt
+positions and masked output positions land and are dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ._validate import (
     check_logits,
     check_token_ids,
     row_param,
+    scan_values,
 )
 
 __all__ = [
@@ -382,21 +388,24 @@ define_op(
 
 
 # --------------------------------------------------------------------------- public API
-def _check_ids(ids: object, name: str, logits: torch.Tensor) -> torch.Tensor:
-    return check_token_ids(ids, name, logits.device, batch=logits.shape[0])
+def _check_ids(ids: object, name: str, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
+    batch, vocab = logits.shape
+    return check_token_ids(ids, name, logits.device, batch=batch, vocab=vocab, values=scan)
 
 
 def _ignore_length_rows(
-    prompt_ignore_length: IgnoreLength, batch: int, device: torch.device
+    prompt_ignore_length: IgnoreLength, batch: int, device: torch.device, scan: bool = True
 ) -> Optional[torch.Tensor]:
     if prompt_ignore_length is None:
         return None
-    return row_param(prompt_ignore_length, "prompt_ignore_length", batch, device, dtype=torch.int64, low=0)
+    return row_param(
+        prompt_ignore_length, "prompt_ignore_length", batch, device, dtype=torch.int64, low=0, values=scan
+    )
 
 
-def _finite_rows(value: RowParam, name: str, batch: int, device: torch.device) -> torch.Tensor:
+def _finite_rows(value: RowParam, name: str, batch: int, device: torch.device, scan: bool = True) -> torch.Tensor:
     # The float32 range: finite, and no overflow to inf when cast.
-    return row_param(value, name, batch, device, low=-_FLOAT32_MAX, high=_FLOAT32_MAX)
+    return row_param(value, name, batch, device, low=-_FLOAT32_MAX, high=_FLOAT32_MAX, values=scan)
 
 
 def _check_output_mask(
@@ -430,8 +439,7 @@ def repetition_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        input_ids: ``(batch, seq)`` int64/int32, ids >= 0 (prompt + generated tokens). Ids
-            ``>= vocab`` cannot be generated and are ignored, as in transformers.
+        input_ids: ``(batch, seq)`` int64/int32, ids in ``[0, vocab)`` (prompt + generated tokens).
         penalty: float > 0 or a ``(batch,)`` tensor of them. Each distinct token of a row is
             penalised once: ``s < 0 ? s * p : s / p``. ``1.0`` leaves a row unchanged.
         prompt_ignore_length: int >= 0 or a ``(batch,)`` integer tensor: the leading positions
@@ -443,9 +451,10 @@ def repetition_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
-    input_ids = _check_ids(input_ids, "input_ids", logits)
-    penalty_rows = row_param(penalty, "penalty", batch, logits.device, low=0.0, low_open=True)
-    ignore = _ignore_length_rows(prompt_ignore_length, batch, logits.device)
+    scan = scan_values("repetition_penalty", logits.device, backend)
+    input_ids = _check_ids(input_ids, "input_ids", logits, scan)
+    penalty_rows = row_param(penalty, "penalty", batch, logits.device, low=0.0, low_open=True, values=scan)
+    ignore = _ignore_length_rows(prompt_ignore_length, batch, logits.device, scan)
     return call("repetition_penalty", backend, logits, input_ids, penalty_rows, ignore)
 
 
@@ -462,10 +471,9 @@ def encoder_repetition_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        encoder_input_ids: ``(enc_batch, enc_len)`` int64/int32, ids >= 0; ``batch`` must be a
-            multiple of ``enc_batch``: each encoder row serves ``batch // enc_batch``
-            consecutive rows (its beams), as transformers' ``repeat_interleave``. Ids
-            ``>= vocab`` are ignored (transformers raises an index error on them).
+        encoder_input_ids: ``(enc_batch, enc_len)`` int64/int32, ids in ``[0, vocab)``; ``batch``
+            must be a multiple of ``enc_batch``: each encoder row serves ``batch // enc_batch``
+            consecutive rows (its beams), as transformers' ``repeat_interleave``.
         penalty: float > 0 or a ``(batch,)`` tensor of them (one per logits row); 1.0 = off.
 
     Returns:
@@ -474,7 +482,8 @@ def encoder_repetition_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
-    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device)
+    # Always scanned in Python: the cpu kernel would name these ids "input_ids".
+    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device, vocab=logits.shape[1])
     penalty_rows = row_param(
         penalty, "penalty", batch, logits.device, dtype=torch.float64, low=0.0, low_open=True
     )
@@ -497,8 +506,8 @@ def presence_frequency_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        output_ids: ``(batch, gen)`` int64/int32, ids >= 0: the generated tokens only. Ids
-            ``>= vocab`` are ignored.
+        output_ids: ``(batch, gen)`` int64/int32, ids in ``[0, vocab)``: the generated tokens
+            only (every position is checked, masked ones too).
         presence_penalty, frequency_penalty: finite floats or ``(batch,)`` tensors (0 = off).
         output_mask: optional bool ``(batch, gen)``; only positions where it is True count
             (use it for padding and finished rows). Default: all positions.
@@ -509,10 +518,11 @@ def presence_frequency_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
-    output_ids = _check_ids(output_ids, "output_ids", logits)
+    scan = scan_values("presence_frequency_penalty", logits.device, backend)
+    output_ids = _check_ids(output_ids, "output_ids", logits, scan)
     mask = _check_output_mask(output_mask, output_ids)
-    presence = _finite_rows(presence_penalty, "presence_penalty", batch, logits.device)
-    frequency = _finite_rows(frequency_penalty, "frequency_penalty", batch, logits.device)
+    presence = _finite_rows(presence_penalty, "presence_penalty", batch, logits.device, scan)
+    frequency = _finite_rows(frequency_penalty, "frequency_penalty", batch, logits.device, scan)
     return call("presence_frequency_penalty", backend, logits, output_ids, presence, frequency, mask)
 
 
@@ -549,25 +559,28 @@ def apply_penalties(
     """
     check_logits(logits)
     batch, device = logits.shape[0], logits.device
+    scan = scan_values("apply_penalties", device, backend)
     rep = ignore = presence = frequency = mask = None
     if repetition_penalty is not None:
         if input_ids is None:
             raise ValueError("input_ids must be given when repetition_penalty is set")
-        input_ids = _check_ids(input_ids, "input_ids", logits)
-        rep = row_param(repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True)
-        ignore = _ignore_length_rows(prompt_ignore_length, batch, device)
+        input_ids = _check_ids(input_ids, "input_ids", logits, scan)
+        rep = row_param(
+            repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True, values=scan
+        )
+        ignore = _ignore_length_rows(prompt_ignore_length, batch, device, scan)
     else:
         input_ids = None
     if presence_penalty is not None or frequency_penalty is not None:
         if output_ids is None:
             raise ValueError("output_ids must be given when presence_penalty or frequency_penalty is set")
-        output_ids = _check_ids(output_ids, "output_ids", logits)
+        output_ids = _check_ids(output_ids, "output_ids", logits, scan)
         mask = _check_output_mask(output_mask, output_ids)
         presence = _finite_rows(
-            0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device
+            0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device, scan
         )
         frequency = _finite_rows(
-            0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device
+            0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device, scan
         )
     else:
         output_ids = None
@@ -580,8 +593,8 @@ class PenaltyState:
     """The token statistics of the penalties, built once per generate call and updated by the
     decode loop after each step, so that a step applies them without rescanning the history.
 
-    Per row it keeps the distinct token ids seen so far (prompt + generated, ids ``>= vocab_size``
-    dropped), each with a flag "under the repetition penalty" and the number of times it was
+    Per row it keeps the distinct token ids seen so far (prompt + generated), each with a flag
+    "under the repetition penalty" and the number of times it was
     generated (for presence/frequency). :meth:`update` adds one step in O(batch) (amortised:
     the lists double when full); :func:`apply_penalties_from_state` then costs the float32 copy
     of the logits plus O(distinct tokens) per row, and equals :func:`apply_penalties` on
@@ -589,8 +602,10 @@ class PenaltyState:
     = the steps' ``active_mask``, bit for bit.
 
     Args:
-        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids >= 0.
-        vocab_size: the logits' vocabulary (ids at or above it can never be penalised).
+        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids in ``[0, vocab_size)`` wherever
+            ``attention_mask`` (when given) is nonzero; masked positions may hold any id >= 0
+            (pad ids past the vocabulary are common).
+        vocab_size: the logits' vocabulary.
         attention_mask: optional ``(batch, prompt_len)``; positions where it is 0 (left padding)
             are not counted. For left padding this equals ``prompt_ignore_length`` = the number
             of leading zeros.
@@ -626,12 +641,20 @@ class PenaltyState:
         self.position = prompt_len  # the position in cat(prompt, generated) of the next token
         self._ignore = _ignore_length_rows(prompt_ignore_length, batch, device)
         positions = torch.arange(prompt_len, device=device)
-        drop = ids >= vocab_size
+        drop = torch.zeros_like(ids, dtype=torch.bool)
         if attention_mask is not None:
             if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != ids.shape:
                 raise ValueError(f"attention_mask must be a tensor of shape {tuple(ids.shape)}")
             check_device(attention_mask, "attention_mask", device)
             drop |= attention_mask == 0
+        # Counted ids past the vocabulary are a caller's mistake (checked once per call: no hot path).
+        past = (ids >= vocab_size) & ~drop
+        if bool(past.any()):
+            row, pos = (int(i) for i in past.nonzero()[0])
+            raise ValueError(
+                f"prompt_ids must hold token ids < {vocab_size} (vocab_size) where counted, "
+                f"got {int(ids[row, pos])} at row {row}, position {pos}"
+            )
         if self._ignore is not None:
             drop |= positions[None, :] < self._ignore[:, None]
         # Distinct ids per row: sort, keep the first of each run (dropped ids sort last as vocab_size).
@@ -669,8 +692,8 @@ class PenaltyState:
     def update(
         self, new_tokens: torch.Tensor, active_mask: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
     ) -> None:
-        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32 (ids >= 0; ids >= vocab_size are
-        ignored). ``active_mask`` (bool ``(batch,)``, default all True) gates presence/frequency
+        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32, ids in ``[0, vocab_size)``.
+        ``active_mask`` (bool ``(batch,)``, default all True) gates presence/frequency
         counting, as ``output_mask``; every token joins the repetition set, as it joins
         ``input_ids`` (finished rows keep receiving pad tokens in transformers).
 
@@ -683,7 +706,7 @@ class PenaltyState:
         if self._bound + 1 > self._capacity:
             self._grow()
         if self._kernel_update(backend):
-            # The kernel refuses negative ids itself (ValueError, state unchanged): no separate check.
+            # The kernel refuses ids outside [0, vocab_size) itself (ValueError, state unchanged).
             tok = _cpu.contiguous(new_tokens, torch.int64)
             active = None if active is None else _cpu.contiguous(active, torch.bool)
             ignore = None if self._ignore is None else _cpu.contiguous(self._ignore, torch.int64)
@@ -694,7 +717,8 @@ class PenaltyState:
                 self.position,
             )
         else:
-            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device).to(torch.int64)[:, 0]
+            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device, vocab=self.vocab_size)
+            tok = tok.to(torch.int64)[:, 0]
             self._update_torch(tok, active)
         self._bound += 1
         self.position += 1
@@ -781,15 +805,18 @@ def apply_penalties_from_state(
         )
     check_device(logits, "logits", state.device)
     batch, device = logits.shape[0], logits.device
+    scan = scan_values("apply_penalties_state", device, backend)
     rep = presence = frequency = None
     if repetition_penalty is not None:
-        rep = row_param(repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True)
+        rep = row_param(
+            repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True, values=scan
+        )
     if presence_penalty is not None or frequency_penalty is not None:
         presence = _finite_rows(
-            0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device
+            0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device, scan
         )
         frequency = _finite_rows(
-            0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device
+            0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device, scan
         )
     return call(
         "apply_penalties_state", backend, logits, state.tokens, state.in_rep, state.counts, state.lengths,

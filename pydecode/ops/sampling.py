@@ -33,7 +33,7 @@ import torch
 from . import _cpu
 from ._library import call, define_op
 from ._registry import register
-from ._validate import RowParam, check_int, check_logits, row_param
+from ._validate import RowParam, check_int, check_logits, row_param, scan_values
 from .philox import STREAM_SAMPLE, SeedLike, gumbel_from_uniform, philox_uniform_at, resolve_seed
 
 __all__ = [
@@ -500,22 +500,27 @@ def _check_scores(logits: torch.Tensor, name: str) -> torch.Tensor:
     return logits
 
 
-def _temperature_rows(temperature: RowParam, logits: torch.Tensor) -> torch.Tensor:
+def _temperature_rows(temperature: RowParam, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
     try:
         batch, device = logits.shape[0], logits.device
-        return row_param(temperature, "temperature", batch, device, dtype=torch.float64, low=0, low_open=True)
+        return row_param(
+            temperature, "temperature", batch, device, dtype=torch.float64, low=0, low_open=True, values=scan
+        )
     except ValueError as exc:
         if "must be in" not in str(exc):
             raise
         raise ValueError(f"{exc}; use greedy decoding (do_sample=False) for temperature 0") from None
 
 
-def _top_k_rows(top_k: RowParam, logits: torch.Tensor) -> torch.Tensor:
-    return row_param(top_k, "top_k", logits.shape[0], logits.device, dtype=torch.int64, low=0)
+def _top_k_rows(top_k: RowParam, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
+    # [0, vocab]: a k past the vocabulary is a caller's mistake at the op level (the HF-named
+    # processor classes clamp k to the vocabulary first, as transformers does).
+    batch, vocab = logits.shape
+    return row_param(top_k, "top_k", batch, logits.device, dtype=torch.int64, low=0, high=vocab, values=scan)
 
 
-def _unit_rows(value: RowParam, name: str, logits: torch.Tensor) -> torch.Tensor:
-    return row_param(value, name, logits.shape[0], logits.device, dtype=torch.float64, low=0, high=1)
+def _unit_rows(value: RowParam, name: str, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
+    return row_param(value, name, logits.shape[0], logits.device, dtype=torch.float64, low=0, high=1, values=scan)
 
 
 def _check_filter_value(filter_value: float) -> float:
@@ -538,7 +543,8 @@ def apply_temperature(
         float32 ``(batch, vocab)``; NaN and -inf entries stay NaN and -inf.
     """
     _check_scores(logits, "logits")
-    return call("apply_temperature", backend, logits, _temperature_rows(temperature, logits))
+    scan = scan_values("apply_temperature", logits.device, backend)
+    return call("apply_temperature", backend, logits, _temperature_rows(temperature, logits, scan))
 
 
 def top_k_mask_logits(
@@ -556,7 +562,7 @@ def top_k_mask_logits(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        top_k: an int or ``(batch,)`` int tensor, every value >= 0; 0 disables the row.
+        top_k: an int or ``(batch,)`` int tensor, every value in [0, vocab]; 0 disables the row.
         filter_value: the value written at removed entries.
         min_tokens_to_keep: int >= 1.
 
@@ -568,7 +574,7 @@ def top_k_mask_logits(
     _check_scores(logits, "logits")
     filter_value = _check_filter_value(filter_value)
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
-    top_k = _top_k_rows(top_k, logits)
+    top_k = _top_k_rows(top_k, logits, scan_values("top_k_mask_logits", logits.device, backend))
     return call("top_k_mask_logits", backend, logits, top_k, filter_value, min_tokens_to_keep)
 
 
@@ -600,7 +606,7 @@ def top_p_mask_logits(
     _check_scores(logits, "logits")
     filter_value = _check_filter_value(filter_value)
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
-    top_p = _unit_rows(top_p, "top_p", logits)
+    top_p = _unit_rows(top_p, "top_p", logits, scan_values("top_p_mask_logits", logits.device, backend))
     return call("top_p_mask_logits", backend, logits, top_p, filter_value, min_tokens_to_keep)
 
 
@@ -627,7 +633,7 @@ def min_p_mask_logits(
     _check_scores(logits, "logits")
     filter_value = _check_filter_value(filter_value)
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
-    min_p = _unit_rows(min_p, "min_p", logits)
+    min_p = _unit_rows(min_p, "min_p", logits, scan_values("min_p_mask_logits", logits.device, backend))
     return call("min_p_mask_logits", backend, logits, min_p, filter_value, min_tokens_to_keep)
 
 
@@ -642,14 +648,15 @@ def top_k_renorm_probs(
 
     Args:
         probs: ``(batch, vocab)`` float32/float16/bfloat16, entries >= 0 (need not sum to 1).
-        top_k: an int or ``(batch,)`` int tensor, every value >= 0; 0 only renormalises the row.
+        top_k: an int or ``(batch,)`` int tensor, every value in [0, vocab]; 0 only renormalises the row.
 
     Returns:
         float32 ``(batch, vocab)``. A row whose kept sum is 0 comes back all zeros; a row
         containing NaN comes back all NaN.
     """
     _check_scores(probs, "probs")
-    return call("top_k_renorm_probs", backend, probs, _top_k_rows(top_k, probs))
+    scan = scan_values("top_k_renorm_probs", probs.device, backend)
+    return call("top_k_renorm_probs", backend, probs, _top_k_rows(top_k, probs, scan))
 
 
 def top_p_renorm_probs(
@@ -669,7 +676,8 @@ def top_p_renorm_probs(
         containing NaN comes back all NaN.
     """
     _check_scores(probs, "probs")
-    return call("top_p_renorm_probs", backend, probs, _unit_rows(top_p, "top_p", probs))
+    scan = scan_values("top_p_renorm_probs", probs.device, backend)
+    return call("top_p_renorm_probs", backend, probs, _unit_rows(top_p, "top_p", probs, scan))
 
 
 def greedy(logits: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tensor:
@@ -708,7 +716,7 @@ def filter_and_sample(
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
         temperature: None, or a float / ``(batch,)`` tensor in (0, inf] (1 = unchanged row).
-        top_k: None, or an int / ``(batch,)`` int tensor >= 0 (0 = disabled row).
+        top_k: None, or an int / ``(batch,)`` int tensor in [0, vocab] (0 = disabled row).
         top_p: None, or a float / ``(batch,)`` tensor in [0, 1] (1 = disabled row).
         min_p: None, or a float / ``(batch,)`` tensor in [0, 1] (0 = disabled row).
         min_tokens_to_keep: int >= 1, for every filter (transformers' ``min_tokens_to_keep``).
@@ -726,11 +734,12 @@ def filter_and_sample(
     """
     _check_scores(logits, "logits")
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
+    scan = scan_values("filter_and_sample", logits.device, backend)
     rows = (
-        _temperature_rows(1.0 if temperature is None else temperature, logits),
-        _top_k_rows(0 if top_k is None else top_k, logits),
-        _unit_rows(1.0 if top_p is None else top_p, "top_p", logits),
-        _unit_rows(0.0 if min_p is None else min_p, "min_p", logits),
+        _temperature_rows(1.0 if temperature is None else temperature, logits, scan),
+        _top_k_rows(0 if top_k is None else top_k, logits, scan),
+        _unit_rows(1.0 if top_p is None else top_p, "top_p", logits, scan),
+        _unit_rows(0.0 if min_p is None else min_p, "min_p", logits, scan),
     )
     seeds, offsets = resolve_seed(seed, offset, logits.shape[0], logits.device, generator)
     tokens, logprobs, filtered = call(
@@ -788,9 +797,10 @@ def _sample_probs(
     backend: Optional[str],
 ) -> torch.Tensor:
     _check_scores(probs, "probs")
-    top_k = _top_k_rows(0 if top_k is None else top_k, probs)
-    top_p = _unit_rows(1.0 if top_p is None else top_p, "top_p", probs)
-    min_p = _unit_rows(0.0 if min_p is None else min_p, "min_p", probs)
+    scan = scan_values("sampling_from_probs", probs.device, backend)
+    top_k = _top_k_rows(0 if top_k is None else top_k, probs, scan)
+    top_p = _unit_rows(1.0 if top_p is None else top_p, "top_p", probs, scan)
+    min_p = _unit_rows(0.0 if min_p is None else min_p, "min_p", probs, scan)
     seeds, offsets = resolve_seed(seed, offset, probs.shape[0], probs.device, generator)
     return call("sampling_from_probs", backend, probs, top_k, top_p, min_p, seeds, offsets)
 
@@ -822,7 +832,7 @@ def top_k_sampling_from_probs(
     generator: Optional[torch.Generator] = None,
     backend: Optional[str] = None,
 ) -> torch.Tensor:
-    """Sample from each row's top-k probabilities (top_k >= 0; 0 disables the row).
+    """Sample from each row's top-k probabilities (top_k in [0, vocab]; 0 disables the row).
 
     transformers' TopK rule (``min_tokens_to_keep=1``) on ``log(probs)``; inputs, randomness
     and result as in :func:`sampling_from_probs`.

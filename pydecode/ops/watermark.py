@@ -30,6 +30,7 @@ addition, so ``-inf`` stays ``-inf`` and NaN stays NaN), other tokens are copied
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Optional
 
 import torch
@@ -261,7 +262,6 @@ def _hf_selfhash_cpu(
     return torch.tensor(kept, dtype=torch.int64)
 
 
-@torch.compiler.disable
 def _hf_green_ids(
     scores: torch.Tensor,
     input_ids: torch.Tensor,
@@ -271,7 +271,30 @@ def _hf_green_ids(
     seeding_scheme: str,
     context_width: int,
 ) -> torch.Tensor:
-    """``(B, G)`` int64 greenlist ids on the scores' device, padded with -1."""
+    """``(B, G)`` int64 greenlist ids on the scores' device, padded with -1: Python loops and
+    seeded ``randperm`` calls that ``torch.compile`` must not trace, so they run under
+    ``torch.compiler.disable`` -- applied lazily, because it imports ``torch._dynamo`` (~0.4 s,
+    which ``import pydecode`` paid before). Without ``torch._dynamo`` loaded nothing compiles."""
+    args = (scores, input_ids, vocab_size, ratios, hashing_key, seeding_scheme, context_width)
+    if "torch._dynamo" not in sys.modules:
+        return _hf_green_ids_eager(*args)
+    return _hf_green_ids_disabled()(*args)
+
+
+@functools.cache
+def _hf_green_ids_disabled():  # noqa: ANN202 (a torch.compiler.disable wrapper)
+    return torch.compiler.disable(_hf_green_ids_eager)
+
+
+def _hf_green_ids_eager(
+    scores: torch.Tensor,
+    input_ids: torch.Tensor,
+    vocab_size: int,
+    ratios: list[float],
+    hashing_key: int,
+    seeding_scheme: str,
+    context_width: int,
+) -> torch.Tensor:
     cache: dict = {}
     ids_cpu = input_ids.to("cpu", torch.int64)
     lists = []

@@ -21,7 +21,7 @@ import torch
 from pydecode import _ext
 from pydecode.ops import _cpu, beam
 from pydecode.ops.beam import beam_candidates, beam_topk
-from tests.helpers import assert_same
+from tests.helpers import assert_same, row_kinds
 
 if _ext.cpu_module() is None:
     pytest.skip(f"the CPU module is not built: {_ext.cpu_unavailable_reason()}", allow_module_level=True)
@@ -33,32 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 # --------------------------------------------------------------------------- inputs and checks
 def make_logits(rows: int, vocab: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Rows of 9 kinds, cycling: random (with +-0.0), peaked, flat, tied, -inf-masked, all -inf,
-    NaN entries, +-inf entries, and large values whose log-probs round into ties."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(rows, vocab, generator=g) * 4
-    x[:, ::5] = 0.0
-    x[:, 1::7] = -0.0
-    for r in range(rows):
-        kind = r % KINDS
-        if kind == 1:
-            x[r, int(torch.randint(0, vocab, (1,), generator=g))] = 40.0
-        elif kind == 2:
-            x[r] = 0.5
-        elif kind == 3:
-            x[r] = torch.tensor([-1.0, 0.0, 1.5])[torch.randint(0, 3, (vocab,), generator=g)]
-        elif kind == 4:
-            x[r, torch.rand(vocab, generator=g) < 0.5] = -math.inf
-        elif kind == 5:
-            x[r] = -math.inf
-        elif kind == 6:
-            x[r, ::3] = math.nan
-        elif kind == 7:
-            x[r, ::4] = math.inf
-            x[r, 1::4] = -math.inf
-        elif kind == 8:
-            x[r] = 1e4 + torch.randint(0, 50, (vocab,), generator=g).float() * 1e-3
-    return x.to(dtype)
+    """Every row kind of tests.helpers.row_kinds, with the ninth (log-probs rounding into ties)."""
+    return row_kinds(rows, vocab, seed, dtype, scale=4.0, peak=40.0, kinds=KINDS)
 
 
 def make_beam_scores(rows: int, seed: int) -> torch.Tensor:

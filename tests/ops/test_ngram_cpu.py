@@ -11,7 +11,7 @@ import torch
 from pydecode import _ext
 from pydecode.ops import _cpu
 from pydecode.ops import ngram as N
-from tests.helpers import assert_same
+from tests.helpers import assert_same, row_kinds
 
 if _ext.cpu_module() is None:
     pytest.skip(f"the CPU module is not built: {_ext.cpu_unavailable_reason()}", allow_module_level=True)
@@ -24,30 +24,7 @@ SHAPES = [(1, 1), (3, 2), (1, 7), (9, 111), (64, 50), (8, 5003), (2, 32000), (3,
 
 # --------------------------------------------------------------------------- inputs
 def make_logits(batch: int, vocab: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Rows cycling through random (with +-0.0), peaked, flat, tied, -inf-masked, all -inf, NaN and
-    +-inf kinds."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, vocab, generator=g) * 3
-    x[:, ::5] = 0.0
-    x[:, 1::7] = -0.0
-    for b in range(batch):
-        kind = b % 8
-        if kind == 1 and vocab:
-            x[b, int(torch.randint(0, vocab, (1,), generator=g))] = 30.0
-        elif kind == 2:
-            x[b] = 0.5
-        elif kind == 3:
-            x[b] = torch.tensor([-1.0, 0.0, 1.5])[torch.randint(0, 3, (vocab,), generator=g)]
-        elif kind == 4:
-            x[b, torch.rand(vocab, generator=g) < 0.5] = -math.inf
-        elif kind == 5:
-            x[b] = -math.inf
-        elif kind == 6:
-            x[b, ::3] = math.nan
-        elif kind == 7:
-            x[b, ::4] = math.inf
-            x[b, 1::4] = -math.inf
-    return x.to(dtype)
+    return row_kinds(batch, vocab, seed, dtype)
 
 
 def make_ids(batch: int, seq: int, vocab: int, seed: int, pool: int = 6) -> torch.Tensor:

@@ -16,7 +16,7 @@ from transformers.generation.logits_process import (
 )
 
 from pydecode.ops import penalties as P
-from pydecode.ops._registry import BackendUnavailableError
+from pydecode.ops._registry import BackendUnavailableError, backend_unavailable_reason
 from tests.helpers import assert_same
 
 # (batch, seq, vocab): batch 1 and odd batches, vocab 1..5000, empty histories.
@@ -92,7 +92,7 @@ def check_new_float32(out: torch.Tensor, logits: torch.Tensor) -> None:
 def test_repetition_matches_hf(shape: tuple[int, int, int], penalty: float) -> None:
     batch, seq, vocab = shape
     logits = make_logits(batch, vocab, seed=seq + vocab)
-    ids = make_ids(batch, seq, vocab + 3, seed=batch)  # ids >= vocab ignored like HF's clamp
+    ids = make_ids(batch, seq, vocab, seed=batch)
     out = P.repetition_penalty(logits, ids, penalty)
     check_new_float32(out, logits)
     assert_same(out, hf_repetition(logits, ids, penalty), what=f"repetition {shape} p={penalty}")
@@ -107,7 +107,7 @@ def test_repetition_off_is_identity_copy() -> None:
 
 def test_repetition_per_row_tensor_equals_hf_row_by_row() -> None:
     logits = make_logits(7, 60, seed=3)
-    ids = make_ids(7, 30, 64, seed=4)
+    ids = make_ids(7, 30, 60, seed=4)
     penalty = torch.tensor([1.0, 1.2, 0.5, 3.0, 1.7, 0.9, 1.05])
     out = P.repetition_penalty(logits, ids, penalty)
     expected = torch.cat([hf_repetition(logits[b : b + 1], ids[b : b + 1], float(penalty[b])) for b in range(7)])
@@ -119,7 +119,7 @@ def test_repetition_per_row_tensor_equals_hf_row_by_row() -> None:
 @pytest.mark.parametrize("ignore", [0, 3, 29, 30, 100])
 def test_repetition_prompt_ignore_length_int(ignore: int) -> None:
     logits = make_logits(5, 40, seed=5)
-    ids = make_ids(5, 30, 44, seed=6)
+    ids = make_ids(5, 30, 40, seed=6)
     out = P.repetition_penalty(logits, ids, 1.4, prompt_ignore_length=ignore)
     assert_same(out, hf_repetition(logits, ids, 1.4, ignore), what=f"prompt_ignore_length={ignore}")
 
@@ -256,11 +256,39 @@ def test_encoder_repetition_per_row_and_dtypes() -> None:
     assert_same(P.encoder_repetition_penalty(strided, enc, 1.3), hf_encoder_repetition(strided.contiguous(), enc, 1.3))
 
 
-def test_encoder_repetition_ignores_out_of_vocab_ids() -> None:
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_out_of_vocab_and_negative_ids_raise(backend: str) -> None:
+    """Ids outside [0, vocab) in any penalty history are malformed calls, on every backend (the cpu
+    backend checks them in C++, the torch one in Python), with the argument named."""
+    if backend == "cpu" and backend_unavailable_reason("cpu"):
+        pytest.skip("cpu kernels not built")
     logits = make_logits(2, 20, seed=20)
-    enc = torch.tensor([[3, 25, 4, 3], [7, 7, 30, 1]])
-    in_vocab = torch.tensor([[3, 3, 4, 3], [7, 7, 7, 1]])  # same set of in-vocab tokens
-    assert_same(P.encoder_repetition_penalty(logits, enc, 1.5), hf_encoder_repetition(logits, in_vocab, 1.5))
+    for bad in (20, 25, -1):
+        ids = torch.tensor([[3, bad, 4, 3], [7, 7, 3, 1]])
+        for dtype in (torch.int64, torch.int32):
+            with pytest.raises(ValueError, match="input_ids"):
+                P.repetition_penalty(logits, ids.to(dtype), 1.2, backend=backend)
+            with pytest.raises(ValueError, match="input_ids"):
+                P.apply_penalties(logits, ids.to(dtype), None, repetition_penalty=1.2, backend=backend)
+            with pytest.raises(ValueError, match="output_ids"):
+                P.presence_frequency_penalty(logits, ids.to(dtype), 0.5, 0.5, backend=backend)
+            with pytest.raises(ValueError, match="output_ids"):
+                P.apply_penalties(logits, None, ids.to(dtype), frequency_penalty=0.5, backend=backend)
+            with pytest.raises(ValueError, match="encoder_input_ids"):
+                P.encoder_repetition_penalty(logits, ids.to(dtype), 1.5, backend=backend)
+        state = P.PenaltyState(ids.clamp(0, 19), 20)
+        with pytest.raises(ValueError, match="new_tokens"):
+            state.update(torch.tensor([bad, 3]), backend=backend)
+        lengths = state.lengths.clone()
+        state.update(torch.tensor([5, 3]), backend=backend)  # a refused update left the state usable
+        assert torch.equal(state.lengths, lengths + torch.tensor([1, 0]))
+        with pytest.raises(ValueError, match="prompt_ids"):
+            P.PenaltyState(ids, 20)
+    # Left padding past the vocabulary is fine where the attention mask leaves it out.
+    padded = torch.tensor([[99, 3, 4], [7, 7, 1]])
+    state = P.PenaltyState(padded, 20, attention_mask=torch.tensor([[0, 1, 1], [1, 1, 1]]))
+    expected = P.repetition_penalty(logits, torch.tensor([[3, 3, 4], [7, 7, 1]]), 1.3, backend=backend)
+    assert_same(state.apply(logits, repetition_penalty=1.3, backend=backend), expected)
 
 
 def test_encoder_repetition_errors() -> None:
@@ -288,7 +316,7 @@ def test_encoder_repetition_errors() -> None:
 def test_presence_frequency_matches_loop(shape: tuple[int, int, int], params: tuple[float, float]) -> None:
     batch, gen, vocab = shape
     logits = make_logits(batch, vocab, seed=gen * 3 + vocab)
-    ids = make_ids(batch, gen, vocab + 2, seed=gen)
+    ids = make_ids(batch, gen, vocab, seed=gen)
     out = P.presence_frequency_penalty(logits, ids, *params)
     check_new_float32(out, logits)
     rows = torch.full((batch,), params[0]), torch.full((batch,), params[1])
@@ -363,7 +391,7 @@ def test_presence_frequency_errors() -> None:
 # --------------------------------------------------------------------------- combined
 def test_apply_penalties_is_the_two_ops_in_sequence() -> None:
     logits = make_logits(7, 64, seed=32)
-    input_ids = make_ids(7, 30, 70, seed=33)
+    input_ids = make_ids(7, 30, 64, seed=33)
     output_ids = input_ids[:, 20:]
     rep = torch.tensor([1.0, 1.2, 0.8, 1.5, 2.0, 1.1, 1.3])
     presence = torch.tensor([0.0, 0.5, 0.2, -0.1, 1.0, 0.3, 0.0])
@@ -432,7 +460,7 @@ def test_apply_penalties_property(
 ) -> None:
     g = torch.Generator().manual_seed(seed)
     logits = torch.randint(-3, 4, (batch, vocab), generator=g).float()  # many ties and zeros
-    ids = torch.randint(0, vocab + 2, (batch, seq), generator=g)
+    ids = torch.randint(0, vocab, (batch, seq), generator=g)
     out = P.apply_penalties(
         logits, ids, ids, repetition_penalty=rep, presence_penalty=presence,
         frequency_penalty=frequency, prompt_ignore_length=ignore,

@@ -35,7 +35,7 @@ import torch
 
 from pydecode import _ext
 from pydecode.ops import sampling as S
-from tests.helpers import assert_same
+from tests.helpers import assert_same, clamp_top_k
 
 pytestmark = pytest.mark.skipif(_ext.cpu_module() is None, reason="pydecode._C (cpu kernels) is not built")
 
@@ -163,7 +163,7 @@ def test_top_k_mask(dtype: torch.dtype) -> None:
     for vocab in (1, 5, 111, 9000):
         x = rows(vocab, seed=1).to(dtype)
         n = x.shape[0]
-        ks = [1, 2, 50, vocab - 1, vocab, vocab + 3, 0, torch.randint(0, vocab + 2, (n,))]
+        ks = [k for k in (1, 2, 50, vocab - 1, vocab, 0) if 0 <= k <= vocab] + [torch.randint(0, vocab + 1, (n,))]
         if vocab > 4097:
             ks.append(4097)  # above the candidate buffer: radix select
         for name, view in layouts(x).items():
@@ -237,7 +237,8 @@ def test_renorm_probs() -> None:
         probs[4] = NAN
         for dtype in DTYPES:
             p = probs.to(dtype)
-            for k in (0, 1, 2, 50, vocab, torch.randint(0, 4, (p.shape[0],))):
+            ks = [k for k in (0, 1, 2, 50, vocab) if k <= vocab] + [torch.randint(0, min(4, vocab + 1), (p.shape[0],))]
+            for k in ks:
                 got, want = both(S.top_k_renorm_probs, p, k)
                 assert_same(got, want, what=f"top-k V={vocab} k={k} {dtype}")
             for top_p in (0.0, 0.5, 0.9, 1.0):
@@ -262,6 +263,7 @@ CHAINS = [
 
 
 def _check_sample(x: torch.Tensor, params: dict, seed: torch.Tensor, offset: torch.Tensor, what: str) -> int:
+    params = clamp_top_k(params, x.shape[1])
     got = S.filter_and_sample(x, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
                               backend="cpu", **params)
     want = S.filter_and_sample(x, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
@@ -414,6 +416,24 @@ def test_malformed_calls_raise() -> None:
     for over in bad:
         with pytest.raises(ValueError):
             chain(**over)
+    # Parameter values: checked here because the Python layer skips its scans for this backend.
+    f64 = torch.float64
+    values = [
+        ({"top_k": torch.tensor([8, 9]).data_ptr()}, "top_k must be in \\[0, 8\\]"),
+        ({"top_k": torch.tensor([-1, 0]).data_ptr()}, "top_k"),
+        ({"top_p": torch.tensor([0.5, 1.5], dtype=f64).data_ptr()}, "top_p"),
+        ({"top_p": torch.tensor([float("nan"), 1.0], dtype=f64).data_ptr()}, "top_p"),
+        ({"min_p": torch.tensor([-0.1, 0.0], dtype=f64).data_ptr()}, "min_p"),
+        ({"transform": 1, "temperature": torch.tensor([1.0, 0.0], dtype=f64).data_ptr()}, "temperature"),
+        ({"transform": 1, "temperature": torch.tensor([float("nan"), 1.0], dtype=f64).data_ptr()}, "temperature"),
+    ]
+    for over, message in values:
+        with pytest.raises(ValueError, match=message):
+            chain(**over)
+    chain(top_k=torch.tensor([8, 0]).data_ptr(), transform=1,
+          temperature=torch.tensor([float("inf"), 0.5], dtype=f64).data_ptr())  # edges of the ranges
+    with pytest.raises(ValueError, match="temperature"):
+        m.apply_temperature(p, 0, 2, 8, 8, torch.tensor([1.0, -2.0], dtype=f64).data_ptr(), out.data_ptr())
     for args in (
         (p, 0, -1, 8, 8, t.data_ptr(), out.data_ptr()),
         (p, 0, 2, -8, 8, t.data_ptr(), out.data_ptr()),

@@ -7,7 +7,15 @@ import math
 import pytest
 import torch
 
-from pydecode.ops._validate import check_index_tensor, check_int, check_logits, row_param
+from pydecode.ops._registry import backend_unavailable_reason
+from pydecode.ops._validate import (
+    check_index_tensor,
+    check_int,
+    check_logits,
+    check_token_ids,
+    row_param,
+    scan_values,
+)
 
 CPU = torch.device("cpu")
 
@@ -94,6 +102,25 @@ def test_check_index_tensor() -> None:
         check_index_tensor(ids[0], "input_ids", CPU)
     with pytest.raises(ValueError, match="must be on meta"):
         check_index_tensor(ids, "input_ids", torch.device("meta"))
+
+
+def test_check_token_ids_range() -> None:
+    ids = torch.tensor([[0, 4], [2, 3]])
+    assert check_token_ids(ids, "input_ids", CPU, batch=2, vocab=5) is ids
+    with pytest.raises(ValueError, match=r"input_ids must hold token ids < 5 \(the vocabulary of logits\), got 5"):
+        check_token_ids(ids + 1, "input_ids", CPU, vocab=5)
+    with pytest.raises(ValueError, match="input_ids must hold token ids >= 0, got -1"):
+        check_token_ids(ids - 1, "input_ids", CPU, vocab=5)
+    check_token_ids(ids + 10, "input_ids", CPU, vocab=5, values=False)  # left to the kernel
+
+
+def test_scan_values_skips_only_for_kernels_that_check() -> None:
+    # The torch backend relies on the Python scans; the cpu kernels check values in C++.
+    assert scan_values("filter_and_sample", CPU, "torch")
+    if not backend_unavailable_reason("cpu"):
+        assert not scan_values("filter_and_sample", CPU, "cpu")
+        assert not scan_values("apply_penalties", CPU, None)
+    row_param(torch.tensor([math.nan, 1.0]), "top_p", 2, CPU, low=0, high=1, values=False)  # no scan
 
 
 def test_check_int() -> None:

@@ -4,8 +4,6 @@ scatter of a precomputed greenlist."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from transformers.generation.logits_process import WatermarkLogitsProcessor
@@ -18,7 +16,7 @@ from pydecode.ops.watermark import (
     watermark_bias_hf,
     watermark_scatter_bias,
 )
-from tests.helpers import assert_same
+from tests.helpers import assert_same, row_kinds
 
 if _ext.cpu_module() is None:
     pytest.skip(f"the CPU module is not built: {_ext.cpu_unavailable_reason()}", allow_module_level=True)
@@ -31,30 +29,7 @@ KINDS = 8
 
 
 def make_logits(batch: int, vocab: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Rows of 8 kinds, cycling: random (with +-0.0), peaked, flat, tied, -inf-masked, all -inf,
-    NaN entries, +-inf entries; then cast to dtype."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, vocab, generator=g) * 3
-    x[:, ::5] = 0.0
-    x[:, 1::7] = -0.0
-    for b in range(batch):
-        kind = b % KINDS
-        if kind == 1:
-            x[b, int(torch.randint(0, vocab, (1,), generator=g))] = 30.0
-        elif kind == 2:
-            x[b] = 0.5
-        elif kind == 3:
-            x[b] = torch.tensor([-1.0, 0.0, 1.5])[torch.randint(0, 3, (vocab,), generator=g)]
-        elif kind == 4:
-            x[b, torch.rand(vocab, generator=g) < 0.5] = -math.inf
-        elif kind == 5:
-            x[b] = -math.inf
-        elif kind == 6:
-            x[b, ::3] = math.nan
-        elif kind == 7:
-            x[b, ::4] = math.inf
-            x[b, 1::4] = -math.inf
-    return x.to(dtype)
+    return row_kinds(batch, vocab, seed, dtype, kinds=KINDS)
 
 
 def assert_bits(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:

@@ -6,6 +6,15 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__F16C__) || defined(__AVX512F__)
+// GCC 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized once inlined
+// (GCC bug 105593, fixed in 13): silence it for the intrinsics header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 #include "pydecode/check.h"
 
 namespace pydecode {
@@ -52,6 +61,33 @@ inline float fp16_to_float(uint16_t h) {
   return bits_to_float(sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
+// float16 -> float32 as torch's .float() gives it on this CPU: the F16C instruction torch's
+// vectorised conversion uses (it quiets signalling NaNs, which fp16_to_float keeps; every other
+// value is the same). fp16_to_float where F16C is missing.
+inline float half_to_float(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  return fp16_to_float(h);
+#endif
+}
+
+// n float16 values to float32, 16 or 8 at a time with F16C: the portable loop does not vectorise
+// (a 32x128256 repetition penalty took 3.7 ms from float16 with it vs 0.8 ms from bfloat16).
+inline void halfs_to_floats(const uint16_t* src, int64_t n, float* dst) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i))));
+  }
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+
 // Reads element i of a row of any supported dtype as float32.
 struct RowReader {
   const void* data;
@@ -68,17 +104,16 @@ struct RowReader {
   }
 };
 
-// Converts a whole row to float32 (the loop is specialised per dtype so it vectorises).
+// Converts a whole row to float32, bit-exact with torch's .float() (the loop is specialised per
+// dtype so it vectorises).
 inline void row_to_float(const void* src, DType dtype, int64_t n, float* dst) {
   switch (dtype) {
     case DType::kFloat32:
       std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
-    case DType::kFloat16: {
-      const uint16_t* s = static_cast<const uint16_t*>(src);
-      for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_float(s[i]);
+    case DType::kFloat16:
+      halfs_to_floats(static_cast<const uint16_t*>(src), n, dst);
       return;
-    }
     default: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(s[i]);

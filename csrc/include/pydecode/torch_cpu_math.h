@@ -72,26 +72,9 @@ PYDECODE_INLINE float torch_expf(float d) {
   return bits_to_float(select_bits(mask_if(d != d), float_to_bits(d), bits));
 }
 
-// Sleef_logf_u10 (AVX512 getexp/getmant variant; the AVX2 variant gives the same result for
-// normal inputs), which torch's Vectorized<float>::log() calls. Special values as logf: NaN
-// and negatives -> NaN, 0 -> -inf, +inf -> +inf. Subnormal inputs are scaled into the normal
-// range first (Sleef's AVX512 code can differ there by an ulp; the kernels only take the log
-// of row sums >= 1).
-inline float torch_logf(float d) {
-  if (!(d > 0.0f) || d == std::numeric_limits<float>::infinity()) {
-    if (d == 0.0f) return -std::numeric_limits<float>::infinity();
-    return d > 0.0f ? d : std::numeric_limits<float>::quiet_NaN();
-  }
-  float ebias = 0.0f;
-  if (d < std::numeric_limits<float>::min()) {
-    d *= 18446744073709551616.0f;  // 2^64
-    ebias = -64.0f;
-  }
-  const float y = d * (1.0f / 0.75f);
-  const float e = static_cast<float>(static_cast<int32_t>((float_to_bits(y) >> 23) & 0xff) - 127) + ebias;
-  const uint32_t mant = float_to_bits(d) & 0x7fffffu;
-  // getmant with the [0.75, 1.5) interval: exponent 126 when the mantissa is >= 1.5.
-  const float m = bits_to_float(((mant & 0x400000u) ? 126u : 127u) << 23 | mant);
+// Sleef_logf_u10's core: log(m * 2^e) for a mantissa m in [0.75, 1.5) and an exponent e, as
+// double-float arithmetic with fused multiply-adds.
+PYDECODE_INLINE float sleef_log_from(float m, float e) {
   // s = dfmul((ln2_hi, ln2_lo), e)
   const float sx = 0.69314718246459960938f * e;
   const float sy = std::fma(-1.904654323148236017e-09f, e, std::fma(0.69314718246459960938f, e, -sx));
@@ -118,6 +101,48 @@ inline float torch_logf(float d) {
   const float s3x = s2x + w;
   const float s3y = ((s2x - s3x) + w) + s2y;
   return s3x + s3y;
+}
+
+// Special values as logf: NaN and negatives -> NaN, 0 -> -inf, +inf -> +inf; `ok` is false for them.
+inline float log_special(float d, bool* ok) {
+  *ok = d > 0.0f && d != std::numeric_limits<float>::infinity();
+  if (*ok) return 0.0f;
+  if (d == 0.0f) return -std::numeric_limits<float>::infinity();
+  return d > 0.0f ? d : std::numeric_limits<float>::quiet_NaN();
+}
+
+// Sleef_logf_u10 (AVX512 getexp/getmant variant), which torch's Vectorized<float>::log() calls
+// on AVX512. Subnormal inputs are scaled into the normal range first (Sleef's AVX512 code can
+// differ there by an ulp; the kernels only take the log of row sums >= 1).
+inline float torch_logf(float d) {
+  bool ok;
+  const float special = log_special(d, &ok);
+  if (!ok) return special;
+  float ebias = 0.0f;
+  if (d < std::numeric_limits<float>::min()) {
+    d *= 18446744073709551616.0f;  // 2^64
+    ebias = -64.0f;
+  }
+  const float y = d * (1.0f / 0.75f);
+  const float e = static_cast<float>(static_cast<int32_t>((float_to_bits(y) >> 23) & 0xff) - 127) + ebias;
+  const uint32_t mant = float_to_bits(d) & 0x7fffffu;
+  // getmant with the [0.75, 1.5) interval: exponent 126 when the mantissa is >= 1.5.
+  const float m = bits_to_float(((mant & 0x400000u) ? 126u : 127u) << 23 | mant);
+  return sleef_log_from(m, e);
+}
+
+// The AVX2 variant of Sleef_logf_u10 (integer exponent split: m = d * 2^-e by adding to the
+// exponent bits), torch's Vectorized<float>::log on AVX2. It differs from torch_logf in the last
+// bit for some inputs (beam.cpp reproduces both capabilities). Normal positive inputs only (the
+// row sums it is used on are >= 1); special values as torch_logf.
+inline float torch_logf_avx2(float d) {
+  bool ok;
+  const float special = log_special(d, &ok);
+  if (!ok) return special;
+  const uint32_t scaled = float_to_bits(d * (1.0f / 0.75f));
+  const int32_t e = static_cast<int32_t>((scaled >> 23) & 0xffu) - 0x7f;
+  const float m = bits_to_float(float_to_bits(d) + (static_cast<uint32_t>(-e) << 23));
+  return sleef_log_from(m, static_cast<float>(e));
 }
 
 // Correctly rounded natural log of a float32 (NaN and negatives -> NaN, +-0 -> -inf, inf -> inf).
