@@ -20,7 +20,10 @@ For each case and ``(batch, vocab)`` shape, times every provider on the same rot
   ``dst.copy_(src)`` of the same bytes: the floor of ops that return new ``(batch, vocab)``
   logits (they must read and write every entry). ``ratio_to_floor`` uses the case's floor
   (``floor_kind``): ``read`` for the cases that return tokens / top-k candidates (a, b, c),
-  ``copy`` for the ones that return logits (d, e, f).
+  ``copy`` for the ones that return logits (d, e, f). ``ratio_to_copy_floor`` (printed as
+  ``x copy``) is every row's time over the copy floor of the same run: issue 3's "within 3x of
+  the one-pass read floor (bytes of logits / copy bandwidth)", the copy's bandwidth being the
+  rate this machine streams the logits' bytes through the cores while writing as much.
 
 Cases (issue 3):
 
@@ -396,6 +399,7 @@ def measure(case: Case, batch: int, vocab: int, dtype: torch.dtype, device: torc
             "us_per_row": t / rows,
             "gbps": nbytes / t / 1e3,
             "ratio_to_floor": t / floor_us,
+            "ratio_to_copy_floor": t / fl[COPY]["median_us"],
             "floor_us": floor_us,
             "floor_kind": case.floor_kind,
             "speedup_vs_transformers": hf / t if hf else "",
@@ -424,11 +428,11 @@ def _x(v: Any) -> str:
 def print_case_table(case: Case, rows: list[dict[str, Any]]) -> None:
     print(f"\n## {case.name}  ({rows[0]['params']}; floor = {case.floor_kind}; dtype {rows[0]['dtype']})")
     header = ["provider", "backend", "batch", "vocab", "median ms", "ms/row", "vs transformers", "vs torch ref",
-              "GB/s", "x floor", "repeats", "note"]
+              "GB/s", "x floor", "x copy", "repeats", "note"]
     table = [[
         r["provider"], r["backend"], str(r["batch"]), str(r["vocab"]), _ms(r["median_us"]), _ms(r["us_per_row"]),
         _x(r["speedup_vs_transformers"]), _x(r["speedup_vs_torch"]), f"{r['gbps']:.2f}", f"{r['ratio_to_floor']:.2f}",
-        str(r.get("repeats", "")), r.get("note", ""),
+        f"{r['ratio_to_copy_floor']:.2f}", str(r.get("repeats", "")), r.get("note", ""),
     ] for r in rows]
     widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

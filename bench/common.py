@@ -28,6 +28,8 @@ CSV_FIELDS = [
     # Added with bench_ops (older CSVs are migrated to this header on their next append):
     "us_per_row", "speedup_vs_transformers", "speedup_vs_torch", "floor_us", "floor_kind", "bytes",
     "repeats", "threads", "other_cpu", "params", "note",
+    # Issue 3's "within 3x of the one-pass floor": time / the copy floor of the same run.
+    "ratio_to_copy_floor",
 ]
 
 

@@ -97,6 +97,9 @@ def _recompute(rows: list[dict[str, str]]) -> list[dict[str, str]]:
                     row["speedup_vs_torch"] = str(ref / t)
                 if floor:
                     row["ratio_to_floor"] = str(t / floor)
+                copy = medians.get(("floor", FLOOR_BACKENDS["copy"]))
+                if copy:
+                    row["ratio_to_copy_floor"] = str(t / copy)
             out.append(row)
     return out
 
@@ -126,8 +129,8 @@ def render(rows: list[dict[str, str]], case: str) -> str:
         f"{' / '.join(sorted({(row.get('timestamp') or '?')[:10] for row in rows}))}_",
         "",
         "| provider | backend | batch | vocab | median ms | ms / row | vs transformers | vs torch ref "
-        "| GB/s | x floor |",
-        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| GB/s | x floor | x copy |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for row in rows:
         provider = row["provider"]
@@ -135,11 +138,12 @@ def render(rows: list[dict[str, str]], case: str) -> str:
         backend = row["backend"] + (f" ({note})" if note else "")
         gbps = _float(row.get("gbps", ""))
         ratio = _float(row.get("ratio_to_floor", ""))
+        copy_ratio = _float(row.get("ratio_to_copy_floor", ""))
         lines.append(
             f"| {provider} | {backend} | {row['batch']} | {row['vocab']} | {_ms(row['median_us'])} "
             f"| {_ms(row.get('us_per_row', ''))} | {_x(row.get('speedup_vs_transformers', ''))} "
             f"| {_x(row.get('speedup_vs_torch', ''))} | {'' if gbps is None else f'{gbps:.2f}'} "
-            f"| {'' if ratio is None else f'{ratio:.2f}'} |"
+            f"| {'' if ratio is None else f'{ratio:.2f}'} | {'' if copy_ratio is None else f'{copy_ratio:.2f}'} |"
         )
     return "\n".join(lines)
 
