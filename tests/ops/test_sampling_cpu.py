@@ -171,7 +171,7 @@ def test_top_k_mask(dtype: torch.dtype) -> None:
                 for m in (1, 3):
                     got, want = both(S.top_k_mask_logits, view, k, min_tokens_to_keep=m)
                     assert_same(got, want, what=f"{name} V={vocab} k={k} m={m}")
-        got, want = both(S.top_k_mask_logits, x, 3, filter_value=-5.0)
+        got, want = both(S.top_k_mask_logits, x, min(3, vocab), filter_value=-5.0)
         assert_same(got, want, what="filter_value")
 
 
@@ -418,22 +418,29 @@ def test_malformed_calls_raise() -> None:
             chain(**over)
     # Parameter values: checked here because the Python layer skips its scans for this backend.
     f64 = torch.float64
+    keep = {  # alive for the calls below (the kernel gets raw addresses)
+        "k_past": torch.tensor([8, 9]), "k_neg": torch.tensor([-1, 0]), "k_edge": torch.tensor([8, 0]),
+        "p_big": torch.tensor([0.5, 1.5], dtype=f64), "p_nan": torch.tensor([float("nan"), 1.0], dtype=f64),
+        "min_neg": torch.tensor([-0.1, 0.0], dtype=f64), "t_zero": torch.tensor([1.0, 0.0], dtype=f64),
+        "t_nan": torch.tensor([float("nan"), 1.0], dtype=f64), "t_edge": torch.tensor([float("inf"), 0.5], dtype=f64),
+        "t_neg": torch.tensor([1.0, -2.0], dtype=f64),
+    }
+    addr = {name: t.data_ptr() for name, t in keep.items()}
     values = [
-        ({"top_k": torch.tensor([8, 9]).data_ptr()}, "top_k must be in \\[0, 8\\]"),
-        ({"top_k": torch.tensor([-1, 0]).data_ptr()}, "top_k"),
-        ({"top_p": torch.tensor([0.5, 1.5], dtype=f64).data_ptr()}, "top_p"),
-        ({"top_p": torch.tensor([float("nan"), 1.0], dtype=f64).data_ptr()}, "top_p"),
-        ({"min_p": torch.tensor([-0.1, 0.0], dtype=f64).data_ptr()}, "min_p"),
-        ({"transform": 1, "temperature": torch.tensor([1.0, 0.0], dtype=f64).data_ptr()}, "temperature"),
-        ({"transform": 1, "temperature": torch.tensor([float("nan"), 1.0], dtype=f64).data_ptr()}, "temperature"),
+        ({"top_k": addr["k_past"]}, r"top_k must be in \[0, 8\] for every row, got 9 at row 1"),
+        ({"top_k": addr["k_neg"]}, "top_k must be in .* got -1 at row 0"),
+        ({"top_p": addr["p_big"]}, "top_p must be in .* at row 1"),
+        ({"top_p": addr["p_nan"]}, "top_p must be in .* got nan at row 0"),
+        ({"min_p": addr["min_neg"]}, "min_p"),
+        ({"transform": 1, "temperature": addr["t_zero"]}, "temperature must be in .* at row 1"),
+        ({"transform": 1, "temperature": addr["t_nan"]}, "temperature"),
     ]
     for over, message in values:
         with pytest.raises(ValueError, match=message):
             chain(**over)
-    chain(top_k=torch.tensor([8, 0]).data_ptr(), transform=1,
-          temperature=torch.tensor([float("inf"), 0.5], dtype=f64).data_ptr())  # edges of the ranges
+    chain(top_k=addr["k_edge"], transform=1, temperature=addr["t_edge"])  # the edges of the ranges
     with pytest.raises(ValueError, match="temperature"):
-        m.apply_temperature(p, 0, 2, 8, 8, torch.tensor([1.0, -2.0], dtype=f64).data_ptr(), out.data_ptr())
+        m.apply_temperature(p, 0, 2, 8, 8, addr["t_neg"], out.data_ptr())
     for args in (
         (p, 0, -1, 8, 8, t.data_ptr(), out.data_ptr()),
         (p, 0, 2, -8, 8, t.data_ptr(), out.data_ptr()),
