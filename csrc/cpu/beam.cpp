@@ -22,12 +22,12 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(_M_X64)
-// GCC 12 reports its own _mm512_undefined_* placeholders as maybe-uninitialized once inlined
-// (GCC bug 105593, fixed in 13): silence it for the intrinsics header only.
-#pragma GCC diagnostic push
+// GCC 12 reports its own _mm512_undefined_* placeholders as (maybe-)uninitialized wherever the
+// intrinsics are inlined (GCC bug 105593, fixed in 13; -O1 sanitizer builds say "is used
+// uninitialized"): both warnings are off for this file from here on.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
-#pragma GCC diagnostic pop
 #endif
 
 #include "cpu/parallel.h"
