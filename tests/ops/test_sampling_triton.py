@@ -181,6 +181,10 @@ def test_filter_and_sample(dtype: torch.dtype) -> None:
                     what=f"logprobs {st}")
         # rows with nothing above -inf (all -inf) give token 0, logprob -inf
         assert int(out.tokens[6]) == 0 and float(out.logprobs[6]) == NEG_INF
+        # without the filtered rows, top-k rows finish on the candidate tile: same tokens
+        fast = S.filter_and_sample(x, **args, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        assert_same(fast.tokens, out.tokens, what=f"tile tokens {st}")
+        assert_same(fast.logprobs, out.logprobs, atol=2e-5, rtol=1e-6, what=f"tile logprobs {st}")
 
 
 @interpreted
