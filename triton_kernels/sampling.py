@@ -427,7 +427,8 @@ def _chain(
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
-        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if tile else 16, num_warps=8 if block >= 1024 else 4,
+        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if tile else 16,
+        num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows
 
