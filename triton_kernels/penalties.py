@@ -18,8 +18,8 @@ per row, that touches only the history's columns: O(history) per row, never dens
   counts, so every lane owns one column and the kernel is fully parallel (rows x entries).
 
 Exactness: the arithmetic is the reference's, operation for operation, in float32.
-``s / p`` is a true division on CPU (the interpreter) and, on CUDA, ``s * (1/p)`` with ``1/p``
-from ``torch.reciprocal``, which is what torch does on CUDA for the reference. FMA contraction
+``s / p`` is a correctly rounded division on CPU (the interpreter) and, on CUDA, ``s * (1/p)``
+with ``1/p`` correctly rounded, which is what torch does on CUDA for the reference. FMA contraction
 is turned off (``enable_fp_fusion=False``): the reference computes
 ``presence + frequency * count`` as a rounded product, then a rounded sum.
 """
@@ -40,12 +40,13 @@ _NO_FMA = {"enable_fp_fusion": False}
 
 
 @triton.jit
-def _rep(s, p, r, USE_RECIP: tl.constexpr):
-    # transformers: s < 0 ? s * p : s / p (on CUDA torch divides through the reciprocal r).
+def _rep(s, p, USE_RECIP: tl.constexpr):
+    # transformers: s < 0 ? s * p : s / p. On CUDA torch divides through the float32 reciprocal.
+    # div_rn, not `/`: triton lowers `/` to the approximate div.full.f32 on NVIDIA GPUs.
     if USE_RECIP:
-        q = s * r
+        q = s * tl.math.div_rn(tl.full(p.shape, 1.0, tl.float32), p)
     else:
-        q = s / p
+        q = tl.math.div_rn(s, p)
     return tl.where(s < 0, s * p, q)
 
 
@@ -55,7 +56,7 @@ def _rep(s, p, r, USE_RECIP: tl.constexpr):
 )
 def _penalties_rows_kernel(
     x_ptr, stride_b, stride_v, out_ptr, batch, vocab,
-    rep_ids_ptr, rep_sb, rep_sl, rep_len, rep_group, pen_ptr, recip_ptr, ignore_ptr,
+    rep_ids_ptr, rep_sb, rep_sl, rep_len, rep_group, pen_ptr, ignore_ptr,
     gen_ptr, gen_len, gen_steps, presence_ptr, frequency_ptr,
     HAS_REP: tl.constexpr, HAS_IGNORE: tl.constexpr, USE_RECIP: tl.constexpr, HAS_PF: tl.constexpr,
     ROWS: tl.constexpr, BLOCK: tl.constexpr,
@@ -76,9 +77,6 @@ def _penalties_rows_kernel(
     out_rows = out_ptr + rows * vocab
     if HAS_REP:
         p = tl.load(pen_ptr + rows, mask=row_ok[:, None], other=1.0)
-        r = p
-        if USE_RECIP:
-            r = tl.load(recip_ptr + rows, mask=row_ok[:, None], other=1.0)
         first_pos = tl.zeros([ROWS, 1], dtype=tl.int64)
         if HAS_IGNORE:
             first_pos = tl.load(ignore_ptr + rows, mask=row_ok[:, None], other=0)
@@ -89,7 +87,7 @@ def _penalties_rows_kernel(
             v = tl.load(ids_rows + pos.to(tl.int64) * rep_sl, mask=ok, other=0).to(tl.int64)
             ok = ok & (v >= 0) & (v < vocab)
             s = load_f32(x_ptr + rows * stride_b + v * stride_v, ok)
-            tl.store(out_rows + v, _rep(s, p, r, USE_RECIP), mask=ok)
+            tl.store(out_rows + v, _rep(s, p, USE_RECIP), mask=ok)
     if HAS_PF:
         if HAS_REP:
             # Presence/frequency reads what the repetition part wrote (same program, other lanes).
@@ -122,7 +120,7 @@ def _penalties_rows_kernel(
 def _penalties_state_kernel(
     x_ptr, stride_b, stride_v, out_ptr, batch, vocab,
     tokens_ptr, in_rep_ptr, counts_ptr, lengths_ptr, width,
-    pen_ptr, recip_ptr, presence_ptr, frequency_ptr,
+    pen_ptr, presence_ptr, frequency_ptr,
     HAS_REP: tl.constexpr, USE_RECIP: tl.constexpr, HAS_PF: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Grid (row tiles, entry blocks): the live entries of a row are distinct tokens, so each lane
@@ -140,11 +138,8 @@ def _penalties_state_kernel(
     s = load_f32(x_ptr + rows * stride_b + v * stride_v, ok)
     if HAS_REP:
         p = tl.load(pen_ptr + rows, mask=row_ok, other=1.0)
-        r = p
-        if USE_RECIP:
-            r = tl.load(recip_ptr + rows, mask=row_ok, other=1.0)
         flagged = tl.load(in_rep_ptr + entry, mask=ok, other=0) != 0
-        s = tl.where(flagged, _rep(s, p, r, USE_RECIP), s)
+        s = tl.where(flagged, _rep(s, p, USE_RECIP), s)
     if HAS_PF:
         count = tl.load(counts_ptr + entry, mask=ok, other=0)
         presence = tl.load(presence_ptr + rows, mask=row_ok, other=0.0)
@@ -160,11 +155,6 @@ _GPU_LANES = 256
 
 def _f32(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if t is None else t.to(torch.float32).contiguous()
-
-
-def _recip(p: torch.Tensor) -> Optional[torch.Tensor]:
-    # The reference divides on CPU and multiplies by torch's float32 reciprocal on CUDA.
-    return torch.reciprocal(p) if p.device.type == "cuda" else None
 
 
 def _sorted_generated(output_ids: torch.Tensor, output_mask: Optional[torch.Tensor], vocab: int) -> torch.Tensor:
@@ -194,12 +184,11 @@ def _launch(
         return out
     dummy = out  # an unused pointer argument (its constexpr branch is compiled out)
     rep_len = rep_sb = rep_sl = 0
-    pen = recip = ign = gen = pres = freq = dummy
+    pen = ign = gen = pres = freq = dummy
     if has_rep:
         assert rep_ids is not None and penalty is not None
         rep_len, rep_sb, rep_sl = rep_ids.shape[1], rep_ids.stride(0), rep_ids.stride(1)
         pen = _f32(penalty)
-        recip = _recip(pen)
         if ignore is not None:
             ign = ignore.to(torch.int64).contiguous()
     gen_len = gen_steps = 0
@@ -211,10 +200,9 @@ def _launch(
     rows, block = tile(batch, max(rep_len, gen_len), logits.device, _GPU_LANES)
     _penalties_rows_kernel[(triton.cdiv(batch, rows),)](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
-        rep_ids if has_rep else dummy, rep_sb, rep_sl, rep_len, rep_group, pen,
-        dummy if recip is None else recip, ign,
+        rep_ids if has_rep else dummy, rep_sb, rep_sl, rep_len, rep_group, pen, ign,
         gen, gen_len, gen_steps, pres, freq,
-        HAS_REP=has_rep, HAS_IGNORE=has_rep and ignore is not None, USE_RECIP=has_rep and recip is not None,
+        HAS_REP=has_rep, HAS_IGNORE=has_rep and ignore is not None, USE_RECIP=logits.device.type == "cuda",
         HAS_PF=has_pf, ROWS=rows, BLOCK=block, num_warps=4, **_NO_FMA,
     )
     return out
@@ -295,15 +283,14 @@ def apply_penalties_state_triton(
     counts = counts.to(torch.int32).contiguous()
     lengths = lengths.to(torch.int64).contiguous()
     pen = _f32(repetition_penalty) if has_rep else out
-    recip = _recip(pen) if has_rep else None
     pres, freq = (_f32(presence_penalty), _f32(frequency_penalty)) if has_pf else (out, out)
     rows, block = tile(batch, width, logits.device, _GPU_LANES)
     grid = (triton.cdiv(batch, rows), triton.cdiv(width, block))
     _penalties_state_kernel[grid](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         tokens, in_rep, counts, lengths, width,
-        pen, out if recip is None else recip, pres, freq,
-        HAS_REP=has_rep, USE_RECIP=recip is not None, HAS_PF=has_pf, ROWS=rows, BLOCK=block, num_warps=4,
+        pen, pres, freq,
+        HAS_REP=has_rep, USE_RECIP=logits.device.type == "cuda", HAS_PF=has_pf, ROWS=rows, BLOCK=block, num_warps=4,
         **_NO_FMA,
     )
     return out
