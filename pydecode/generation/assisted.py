@@ -445,7 +445,7 @@ def _speculative_hf(
     k = candidates.shape[1]
     q = draft_scores.softmax(dim=-1)
     p = processed.softmax(dim=-1)
-    positions = torch.arange(k)
+    positions = torch.arange(k, device=candidates.device)
     q_i = q[0, positions, candidates[0]]
     p_i = p[0, positions, candidates[0]]
     ratio = p_i / q_i

@@ -85,6 +85,38 @@ def test_greedy_long_run_accepts_drafts(models):
                 assert counter.calls < 40
 
 
+def test_processors_with_lookup_and_assistant(models):
+    """Processors that forbid tokens: the candidates are cut like transformers' (same number of target
+    forwards for prompt lookup) and the ids stay those of plain greedy."""
+    target, tiny = models
+    kw = _kw(max_new_tokens=30, no_repeat_ngram_size=3, repetition_penalty=1.2, eos_token_id=[2, 7])
+    with torch.no_grad():
+        ref = target.generate(PROMPT, do_sample=False, **kw)
+        with _CountCalls(target) as hf_calls:
+            target.generate(PROMPT, do_sample=False, prompt_lookup_num_tokens=3, **kw)
+        with _CountCalls(target) as our_calls:
+            lookup = generate(target, PROMPT, do_sample=False, prompt_lookup_num_tokens=3, **kw)
+        assisted = generate(target, PROMPT, do_sample=False, assistant_model=tiny, **kw)
+    assert torch.equal(lookup, ref) and torch.equal(assisted, ref)
+    assert our_calls.calls == hf_calls.calls
+
+
+def test_prompt_lookup_encoder_decoder():
+    torch.manual_seed(0)
+    cfg = transformers.BartConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=3, forced_eos_token_id=None,
+    )
+    model = transformers.BartForConditionalGeneration(cfg).eval()
+    prompt = torch.tensor([[0, 5, 9, 13, 5, 9, 22, 31, 5, 9, 2]])
+    kw = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=16, eos_token_id=95, do_sample=False)
+    with torch.no_grad():
+        ref = model.generate(prompt, **kw)
+        ours = generate(model, prompt, prompt_lookup_num_tokens=3, **kw)
+    assert torch.equal(ours, ref)
+
+
 def test_prompt_lookup_sampling_equals_plain_sampling(models):
     target, _ = models
     kw = _kw(do_sample=True, top_k=8, temperature=0.7)
@@ -148,9 +180,19 @@ def test_speculative_rule_distribution():
 
 def test_prompt_lookup_candidates_match_transformers():
     from transformers.generation.candidate_generator import PromptLookupCandidateGenerator as HFLookup
+    from transformers.generation.logits_process import LogitsProcessorList, NoBadWordsLogitsProcessor
+
+    class ListPlan:  # the plan's `process` is all the candidate check uses
+        def __init__(self, processors):
+            self.processors = processors
+
+        def process(self, input_ids, scores):
+            return self.processors(input_ids, scores)
 
     torch.manual_seed(0)
     eos = torch.tensor([7])
+    bad = LogitsProcessorList([NoBadWordsLogitsProcessor([[4], [9, 10]], eos_token_id=7)])
+    cut = 0
     for trial in range(20):
         ids = torch.randint(3, 12, (1, 14))
         for ngram, num in ((2, 3), (3, 5), (1, 2)):
@@ -158,6 +200,13 @@ def test_prompt_lookup_candidates_match_transformers():
             ref, _ = HFLookup(eos_token_id=eos, num_output_tokens=num, max_matching_ngram_size=ngram,
                               max_length=40).get_candidates(ids)
             assert torch.equal(torch.cat([ids, ours], dim=1), ref), (trial, ngram, num)
+            # With processors that forbid tokens 4 and 10-after-9.
+            cut_ours, _ = PromptLookupCandidateGenerator(eos, num, ngram, 40, ListPlan(bad), 12).get_candidates(ids)
+            cut_ref, _ = HFLookup(eos_token_id=eos, num_output_tokens=num, max_matching_ngram_size=ngram,
+                                  max_length=40, logits_processor=bad, vocab_size=12).get_candidates(ids)
+            assert torch.equal(torch.cat([ids, cut_ours], dim=1), cut_ref), (trial, ngram, num)
+            cut += cut_ours.shape[1] != ours.shape[1]
+    assert cut > 0  # the forbidden-token cut was exercised
 
 
 def test_streamer_gets_accepted_tokens(models):
