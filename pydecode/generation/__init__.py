@@ -1,15 +1,33 @@
 """Hugging Face-compatible generation: config, processors, plan, scheduler, stopping, streamers, outputs."""
 
+import importlib
+
 from .config import GenerationConfig, GenerationMode, WatermarkingConfig
-from .generate import custom_generate, generate, patch, unpatch
-from .outputs import (
-    GenerateBeamDecoderOnlyOutput,
-    GenerateBeamEncoderDecoderOutput,
-    GenerateDecoderOnlyOutput,
-    GenerateEncoderDecoderOutput,
-    compute_transition_scores,
-)
-from .runner import StepFunction
+
+# generate, the outputs (transformers' own output classes when it is installed) and the runner protocol are
+# imported on first use, so that importing pydecode (or its config) does not import transformers.
+_LAZY = {
+    "custom_generate": "generate",
+    "generate": "generate",
+    "patch": "generate",
+    "unpatch": "generate",
+    "GenerateBeamDecoderOnlyOutput": "outputs",
+    "GenerateBeamEncoderDecoderOutput": "outputs",
+    "GenerateDecoderOnlyOutput": "outputs",
+    "GenerateEncoderDecoderOutput": "outputs",
+    "compute_transition_scores": "outputs",
+    "StepFunction": "runner",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 module attribute hook
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "GenerateBeamDecoderOnlyOutput",
