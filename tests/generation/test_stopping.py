@@ -14,6 +14,15 @@ from pydecode.generation import stopping as pd  # noqa: E402
 from pydecode.generation.config import GenerationConfig  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: intra-op thread fork/join costs more than the work (and stalls on a loaded machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny_tokenizer():
     """A byte-level BPE tokenizer over a hand-written vocabulary (no download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
