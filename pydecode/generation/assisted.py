@@ -50,10 +50,11 @@ Differences from transformers (none changes greedy output; sampling stays exact 
 distribution): the assistant drafts with the target's processor plan through pydecode's own
 loop (transformers runs ``assistant.generate`` with a modified config, and adapts the
 confidence threshold with scikit-learn's ROC curve; pydecode keeps it fixed). Not supported
-(clear ``ValueError`` before any model call): batch size > 1, ``num_return_sequences > 1``, an
-assistant with a different vocabulary (universal assisted decoding), an encoder-decoder
-assistant, ``use_mtp``, ``assistant_early_exit``, ``speculation_type``,
-``assistant_ensemble_weight``, ``output_attentions`` / ``output_hidden_states``.
+(clear ``ValueError`` before any decoder call): batch size > 1, ``num_return_sequences > 1``, an
+assistant with a different vocabulary (universal assisted decoding), a decoder-only assistant
+for an encoder-decoder model (or the reverse), ``use_mtp``, ``assistant_early_exit``,
+``speculation_type``, ``assistant_ensemble_weight``, ``output_attentions`` /
+``output_hidden_states``. An encoder-decoder assistant encodes the inputs with its own encoder.
 """
 
 from __future__ import annotations
