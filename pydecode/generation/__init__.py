@@ -1,6 +1,8 @@
 """Hugging Face-compatible generation: config, processors, plan, scheduler, stopping, streamers, outputs."""
 
 import importlib
+import sys
+import types
 
 from .config import GenerationConfig, GenerationMode, WatermarkingConfig
 
@@ -27,6 +29,20 @@ def __getattr__(name: str):  # noqa: ANN202 - PEP 562 module attribute hook
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """The import system binds a loaded submodule as an attribute of its package; for the submodule
+    ``generate`` that would hide the function ``generate``, so that binding is skipped (the submodule stays
+    in ``sys.modules``), as the former eager ``from .generate import generate`` overwrote it."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "generate" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
