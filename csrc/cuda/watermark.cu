@@ -3,10 +3,11 @@
 // * hash scheme: a single row_map pass; each token's greenlist hash (pydecode/hash.h, shared with
 //   the CPU kernel) is two 32-bit multiplies and three shift-xors in registers, far below the
 //   cost of the 16-byte loads it rides on.
-// * transformers' scheme: the float32 copy, then one thread per listed id adds the row's bias.
-//   The add is a compare-and-swap loop on the float's bits with __fadd_rn, not atomicAdd(float):
-//   global float atomics flush subnormal results to zero, and torch's index_put_(accumulate=True)
-//   does not. Repeated ids add the same value, so any order gives the reference's result.
+// * transformers' scheme: the float32 copy, then one thread per distinct listed id adds the row's
+//   bias. The ids arrive sorted (the launcher sorts them on the device), so the first of a run of
+//   k equal ids owns the token and adds the k biases the way torch's CUDA index_put_(accumulate=True)
+//   does (indexing_backward_kernel_stride_1): x + (0 + b + ... + b), summed before the add, 32 lanes
+//   at a time when k >= 32. No float atomics: they flush subnormals on global memory, torch does not.
 #include <cuda_runtime.h>
 
 #include <string>
@@ -52,15 +53,22 @@ struct HashBiasOp {
   }
 };
 
-__device__ __forceinline__ void add_exact(float* address, float value) {
-  unsigned int* bits = reinterpret_cast<unsigned int*>(address);
-  unsigned int old = *bits, assumed;
-  do {
-    assumed = old;
-    old = atomicCAS(bits, assumed, __float_as_uint(__fadd_rn(__uint_as_float(assumed), value)));
-  } while (old != assumed);
+// The sum torch's stride-1 index_put_ kernel forms for k copies of b: each of 32 lanes adds
+// k / 32 copies to 0, a shuffle tree sums the 32 equal partial sums (exact doublings), then lane 0
+// adds the remaining k % 32 copies one by one. For k < 32 that is just 0 + b + ... + b.
+__device__ __forceinline__ float duplicate_sum(float b, int64_t k) {
+  float lane = 0.0f;
+  for (int64_t i = 0; i < k / 32; ++i) lane = __fadd_rn(lane, b);
+  float g = lane;
+  if (k >= 32) {
+#pragma unroll
+    for (int i = 0; i < 5; ++i) g = __fadd_rn(g, g);
+  }
+  for (int64_t i = 0; i < k % 32; ++i) g = __fadd_rn(g, b);
+  return g;
 }
 
+// One thread per (row, sorted id); the first of each run of equal ids writes its token once.
 __global__ void __launch_bounds__(kRowThreads)
     scatter_bias_kernel(float* __restrict__ out, int64_t rows, int64_t vocab, IdView ids, const float* __restrict__ bias) {
   for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
@@ -68,7 +76,11 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < ids.len;
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
       const int64_t id = ids.at(r, j);
-      if (id >= 0 && id < vocab) add_exact(out + r * vocab + id, b);
+      if (id < 0 || id >= vocab || (j > 0 && ids.at(r, j - 1) == id)) continue;
+      int64_t k = 1;
+      while (j + k < ids.len && ids.at(r, j + k) == id) ++k;
+      float* o = out + r * vocab + id;
+      *o = __fadd_rn(*o, duplicate_sum(b, k));
     }
   }
 }

@@ -19,7 +19,8 @@ cudaError_t watermark_hash_bias(const LogitsView& logits, int64_t rows, int64_t 
                                 float* out, cudaStream_t stream);
 
 // transformers' scheme, device half: green_ids rows of ids in [0, vocab) (-1 = padding; other
-// ids are skipped). A repeated id gets the bias once per occurrence, like torch's scatter-add.
+// ids are skipped), each row sorted ascending. A repeated id gets the bias once per occurrence,
+// summed as torch's CUDA index_put_(accumulate=True) sums them (see watermark.cu).
 cudaError_t watermark_scatter_bias(const LogitsView& logits, int64_t rows, int64_t vocab, const IdView& green_ids,
                                    const float* bias, float* out, cudaStream_t stream);
 

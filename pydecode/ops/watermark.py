@@ -530,7 +530,7 @@ def watermark_bias_hash(
 
 # --------------------------------------------------------------------------- cuda backend
 # csrc/cuda/watermark.cu: the hash scheme in one pass (hash computed in registers while the row
-# streams through), the scatter as the float32 copy plus one exact add per listed id.
+# streams through), the scatter as the float32 copy plus one add per distinct listed id.
 from . import _cuda_launch as _cu  # noqa: E402
 
 
@@ -538,7 +538,9 @@ from . import _cuda_launch as _cu  # noqa: E402
 def _watermark_scatter_bias_cuda(logits: torch.Tensor, green_ids: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     mod = _cu.module()
     x, out, args = _cu.logits_args(logits)
-    ids, (ids_ptr, ids64, n_ids, ids_stride) = _cu.id_args(green_ids)
+    # Sorted rows put repeated ids side by side: the kernel adds each run once, as torch's CUDA
+    # scatter-add does (a sort of B x G ids: small next to the host work behind HF greenlists).
+    ids, (ids_ptr, ids64, n_ids, ids_stride) = _cu.id_args(green_ids.sort(dim=1).values)
     bias = _cpu.contiguous(bias, torch.float32)
     with _cu.on_device(x.device):
         mod.watermark_scatter_bias(
