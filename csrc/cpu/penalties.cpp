@@ -54,22 +54,13 @@ void negative_id(const char* name, int64_t row, int64_t pos, int64_t id) {
                               " at row " + std::to_string(row) + ", position " + std::to_string(pos));
 }
 
-void check_id_range(const IdRows& ids, int64_t vocab, const char* name) {
+void check_ids_nonnegative(const IdRows& ids, const char* name) {
   for (int64_t r = 0; r < ids.rows; ++r) {
     int64_t bad = 0;  // a branch-free scan of the row first: histories are long, errors rare
-    for (int64_t j = 0; j < ids.len; ++j) {
-      const uint64_t id = static_cast<uint64_t>(ids.at(r, j));
-      bad |= id >= static_cast<uint64_t>(vocab) ? 1 : 0;  // negative ids wrap to huge values
-    }
+    for (int64_t j = 0; j < ids.len; ++j) bad |= ids.at(r, j) < 0 ? 1 : 0;
     if (bad == 0) continue;
     for (int64_t j = 0; j < ids.len; ++j) {
-      const int64_t id = ids.at(r, j);
-      if (id < 0) negative_id(name, r, j, id);
-      if (id >= vocab) {
-        throw std::invalid_argument(std::string(name) + " must hold token ids < " + std::to_string(vocab) +
-                                    " (the vocabulary of logits), got " + std::to_string(id) + " at row " +
-                                    std::to_string(r) + ", position " + std::to_string(j));
-      }
+      if (ids.at(r, j) < 0) negative_id(name, r, j, ids.at(r, j));
     }
   }
 }
@@ -124,7 +115,7 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
             "input_ids must have a number of rows that divides the batch (" + std::to_string(batch) +
                 "), got " + std::to_string(rep_ids.rows));
     if (batch > 0) group = batch / rep_ids.rows;
-    check_id_range(rep_ids, vocab, "input_ids");
+    check_ids_nonnegative(rep_ids, "input_ids");
     check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
     if (ignore != nullptr) {
       for (int64_t b = 0; b < batch; ++b) {
@@ -141,7 +132,7 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
                                        std::to_string(out_ids.rows));
     require(out_ids.len < (int64_t{1} << 31), "output_ids rows must be shorter than 2^31");
     if (out_mask != nullptr) require_nonnegative(mask_stride, "output_mask row stride");
-    check_id_range(out_ids, vocab, "output_ids");
+    check_ids_nonnegative(out_ids, "output_ids");
     check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
     check_rows_in(frequency, batch, "frequency_penalty", "the float32 range", false);
   }
@@ -157,7 +148,7 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
       const float p = rep_penalty[b];
       const int64_t start = ignore ? std::clamp<int64_t>(ignore[b], 0, rep_ids.len) : 0;
       for (int64_t j = start; j < rep_ids.len; ++j) {
-        const int64_t id = rep_ids.at(r, j);  // in [0, vocab): checked above
+        const int64_t id = rep_ids.at(r, j);  // >= 0, checked above; ids >= vocab are ignored
         if (id >= v0 && id < v1) orow[id] = repetition(logit_at(logits, b, id), p);
       }
     }
@@ -206,7 +197,7 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
                                                            " is outside [0, capacity=" +
                                                            std::to_string(capacity) + "]");
     longest = std::max(longest, lengths[b]);
-    check_id_range(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, vocab, "state tokens");
+    check_ids_nonnegative(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, "state tokens");
   }
   check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
   check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
@@ -221,7 +212,7 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
     const float p = rep_penalty ? rep_penalty[b] : 1.0f;
     const float pres = presence ? presence[b] : 0.0f, freq = frequency ? frequency[b] : 0.0f;
     for (int64_t i = 0; i < lengths[b]; ++i) {
-      const int64_t t = tok[i];  // in [0, vocab): checked above
+      const int64_t t = tok[i];  // >= 0, checked above; ids >= vocab are ignored
       if (t < v0 || t >= v1) continue;
       float s = orow[t];  // this segment's copy: the input as float32
       if (rep_penalty != nullptr && rep[i]) s = repetition(s, p);
@@ -248,10 +239,9 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
     if (t < 0) negative_id("new_tokens", b, 0, t);
-    require(t < vocab, "new_tokens must hold token ids < " + std::to_string(vocab) + " (vocab_size), got " +
-                           std::to_string(t) + " at row " + std::to_string(b));
     require(lengths[b] >= 0 && lengths[b] <= capacity, "state length of row " + std::to_string(b) +
                                                            " is outside [0, capacity]");
+    if (t >= vocab) continue;
     const int32_t s = slot[b * (vocab + 1) + t];
     require(s >= -1 && s < lengths[b], "corrupted state: slot of token " + std::to_string(t) + " in row " +
                                            std::to_string(b) + " is " + std::to_string(s));
@@ -260,6 +250,7 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   }
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
+    if (t >= vocab) continue;  // can never be generated: ignored, as by the penalties
     int32_t& s = slot[b * (vocab + 1) + t];
     if (s < 0) {
       s = static_cast<int32_t>(lengths[b]++);

@@ -73,9 +73,10 @@ void check_ids(const IdRows& ids, const char* name);
 // index the logits row, so a negative one would write outside it.
 [[noreturn]] void negative_id(const char* name, int64_t row, int64_t pos, int64_t id);
 
-// Every id of `ids` in [0, vocab), else a ValueError naming `name`, the row, the position and the
-// allowed range (the penalties' history: pydecode/ops/_validate.py skips its scan for this backend).
-void check_id_range(const IdRows& ids, int64_t vocab, const char* name);
+// Every id of `ids` >= 0, else a ValueError naming `name`, the row and the position (the penalties'
+// history: pydecode/ops/_validate.py skips its scan for this backend). Ids >= vocab are allowed
+// and ignored, as transformers does for models whose embedding is larger than their output layer.
+void check_ids_nonnegative(const IdRows& ids, const char* name);
 
 // out[v0, v1) = float32(logits[b][v0, v1)), bit-exact with torch's .float().
 void copy_segment(const LogitsIn& logits, int64_t b, int64_t v0, int64_t v1, float* out_row);
@@ -96,7 +97,7 @@ void for_each_segment(int64_t batch, int64_t vocab, int64_t row_extra,
 //     shape (mask_stride elements between rows); presence/frequency: float32 (batch,), both null
 //     for none. Every id with count c > 0 (unmasked positions) gets
 //     s -= presence + frequency * c, after the repetition penalty.
-// Every id must lie in [0, vocab) and every penalty in range (rep_penalty > 0, presence and
+// Every id must be >= 0 (ids >= vocab are ignored) and every penalty in range (rep_penalty > 0, presence and
 // frequency finite, ignore >= 0), else ValueError before anything is written.
 // out: (batch, vocab) float32, contiguous.
 void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, const float* rep_penalty,
@@ -107,14 +108,14 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
 // with an in_rep flag (uint8: the token is under the repetition penalty) and its generated count
 // (counts, int32); the three arrays are (batch, >= capacity) with `stride` elements between rows.
 // A token gets s = in_rep ? rep(s) : s, then s -= presence + frequency * count when count > 0.
-// Tokens must lie in [0, vocab) and penalties in range, as for apply_penalties.
+// Tokens must be >= 0 and penalties in range, as for apply_penalties.
 void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* tokens, const uint8_t* in_rep,
                            const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
                            const float* rep_penalty, const float* presence, const float* frequency);
 
 // One step of PenaltyState.update on its CPU tensors (layout above; slot is int32
-// (batch, vocab + 1): a token's index in its row's list or -1). new_tokens must lie in [0, vocab).
-// For each row b: the token is appended when new (lengths[b] + 1 <= capacity is required),
+// (batch, vocab + 1): a token's index in its row's list or -1). new_tokens must be >= 0.
+// For each row b with new_tokens[b] < vocab: the token is appended when new (lengths[b] + 1 <= capacity is required),
 // its in_rep flag is set when ignore is null or ignore[b] <= position, and its count is incremented
 // when active is null or active[b]. Every row is checked before any is changed, so a refused call
 // leaves the state as it was.

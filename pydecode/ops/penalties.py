@@ -6,16 +6,15 @@ so float16/bfloat16 inputs are upcast first and the result equals the processor'
 ``logits.float()``, bit for bit, on the same device (on CUDA torch divides by a Python float
 through its reciprocal, and the references do the same there).
 
-Token ids must lie in ``[0, vocab)``: a negative id or one past the vocabulary raises
-``ValueError``. (transformers' repetition penalty silently drops ids ``>= vocab``, for models
-whose embedding is larger than their output layer: a processor reproducing that must leave such
-ids out before calling these ops, e.g. through :class:`PenaltyState`'s ``attention_mask`` or
-``output_mask``.)
+Token ids must be >= 0 (a negative id raises ``ValueError``, on every backend); ids ``>= vocab``
+are ignored, as transformers' repetition penalty drops them (models whose embedding is larger
+than their output layer).
 
 The references are sparse: they gather the logits of the history's tokens, change them and
 scatter them back (O(batch * history)), never building dense ``(batch, vocab)`` counts. They
-pad one spare column past the vocabulary (the trick transformers uses) where ignored prompt
-positions and masked output positions land and are dropped.
+pad one spare column past the vocabulary (the trick transformers uses) where ids that cannot
+be generated (``id >= vocab``), ignored prompt positions and masked output positions land and
+are dropped.
 """
 
 from __future__ import annotations
@@ -389,8 +388,7 @@ define_op(
 
 # --------------------------------------------------------------------------- public API
 def _check_ids(ids: object, name: str, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
-    batch, vocab = logits.shape
-    return check_token_ids(ids, name, logits.device, batch=batch, vocab=vocab, values=scan)
+    return check_token_ids(ids, name, logits.device, batch=logits.shape[0], values=scan)
 
 
 def _ignore_length_rows(
@@ -439,7 +437,8 @@ def repetition_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        input_ids: ``(batch, seq)`` int64/int32, ids in ``[0, vocab)`` (prompt + generated tokens).
+        input_ids: ``(batch, seq)`` int64/int32, ids >= 0 (prompt + generated tokens). Ids
+            ``>= vocab`` cannot be generated and are ignored, as in transformers.
         penalty: float > 0 or a ``(batch,)`` tensor of them. Each distinct token of a row is
             penalised once: ``s < 0 ? s * p : s / p``. ``1.0`` leaves a row unchanged.
         prompt_ignore_length: int >= 0 or a ``(batch,)`` integer tensor: the leading positions
@@ -471,9 +470,10 @@ def encoder_repetition_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        encoder_input_ids: ``(enc_batch, enc_len)`` int64/int32, ids in ``[0, vocab)``; ``batch``
+        encoder_input_ids: ``(enc_batch, enc_len)`` int64/int32, ids >= 0; ``batch``
             must be a multiple of ``enc_batch``: each encoder row serves ``batch // enc_batch``
-            consecutive rows (its beams), as transformers' ``repeat_interleave``.
+            consecutive rows (its beams), as transformers' ``repeat_interleave``. Ids ``>= vocab``
+            are ignored (transformers raises an index error on them).
         penalty: float > 0 or a ``(batch,)`` tensor of them (one per logits row); 1.0 = off.
 
     Returns:
@@ -483,7 +483,7 @@ def encoder_repetition_penalty(
     check_logits(logits)
     batch = logits.shape[0]
     # Always scanned in Python: the cpu kernel would name these ids "input_ids".
-    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device, vocab=logits.shape[1])
+    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device)
     penalty_rows = row_param(
         penalty, "penalty", batch, logits.device, dtype=torch.float64, low=0.0, low_open=True
     )
@@ -506,8 +506,8 @@ def presence_frequency_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        output_ids: ``(batch, gen)`` int64/int32, ids in ``[0, vocab)``: the generated tokens
-            only (every position is checked, masked ones too).
+        output_ids: ``(batch, gen)`` int64/int32, ids >= 0: the generated tokens only. Ids
+            ``>= vocab`` are ignored.
         presence_penalty, frequency_penalty: finite floats or ``(batch,)`` tensors (0 = off).
         output_mask: optional bool ``(batch, gen)``; only positions where it is True count
             (use it for padding and finished rows). Default: all positions.
@@ -593,7 +593,8 @@ class PenaltyState:
     """The token statistics of the penalties, built once per generate call and updated by the
     decode loop after each step, so that a step applies them without rescanning the history.
 
-    Per row it keeps the distinct token ids seen so far (prompt + generated), each with a flag
+    Per row it keeps the distinct token ids seen so far (prompt + generated, ids ``>= vocab_size``
+    dropped), each with a flag
     "under the repetition penalty" and the number of times it was
     generated (for presence/frequency). :meth:`update` adds one step in O(batch) (amortised:
     the lists double when full); :func:`apply_penalties_from_state` then costs the float32 copy
@@ -602,10 +603,8 @@ class PenaltyState:
     = the steps' ``active_mask``, bit for bit.
 
     Args:
-        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids in ``[0, vocab_size)`` wherever
-            ``attention_mask`` (when given) is nonzero; masked positions may hold any id >= 0
-            (pad ids past the vocabulary are common).
-        vocab_size: the logits' vocabulary.
+        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids >= 0.
+        vocab_size: the logits' vocabulary (ids at or above it can never be penalised).
         attention_mask: optional ``(batch, prompt_len)``; positions where it is 0 (left padding)
             are not counted. For left padding this equals ``prompt_ignore_length`` = the number
             of leading zeros.
@@ -641,20 +640,12 @@ class PenaltyState:
         self.position = prompt_len  # the position in cat(prompt, generated) of the next token
         self._ignore = _ignore_length_rows(prompt_ignore_length, batch, device)
         positions = torch.arange(prompt_len, device=device)
-        drop = torch.zeros_like(ids, dtype=torch.bool)
+        drop = ids >= vocab_size
         if attention_mask is not None:
             if not isinstance(attention_mask, torch.Tensor) or attention_mask.shape != ids.shape:
                 raise ValueError(f"attention_mask must be a tensor of shape {tuple(ids.shape)}")
             check_device(attention_mask, "attention_mask", device)
             drop |= attention_mask == 0
-        # Counted ids past the vocabulary are a caller's mistake (checked once per call: no hot path).
-        past = (ids >= vocab_size) & ~drop
-        if bool(past.any()):
-            row, pos = (int(i) for i in past.nonzero()[0])
-            raise ValueError(
-                f"prompt_ids must hold token ids < {vocab_size} (vocab_size) where counted, "
-                f"got {int(ids[row, pos])} at row {row}, position {pos}"
-            )
         if self._ignore is not None:
             drop |= positions[None, :] < self._ignore[:, None]
         # Distinct ids per row: sort, keep the first of each run (dropped ids sort last as vocab_size).
@@ -692,7 +683,8 @@ class PenaltyState:
     def update(
         self, new_tokens: torch.Tensor, active_mask: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
     ) -> None:
-        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32, ids in ``[0, vocab_size)``.
+        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32, ids >= 0 (ids >= vocab_size are
+        ignored).
         ``active_mask`` (bool ``(batch,)``, default all True) gates presence/frequency
         counting, as ``output_mask``; every token joins the repetition set, as it joins
         ``input_ids`` (finished rows keep receiving pad tokens in transformers).
@@ -706,7 +698,7 @@ class PenaltyState:
         if self._bound + 1 > self._capacity:
             self._grow()
         if self._kernel_update(backend):
-            # The kernel refuses ids outside [0, vocab_size) itself (ValueError, state unchanged).
+            # The kernel refuses negative ids itself (ValueError, state unchanged): no separate check.
             tok = _cpu.contiguous(new_tokens, torch.int64)
             active = None if active is None else _cpu.contiguous(active, torch.bool)
             ignore = None if self._ignore is None else _cpu.contiguous(self._ignore, torch.int64)
@@ -717,8 +709,7 @@ class PenaltyState:
                 self.position,
             )
         else:
-            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device, vocab=self.vocab_size)
-            tok = tok.to(torch.int64)[:, 0]
+            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device).to(torch.int64)[:, 0]
             self._update_torch(tok, active)
         self._bound += 1
         self.position += 1

@@ -257,38 +257,35 @@ def test_encoder_repetition_per_row_and_dtypes() -> None:
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
-def test_out_of_vocab_and_negative_ids_raise(backend: str) -> None:
-    """Ids outside [0, vocab) in any penalty history are malformed calls, on every backend (the cpu
-    backend checks them in C++, the torch one in Python), with the argument named."""
+def test_negative_ids_raise_and_out_of_vocab_ids_are_ignored(backend: str) -> None:
+    """Negative ids in any penalty history are malformed calls on every backend (the cpu backend
+    checks them in C++, the torch one in Python); ids >= vocab are dropped, as transformers does."""
     if backend == "cpu" and backend_unavailable_reason("cpu"):
         pytest.skip("cpu kernels not built")
     logits = make_logits(2, 20, seed=20)
-    for bad in (20, 25, -1):
-        ids = torch.tensor([[3, bad, 4, 3], [7, 7, 3, 1]])
-        for dtype in (torch.int64, torch.int32):
-            with pytest.raises(ValueError, match="input_ids"):
-                P.repetition_penalty(logits, ids.to(dtype), 1.2, backend=backend)
-            with pytest.raises(ValueError, match="input_ids"):
-                P.apply_penalties(logits, ids.to(dtype), None, repetition_penalty=1.2, backend=backend)
-            with pytest.raises(ValueError, match="output_ids"):
-                P.presence_frequency_penalty(logits, ids.to(dtype), 0.5, 0.5, backend=backend)
-            with pytest.raises(ValueError, match="output_ids"):
-                P.apply_penalties(logits, None, ids.to(dtype), frequency_penalty=0.5, backend=backend)
-            with pytest.raises(ValueError, match="encoder_input_ids"):
-                P.encoder_repetition_penalty(logits, ids.to(dtype), 1.5, backend=backend)
-        state = P.PenaltyState(ids.clamp(0, 19), 20)
-        with pytest.raises(ValueError, match="new_tokens"):
-            state.update(torch.tensor([bad, 3]), backend=backend)
-        lengths = state.lengths.clone()
-        state.update(torch.tensor([5, 3]), backend=backend)  # a refused update left the state usable
-        assert torch.equal(state.lengths, lengths + torch.tensor([1, 0]))
-        with pytest.raises(ValueError, match="prompt_ids"):
-            P.PenaltyState(ids, 20)
-    # Left padding past the vocabulary is fine where the attention mask leaves it out.
-    padded = torch.tensor([[99, 3, 4], [7, 7, 1]])
-    state = P.PenaltyState(padded, 20, attention_mask=torch.tensor([[0, 1, 1], [1, 1, 1]]))
-    expected = P.repetition_penalty(logits, torch.tensor([[3, 3, 4], [7, 7, 1]]), 1.3, backend=backend)
-    assert_same(state.apply(logits, repetition_penalty=1.3, backend=backend), expected)
+    ids = torch.tensor([[3, -1, 4, 3], [7, 7, 3, 1]])
+    for dtype in (torch.int64, torch.int32):
+        with pytest.raises(ValueError, match="input_ids"):
+            P.repetition_penalty(logits, ids.to(dtype), 1.2, backend=backend)
+        with pytest.raises(ValueError, match="input_ids"):
+            P.apply_penalties(logits, ids.to(dtype), None, repetition_penalty=1.2, backend=backend)
+        with pytest.raises(ValueError, match="output_ids"):
+            P.presence_frequency_penalty(logits, ids.to(dtype), 0.5, 0.5, backend=backend)
+        with pytest.raises(ValueError, match="encoder_input_ids"):
+            P.encoder_repetition_penalty(logits, ids.to(dtype), 1.5, backend=backend)
+    state = P.PenaltyState(ids.clamp(0, 19), 20)
+    with pytest.raises(ValueError, match="new_tokens"):
+        state.update(torch.tensor([-4, 3]), backend=backend)
+    with pytest.raises(ValueError, match="prompt_ids"):
+        P.PenaltyState(ids, 20)
+    enc = torch.tensor([[3, 25, 4, 3], [7, 7, 30, 1]])
+    in_vocab = torch.tensor([[3, 3, 4, 3], [7, 7, 7, 1]])  # same set of in-vocab tokens
+    for op, args in ((P.repetition_penalty, (1.4,)), (P.encoder_repetition_penalty, (1.5,))):
+        assert_same(op(logits, enc, *args, backend=backend), op(logits, in_vocab, *args, backend=backend))
+    assert_same(  # presence/frequency: as if the out-of-vocabulary positions were masked out
+        P.presence_frequency_penalty(logits, enc, 0.5, 0.25, backend=backend),
+        P.presence_frequency_penalty(logits, enc.clamp(max=19), 0.5, 0.25, output_mask=enc < 20, backend=backend),
+    )
 
 
 def test_encoder_repetition_errors() -> None:
