@@ -8,16 +8,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "cuda/bindings.h"
 #include "cuda/launch.h"
 #include "pydecode/check.h"
 
 namespace py = pybind11;
-
-static void check_cuda(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-  }
-}
+using pydecode::cuda::check_cuda;
 
 PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "pydecode CUDA kernels (torch-free; called through pydecode.ops)";
@@ -52,4 +48,7 @@ PYBIND11_MODULE(_C_cuda, m) {
       },
       py::arg("seeds"), py::arg("offsets"), py::arg("out"), py::arg("rows"), py::arg("vocab"),
       py::arg("stream_id"), py::arg("stream"));
+
+  pydecode::cuda::bind_sampling(m);
+  pydecode::cuda::bind_beam(m);
 }
