@@ -75,8 +75,10 @@ def test_cuda_beam_topk_strided_and_large_k() -> None:
     # k > vocab: every row is a candidate (num_beams * vocab candidates per item)
     got, want = run(logits[:, :5], scores, 3, 15, False)
     check(got, want, True, "k = num_beams * vocab")
-    # beyond the shared-memory merge: the torch fallback
-    got, want = run(logits, scores, 3, 2000, False)
+    # beyond the shared-memory merge (3 * 1500 candidates > BEAM_MERGE_LIMIT): the torch fallback
+    big = (torch.randn(6, 2000, generator=g) * 2).cuda()
+    assert 3 * 1500 > _ext.cuda_module().BEAM_MERGE_LIMIT
+    got, want = run(big, scores, 3, 1500, False)
     check(got, want, True, "fallback")
 
 
