@@ -10,6 +10,7 @@ Both modules are torch-free: only pybind11 is needed to build (DESIGN.md). Warni
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -18,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from glob import glob
 from pathlib import Path
 
-import pybind11
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
@@ -41,7 +41,24 @@ CXX_FLAGS = (
     + (SANITIZER_FLAGS if SANITIZE else [])
 )
 # pybind11 is a system header for us: its own warnings are not ours to fix.
-SYSTEM_INCLUDES = ["-isystem", pybind11.get_include()]
+def pybind11_include() -> str:
+    """pybind11's headers: the pybind11 package, else the copy every torch wheel ships.
+
+    The GPU host (../shared/GPU.md) has no network and no pybind11 package, so
+    `pip install --no-build-isolation` must build against torch's bundled headers there.
+    """
+    try:
+        import pybind11
+    except ImportError:
+        spec = importlib.util.find_spec("torch")
+        for root in spec.submodule_search_locations if spec and spec.submodule_search_locations else []:
+            if (Path(root) / "include" / "pybind11" / "pybind11.h").is_file():
+                return str(Path(root) / "include")
+        raise SystemExit("building pydecode needs pybind11 (pip install pybind11) or an installed torch") from None
+    return pybind11.get_include()
+
+
+SYSTEM_INCLUDES = ["-isystem", pybind11_include()]
 CUDA_ARCHS = ["80", "90"]
 
 

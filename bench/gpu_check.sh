@@ -27,7 +27,8 @@ step() {  # step NAME COMMAND...: run, log to $out/NAME.log, record pass/fail an
 }
 
 step env bash -c 'nvidia-smi; python --version; python -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nvcc --version'
-step build env PYDECODE_BUILD_CUDA=1 pip install --no-deps --no-build-isolation -e .
+# `python -m pip`: on the GPU host a bare `pip` is the system one, outside the venv that has torch.
+step build env PYDECODE_BUILD_CUDA=1 python -m pip install --no-deps --no-build-isolation -e .
 step show-config python -m pydecode show-config
 step gpu-tests python -m pytest -m gpu -x -q -rs
 if command -v compute-sanitizer >/dev/null 2>&1; then

@@ -215,7 +215,7 @@ def test_repetition_matches_hf_on_cuda() -> None:
         assert_same(P.repetition_penalty(logits, ids, penalty), hf_repetition(logits, ids, penalty))
         rows = torch.full((7,), penalty, device="cuda")
         assert_same(P.repetition_penalty(logits, ids, rows), hf_repetition(logits, ids, penalty))
-        enc = ids[:1]
+        enc = ids[:, :40]  # one encoder row per logits row: transformers does not broadcast a single row
         assert_same(P.encoder_repetition_penalty(logits, enc, penalty), hf_encoder_repetition(logits, enc, penalty))
 
 
