@@ -163,8 +163,10 @@ __global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, 
   const int64_t vocab = a.in.vocab;
   for (int i = threadIdx.x; i < a.k; i += blockDim.x) {
     const uint32_t flat = 0xFFFFFFFFu - static_cast<uint32_t>(ranks[i] & 0xFFFFFFFFull);
-    const int64_t beam = flat / vocab;
-    const int64_t token = flat % vocab;
+    // Every merged rank is a written candidate (k <= n); the clamps only keep a logic error from
+    // turning into an out-of-range read.
+    const int64_t beam = min(static_cast<int64_t>(flat) / vocab, static_cast<int64_t>(a.num_beams - 1));
+    const int64_t token = static_cast<int64_t>(flat) % vocab;
     const int64_t row = static_cast<int64_t>(item) * a.num_beams + beam;
     const float x = load_one<D>(row_ptr<D>(a.in, row), static_cast<int>(token));
     const int64_t o = static_cast<int64_t>(item) * a.k + i;
