@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "cuda/bindings.h"
+#include "cuda/pybind_util.h"
 #include "cuda/launch.h"
 #include "pydecode/check.h"
 

@@ -8,12 +8,17 @@
 #include <stdexcept>
 #include <string>
 
-#include "cuda/bindings.h"
 #include "cuda/launch.h"
+#include "cuda/pybind_util.h"
 #include "pydecode/check.h"
 
 namespace py = pybind11;
-using pydecode::cuda::check_cuda;
+
+static void check_cuda(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+  }
+}
 
 PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "pydecode CUDA kernels (torch-free; called through pydecode.ops)";

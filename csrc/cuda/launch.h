@@ -27,8 +27,12 @@ struct RowsIn {
 // CUDA for TemperatureLogitsWarper (division by a CPU scalar becomes a reciprocal multiply).
 cudaError_t apply_temperature(const RowsIn& in, const double* temperature, float* out, cudaStream_t stream);
 
-// out[b] = lowest index of the row maximum, NaN ignored; 0 when nothing is above -inf.
-cudaError_t greedy(const RowsIn& in, int64_t* out, cudaStream_t stream);
+// out[b] = lowest index of the row maximum, NaN ignored; 0 when nothing is above -inf. Small
+// batches split each row over greedy_splits(rows, vocab) blocks when `scratch` holds at least
+// rows * that many uint64 (device memory; may be null: one block per row).
+constexpr int kGreedyMaxSplits = 32;
+int greedy_splits(int64_t rows, int64_t vocab);
+cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t scratch_len, cudaStream_t stream);
 
 // The fused filter chain of pydecode/ops/sampling.py: transform (0 none, 1 temperature, 2 log)
 // -> top-k -> top-p -> min-p (a null per-row array turns the stage off), then any of: tokens

@@ -336,23 +336,55 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   }
 }
 
+// Greedy over vocabulary slice blockIdx.y of `splits` (all of the row when splits == 1): the best
+// (key << 32 | ~index) of the slice, to out[row] as a token (splits == 1) or to
+// partial[row * splits + slice] for greedy_merge_kernel. Slices start at multiples of 8 entries,
+// so a 16-byte aligned row gives 16-byte aligned slices.
 template <int D>
-__global__ void __launch_bounds__(kThreads) greedy_kernel(const RowsIn in, int64_t* out) {
+__global__ void __launch_bounds__(kThreads) greedy_kernel(const RowsIn in, int splits, int64_t* out,
+                                                         unsigned long long* partial) {
   __shared__ unsigned long long scratch[32];
   const int row = static_cast<int>(blockIdx.x);
-  const void* src = static_cast<const char*>(in.data) +
-                    static_cast<int64_t>(row) * in.row_stride * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  const int vocab = static_cast<int>(in.vocab);
+  const int chunk = ((vocab + splits - 1) / splits + 7) & ~7;
+  const int begin = static_cast<int>(blockIdx.y) * chunk;
+  const int end = begin + chunk < vocab ? begin + chunk : vocab;
+  const char* src = static_cast<const char*>(in.data) +
+                    (static_cast<int64_t>(row) * in.row_stride + begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
   unsigned long long best = 0;
-  for_row<D>(src, static_cast<int>(in.vocab), [&](int v, float x) {
+  for_row<D>(src, end > begin ? end - begin : 0, [&](int v, float x) {
     const uint32_t key = sort_key(x);
     if (key == kNanKey) return;
     const unsigned long long packed =
-        (static_cast<unsigned long long>(key) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(v));
+        (static_cast<unsigned long long>(key) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(v + begin));
     best = packed > best ? packed : best;
   });
   best = block_reduce(best, MaxOp(), scratch);
-  // A row of -inf picks its first entry (-inf's key is above 0); an all-NaN row gives 0 too.
-  if (threadIdx.x == 0) out[row] = best == 0 ? 0 : static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(best));
+  if (threadIdx.x != 0) return;
+  if (splits > 1) {
+    partial[static_cast<int64_t>(row) * splits + blockIdx.y] = best;
+  } else {
+    // A row of -inf picks its first entry (-inf's key is above 0); an all-NaN row gives 0 too.
+    out[row] = best == 0 ? 0 : static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(best));
+  }
+}
+
+// One warp per row: the maximum of the row's slice results (an integer max: order-free).
+__global__ void greedy_merge_kernel(const unsigned long long* partial, int splits, int64_t rows, int64_t* out) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= rows) return;  // whole warps exit together
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  unsigned long long best = 0;
+  for (int i = lane; i < splits; i += 32) {
+    const unsigned long long p = partial[row * splits + i];
+    best = p > best ? p : best;
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
+    best = other > best ? other : best;
+  }
+  if (lane == 0) out[row] = best == 0 ? 0 : static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(best));
 }
 
 template <int D>
@@ -398,15 +430,34 @@ cudaError_t apply_temperature(const RowsIn& in, const double* temperature, float
   return cudaGetLastError();
 }
 
-cudaError_t greedy(const RowsIn& in, int64_t* out, cudaStream_t stream) {
+int greedy_splits(int64_t rows, int64_t vocab) {
+  // Split a row over several blocks while the batch alone would leave most SMs idle (132 on an
+  // H100): aim for ~2 blocks per SM, slices of >= 4096 entries, at most kGreedyMaxSplits.
+  if (rows <= 0 || rows >= 128) return 1;
+  int64_t splits = (256 + rows - 1) / rows;
+  const int64_t by_size = vocab / 4096;
+  splits = splits < by_size ? splits : by_size;
+  splits = splits < kGreedyMaxSplits ? splits : kGreedyMaxSplits;
+  return splits < 1 ? 1 : static_cast<int>(splits);
+}
+
+cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t scratch_len, cudaStream_t stream) {
   check_rows(in);
   require_pointer(reinterpret_cast<uintptr_t>(out), in.rows, "out");
   if (in.rows == 0 || in.vocab == 0) return cudaSuccess;
-  const dim3 grid(static_cast<unsigned>(in.rows));
+  int splits = greedy_splits(in.rows, in.vocab);
+  if (scratch == nullptr || scratch_len < in.rows * splits) splits = 1;
+  unsigned long long* partial = reinterpret_cast<unsigned long long*>(scratch);
+  const dim3 grid(static_cast<unsigned>(in.rows), static_cast<unsigned>(splits));
   switch (in.dtype) {
-    case kDTypeF32: greedy_kernel<kDTypeF32><<<grid, kThreads, 0, stream>>>(in, out); break;
-    case kDTypeF16: greedy_kernel<kDTypeF16><<<grid, kThreads, 0, stream>>>(in, out); break;
-    default: greedy_kernel<kDTypeBF16><<<grid, kThreads, 0, stream>>>(in, out); break;
+    case kDTypeF32: greedy_kernel<kDTypeF32><<<grid, kThreads, 0, stream>>>(in, splits, out, partial); break;
+    case kDTypeF16: greedy_kernel<kDTypeF16><<<grid, kThreads, 0, stream>>>(in, splits, out, partial); break;
+    default: greedy_kernel<kDTypeBF16><<<grid, kThreads, 0, stream>>>(in, splits, out, partial); break;
+  }
+  if (splits > 1) {
+    constexpr int kRowsPerBlock = 8;  // one warp per row
+    const unsigned blocks = static_cast<unsigned>((in.rows + kRowsPerBlock - 1) / kRowsPerBlock);
+    greedy_merge_kernel<<<blocks, 32 * kRowsPerBlock, 0, stream>>>(partial, splits, in.rows, out);
   }
   return cudaGetLastError();
 }

@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "cuda/bindings.h"
+#include "cuda/pybind_util.h"
 #include "cuda/launch.h"
 #include "pydecode/check.h"
 
@@ -42,15 +42,22 @@ void bind_sampling(py::module_& m) {
       py::arg("temperature"), py::arg("out"), py::arg("stream"),
       "out (rows, vocab) float32 = float32(logits) * (1 / float32(temperature[b])); temperature float64 (rows,).");
 
+  m.attr("GREEDY_MAX_SPLITS") = kGreedyMaxSplits;
   m.def(
       "greedy",
       [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out,
-         uintptr_t stream) {
+         uintptr_t scratch, int64_t scratch_len, uintptr_t stream) {
         const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);
-        check_cuda(greedy(in, as_device_ptr<int64_t>(out), reinterpret_cast<cudaStream_t>(stream)), "greedy launch");
+        require_nonnegative(scratch_len, "scratch_len");
+        require_pointer(scratch, scratch_len, "scratch");
+        check_cuda(greedy(in, as_device_ptr<int64_t>(out), as_device_ptr<uint64_t>(scratch), scratch_len,
+                          reinterpret_cast<cudaStream_t>(stream)),
+                   "greedy launch");
       },
       py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"), py::arg("out"),
-      py::arg("stream"), "out int64 (rows,) = lowest index of each row's maximum (NaN ignored).");
+      py::arg("scratch"), py::arg("scratch_len"), py::arg("stream"),
+      "out int64 (rows,) = lowest index of each row's maximum (NaN ignored); scratch: uint64 device memory for "
+      "the split-vocabulary path of small batches (rows * GREEDY_MAX_SPLITS is always enough; 0 disables it).");
 
   m.def(
       "filter_chain",

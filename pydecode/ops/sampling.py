@@ -997,10 +997,14 @@ def _greedy_cuda(logits: torch.Tensor) -> torch.Tensor:
 
     x = _cpu.rows_view(logits)
     batch, vocab = x.shape
+    module = _ext.cuda_module()
     out = torch.empty(batch, dtype=torch.int64, device=x.device)
+    # Small batches split each row over several blocks (partial maxima in this scratch).
+    scratch = torch.empty(batch * module.GREEDY_MAX_SPLITS if batch < 128 else 0, dtype=torch.int64, device=x.device)
     with torch.cuda.device(x.device):
-        _ext.cuda_module().greedy(
-            x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(), _cuda_stream(x)
+        module.greedy(
+            x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(),
+            scratch.data_ptr() if scratch.numel() else 0, scratch.numel(), _cuda_stream(x),
         )
     return out
 

@@ -130,6 +130,20 @@ def test_cuda_temperature_and_greedy(dtype: torch.dtype) -> None:
     assert_same(S.greedy(row, backend="cuda"), S.greedy(row, backend="torch"))
 
 
+def test_cuda_greedy_split_rows() -> None:
+    """Small batches split a row over several blocks: ties across slices go to the lowest index."""
+    x = torch.randn(4, 50001, generator=torch.Generator().manual_seed(5))
+    x[0, [30000, 100, 45000]] = 10.0
+    x[1] = NEG_INF
+    x[2] = NAN
+    x[2, 49999] = -3.0
+    x[3, 50000] = INF
+    for dtype in DTYPES:
+        got, want = both(S.greedy, gpu(x.to(dtype)))
+        assert_same(got, want, what=f"greedy split {dtype}")
+        assert got.tolist() == [100, 0, 49999, 50000]
+
+
 def test_cuda_half_conversion_is_torchs() -> None:
     bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
     for dtype in (torch.float16, torch.bfloat16):

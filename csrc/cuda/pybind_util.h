@@ -1,5 +1,6 @@
-// Shared by the CUDA module's binding files: the per-family bind functions bindings.cpp calls,
-// and the launch-status check that turns a CUDA error into a Python RuntimeError.
+// Shared by the sampling and beam binding files (csrc/cuda/<family>_bindings.cpp): their bind
+// functions, which bindings.cpp calls, and the launch-status check that turns a CUDA error into a
+// Python RuntimeError.
 #pragma once
 #include <cuda_runtime.h>
 #include <pybind11/pybind11.h>
