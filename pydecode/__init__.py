@@ -5,7 +5,27 @@ runs on its pure-torch reference.
 """
 
 from . import ops
-from .generation import GenerationConfig, GenerationMode, WatermarkingConfig
+from .generation import (
+    GenerationConfig,
+    GenerationMode,
+    WatermarkingConfig,
+    compute_transition_scores,
+    custom_generate,
+    generate,
+    patch,
+    unpatch,
+)
 from .version import __version__
 
-__all__ = ["GenerationConfig", "GenerationMode", "WatermarkingConfig", "__version__", "ops"]
+__all__ = [
+    "GenerationConfig",
+    "GenerationMode",
+    "WatermarkingConfig",
+    "__version__",
+    "compute_transition_scores",
+    "custom_generate",
+    "generate",
+    "ops",
+    "patch",
+    "unpatch",
+]

@@ -1,0 +1,199 @@
+"""Assisted decoding (assistant model, prompt lookup) against plain decoding and transformers 5.24."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from pydecode.generation.assisted import PromptLookupCandidateGenerator, _speculative_philox  # noqa: E402
+from pydecode.generation.generate import generate  # noqa: E402
+
+VOCAB = 96
+PROMPT = torch.tensor([[1, 5, 9, 13, 5, 9, 22, 31, 5, 9]])
+
+
+def _llama(layers: int, hidden: int, seed: int):
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, bos_token_id=1,
+        eos_token_id=2, pad_token_id=0,
+    )
+    return transformers.LlamaForCausalLM(cfg).eval()
+
+
+class _CountCalls:
+    """Counts a model's forward calls (a forward pre-hook)."""
+
+    def __init__(self, model):
+        self.calls = 0
+        self.handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, *args):
+        self.calls += 1
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+    def __enter__(self):
+        return self
+
+
+@pytest.fixture(scope="module")
+def models():
+    return _llama(2, 64, 0), _llama(1, 32, 1)
+
+
+def _kw(**extra):
+    return {"attention_mask": torch.ones_like(PROMPT), "max_new_tokens": 24, "pad_token_id": 0, **extra}
+
+
+@pytest.mark.parametrize("source", ["tiny_assistant", "self_assistant", "prompt_lookup"])
+def test_greedy_identical_to_plain_greedy(models, source):
+    target, tiny = models
+    # Several EOS ids, one of them produced mid-way by this model (token 18 at step 5), so the
+    # accepted block is cut after an EOS.
+    kw = _kw(eos_token_id=[2, 18], return_dict_in_generate=True, output_scores=True, output_logits=True)
+    extra = {"prompt_lookup_num_tokens": 3} if source == "prompt_lookup" else {
+        "assistant_model": tiny if source == "tiny_assistant" else target}
+    with torch.no_grad():
+        ref = target.generate(PROMPT, do_sample=False, **kw)
+        hf_assisted = target.generate(PROMPT, do_sample=False, **kw, **extra)
+        ours = generate(target, PROMPT, do_sample=False, **kw, **extra)
+    assert torch.equal(ours.sequences, ref.sequences)
+    assert torch.equal(ours.sequences, hf_assisted.sequences)
+    assert ours.sequences[0, -1] == 18  # stopped on the second EOS id
+    assert len(ours.scores) == len(ref.scores) == len(ours.logits)
+    for got, want in zip(ours.scores, ref.scores):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for got, want in zip(ours.logits, ref.logits):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_long_run_accepts_drafts(models):
+    target, tiny = models
+    kw = _kw(max_new_tokens=40)
+    with torch.no_grad():
+        ref = target.generate(PROMPT, do_sample=False, **kw)
+        for extra in ({"prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 3}, {"assistant_model": tiny}):
+            with _CountCalls(target) as counter:
+                ours = generate(target, PROMPT, do_sample=False, **kw, **extra)
+            assert torch.equal(ours, ref)
+            if "prompt_lookup_num_tokens" in extra:  # the output repeats itself: lookups get accepted
+                assert counter.calls < 40
+
+
+def test_prompt_lookup_sampling_equals_plain_sampling(models):
+    target, _ = models
+    kw = _kw(do_sample=True, top_k=8, temperature=0.7)
+    with torch.no_grad():
+        plain = generate(target, PROMPT, seed=11, **kw)
+        lookup = generate(target, PROMPT, seed=11, prompt_lookup_num_tokens=3, **kw)
+        other = generate(target, PROMPT, seed=12, prompt_lookup_num_tokens=3, **kw)
+        # hf_exact: transformers' own draws, identical ids under the same torch seed.
+        torch.manual_seed(3)
+        hf = target.generate(PROMPT, prompt_lookup_num_tokens=3, **kw)
+        torch.manual_seed(3)
+        ours_exact = generate(target, PROMPT, prompt_lookup_num_tokens=3, sampling_backend="hf_exact", **kw)
+    assert torch.equal(lookup, plain)
+    assert not torch.equal(other, plain)
+    assert torch.equal(ours_exact, hf)
+
+
+def test_speculative_sampling_support_and_determinism(models):
+    target, tiny = models
+    kw = _kw(do_sample=True, top_k=3, max_new_tokens=30)
+    with torch.no_grad():
+        a = generate(target, PROMPT, seed=5, assistant_model=tiny, **kw)
+        b = generate(target, PROMPT, seed=5, assistant_model=tiny, **kw)
+        c = generate(target, PROMPT, seed=6, assistant_model=tiny, **kw)
+        logits = target(a).logits[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # Support: every token is among the target's 3 most likely tokens at its position.
+    start = PROMPT.shape[1]
+    for pos in range(start, a.shape[1]):
+        top = logits[pos - 1].topk(3).indices
+        assert a[0, pos] in top, f"token {int(a[0, pos])} at {pos} outside the top-3 {top.tolist()}"
+
+
+def test_speculative_rule_distribution():
+    """Draft x ~ q, accept/resample with Philox: the first token is distributed as p.
+
+    800 trials: sampling noise gives a total variation near 0.04; the classic mistakes (resampling
+    from p or q instead of norm(max(0, p - q)), accepting every draft) give 0.16 to 0.56 here.
+    """
+    gen = torch.Generator().manual_seed(0)
+    p_logits = torch.tensor([[[2.0, 1.0, 0.5, 0.0, -1.0, 1.5], [0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+                              [0.0, 1.0, 0.0, 1.0, 0.0, 1.0]]])
+    q_logits = torch.tensor([[[0.0, 2.0, 0.0, 1.0, 0.5, 0.0], [1.0, 0.0, 2.0, 0.0, 0.0, 0.0]]])
+    trials = 800
+    drafts = torch.multinomial(q_logits[0].softmax(-1), trials, replacement=True, generator=gen).T  # (trials, 2)
+    counts = torch.zeros(6)
+    accepted = 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 800 calls on (1, 3, 6) tensors: thread fork/join would dominate
+    try:
+        for s in range(trials):
+            tokens, n = _speculative_philox(drafts[s : s + 1], q_logits, p_logits, torch.tensor([s]), 0)
+            counts[tokens[0, 0]] += 1
+            accepted += n
+    finally:
+        torch.set_num_threads(threads)
+    tv = 0.5 * (counts / trials - p_logits[0, 0].softmax(-1)).abs().sum()
+    assert tv < 0.09, f"total variation {tv:.3f}"
+    assert 0 < accepted < 2 * trials  # both branches (accept and resample) ran
+
+
+def test_prompt_lookup_candidates_match_transformers():
+    from transformers.generation.candidate_generator import PromptLookupCandidateGenerator as HFLookup
+
+    torch.manual_seed(0)
+    eos = torch.tensor([7])
+    for trial in range(20):
+        ids = torch.randint(3, 12, (1, 14))
+        for ngram, num in ((2, 3), (3, 5), (1, 2)):
+            ours, _ = PromptLookupCandidateGenerator(eos, num, ngram, 40).get_candidates(ids)
+            ref, _ = HFLookup(eos_token_id=eos, num_output_tokens=num, max_matching_ngram_size=ngram,
+                              max_length=40).get_candidates(ids)
+            assert torch.equal(torch.cat([ids, ours], dim=1), ref), (trial, ngram, num)
+
+
+def test_streamer_gets_accepted_tokens(models):
+    target, tiny = models
+
+    class Recorder:
+        def __init__(self):
+            self.chunks, self.ended = [], 0
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1))
+
+        def end(self):
+            self.ended += 1
+
+    rec = Recorder()
+    with torch.no_grad():
+        out = generate(target, PROMPT, do_sample=False, assistant_model=tiny, streamer=rec, **_kw())
+    assert rec.ended == 1 and torch.equal(torch.cat(rec.chunks), out[0])
+
+
+def test_bad_assisted_setups_raise_before_any_model_call(models):
+    target, tiny = models
+    other_vocab = transformers.LlamaForCausalLM(
+        transformers.LlamaConfig(vocab_size=VOCAB + 4, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=4, num_key_value_heads=2)
+    ).eval()
+    with _CountCalls(target) as t_calls, _CountCalls(other_vocab) as a_calls:
+        with pytest.raises(ValueError, match="different tokenizers"):
+            generate(target, PROMPT, assistant_model=other_vocab, **_kw())
+        with pytest.raises(ValueError, match="universal assisted decoding"):
+            generate(target, PROMPT, assistant_model=other_vocab, tokenizer=object(), assistant_tokenizer=object(),
+                     **_kw())
+        with pytest.raises(ValueError, match="batch_size = 1"):
+            generate(target, PROMPT.repeat(2, 1), assistant_model=tiny, max_new_tokens=4, pad_token_id=0,
+                     attention_mask=torch.ones(2, PROMPT.shape[1], dtype=torch.long))
+        with pytest.raises(ValueError, match="num_return_sequences"):
+            generate(target, PROMPT, prompt_lookup_num_tokens=2, do_sample=True, num_return_sequences=2, **_kw())
+    assert t_calls.calls == 0 and a_calls.calls == 0
