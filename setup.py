@@ -178,6 +178,7 @@ def extensions() -> list[Extension]:
         lib_dirs = [str(p) for p in (root / "lib64", root / "targets" / "x86_64-linux" / "lib") if p.exists()]
         ext = Extension(
             "pydecode._C_cuda",
+            # bindings.cpp plus each family's <family>_bindings.cpp, and the kernels.
             sources=[*sorted(glob(f"{CSRC}/cuda/*.cpp")), *sorted(glob(f"{CSRC}/cuda/*.cu"))],
             include_dirs=includes,
             library_dirs=lib_dirs,

@@ -50,10 +50,11 @@ Differences from transformers (none changes greedy output; sampling stays exact 
 distribution): the assistant drafts with the target's processor plan through pydecode's own
 loop (transformers runs ``assistant.generate`` with a modified config, and adapts the
 confidence threshold with scikit-learn's ROC curve; pydecode keeps it fixed). Not supported
-(clear ``ValueError`` before any model call): batch size > 1, ``num_return_sequences > 1``, an
-assistant with a different vocabulary (universal assisted decoding), an encoder-decoder
-assistant, ``use_mtp``, ``assistant_early_exit``, ``speculation_type``,
-``assistant_ensemble_weight``, ``output_attentions`` / ``output_hidden_states``.
+(clear ``ValueError`` before any decoder call): batch size > 1, ``num_return_sequences > 1``, an
+assistant with a different vocabulary (universal assisted decoding), a decoder-only assistant
+for an encoder-decoder model (or the reverse), ``use_mtp``, ``assistant_early_exit``,
+``speculation_type``, ``assistant_ensemble_weight``, ``output_attentions`` /
+``output_hidden_states``. An encoder-decoder assistant encodes the inputs with its own encoder.
 """
 
 from __future__ import annotations
@@ -130,11 +131,13 @@ def check_assisted(
         return  # transformers prefers prompt lookup when both are given
     if assistant_model is None:
         raise ValueError("assisted decoding needs an assistant_model or prompt_lookup_num_tokens")
-    if getattr(getattr(model, "config", None), "is_encoder_decoder", False) or getattr(
-        getattr(assistant_model, "config", None), "is_encoder_decoder", False
-    ):
-        raise ValueError("pydecode's assisted decoding with an assistant model supports decoder-only models only "
-                         "(prompt lookup works with encoder-decoder models)")
+    target_ed = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
+    assistant_ed = bool(getattr(getattr(assistant_model, "config", None), "is_encoder_decoder", False))
+    if target_ed != assistant_ed:
+        raise ValueError(
+            "the main model and the assistant must both be decoder-only or both encoder-decoder models "
+            f"(main is_encoder_decoder={target_ed}, assistant is_encoder_decoder={assistant_ed})"
+        )
     target_vocab, assistant_vocab = _text_vocab(model), _text_vocab(assistant_model)
     if target_vocab is None or assistant_vocab is None or target_vocab != assistant_vocab:
         raise ValueError(
@@ -328,18 +331,21 @@ class AssistantCandidateGenerator:
         seed: Optional[torch.Tensor],
         hf_exact: bool = False,
         generator: Optional[torch.Generator] = None,
+        inputs_tensor: Optional[torch.Tensor] = None,
     ) -> None:
         self.assistant_model = assistant_model
         gen_config = getattr(assistant_model, "generation_config", None)
         self.num_assistant_tokens = _gen_value(gen_config, "num_assistant_tokens", 20)
         self.schedule = _gen_value(gen_config, "num_assistant_tokens_schedule", "constant")
         self.confidence_threshold = _gen_value(gen_config, "assistant_confidence_threshold", 0.4)
-        kwargs = {}
-        for key in ("attention_mask", "token_type_ids", "position_ids"):
+        kwargs: dict = {}
+        for key in ("attention_mask", "token_type_ids", "position_ids", "decoder_attention_mask"):
             value = model_kwargs.get(key)
             if isinstance(value, torch.Tensor):
                 kwargs[key] = value.detach().clone()
         kwargs["use_cache"] = True
+        if getattr(assistant_model.config, "is_encoder_decoder", False):
+            kwargs = self._encode(assistant_model, inputs_tensor, kwargs)
         supports_keep = getattr(assistant_model, "_supports_logits_to_keep", None)
         if supports_keep is not None and supports_keep():
             kwargs["logits_to_keep"] = 1  # the assistant only needs its last position's logits
@@ -354,6 +360,23 @@ class AssistantCandidateGenerator:
         self.draft_seed = None
         if seed is not None:
             self.draft_seed = seed ^ _signed(DRAFT_SEED_XOR)
+
+    @staticmethod
+    def _encode(assistant_model: Any, inputs_tensor: Optional[torch.Tensor], kwargs: dict) -> dict:
+        """The assistant's own encoder outputs and an encoder-decoder cache (its encoder may differ
+        from the main model's), prepared with the assistant's methods as transformers does."""
+        from transformers import DynamicCache, EncoderDecoderCache
+
+        if inputs_tensor is None:
+            raise ValueError("an encoder-decoder assistant needs the encoder inputs (inputs_tensor)")
+        gen_config = assistant_model.generation_config
+        inputs, input_name, kwargs = assistant_model._prepare_model_inputs(inputs_tensor, gen_config.bos_token_id,
+                                                                           kwargs)
+        kwargs = assistant_model._maybe_prepare_encoder_kwargs_for_generation(inputs, kwargs, input_name, gen_config)
+        kwargs["cache"] = EncoderDecoderCache(
+            DynamicCache(config=assistant_model.config), DynamicCache(config=assistant_model.config)
+        )
+        return kwargs
 
     def get_candidates(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """``(1, k)`` drafted tokens and their ``(1, k, V)`` processed assistant scores (``k`` may be 0)."""
@@ -445,7 +468,7 @@ def _speculative_hf(
     k = candidates.shape[1]
     q = draft_scores.softmax(dim=-1)
     p = processed.softmax(dim=-1)
-    positions = torch.arange(k)
+    positions = torch.arange(k, device=candidates.device)
     q_i = q[0, positions, candidates[0]]
     p_i = p[0, positions, candidates[0]]
     ratio = p_i / q_i
@@ -473,6 +496,7 @@ def assisted_decode(
     assistant_model: Any = None,
     streamer: Any = None,
     encoder_outputs: Any = None,
+    inputs_tensor: Optional[torch.Tensor] = None,
 ) -> Any:
     """Assisted greedy search / sampling (see the module docstring); same return values as
     :func:`pydecode.generation.scheduler.decode`.
@@ -489,6 +513,7 @@ def assisted_decode(
         assistant_model: the draft model (unless ``prompt_lookup_num_tokens`` is set).
         streamer: fed the accepted tokens of each round, then ``end()`` (the caller puts the prompt).
         encoder_outputs: for the encoder-decoder output object.
+        inputs_tensor: the encoder inputs (an encoder-decoder assistant encodes them itself).
     """
     check_assisted(model, generation_config, input_ids.shape[0], assistant_model)
     device = input_ids.device
@@ -516,6 +541,7 @@ def assisted_decode(
         candidate_generator = AssistantCandidateGenerator(
             assistant_model, model_kwargs, plan, eos_token_id=eos, max_length=max_length,
             prompt_length=prompt_length, do_sample=do_sample, seed=seed, hf_exact=hf_exact, generator=generator,
+            inputs_tensor=inputs_tensor,
         )
     target = _Stepper(model, model_kwargs)
 
@@ -648,5 +674,5 @@ def assisted_decoding(
     return assisted_decode(
         model, input_ids, plan, stopping_criteria, settings, generation_config=generation_config,
         model_kwargs=model_kwargs, assistant_model=assistant_model, streamer=streamer,
-        encoder_outputs=model_kwargs.get("encoder_outputs"),
+        encoder_outputs=model_kwargs.get("encoder_outputs"), inputs_tensor=inputs_tensor,
     )

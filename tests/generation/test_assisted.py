@@ -41,6 +41,16 @@ class _CountCalls:
         return self
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: each op is microseconds of work, so intra-op thread fork/join dominates
+    # (and stalls on a loaded machine); one thread runs this file several times faster.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def models():
     return _llama(2, 64, 0), _llama(1, 32, 1)
@@ -83,6 +93,46 @@ def test_greedy_long_run_accepts_drafts(models):
             assert torch.equal(ours, ref)
             if "prompt_lookup_num_tokens" in extra:  # the output repeats itself: lookups get accepted
                 assert counter.calls < 40
+
+
+def test_processors_with_lookup_and_assistant(models):
+    """Processors that forbid tokens: the candidates are cut like transformers' (same number of target
+    forwards for prompt lookup) and the ids stay those of plain greedy."""
+    target, tiny = models
+    kw = _kw(max_new_tokens=30, no_repeat_ngram_size=3, repetition_penalty=1.2, eos_token_id=[2, 7])
+    with torch.no_grad():
+        ref = target.generate(PROMPT, do_sample=False, **kw)
+        with _CountCalls(target) as hf_calls:
+            target.generate(PROMPT, do_sample=False, prompt_lookup_num_tokens=3, **kw)
+        with _CountCalls(target) as our_calls:
+            lookup = generate(target, PROMPT, do_sample=False, prompt_lookup_num_tokens=3, **kw)
+        assisted = generate(target, PROMPT, do_sample=False, assistant_model=tiny, **kw)
+    assert torch.equal(lookup, ref) and torch.equal(assisted, ref)
+    assert our_calls.calls == hf_calls.calls
+
+
+def _bart(layers: int, d_model: int, seed: int):
+    torch.manual_seed(seed)
+    cfg = transformers.BartConfig(
+        vocab_size=VOCAB, d_model=d_model, encoder_layers=layers, decoder_layers=layers, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
+        max_position_embeddings=64, pad_token_id=1, bos_token_id=0, eos_token_id=2, decoder_start_token_id=3,
+        forced_eos_token_id=None, init_std=0.3,  # a larger init than the default, so the output varies
+    )
+    return transformers.BartForConditionalGeneration(cfg).eval()
+
+
+def test_encoder_decoder_assistant_and_lookup():
+    target, tiny = _bart(2, 64, 1), _bart(1, 32, 1)
+    prompt = torch.tensor([[0, 5, 9, 13, 5, 9, 22, 31, 5, 9, 2]])
+    kw = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=16, eos_token_id=95, do_sample=False)
+    with torch.no_grad():
+        ref = target.generate(prompt, **kw)
+        lookup = generate(target, prompt, prompt_lookup_num_tokens=3, **kw)
+        assisted = generate(target, prompt, assistant_model=tiny, **kw)
+        hf_assisted = target.generate(prompt, assistant_model=tiny, **kw)
+    assert torch.equal(lookup, ref) and torch.equal(assisted, ref) and torch.equal(hf_assisted, ref)
+    assert len(set(ref[0].tolist())) > 3  # not a degenerate repetition
 
 
 def test_prompt_lookup_sampling_equals_plain_sampling(models):
@@ -132,15 +182,10 @@ def test_speculative_rule_distribution():
     drafts = torch.multinomial(q_logits[0].softmax(-1), trials, replacement=True, generator=gen).T  # (trials, 2)
     counts = torch.zeros(6)
     accepted = 0
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 800 calls on (1, 3, 6) tensors: thread fork/join would dominate
-    try:
-        for s in range(trials):
-            tokens, n = _speculative_philox(drafts[s : s + 1], q_logits, p_logits, torch.tensor([s]), 0)
-            counts[tokens[0, 0]] += 1
-            accepted += n
-    finally:
-        torch.set_num_threads(threads)
+    for s in range(trials):
+        tokens, n = _speculative_philox(drafts[s : s + 1], q_logits, p_logits, torch.tensor([s]), 0)
+        counts[tokens[0, 0]] += 1
+        accepted += n
     tv = 0.5 * (counts / trials - p_logits[0, 0].softmax(-1)).abs().sum()
     assert tv < 0.09, f"total variation {tv:.3f}"
     assert 0 < accepted < 2 * trials  # both branches (accept and resample) ran
@@ -148,9 +193,19 @@ def test_speculative_rule_distribution():
 
 def test_prompt_lookup_candidates_match_transformers():
     from transformers.generation.candidate_generator import PromptLookupCandidateGenerator as HFLookup
+    from transformers.generation.logits_process import LogitsProcessorList, NoBadWordsLogitsProcessor
+
+    class ListPlan:  # the plan's `process` is all the candidate check uses
+        def __init__(self, processors):
+            self.processors = processors
+
+        def process(self, input_ids, scores):
+            return self.processors(input_ids, scores)
 
     torch.manual_seed(0)
     eos = torch.tensor([7])
+    bad = LogitsProcessorList([NoBadWordsLogitsProcessor([[4], [9, 10]], eos_token_id=7)])
+    cut = 0
     for trial in range(20):
         ids = torch.randint(3, 12, (1, 14))
         for ngram, num in ((2, 3), (3, 5), (1, 2)):
@@ -158,6 +213,13 @@ def test_prompt_lookup_candidates_match_transformers():
             ref, _ = HFLookup(eos_token_id=eos, num_output_tokens=num, max_matching_ngram_size=ngram,
                               max_length=40).get_candidates(ids)
             assert torch.equal(torch.cat([ids, ours], dim=1), ref), (trial, ngram, num)
+            # With processors that forbid tokens 4 and 10-after-9.
+            cut_ours, _ = PromptLookupCandidateGenerator(eos, num, ngram, 40, ListPlan(bad), 12).get_candidates(ids)
+            cut_ref, _ = HFLookup(eos_token_id=eos, num_output_tokens=num, max_matching_ngram_size=ngram,
+                                  max_length=40, logits_processor=bad, vocab_size=12).get_candidates(ids)
+            assert torch.equal(torch.cat([ids, cut_ours], dim=1), cut_ref), (trial, ngram, num)
+            cut += cut_ours.shape[1] != ours.shape[1]
+    assert cut > 0  # the forbidden-token cut was exercised
 
 
 def test_streamer_gets_accepted_tokens(models):

@@ -14,6 +14,15 @@ from pydecode.generation import stopping as pd  # noqa: E402
 from pydecode.generation.config import GenerationConfig  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: intra-op thread fork/join costs more than the work (and stalls on a loaded machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _tiny_tokenizer():
     """A byte-level BPE tokenizer over a hand-written vocabulary (no download)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -178,3 +187,36 @@ def test_validate_stopping_criteria():
     assert got.max_length == 10
     with pytest.warns(UserWarning, match="different `max_length`"):
         pd.validate_stopping_criteria(pd.StoppingCriteriaList([pd.MaxLengthCriteria(5)]), 10)
+
+
+def test_generate_with_stop_strings_and_user_criteria():
+    """End to end through pydecode.generate: stop strings (with the tokenizer) and a user criterion."""
+    from pydecode.generation.generate import generate
+
+    tokenizer, vocab = _tiny_tokenizer()
+    torch.manual_seed(3)
+    cfg = transformers.LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=64, eos_token_id=0, pad_token_id=0,
+    )
+    model = transformers.LlamaForCausalLM(cfg).eval()
+    prompt = torch.tensor([[3, 4, 5], [6, 7, 8]])
+    kw = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=20, eos_token_id=99, do_sample=False)
+    with torch.no_grad():
+        free = model.generate(prompt, **kw)
+        # A stop string made of the last generated characters of row 0, so row 0 stops early.
+        text = tokenizer.decode(free[0, 3:9])
+        stop = text[-2:]
+        ref = model.generate(prompt, stop_strings=[stop], tokenizer=tokenizer, **kw)
+        ours = generate(model, prompt, stop_strings=[stop], tokenizer=tokenizer, **kw)
+
+        class AfterFive(hf.StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), input_ids.shape[1] >= 8, dtype=torch.bool)
+
+        ref_user = model.generate(prompt, stopping_criteria=hf.StoppingCriteriaList([AfterFive()]), **kw)
+        ours_user = generate(model, prompt, stopping_criteria=[AfterFive()], **kw)
+    assert torch.equal(ours, ref) and ours.shape[1] < free.shape[1]
+    assert torch.equal(ours_user, ref_user) and ours_user.shape[1] == 8
+    with pytest.raises(ValueError, match="tokenizer"):
+        generate(model, prompt, stop_strings=["ab"], **kw)

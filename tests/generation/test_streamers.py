@@ -14,6 +14,15 @@ from pydecode.generation.generate import generate  # noqa: E402
 from .test_stopping import _tiny_tokenizer  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: intra-op thread fork/join costs more than the work (and stalls on a loaded machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def model_and_tokenizer():
     tokenizer, vocab = _tiny_tokenizer()

@@ -14,6 +14,15 @@ import pydecode.ops as ops  # noqa: E402
 from pydecode.generation.config import WatermarkingConfig  # noqa: E402
 from pydecode.generation.watermark_detector import WatermarkDetector  # noqa: E402
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny tensors: intra-op thread fork/join costs more than the work (and stalls on a loaded machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 VOCAB = 211
 BOS = 1
 
