@@ -10,7 +10,12 @@ import torch
 
 import pydecode
 
-from ._generate_models import VOCAB, prompts, tiny_model
+from ._generate_models import (
+    VOCAB,
+    one_thread,  # noqa: F401 (autouse fixture)
+    prompts,
+    tiny_model,
+)
 
 
 class _CountCalls:
@@ -180,3 +185,12 @@ def test_fast_step_inputs_equal_the_models_own_preparation(monkeypatch):
         pydecode.generate(tiny_model(kind), ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0, num_beams=2)
         pydecode.generate(tiny_model(kind), ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
     assert len(checked) >= 12
+
+
+def test_result_is_an_ordinary_tensor():
+    # The loop runs under inference mode when nothing but the ids is returned; the ids are copied out.
+    model = tiny_model("llama")
+    ids, mask = prompts(2)
+    out = pydecode.generate(model, ids, attention_mask=mask, max_new_tokens=3, pad_token_id=0)
+    assert not out.is_inference()
+    out[:, 0] = 1  # in-place use outside inference mode must work

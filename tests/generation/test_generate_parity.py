@@ -13,7 +13,12 @@ import torch
 
 import pydecode
 
-from ._generate_models import frequent_tokens, prompts, tiny_model
+from ._generate_models import (
+    frequent_tokens,
+    one_thread,  # noqa: F401 (autouse fixture)
+    prompts,
+    tiny_model,
+)
 
 ATOL = 1e-5
 
