@@ -9,3 +9,6 @@ On CPU tensors the kernels run under the interpreter (``TRITON_INTERPRET=1``).
 from . import philox
 
 __all__ = ["philox"]
+from . import ngram  # noqa: E402,F401,I001  (triton-r: n-gram masks, sequence bias)
+from . import penalties  # noqa: E402,F401,I001  (triton-r: penalty ops)
+from . import watermark  # noqa: E402,F401,I001  (triton-r: watermark bias)
