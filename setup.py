@@ -178,7 +178,8 @@ def extensions() -> list[Extension]:
         lib_dirs = [str(p) for p in (root / "lib64", root / "targets" / "x86_64-linux" / "lib") if p.exists()]
         ext = Extension(
             "pydecode._C_cuda",
-            sources=[f"{CSRC}/cuda/bindings.cpp", *sorted(glob(f"{CSRC}/cuda/*.cu"))],
+            # bindings.cpp plus each family's <family>_bindings.cpp, and the kernels.
+            sources=[*sorted(glob(f"{CSRC}/cuda/*.cpp")), *sorted(glob(f"{CSRC}/cuda/*.cu"))],
             include_dirs=includes,
             library_dirs=lib_dirs,
             # A static runtime: the module loads on machines with only a driver (or none, where

@@ -31,15 +31,21 @@ def load_f32(ptrs, mask):
     return y
 
 
-@triton.jit(do_not_specialize=["batch", "vocab", "stride_b", "stride_v"])
+# `stride_b` and `vocab` stay specialised (triton notes when they are multiples of 16): with a
+# unit column stride (CONTIG) that is what lets it prove rows 16-byte aligned and issue vector
+# loads and stores; unknown strides would make every access a scalar one.
+@triton.jit(do_not_specialize=["batch", "stride_v"])
 def _copy_rows_kernel(
     x_ptr, stride_b, stride_v, out_ptr, batch, vocab,
-    ADD_ZERO: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    ADD_ZERO: tl.constexpr, CONTIG: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     rows = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)[:, None]
     cols = (tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK))[None, :]
     ok = (rows < batch) & (cols < vocab)
-    x = load_f32(x_ptr + rows * stride_b + cols * stride_v, ok)
+    if CONTIG:
+        x = load_f32(x_ptr + rows * stride_b + cols, ok)
+    else:
+        x = load_f32(x_ptr + rows * stride_b + cols * stride_v, ok)
     if ADD_ZERO:
         # `x + 0.0` turns -0.0 into +0.0: what `scores + bias` gives on untouched columns.
         x = x + 0.0
@@ -65,6 +71,6 @@ def float32_copy(logits: torch.Tensor, *, add_zero: bool = False) -> torch.Tenso
     grid = (triton.cdiv(batch, rows), triton.cdiv(vocab, block))
     _copy_rows_kernel[grid](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
-        ADD_ZERO=add_zero, ROWS=rows, BLOCK=block, num_warps=4,
+        ADD_ZERO=add_zero, CONTIG=logits.stride(1) == 1, ROWS=rows, BLOCK=block, num_warps=4,
     )
     return out

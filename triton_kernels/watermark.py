@@ -36,10 +36,11 @@ def _mix32(x):
     return x ^ (x >> 16)
 
 
-@triton.jit(do_not_specialize=["batch", "vocab", "stride_b", "stride_v", "prev_sb", "prev_sl", "width", "ctx0"])
+# `stride_b` and `vocab` specialised, CONTIG constexpr: vector loads and stores (see _copy_rows).
+@triton.jit(do_not_specialize=["batch", "stride_v", "prev_sb", "prev_sl", "width", "ctx0"])
 def _watermark_hash_kernel(
     x_ptr, stride_b, stride_v, out_ptr, batch, vocab, prev_ptr, prev_sb, prev_sl, width, thr_ptr, bias_ptr, ctx0,
-    ROWS: tl.constexpr, BLOCK: tl.constexpr,
+    CONTIG: tl.constexpr, ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """``ctx0`` = ``mix(mix(key lo) ^ key hi)`` as a signed 32-bit value (its bits are the word)."""
     row_ids = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
@@ -54,7 +55,10 @@ def _watermark_hash_kernel(
     spread = cols.to(tl.uint32) * tl.full((), 0x9E3779B9, tl.uint32)
     threshold = tl.load(thr_ptr + rows, mask=row_ok, other=0)
     green = _mix32(ctx ^ spread).to(tl.int64) < threshold
-    x = load_f32(x_ptr + rows * stride_b + cols * stride_v, ok)
+    if CONTIG:
+        x = load_f32(x_ptr + rows * stride_b + cols, ok)
+    else:
+        x = load_f32(x_ptr + rows * stride_b + cols * stride_v, ok)
     x = tl.where(green, x + tl.load(bias_ptr + rows, mask=row_ok, other=0.0), x)
     tl.store(out_ptr + rows * vocab + cols, x, mask=ok)
 
@@ -121,7 +125,7 @@ def watermark_hash_bias_triton(
     _watermark_hash_kernel[(triton.cdiv(batch, rows), triton.cdiv(vocab, block))](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab, prev, prev.stride(0), prev.stride(1), width,
         threshold.to(torch.int64).contiguous(), bias.to(torch.float32).contiguous(), ctx0,
-        ROWS=rows, BLOCK=block, num_warps=4,
+        CONTIG=logits.stride(1) == 1, ROWS=rows, BLOCK=block, num_warps=4,
     )
     return out
 

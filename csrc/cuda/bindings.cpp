@@ -9,9 +9,17 @@
 #include <string>
 
 #include "cuda/launch.h"
+#include "cuda/pybind_util.h"
 #include "pydecode/check.h"
 
 namespace py = pybind11;
+
+// Op families defined in csrc/cuda/<family>_bindings.cpp.
+namespace pydecode::cuda {
+void bind_penalties(py::module_& m);
+void bind_ngram(py::module_& m);
+void bind_watermark(py::module_& m);
+}  // namespace pydecode::cuda
 
 static void check_cuda(cudaError_t status, const char* what) {
   if (status != cudaSuccess) {
@@ -52,4 +60,10 @@ PYBIND11_MODULE(_C_cuda, m) {
       },
       py::arg("seeds"), py::arg("offsets"), py::arg("out"), py::arg("rows"), py::arg("vocab"),
       py::arg("stream_id"), py::arg("stream"));
+
+  pydecode::cuda::bind_penalties(m);
+  pydecode::cuda::bind_ngram(m);
+  pydecode::cuda::bind_watermark(m);
+  pydecode::cuda::bind_sampling(m);
+  pydecode::cuda::bind_beam(m);
 }

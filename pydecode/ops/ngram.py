@@ -532,3 +532,91 @@ def bad_words_mask(
     if not isinstance(bad_words_ids, SequenceBiasTable):
         bad_words_ids = SequenceBiasTable.from_bad_words(bad_words_ids, eos_token_id, device=logits.device)
     return _run_table(logits, input_ids, bad_words_ids, backend)
+
+
+# --------------------------------------------------------------------------- cuda backend
+# csrc/cuda/ngram.cu: the float32 copy of the rows (16-byte loads), then a kernel over the ids
+# that writes only the banned / biased tokens.
+import weakref  # noqa: E402
+
+from . import _cuda_launch as _cu  # noqa: E402
+
+
+@register("no_repeat_ngram_mask", "cuda")
+def _no_repeat_ngram_mask_cuda(logits: torch.Tensor, input_ids: torch.Tensor, ngram_size: int) -> torch.Tensor:
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    ids, id_args = _cu.id_args(input_ids)
+    with _cu.on_device(x.device):
+        mod.no_repeat_ngram_mask(*args, *id_args, ngram_size, _cu.stream(x.device))
+    return out
+
+
+@register("encoder_no_repeat_ngram_mask", "cuda")
+def _encoder_no_repeat_ngram_mask_cuda(
+    logits: torch.Tensor, input_ids: torch.Tensor, encoder_input_ids: torch.Tensor, ngram_size: int
+) -> torch.Tensor:
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    ids, id_args = _cu.id_args(input_ids)
+    enc, (enc_ptr, enc64, enc_len, enc_stride) = _cu.id_args(encoder_input_ids)
+    with _cu.on_device(x.device):
+        mod.encoder_no_repeat_ngram_mask(
+            *args, *id_args, enc_ptr, enc64, enc.shape[0], enc_len, enc_stride, ngram_size, _cu.stream(x.device)
+        )
+    return out
+
+
+# The table's entries grouped by token (singles first, then the longer sequences; stable, so
+# each token's entries keep table order): computed on the device once per table and kept while
+# the table's tensors live and are unchanged, so a decode step pays no sort.
+_ENTRY_ORDER: dict[int, tuple] = {}
+
+
+def _entry_order(single_ids: torch.Tensor, last_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    key = id(last_tokens)
+    versions = (single_ids._version, last_tokens._version)
+    hit = _ENTRY_ORDER.get(key)
+    if hit is not None and hit[0]() is last_tokens and hit[1]() is single_ids and hit[2] == versions:
+        return hit[3], hit[4]
+    tokens = torch.cat([single_ids.to(torch.int64), last_tokens.to(torch.int64)])
+    order = torch.argsort(tokens, stable=True)
+    sorted_tokens = tokens[order].contiguous()
+    _ENTRY_ORDER[key] = (
+        weakref.ref(last_tokens, lambda _, key=key: _ENTRY_ORDER.pop(key, None)),
+        weakref.ref(single_ids),
+        versions,
+        order,
+        sorted_tokens,
+    )
+    return order, sorted_tokens
+
+
+@register("sequence_bias", "cuda")
+def _sequence_bias_cuda(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    single_ids: torch.Tensor,
+    single_biases: torch.Tensor,
+    prefixes: torch.Tensor,
+    last_tokens: torch.Tensor,
+    biases: torch.Tensor,
+) -> torch.Tensor:
+    if single_biases.shape != single_ids.shape or biases.shape != last_tokens.shape or prefixes.dim() != 2:
+        raise ValueError("malformed sequence bias table: mismatched shapes")
+    if prefixes.shape[0] != last_tokens.shape[0]:
+        raise ValueError("malformed sequence bias table: prefixes and last_tokens differ in length")
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    ids, id_args = _cu.id_args(input_ids)
+    order, sorted_tokens = _entry_order(single_ids, last_tokens)
+    single_biases = _cpu.contiguous(single_biases, torch.float32)
+    prefixes = _cpu.contiguous(prefixes, torch.int64)
+    biases = _cpu.contiguous(biases, torch.float32)
+    with _cu.on_device(x.device):
+        mod.sequence_bias(
+            *args, *id_args, order.data_ptr(), sorted_tokens.data_ptr(), single_ids.numel(),
+            single_biases.data_ptr(), last_tokens.numel(), prefixes.data_ptr(), prefixes.shape[1],
+            biases.data_ptr(), _cu.stream(x.device),
+        )
+    return out

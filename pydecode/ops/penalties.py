@@ -795,3 +795,132 @@ def apply_penalties_from_state(
         "apply_penalties_state", backend, logits, state.tokens, state.in_rep, state.counts, state.lengths,
         rep, presence, frequency,
     )
+
+
+# --------------------------------------------------------------------------- cuda backend
+# csrc/cuda/penalties.cu: the float32 copy of the rows (16-byte loads), then a sparse kernel over
+# the history (O(history) per row; presence/frequency counts in a per-row hash table).
+from . import _cuda_launch as _cu  # noqa: E402
+
+
+def _cuda_penalties(
+    logits: torch.Tensor,
+    rep_ids: Optional[torch.Tensor],
+    output_ids: Optional[torch.Tensor],
+    rep: Optional[torch.Tensor],
+    presence: Optional[torch.Tensor],
+    frequency: Optional[torch.Tensor],
+    ignore: Optional[torch.Tensor],
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    batch, device = x.shape[0], x.device
+    rep_args: tuple[int, bool, int, int, int] = (0, True, 0, 0, 0)
+    gen_args: tuple[int, bool, int, int] = (0, True, 0, 0)
+    rep_ptr = ignore_ptr = mask_ptr = mask_stride = presence_ptr = frequency_ptr = 0
+    workspace = None
+    if rep is not None and rep_ids is not None:
+        rep_ids, (ptr, is64, length, stride) = _cu.id_args(rep_ids)
+        rep_args = (ptr, is64, rep_ids.shape[0], length, stride)
+        rep = _cpu.contiguous(rep, torch.float32)
+        rep_ptr = rep.data_ptr()
+        if ignore is not None:
+            ignore = _cpu.contiguous(ignore, torch.int64)
+            ignore_ptr = ignore.data_ptr()
+    if presence is not None and frequency is not None and output_ids is not None:
+        output_ids, gen_args = _cu.id_args(output_ids)
+        presence = _cpu.contiguous(presence, torch.float32)
+        frequency = _cpu.contiguous(frequency, torch.float32)
+        presence_ptr, frequency_ptr = presence.data_ptr(), frequency.data_ptr()
+        if output_mask is not None:
+            output_mask = _cu.rows_view(output_mask)
+            mask_ptr, mask_stride = output_mask.data_ptr(), _cu.row_stride(output_mask)
+        size = mod.penalties_workspace_size(batch, output_ids.shape[1])
+        if size:
+            workspace = torch.empty(size, dtype=torch.int32, device=device)
+    with _cu.on_device(device):
+        mod.apply_penalties(
+            *args[:5], args[5], *rep_args, rep_ptr, ignore_ptr, *gen_args, mask_ptr, mask_stride,
+            presence_ptr, frequency_ptr, 0 if workspace is None else workspace.data_ptr(),
+            0 if workspace is None else workspace.numel(), _cu.stream(device),
+        )
+    return out
+
+
+@register("repetition_penalty", "cuda")
+def _repetition_penalty_cuda(
+    logits: torch.Tensor,
+    input_ids: torch.Tensor,
+    penalty: torch.Tensor,
+    prompt_ignore_length: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cuda_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None)
+
+
+@register("encoder_repetition_penalty", "cuda")
+def _encoder_repetition_penalty_cuda(
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+) -> torch.Tensor:
+    # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
+    return _cuda_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None)
+
+
+@register("presence_frequency_penalty", "cuda")
+def _presence_frequency_penalty_cuda(
+    logits: torch.Tensor,
+    output_ids: torch.Tensor,
+    presence_penalty: torch.Tensor,
+    frequency_penalty: torch.Tensor,
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cuda_penalties(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask)
+
+
+@register("apply_penalties", "cuda")
+def _apply_penalties_cuda(
+    logits: torch.Tensor,
+    input_ids: Optional[torch.Tensor],
+    output_ids: Optional[torch.Tensor],
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+    prompt_ignore_length: Optional[torch.Tensor],
+    output_mask: Optional[torch.Tensor],
+) -> torch.Tensor:
+    return _cuda_penalties(
+        logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
+        prompt_ignore_length, output_mask,
+    )
+
+
+@register("apply_penalties_state", "cuda")
+def _apply_penalties_state_cuda(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    in_rep: torch.Tensor,
+    counts: torch.Tensor,
+    lengths: torch.Tensor,
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+) -> torch.Tensor:
+    if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (logits.shape[0],):
+        raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    capacity = tokens.shape[1]
+    tokens = _cpu.contiguous(tokens, torch.int64)
+    in_rep = _cpu.contiguous(in_rep, torch.bool)
+    counts = _cpu.contiguous(counts, torch.int32)
+    lengths = _cpu.contiguous(lengths, torch.int64)
+    params = [None if t is None else _cpu.contiguous(t, torch.float32)
+              for t in (repetition_penalty, presence_penalty, frequency_penalty)]
+    if params[1] is None or params[2] is None:
+        params[1] = params[2] = None
+    with _cu.on_device(x.device):
+        mod.apply_penalties_state(
+            *args, tokens.data_ptr(), in_rep.data_ptr(), counts.data_ptr(), lengths.data_ptr(), capacity, capacity,
+            *(0 if t is None else t.data_ptr() for t in params), _cu.stream(x.device),
+        )
+    return out

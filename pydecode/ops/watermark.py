@@ -526,3 +526,45 @@ def watermark_bias_hash(
         return logits.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     prev_tokens = input_ids[:, input_ids.shape[1] - context_width :]
     return call("watermark_hash_bias", backend, logits, prev_tokens, threshold, bias_rows, hashing_key)
+
+
+# --------------------------------------------------------------------------- cuda backend
+# csrc/cuda/watermark.cu: the hash scheme in one pass (hash computed in registers while the row
+# streams through), the scatter as the float32 copy plus one add per distinct listed id.
+from . import _cuda_launch as _cu  # noqa: E402
+
+
+@register("watermark_scatter_bias", "cuda")
+def _watermark_scatter_bias_cuda(logits: torch.Tensor, green_ids: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    # Sorted rows put repeated ids side by side: the kernel adds each run once, as torch's CUDA
+    # scatter-add does (a sort of B x G ids: small next to the host work behind HF greenlists).
+    ids, (ids_ptr, ids64, n_ids, ids_stride) = _cu.id_args(green_ids.sort(dim=1).values)
+    bias = _cpu.contiguous(bias, torch.float32)
+    with _cu.on_device(x.device):
+        mod.watermark_scatter_bias(
+            *args[:5], ids_ptr, ids64, n_ids, ids_stride, bias.data_ptr(), args[5], _cu.stream(x.device)
+        )
+    return out
+
+
+@register("watermark_hash_bias", "cuda")
+def _watermark_hash_bias_cuda(
+    logits: torch.Tensor,
+    prev_tokens: torch.Tensor,
+    threshold: torch.Tensor,
+    bias: torch.Tensor,
+    hashing_key: int,
+) -> torch.Tensor:
+    mod = _cu.module()
+    x, out, args = _cu.logits_args(logits)
+    prev_tokens = _cpu.contiguous(prev_tokens, torch.int64)
+    threshold = _cpu.contiguous(threshold, torch.int64)
+    bias = _cpu.contiguous(bias, torch.float32)
+    with _cu.on_device(x.device):
+        mod.watermark_hash_bias(
+            *args[:5], prev_tokens.data_ptr(), prev_tokens.shape[1], threshold.data_ptr(), bias.data_ptr(),
+            hashing_key, args[5], _cu.stream(x.device),
+        )
+    return out

@@ -1,0 +1,53 @@
+"""What the ``cuda`` launchers of the penalties, ngram and watermark families share.
+
+Launchers (``@register(op, "cuda")`` at the end of each family module) pass ``data_ptr()``s,
+sizes and the current stream's handle to ``pydecode._C_cuda``; the C++ side checks sizes again
+and turns a failed launch into an exception. Rows must have unit stride along the vocabulary
+(any row stride): :func:`pydecode.ops._cpu.rows_view` makes them so, copying only when needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from types import ModuleType
+
+import torch
+
+from .. import _ext
+from ._cpu import DTYPE_CODES, row_stride, rows_view
+
+__all__ = ["DTYPE_CODES", "id_args", "logits_args", "module", "on_device", "row_stride", "rows_view", "stream"]
+
+
+def module() -> ModuleType:
+    mod = _ext.cuda_module()
+    if mod is None:  # the registry only picks the cuda backend when the module loads
+        raise RuntimeError(_ext.cuda_unavailable_reason())
+    return mod
+
+
+def on_device(device: torch.device) -> contextlib.AbstractContextManager:
+    """Make ``device`` current for the launch (a no-op, and no cost, when it already is)."""
+    if device.index is None or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
+
+
+def stream(device: torch.device) -> int:
+    """The handle of the current stream on ``device``: kernels queue behind the caller's work."""
+    return torch.cuda.current_stream(device).cuda_stream
+
+
+def logits_args(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int, int, int]]:
+    """The unit-stride view of ``logits``, a new contiguous float32 output, and their kernel
+    arguments ``(address, dtype code, batch, vocab, row stride, out address)``."""
+    x = rows_view(logits)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    return x, out, (x.data_ptr(), DTYPE_CODES[x.dtype], x.shape[0], x.shape[1], row_stride(x), out.data_ptr())
+
+
+def id_args(ids: torch.Tensor) -> tuple[torch.Tensor, tuple[int, bool, int, int]]:
+    """``ids`` (2-D int64/int32) with unit stride along a row, and ``(address, is_int64, length,
+    row stride)``."""
+    ids = rows_view(ids)
+    return ids, (ids.data_ptr(), ids.dtype == torch.int64, ids.shape[1], row_stride(ids))
