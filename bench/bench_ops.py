@@ -62,7 +62,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from bench import llama_cpp_provider
+from bench import flashinfer_provider, llama_cpp_provider
 from bench.common import OtherLoad, append_csv, environment, time_budgeted, wait_for_idle
 from pydecode import ops
 
@@ -344,6 +344,13 @@ def measure(case: Case, batch: int, vocab: int, dtype: torch.dtype, device: torc
                                   note="+".join(stage_ops) if len(stage_ops) > 1 else ""))
     if not args.no_transformers:
         providers.append(Provider("transformers", "processors", transformers_fn(case, rows, vocab, device)))
+    if case.sampling and device.type == "cuda" and not args.no_flashinfer:
+        why = flashinfer_provider.unavailable_reason()
+        fn = None if why else flashinfer_provider.sampler(case.name, TEMPERATURE, TOP_K, TOP_P)
+        if why or fn is None:
+            skipped.add(f"flashinfer: {why or 'no counterpart for this case'}")
+        else:
+            providers.append(Provider("flashinfer", "sampling", fn, "other random stream: time only"))
     if case.sampling and not args.no_llama:
         why = llama_cpp_provider.unavailable_reason()
         if not why and device.type != "cpu":
@@ -453,6 +460,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--llama-order", default="hf", choices=list(llama_cpp_provider.ORDERS))
     parser.add_argument("--no-llama", action="store_true", help="leave llama.cpp out even when installed")
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--no-flashinfer", action="store_true", help="leave FlashInfer out even when importable")
     parser.add_argument("--wait-idle", type=float, default=10.0,
                         help="seconds to wait, before each measurement, for other processes to go quiet (0: don't)")
     parser.add_argument("--busy-threshold", type=float, default=0.1,
@@ -468,7 +476,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         args.cases = args.cases or QUICK_CASES
         args.repeats = args.repeats or 30
         args.budget = args.budget or 1.5
-    args.batch = args.batch or [1, 8, 32]
+    # On a GPU the grid: batch 1/8/64/256 (the CPU default stays smaller).
+    args.batch = args.batch or ([1, 8, 64, 256] if args.device == "cuda" else [1, 8, 32])
     args.vocab = args.vocab or [32000, 128256, 152064]
     args.cases = args.cases or DEFAULT_CASES
     args.repeats = args.repeats or 50

@@ -6,9 +6,9 @@ in ``pydecode.ops``. The registry imports it lazily, on the first op that may us
 On CPU tensors the kernels run under the interpreter (``TRITON_INTERPRET=1``).
 """
 
-from . import philox
+from . import beam, philox, sampling
 
-__all__ = ["philox"]
+__all__ = ["beam", "philox", "sampling"]
 from . import ngram  # noqa: E402,F401,I001  (triton-r: n-gram masks, sequence bias)
 from . import penalties  # noqa: E402,F401,I001  (triton-r: penalty ops)
 from . import watermark  # noqa: E402,F401,I001  (triton-r: watermark bias)

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cuda/launch.h"
+#include "cuda/pybind_util.h"
 #include "pydecode/check.h"
 
 namespace py = pybind11;
@@ -63,4 +64,6 @@ PYBIND11_MODULE(_C_cuda, m) {
   pydecode::cuda::bind_penalties(m);
   pydecode::cuda::bind_ngram(m);
   pydecode::cuda::bind_watermark(m);
+  pydecode::cuda::bind_sampling(m);
+  pydecode::cuda::bind_beam(m);
 }

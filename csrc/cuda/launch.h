@@ -12,4 +12,57 @@ namespace pydecode::cuda {
 cudaError_t philox_uniform(const int64_t* seeds, const int64_t* offsets, float* out, int64_t rows,
                            int64_t vocab, uint32_t stream_id, cudaStream_t stream);
 
+// ---------------------------------------------------------------------------- sampling family
+// A (rows, vocab) block of float32/float16/bfloat16 (DType code) values, unit stride along the
+// vocabulary, `row_stride` elements between rows (>= 0).
+struct RowsIn {
+  const void* data = nullptr;
+  int dtype = 0;
+  int64_t rows = 0;
+  int64_t vocab = 0;
+  int64_t row_stride = 0;
+};
+
+// out (rows, vocab) float32 = float32(x) * (1 / float32(temperature[b])): what torch computes on
+// CUDA for TemperatureLogitsWarper (division by a CPU scalar becomes a reciprocal multiply).
+cudaError_t apply_temperature(const RowsIn& in, const double* temperature, float* out, cudaStream_t stream);
+
+// out[b] = lowest index of the row maximum, NaN ignored; 0 when nothing is above -inf. Small
+// batches split each row over greedy_splits(rows, vocab) blocks when `scratch` holds at least
+// rows * that many uint64 (device memory; may be null: one block per row).
+constexpr int kGreedyMaxSplits = 32;
+int greedy_splits(int64_t rows, int64_t vocab);
+cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t scratch_len, cudaStream_t stream);
+
+// The fused filter chain of pydecode/ops/sampling.py: transform (0 none, 1 temperature, 2 log)
+// -> top-k -> top-p -> min-p (a null per-row array turns the stage off), then any of: tokens
+// (Philox Gumbel-max), logprobs, filtered rows (filter_value at removed entries), renorm rows
+// (kept inputs, 0 elsewhere). One thread block per row.
+struct ChainSpec {
+  int transform = 0;
+  const double* temperature = nullptr;
+  const int64_t* top_k = nullptr;
+  const double* top_p = nullptr;
+  const double* min_p = nullptr;
+  int64_t min_tokens_to_keep = 1;
+  const int64_t* seed = nullptr;
+  const int64_t* offset = nullptr;
+  int64_t* tokens = nullptr;
+  float* logprobs = nullptr;
+  float* filtered = nullptr;
+  float filter_value = 0.0f;
+  float* renorm = nullptr;
+};
+cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, cudaStream_t stream);
+
+// ---------------------------------------------------------------------------- beam family
+// One beam-search step (pydecode/ops/beam.py): scores = log_softmax(x) + beam_scores[row] (or
+// x + beam_scores[row]), top k per batch item over num_beams * vocab, ties to the lowest flat
+// index. `candidates` is device scratch of rows * min(k, vocab) uint64, `row_stats` of rows * 2
+// float32. Requires num_beams * min(k, vocab) <= beam_merge_limit().
+int64_t beam_merge_limit();
+cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
+                      bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream);
+
 }  // namespace pydecode::cuda

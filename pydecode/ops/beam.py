@@ -225,3 +225,37 @@ def beam_topk(
         "beam_topk", backend, logits, beam_scores, num_beams, k, apply_log_softmax
     )
     return BeamTopK(scores, token_ids, beam_indices)
+
+
+# --------------------------------------------------------------------------- cuda backend
+# csrc/cuda/beam.cu: per beam row, log-softmax statistics and the row's top min(k, vocab) by
+# radix select; per batch item, a shared-memory merge of the num_beams * min(k, vocab) ranks.
+# Larger merges (beyond the module's BEAM_MERGE_LIMIT candidates, far above transformers'
+# 2 * num_beams per row) run the torch reference on the GPU instead.
+@register("beam_topk", "cuda")
+def _beam_topk_cuda(
+    logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, apply_log_softmax: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from .. import _ext
+
+    module = _ext.cuda_module()
+    x = _cpu.rows_view(logits)
+    rows, vocab = x.shape
+    row_k = min(k, vocab)
+    if num_beams * row_k > module.BEAM_MERGE_LIMIT:
+        return beam_topk_torch(logits, beam_scores, num_beams, k, apply_log_softmax)
+    batch = rows // num_beams
+    dev = x.device
+    beam_scores = _cpu.contiguous(beam_scores, torch.float32)
+    candidates = torch.empty(rows * row_k, dtype=torch.int64, device=dev)
+    row_stats = torch.empty(rows * 2, dtype=torch.float32, device=dev)
+    scores = torch.empty((batch, k), dtype=torch.float32, device=dev)
+    token_ids = torch.empty((batch, k), dtype=torch.int64, device=dev)
+    beam_indices = torch.empty((batch, k), dtype=torch.int64, device=dev)
+    with torch.cuda.device(dev):
+        module.beam_topk(
+            x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), beam_scores.data_ptr(),
+            num_beams, k, apply_log_softmax, candidates.data_ptr(), row_stats.data_ptr(), scores.data_ptr(),
+            token_ids.data_ptr(), beam_indices.data_ptr(), torch.cuda.current_stream(dev).cuda_stream,
+        )
+    return scores, token_ids, beam_indices

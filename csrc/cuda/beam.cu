@@ -1,0 +1,235 @@
+// CUDA kernels of beam search's top-k step (pydecode/ops/beam.py), in two launches:
+//
+// 1. one block per beam row: log-softmax statistics (max, then a deterministic float sum of
+//    exp(x - max); score = ((x - max) - log(sum)) + beam_score, the operation order of torch's
+//    CUDA log_softmax epilogue plus transformers' add), then the row's own top min(k, vocab) by a
+//    radix select on the score key, ties at the boundary to the lowest index, written as 64-bit
+//    ranks (score key << 32 | ~flat index) to scratch;
+// 2. one block per batch item: the num_beams * min(k, vocab) ranks sorted in shared memory
+//    (bitonic), the first k written out. Ranks are unique, so the top k of the union of each
+//    row's top k is the batch item's top k (beam_merge.h's argument) whatever the order the
+//    candidates were written in. Scores are recomputed from the logits with the same float ops,
+//    so their bits (sign of zero, NaN) are the ones the ranking saw.
+#include <climits>
+#include <cmath>
+#include <string>
+
+#include "cuda/device.cuh"
+#include "cuda/launch.h"
+#include "pydecode/check.h"
+
+namespace pydecode::cuda {
+namespace {
+
+constexpr int kThreads = 1024;
+// Candidates merged per batch item in shared memory (32 KiB of ranks); beyond, Python falls back.
+constexpr int kMergeMax = 4096;
+constexpr float kInf = INFINITY;
+
+// beam_merge.h's beam_score_key: NaN of either sign ranks above +inf (0xFFC00000), -0 == +0.
+__device__ __forceinline__ uint32_t beam_key(float score) {
+  const uint32_t bits = __float_as_uint(score);
+  const uint32_t mag = bits & 0x7FFFFFFFu;
+  if (mag > 0x7F800000u) return 0xFFC00000u;
+  if (mag == 0) return 0x80000000u;
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+struct BeamArgs {
+  RowsIn in;
+  const float* beam_scores;
+  int num_beams;
+  int row_k;  // min(k, vocab)
+  int k;
+  bool log_softmax;
+  unsigned long long* candidates;
+  float* row_stats;
+  float* scores;
+  int64_t* tokens;
+  int64_t* beams;
+};
+
+__device__ __forceinline__ float beam_score(float x, float m, float lse, float bs, bool log_softmax) {
+  return log_softmax ? ((x - m) - lse) + bs : x + bs;
+}
+
+template <int D>
+__device__ __forceinline__ const void* row_ptr(const RowsIn& in, int64_t row) {
+  return static_cast<const char*>(in.data) + row * in.row_stride * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
+  __shared__ RadixShared sh;
+  __shared__ float fscratch[32];
+  __shared__ uint32_t uscratch[32];
+  __shared__ uint32_t fill;
+  const int row = static_cast<int>(blockIdx.x);
+  const int vocab = static_cast<int>(a.in.vocab);
+  const void* src = row_ptr<D>(a.in, row);
+  float m = 0.0f, lse = 0.0f;
+  if (a.log_softmax) {
+    float mx = -kInf;
+    uint32_t nan = 0;
+    for_row<D>(src, vocab, [&](int, float x) {
+      if (x != x) {
+        nan = 1;
+      } else {
+        mx = x > mx ? x : mx;
+      }
+    });
+    mx = block_reduce(mx, MaxOp(), fscratch);
+    nan = block_reduce(nan, MaxOp(), uscratch);
+    m = nan ? NAN : mx;  // torch's max propagates NaN: the whole row's log-softmax is NaN
+    float z = 0.0f;
+    for_row<D>(src, vocab, [&](int, float x) { z += expf(x - m); });
+    z = block_reduce(z, AddOp(), fscratch);
+    lse = logf(z);
+  }
+  const float bs = a.beam_scores[row];
+  const bool lsm = a.log_softmax;
+  const auto key_of = [=](float x) { return beam_key(beam_score(x, m, lse, bs, lsm)); };
+
+  uint32_t cut = 0;
+  int last = INT_MAX;  // entries with key == cut are kept up to this index
+  if (a.row_k < vocab) {
+    uint32_t above, ties;
+    cut = radix_nth<D>(
+        src, vocab, static_cast<uint32_t>(a.row_k),
+        [&](int, float x, uint32_t* key) {
+          *key = key_of(x);
+          return true;
+        },
+        sh, &above, &ties);
+    const uint32_t need = static_cast<uint32_t>(a.row_k) - above;
+    if (need < ties) {
+      uint32_t a2, t2;
+      const uint32_t pick = radix_nth<D>(
+          src, vocab, need,
+          [&](int v, float x, uint32_t* key) {
+            *key = 0xFFFFFFFFu - static_cast<uint32_t>(v);
+            return key_of(x) == cut;
+          },
+          sh, &a2, &t2);
+      last = static_cast<int>(0xFFFFFFFFu - pick);
+    }
+  }
+  if (threadIdx.x == 0) fill = 0;
+  __syncthreads();
+  const uint32_t flat0 = static_cast<uint32_t>(row % a.num_beams) * static_cast<uint32_t>(vocab);
+  unsigned long long* out = a.candidates + static_cast<int64_t>(row) * a.row_k;
+  const int row_k = a.row_k;
+  for_row<D>(src, vocab, [&](int v, float x) {
+    const uint32_t key = key_of(x);
+    if (key > cut || (key == cut && v <= last)) {
+      const uint32_t pos = atomicAdd(&fill, 1u);
+      // Never more than row_k by construction; the bound keeps a logic error from writing out of range.
+      if (pos < static_cast<uint32_t>(row_k)) {
+        out[pos] = (static_cast<unsigned long long>(key) << 32) | (0xFFFFFFFFu - (flat0 + static_cast<uint32_t>(v)));
+      }
+    }
+  });
+  if (threadIdx.x == 0) {
+    a.row_stats[2 * row] = m;
+    a.row_stats[2 * row + 1] = lse;
+  }
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, int padded) {
+  __shared__ unsigned long long ranks[kMergeMax];
+  const int item = static_cast<int>(blockIdx.x);
+  const int n = a.num_beams * a.row_k;
+  const unsigned long long* cand = a.candidates + static_cast<int64_t>(item) * n;
+  for (int i = threadIdx.x; i < padded; i += blockDim.x) ranks[i] = i < n ? cand[i] : 0ull;  // 0: below every rank
+  __syncthreads();
+  // Bitonic sort, descending.
+  for (int size = 2; size <= padded; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int i = threadIdx.x; i < padded; i += blockDim.x) {
+        const int j = i ^ stride;
+        if (j > i) {
+          const unsigned long long x = ranks[i], y = ranks[j];
+          const bool descending = (i & size) == 0;
+          if (descending ? x < y : x > y) {
+            ranks[i] = y;
+            ranks[j] = x;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  const int64_t vocab = a.in.vocab;
+  for (int i = threadIdx.x; i < a.k; i += blockDim.x) {
+    const uint32_t flat = 0xFFFFFFFFu - static_cast<uint32_t>(ranks[i] & 0xFFFFFFFFull);
+    // Every merged rank is a written candidate (k <= n); the clamps only keep a logic error from
+    // turning into an out-of-range read.
+    const int64_t beam = min(static_cast<int64_t>(flat) / vocab, static_cast<int64_t>(a.num_beams - 1));
+    const int64_t token = static_cast<int64_t>(flat) % vocab;
+    const int64_t row = static_cast<int64_t>(item) * a.num_beams + beam;
+    const float x = load_one<D>(row_ptr<D>(a.in, row), static_cast<int>(token));
+    const int64_t o = static_cast<int64_t>(item) * a.k + i;
+    a.scores[o] = beam_score(x, a.row_stats[2 * row], a.row_stats[2 * row + 1], a.beam_scores[row], a.log_softmax);
+    a.tokens[o] = token;
+    a.beams[o] = beam;
+  }
+}
+
+template <int D>
+void launch(const BeamArgs& a, int64_t rows, int64_t batch, int padded, cudaStream_t stream) {
+  beam_rows_kernel<D><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(a);
+  beam_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a, padded);
+}
+
+}  // namespace
+
+int64_t beam_merge_limit() { return kMergeMax; }
+
+cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
+                      bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream) {
+  require_nonnegative(in.rows, "rows");
+  require_nonnegative(in.row_stride, "row_stride");
+  require(in.dtype >= 0 && in.dtype <= 2, "dtype code must be 0 (float32), 1 (float16) or 2 (bfloat16), got " +
+                                              std::to_string(in.dtype));
+  require(in.vocab >= 1, "vocab must be >= 1");
+  require(num_beams >= 1, "num_beams must be >= 1");
+  require(in.rows % num_beams == 0, "rows must be a multiple of num_beams");
+  require(num_beams * in.vocab < (int64_t{1} << 32), "num_beams * vocab must be < 2^32");
+  require(k >= 1 && k <= num_beams * in.vocab, "k must be in [1, num_beams * vocab]");
+  require(in.rows <= INT_MAX, "rows must be < 2^31");
+  const int64_t row_k = k < in.vocab ? k : in.vocab;
+  require(num_beams * row_k <= kMergeMax,
+          "num_beams * min(k, vocab) must be <= " + std::to_string(kMergeMax) + " for the CUDA beam kernel");
+  require_pointer(reinterpret_cast<uintptr_t>(in.data), in.rows * in.vocab, "logits");
+  require_pointer(reinterpret_cast<uintptr_t>(beam_scores), in.rows, "beam_scores");
+  require_pointer(reinterpret_cast<uintptr_t>(candidates), in.rows * row_k, "candidates");
+  require_pointer(reinterpret_cast<uintptr_t>(row_stats), in.rows * 2, "row_stats");
+  const int64_t batch = in.rows / num_beams;
+  require_pointer(reinterpret_cast<uintptr_t>(scores), batch * k, "scores");
+  require_pointer(reinterpret_cast<uintptr_t>(tokens), batch * k, "tokens");
+  require_pointer(reinterpret_cast<uintptr_t>(beams), batch * k, "beams");
+  if (in.rows == 0) return cudaSuccess;
+  int padded = 1;
+  while (padded < num_beams * row_k) padded <<= 1;
+  const BeamArgs a{in,
+                   beam_scores,
+                   static_cast<int>(num_beams),
+                   static_cast<int>(row_k),
+                   static_cast<int>(k),
+                   apply_log_softmax,
+                   reinterpret_cast<unsigned long long*>(candidates),
+                   row_stats,
+                   scores,
+                   tokens,
+                   beams};
+  switch (in.dtype) {
+    case kDTypeF32: launch<kDTypeF32>(a, in.rows, batch, padded, stream); break;
+    case kDTypeF16: launch<kDTypeF16>(a, in.rows, batch, padded, stream); break;
+    default: launch<kDTypeBF16>(a, in.rows, batch, padded, stream); break;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace pydecode::cuda

@@ -1,0 +1,102 @@
+"""The triton backend of beam_topk (triton_kernels/beam.py) against the torch reference.
+
+The kernel's log-softmax sums the exponentials in another order than torch, so its scores may
+differ from the reference's in the last bits. The checks: the selected scores equal the
+reference's scores of the same candidates (within 4 ulps of their magnitude), are in ranking
+order, and every candidate the reference ranks clearly above the k-th selected score is selected.
+Without log-softmax (scores = logits + beam score, no sum) the result is exactly the reference's.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pydecode.ops import _registry
+from pydecode.ops import beam as B
+from tests.helpers import assert_same
+from tests.ops.triton_checks import NAN, NEG_INF, edge_rows
+
+_why = _registry.backend_unavailable_reason("triton", torch.device("cpu"))
+interpreted = pytest.mark.skipif(bool(_why), reason=f"triton on CPU tensors: {_why}")
+# numpy warns about log(0) / inf - inf inside the interpreter; those values are intended (-inf, NaN).
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def check(logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, log_softmax: bool = True,
+          tol: float = 4 * 2.0**-23) -> None:
+    got = B.beam_topk(logits, beam_scores, num_beams, k, apply_log_softmax=log_softmax, backend="triton")
+    want = B.beam_topk(logits, beam_scores, num_beams, k, apply_log_softmax=log_softmax, backend="torch")
+    if not log_softmax:
+        for g, w, name in zip(got, want, ("scores", "token_ids", "beam_indices")):
+            assert_same(g, w, what=name)
+        return
+    rows, vocab = logits.shape
+    batch = rows // num_beams
+    scores = B._beam_step_scores(logits.cpu(), beam_scores.reshape(rows).cpu(), True).reshape(batch, -1)
+    flat = (got.beam_indices * vocab + got.token_ids).cpu()
+    mine = got.scores.cpu()
+    ref_at = scores.gather(1, flat)
+    assert_same(mine, ref_at, atol=1e-6, rtol=tol, what="scores of the selected candidates")
+    assert bool((flat.sort(1).values.diff(dim=1) > 0).all()), "a candidate was selected twice"
+    key = B._score_key(mine)
+    assert bool((key[:, :-1] >= key[:, 1:]).all()), "not in ranking order"
+    last = mine[:, -1:]
+    clear = (scores > last + (last.abs() * tol + 1e-6)) & ~torch.isnan(last)
+    clear |= torch.isnan(scores) & ~torch.isnan(last)
+    picked = torch.zeros_like(clear).scatter_(1, flat, True)
+    missing = clear & ~picked
+    assert not bool(missing.any()), f"candidates ranked clearly above the k-th were left out: {missing.nonzero()[:5]}"
+    # where the reference's choice is unambiguous, it is the same
+    same = (got.token_ids.cpu() == want.token_ids.cpu()) & (got.beam_indices.cpu() == want.beam_indices.cpu())
+    assert float(same.float().mean()) > 0.5
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", (torch.float32, torch.bfloat16))
+@pytest.mark.parametrize("batch,num_beams,vocab", [(1, 1, 7), (3, 2, 700), (2, 4, 1100)])
+def test_matches_reference(batch: int, num_beams: int, vocab: int, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(batch * vocab)
+    logits = (torch.randn(batch * num_beams, vocab, generator=g) * 3).to(dtype)
+    beam_scores = -5 * torch.rand(batch * num_beams, generator=g)
+    for k in {1, 2 * num_beams, min(num_beams * vocab, 3 * num_beams + 1)}:
+        check(logits, beam_scores, num_beams, k)
+        check(logits, beam_scores, num_beams, k, log_softmax=False)
+
+
+@interpreted
+def test_ties_edge_rows_and_dead_beams() -> None:
+    """Planted ties (lowest flat index first), NaN / all -inf / +inf rows, -inf beam scores, k > vocab."""
+    x = edge_rows(300, seed=4)[:10]  # 10 rows = 5 items x 2 beams
+    bs = torch.tensor([0.0, -1.0, NEG_INF, 0.0, -2.0, NEG_INF, 0.0, 0.0, -0.5, -0.5])
+    for k in (1, 4, 301):
+        check(x, bs, 2, k, log_softmax=False)
+        check(x, bs, 2, k)
+    tied = torch.zeros(4, 50)
+    tied[:, 10] = 1.0
+    check(tied, torch.zeros(4), 2, 6, log_softmax=False)
+    got = B.beam_topk(tied, torch.zeros(4), 2, 6, backend="triton")
+    assert got.token_ids[0].tolist() == [10, 10, 0, 1, 2, 3] and got.beam_indices[0].tolist() == [0, 1, 0, 0, 0, 0]
+    nan_row = torch.full((2, 50), NAN)
+    out = B.beam_topk(nan_row, torch.zeros(2), 2, 3, backend="triton")
+    assert bool(torch.isnan(out.scores).all()) and out.token_ids[0].tolist() == [0, 1, 2]
+
+
+@interpreted
+def test_strided_logits_and_2d_beam_scores() -> None:
+    x = torch.randn(6, 400)
+    wide = torch.zeros(6, 800)
+    wide[:, ::2] = x
+    check(wide[:, ::2], torch.zeros(3, 2), 2, 4, log_softmax=False)
+    check(wide[:, ::2], -torch.rand(3, 2), 2, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16, torch.bfloat16))
+@pytest.mark.parametrize("rows,vocab", [(4, 152064), (8, 128256), (64, 32000), (256, 152064)])
+def test_gpu_beam_topk_triton(rows: int, vocab: int, dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(rows + vocab)
+    logits = (torch.randn(rows, vocab, generator=g) * 3).to(dtype).cuda()
+    beam_scores = (-5 * torch.rand(rows, generator=g)).cuda()
+    check(logits, beam_scores, 4, 8, tol=8 * 2.0**-23)
+    check(logits, beam_scores, 4, 8, log_softmax=False)

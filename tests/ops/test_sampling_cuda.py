@@ -1,0 +1,340 @@
+"""The cuda backend of pydecode.ops.sampling (csrc/cuda/sampling.cu) against the torch reference
+run on the same GPU, the cpu backend, and the sampling distribution.
+
+Exact (tests.helpers.assert_same) wherever the kernel and torch compute the same float ops:
+temperature, greedy, top-k masks, top-k sampling (same Philox stream and Gumbel noise).
+Top-p and min-p depend on float32 sums whose order torch does not specify (softmax denominator,
+cumsum), which the kernel replaces by exact fixed-point masses (top-p) or by the exp-domain
+comparison exp(y - max) >= min_p (min-p). There a decision may differ only for a token whose
+double-precision cumulative mass (or p / p_max) lies within WINDOW of the threshold;
+`check_near_threshold` asserts exactly that, entry by entry.
+
+Tests whose name contains "big" run the full shapes (batch up to 64, vocab up to 152064);
+`-k "cuda and not big"` keeps the compute-sanitizer run short.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pydecode import _ext
+from pydecode.ops import sampling as S
+from tests.helpers import assert_same
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not torch.cuda.is_available() or _ext.cuda_module() is None, reason="needs the CUDA module and a GPU"
+    ),
+]
+
+NEG_INF, INF, NAN = float("-inf"), float("inf"), float("nan")
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Relative window around a threshold inside which float32 rounding may flip a decision: torch's
+# float32 softmax sum and cumsum over <= 152064 terms in a tree order err by a few 1e-7 relative.
+WINDOW = 2e-5
+
+
+def rows(vocab: int, seed: int = 0) -> torch.Tensor:
+    """Random, peaked, flat, tied, -inf-masked, all -inf, NaN, +inf and underflowing rows (CPU)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn() -> torch.Tensor:
+        return torch.randn(vocab, generator=g)
+
+    def mask(p: float) -> torch.Tensor:
+        return torch.rand(vocab, generator=g) < p
+
+    out = [
+        randn() * 3,
+        randn() * 8,
+        torch.zeros(vocab),
+        torch.randint(0, 4, (vocab,), generator=g).float(),
+        (randn() * 2).round() / 2,
+        randn().masked_fill(mask(0.5), NEG_INF),
+        torch.full((vocab,), NEG_INF),
+        randn().masked_fill(mask(0.3), NAN),
+        randn().masked_fill(mask(0.2), INF),
+        randn() * 200,
+        randn() - 1e4,
+    ]
+    out[-1][vocab // 2] = 30.0
+    return torch.stack(out)
+
+
+def gpu(x: torch.Tensor) -> torch.Tensor:
+    return x.to("cuda")
+
+
+def strided(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The same values contiguous, with a longer (unaligned) row stride, and column-strided."""
+    wide = torch.full((x.shape[0], x.shape[1] + 3), 7.0, dtype=x.dtype, device=x.device)
+    wide[:, : x.shape[1]] = x
+    cols = torch.full((x.shape[0], 2 * x.shape[1]), 7.0, dtype=x.dtype, device=x.device)
+    cols[:, ::2] = x
+    return {"contiguous": x, "row-strided": wide[:, : x.shape[1]], "col-strided": cols[:, ::2]}
+
+
+def both(fn, *args, **kwargs):  # noqa: ANN001, ANN201
+    return fn(*args, backend="cuda", **kwargs), fn(*args, backend="torch", **kwargs)
+
+
+def stable_cum(scores: torch.Tensor) -> torch.Tensor:
+    """Double-precision top-p mass per entry: softmax of the row sorted ascending, ties by index
+    (a stable sort), cumulative sum, scattered back."""
+    s = scores.double()
+    order = torch.sort(s, dim=-1, stable=True).indices
+    probs = torch.softmax(s.gather(-1, order), dim=-1)
+    cum = probs.cumsum(-1)
+    return torch.empty_like(cum).scatter_(-1, order, cum)
+
+
+def check_near_threshold(got: torch.Tensor, want: torch.Tensor, measure: torch.Tensor, threshold: torch.Tensor,
+                         what: str, values: torch.Tensor | None = None) -> None:
+    """got == want except where the entry's `measure` is within WINDOW (relative) of the row's
+    threshold, or where the entry belongs to a group of equal `values` at the boundary that both
+    sides cut to the same size (torch does not specify the order of equal values)."""
+    bad = ~((got == want) | (torch.isnan(got) & torch.isnan(want)))
+    if not bool(bad.any()):
+        return
+    thr = threshold.double().reshape(-1, 1).expand_as(measure)
+    near = (measure - thr).abs() <= WINDOW * torch.maximum(measure.abs(), thr.abs()) + 2.0**-30
+    far = bad & ~near
+    if values is not None:
+        kept_got, kept_want = got > NEG_INF, want > NEG_INF
+        for r, c in far.nonzero().tolist():
+            group = values[r] == values[r, c]
+            if int(group.sum()) > 1 and int((kept_got[r] & group).sum()) == int((kept_want[r] & group).sum()):
+                far[r, c] = False
+    assert not bool(far.any()), (
+        f"{what}: {int(far.sum())} decisions differ away from the threshold, first at "
+        f"{far.nonzero()[:5].tolist()}: measure {measure[far][:5].tolist()} vs threshold {thr[far][:5].tolist()}"
+    )
+    assert int(bad.any(-1).sum()) <= max(1, bad.shape[0] // 5), f"{what}: too many rows differ"
+
+
+# --------------------------------------------------------------------------- element-wise ops
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_temperature_and_greedy(dtype: torch.dtype) -> None:
+    for vocab in (1, 7, 1000, 4099):
+        x = gpu(rows(vocab, seed=vocab).to(dtype))
+        n = x.shape[0]
+        for name, view in strided(x).items():
+            for t in (0.7, 1.0, 3.0, torch.linspace(0.05, 5.0, n, dtype=torch.float64, device="cuda")):
+                got, want = both(S.apply_temperature, view, t)
+                assert_same(got, want, what=f"temperature {name} V={vocab}")
+            got, want = both(S.greedy, view)
+            assert_same(got, want, what=f"greedy {name} V={vocab}")
+    row = x[:1].expand(4, -1)  # stride-0 rows
+    assert_same(S.greedy(row, backend="cuda"), S.greedy(row, backend="torch"))
+
+
+def test_cuda_greedy_split_rows() -> None:
+    """Small batches split a row over several blocks: ties across slices go to the lowest index."""
+    x = torch.randn(4, 50001, generator=torch.Generator().manual_seed(5))
+    x[0, [30000, 100, 45000]] = 10.0
+    x[1] = NEG_INF
+    x[2] = NAN
+    x[2, 49999] = -3.0
+    x[3, 50000] = INF
+    for dtype in DTYPES:
+        got, want = both(S.greedy, gpu(x.to(dtype)))
+        assert_same(got, want, what=f"greedy split {dtype}")
+        assert got.tolist() == [100, 0, 49999, 50000]
+
+
+def test_cuda_half_conversion_is_torchs() -> None:
+    bits = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    for dtype in (torch.float16, torch.bfloat16):
+        x = gpu(bits.view(dtype).reshape(64, 1024))
+        assert_same(S.apply_temperature(x, 1.0, backend="cuda"), x.float(), what=str(dtype))
+
+
+# --------------------------------------------------------------------------- masks
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_top_k_mask(dtype: torch.dtype) -> None:
+    for vocab in (1, 5, 111, 5000):
+        x = gpu(rows(vocab, seed=1).to(dtype))
+        n = x.shape[0]
+        ks = [k for k in (1, 2, 50, vocab - 1, vocab, 0) if 0 <= k <= vocab]
+        ks.append(torch.randint(0, vocab + 1, (n,), device="cuda"))
+        for name, view in strided(x).items():
+            for k in ks:
+                for m in (1, 3):
+                    got, want = both(S.top_k_mask_logits, view, k, min_tokens_to_keep=m)
+                    assert_same(got, want, what=f"{name} V={vocab} k={k} m={m}")
+        got, want = both(S.top_k_mask_logits, x, 3, filter_value=-5.0)
+        assert_same(got, want, what="filter_value")
+
+
+def _check_top_p(x: torch.Tensor, p, m: int, what: str) -> None:  # noqa: ANN001
+    got, want = both(S.top_p_mask_logits, x, p, min_tokens_to_keep=m)
+    scores = x.float()
+    top_p = torch.as_tensor(p, dtype=torch.float64, device=x.device).expand(x.shape[0])
+    threshold = (1 - top_p).to(torch.float32)
+    check_near_threshold(got, want, stable_cum(scores), threshold, what, values=scores)
+
+
+def _check_min_p(x: torch.Tensor, p, m: int, what: str) -> None:  # noqa: ANN001
+    got, want = both(S.min_p_mask_logits, x, p, min_tokens_to_keep=m)
+    scores = x.float().double()
+    ratio = torch.exp(scores - scores.amax(-1, keepdim=True))  # p / p_max
+    min_p = torch.as_tensor(p, dtype=torch.float64, device=x.device).expand(x.shape[0]).to(torch.float32)
+    check_near_threshold(got, want, ratio, min_p, what, values=x.float())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_top_p_and_min_p_masks(dtype: torch.dtype) -> None:
+    for vocab in (1, 2, 17, 111, 3000):
+        x = gpu(rows(vocab, seed=3).to(dtype))
+        n = x.shape[0]
+        for name, view in strided(x).items():
+            for p in (0.0, 0.3, 0.9, 0.999, 1.0, torch.rand(n, dtype=torch.float64, device="cuda")):
+                for m in (1, 3):
+                    _check_top_p(view, p, m, f"top_p {name} V={vocab} p={p} m={m}")
+                    _check_min_p(view, p, m, f"min_p {name} V={vocab} p={p} m={m}")
+
+
+def test_cuda_top_p_ties_keep_highest_indices() -> None:
+    """A flat row: transformers' stable ascending sort removes the lowest indices first."""
+    x = torch.zeros(2, 1000, device="cuda")
+    got, want = both(S.top_p_mask_logits, x, 0.25)
+    kept = torch.isfinite(got[0]).nonzero().flatten()
+    assert kept.numel() in (250, 251) and int(kept[-1]) == 999 and bool((kept.diff() == 1).all())
+    check_near_threshold(got, want, stable_cum(x), torch.full((2,), 0.75, device="cuda"), "flat row", values=x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_renorm_probs(dtype: torch.dtype) -> None:
+    for vocab in (1, 9, 2000):
+        logits = torch.randn(6, vocab, generator=torch.Generator().manual_seed(vocab)) * 2
+        logits[1] = 0.0  # ties
+        probs = gpu(torch.softmax(logits, -1).to(dtype))
+        probs[2] = 0.0  # a row with nothing kept
+        for k in (0, 1, 5, vocab):
+            got, want = both(S.top_k_renorm_probs, probs, k)
+            assert_same(got, want, what=f"top_k_renorm V={vocab} k={k}")
+        for p in (0.0, 0.5, 0.95, 1.0):
+            got, want = both(S.top_p_renorm_probs, probs, p)
+            same = (got > 0) == (want > 0)
+            if not bool(same.all()):
+                logp = torch.log(probs.float())
+                check_near_threshold(torch.where(got > 0, 0.0, NEG_INF), torch.where(want > 0, 0.0, NEG_INF),
+                                     stable_cum(logp), torch.full((6,), 1 - p, device="cuda"),
+                                     f"top_p_renorm V={vocab}", values=logp)
+            else:
+                assert_same(got, want, atol=1e-6, rtol=1e-5, what=f"top_p_renorm V={vocab} p={p}")
+
+
+# --------------------------------------------------------------------------- samplers
+def test_cuda_edge_rows() -> None:
+    """All -inf rows, NaN rows, +inf, V below the block size, k >= V, p in {0, 1}."""
+    x = gpu(torch.stack([
+        torch.full((7,), NEG_INF),
+        torch.full((7,), NAN),
+        torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),
+        torch.tensor([0.0, INF, 1.0, INF, 2.0, 0.0, -1.0]),
+        torch.tensor([NEG_INF] * 6 + [3.0]),
+    ]))
+    for kwargs in ({}, {"top_k": 3}, {"top_k": 7}, {"top_p": 0.0}, {"top_p": 1.0}, {"min_p": 0.5},
+                   {"top_k": 2, "top_p": 0.5, "min_p": 0.1, "temperature": 0.5}):
+        got = S.filter_and_sample(x, seed=5, return_logprobs=True, return_filtered=True, backend="cuda", **kwargs)
+        want = S.filter_and_sample(x, seed=5, return_logprobs=True, return_filtered=True, backend="torch", **kwargs)
+        assert_same(got.tokens, want.tokens, what=f"tokens {kwargs}")
+        assert_same(got.filtered, want.filtered, what=f"filtered {kwargs}")
+        assert_same(got.logprobs, want.logprobs, atol=1e-5, what=f"logprobs {kwargs}")
+    assert S.greedy(x, backend="cuda").tolist() == [0, 0, 4, 1, 6]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cuda_top_k_sampling_matches_reference(dtype: torch.dtype) -> None:
+    """Top-k (and temperature) decide the kept set exactly; the Philox Gumbel noise is the same,
+    so the tokens and the filtered rows equal the reference's."""
+    for vocab in (3, 1000, 5001):
+        x = gpu((torch.randn(33, vocab, generator=torch.Generator().manual_seed(vocab)) * 3).to(dtype))
+        seed = torch.arange(33, device="cuda") * 7919 - 5
+        for kwargs in ({}, {"top_k": 1}, {"top_k": 50}, {"top_k": 40, "temperature": 0.7},
+                       {"top_k": torch.randint(0, vocab + 1, (33,), device="cuda")}):
+            got = S.filter_and_sample(x, seed=seed, offset=11, return_logprobs=True, return_filtered=True,
+                                      backend="cuda", **kwargs)
+            want = S.filter_and_sample(x, seed=seed, offset=11, return_logprobs=True, return_filtered=True,
+                                       backend="torch", **kwargs)
+            assert_same(got.tokens, want.tokens, what=f"tokens V={vocab} {kwargs}")
+            assert_same(got.filtered, want.filtered, what=f"filtered V={vocab} {kwargs}")
+            assert_same(got.logprobs, want.logprobs, atol=2e-5, rtol=1e-5, what=f"logprobs V={vocab} {kwargs}")
+
+
+def test_cuda_sampling_from_probs() -> None:
+    probs = gpu(torch.softmax(torch.randn(7, 3000, generator=torch.Generator().manual_seed(3)) * 2, -1))
+    for kwargs in ({}, {"top_k": 20}, {"top_p": 0.8}, {"min_p": 0.05}):
+        got = S._sample_probs(probs, kwargs.get("top_k"), kwargs.get("top_p"), kwargs.get("min_p"), 9, 0, None,
+                              "cuda")
+        want = S._sample_probs(probs, kwargs.get("top_k"), kwargs.get("top_p"), kwargs.get("min_p"), 9, 0, None,
+                               "torch")
+        assert_same(got, want, what=f"sampling_from_probs {kwargs}")
+
+
+def test_cuda_determinism_and_batch_position() -> None:
+    """Same seed, same tokens: twice in a row, and for a row moved to another batch position."""
+    x = gpu(torch.randn(16, 4000, generator=torch.Generator().manual_seed(1)) * 2)
+    seed = torch.arange(16, device="cuda") + 100
+    kw = {"top_k": 100, "top_p": 0.9, "min_p": 0.01, "temperature": 0.8, "offset": 3, "backend": "cuda"}
+    a = S.filter_and_sample(x, seed=seed, **kw).tokens
+    b = S.filter_and_sample(x, seed=seed, **kw).tokens
+    perm = torch.randperm(16, device="cuda")
+    c = S.filter_and_sample(x[perm], seed=seed[perm], **kw).tokens
+    assert_same(a, b, what="repeat")
+    assert_same(c, a[perm], what="batch position")
+
+
+def test_cuda_matches_cpu_backend() -> None:
+    """Cross-backend determinism: the same seed gives the same tokens on cuda and cpu (temperature
+    0.5 and 2 divide exactly, so x / T == x * (1 / T) and both backends see the same logits)."""
+    if _ext.cpu_module() is None:
+        pytest.skip("cpu module not built")
+    x = torch.randn(33, 3001, generator=torch.Generator().manual_seed(4)) * 3
+    seed = torch.arange(33) * 31 + 1
+    for kwargs in ({}, {"top_k": 50}, {"top_k": 10, "temperature": 0.5}, {"min_p": 0.05, "temperature": 2.0},
+                   {"top_p": 0.9}, {"top_k": 64, "top_p": 0.8, "min_p": 0.02}):
+        cpu = S.filter_and_sample(x, seed=seed, offset=2, backend="cpu", **kwargs).tokens
+        cuda = S.filter_and_sample(gpu(x), seed=gpu(seed), offset=2, backend="cuda", **kwargs).tokens
+        same = cpu == cuda.cpu()
+        # top-p may decide a token within float rounding of 1 - top_p differently; nothing else may differ
+        assert int((~same).sum()) <= (1 if "top_p" in kwargs else 0), f"{kwargs}: {(~same).nonzero().flatten()}"
+
+
+def test_cuda_sampling_distribution() -> None:
+    """20000 draws (offsets 0..19999) of one 10-token row after top-k 6: total variation from the
+    renormalised softmax <= 0.02 (the expected TV of 20000 draws over 6 outcomes is ~0.006)."""
+    logits = torch.tensor([[1.0, 0.5, 2.0, -1.0, 0.0, 1.5, -3.0, 0.2, 0.9, -0.5]], device="cuda")
+    n = 20000
+    x = logits.expand(n, -1)
+    tokens = S.filter_and_sample(x, top_k=6, seed=123, offset=torch.arange(n, device="cuda"), backend="cuda").tokens
+    counts = torch.bincount(tokens, minlength=10).double() / n
+    kept = logits[0] >= torch.topk(logits[0], 6).values[-1]
+    probs = torch.softmax(logits[0].masked_fill(~kept, NEG_INF), -1).double()
+    assert float(counts[~kept].sum()) == 0.0
+    assert 0.5 * float((counts - probs).abs().sum()) <= 0.02
+
+
+# --------------------------------------------------------------------------- full shapes
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,vocab", [(1, 128256), (7, 32000), (33, 152064), (64, 128256)])
+def test_cuda_big_filter_and_sample(dtype: torch.dtype, batch: int, vocab: int) -> None:
+    x = gpu((torch.randn(batch, vocab, generator=torch.Generator().manual_seed(batch)) * 4).to(dtype))
+    seed = torch.arange(batch, device="cuda") + 17
+    got = S.filter_and_sample(x, top_k=50, seed=seed, backend="cuda").tokens
+    want = S.filter_and_sample(x, top_k=50, seed=seed, backend="torch").tokens
+    assert_same(got, want, what="top-k 50 tokens")
+    assert_same(S.greedy(x, backend="cuda"), S.greedy(x, backend="torch"), what="greedy")
+    _check_top_p(x, 0.9, 1, f"top_p big {batch}x{vocab}")
+    _check_min_p(x, 0.05, 1, f"min_p big {batch}x{vocab}")
+    got = S.filter_and_sample(x, top_k=1000, top_p=0.95, min_p=0.01, seed=seed, backend="cuda",
+                              return_filtered=True, return_logprobs=True)
+    want = S.filter_and_sample(x, top_k=1000, top_p=0.95, min_p=0.01, seed=seed, backend="torch",
+                               return_filtered=True, return_logprobs=True)
+    differs = got.tokens != want.tokens
+    kept_differs = ((got.filtered > NEG_INF) != (want.filtered > NEG_INF)).any(-1)
+    assert not bool((differs & ~kept_differs).any()), "a token differs although the kept sets agree"
+    assert int(kept_differs.sum()) <= max(1, batch // 10)

@@ -1,0 +1,362 @@
+"""The triton backend of pydecode.ops.sampling (triton_kernels/sampling.py) against the torch
+reference, the cpu backend and itself.
+
+Without a GPU the kernels run on CPU tensors under TRITON_INTERPRET=1 (small shapes: the
+interpreter runs each program in numpy). Tests marked ``gpu`` run the compiled kernels at full
+shapes. Exact equality everywhere except the top-p / min-p boundary and min_tokens_to_keep ties,
+bounded in tests/ops/triton_checks.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pydecode import _ext
+from pydecode.ops import _registry
+from pydecode.ops import sampling as S
+from pydecode.triton_kernels import _common
+from tests.helpers import assert_same
+from tests.ops.triton_checks import (
+    NEG_INF,
+    check_min_p,
+    check_top_p,
+    chosen_logprobs,
+    edge_rows,
+    gumbel_tokens,
+    seeds,
+)
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+CPU = torch.device("cpu")
+_why = _registry.backend_unavailable_reason("triton", CPU)
+interpreted = pytest.mark.skipif(bool(_why), reason=f"triton on CPU tensors: {_why}")
+# numpy warns about log(0) / inf - inf inside the interpreter; those values are intended (-inf, NaN).
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def both(fn, *args, **kwargs):  # noqa: ANN001, ANN201
+    return fn(*args, backend="triton", **kwargs), fn(*args, backend="torch", **kwargs)
+
+
+def chain_reference(x: torch.Tensor, temperature, top_k, top_p, min_p, min_keep):  # noqa: ANN001, ANN201
+    """The reference filter chain, stage by stage: (input of top-p, input of min-p, output)."""
+    s = S.apply_temperature(x, temperature, backend="torch") if temperature is not None else x.float()
+    if top_k is not None:
+        s = S.top_k_mask_logits(s, top_k, min_tokens_to_keep=min_keep, backend="torch")
+    before_p = s
+    if top_p is not None:
+        s = S.top_p_mask_logits(s, top_p, min_tokens_to_keep=min_keep, backend="torch")
+    before_min_p = s
+    if min_p is not None:
+        s = S.min_p_mask_logits(s, min_p, min_tokens_to_keep=min_keep, backend="torch")
+    return before_p, before_min_p, s
+
+
+# --------------------------------------------------------------------------- interpreter (CPU)
+@interpreted
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_temperature_greedy_top_k_exact(dtype: torch.dtype) -> None:
+    for vocab in (1, 7, 2500):  # one element, V < block, V not a power of two
+        x = edge_rows(vocab, seed=vocab).to(dtype)
+        n = x.shape[0]
+        strided = torch.full((n, 2 * vocab), 7.0, dtype=dtype)
+        strided[:, ::2] = x
+        for name, view in (("contiguous", x), ("col-strided", strided[:, ::2])):
+            for t in (0.7, torch.linspace(0.05, 5.0, n, dtype=torch.float64)):
+                got, want = both(S.apply_temperature, view, t)
+                assert_same(got, want, what=f"temperature {name} V={vocab}")
+            got, want = both(S.greedy, view)
+            assert_same(got, want, what=f"greedy {name} V={vocab}")
+        ks = [(1, 1), (vocab, 1), (torch.randint(0, vocab + 1, (n,)), 1)]
+        if vocab > 7:
+            ks += [(vocab - 1, 1), (50, 3), (0, 1)]
+        for k, m in ks:
+            got, want = both(S.top_k_mask_logits, x, k, min_tokens_to_keep=m)
+            assert_same(got, want, what=f"top-k V={vocab} k={k} m={m}")
+    got, want = both(S.top_k_mask_logits, x, 5, filter_value=-5.0)
+    assert_same(got, want, what="top-k filter_value")
+
+
+@interpreted
+def test_top_p_and_min_p_masks() -> None:
+    for vocab in (1, 5, 2500):
+        x = edge_rows(vocab, seed=3)
+        n = x.shape[0]
+        for p, m in ((0.0, 1), (0.3, 3), (0.9, 1), (1.0, 1), (torch.rand(n, dtype=torch.float64), 1)):
+            got, want = both(S.top_p_mask_logits, x, p, min_tokens_to_keep=m)
+            check_top_p(got, want, x, p, min_keep=m, what=f"top-p V={vocab} p={p} m={m}")
+            got, want = both(S.min_p_mask_logits, x, p, min_tokens_to_keep=m)
+            check_min_p(got, want, x, p, min_keep=m, what=f"min-p V={vocab} p={p} m={m}")
+    got, want = both(S.top_p_mask_logits, x, 0.5, filter_value=-7.0)
+    check_top_p(got, want, x, 0.5, filter_value=-7.0, what="top-p filter_value")
+    got, want = both(S.min_p_mask_logits, x, 0.2, filter_value=-1.5)
+    check_min_p(got, want, x, 0.2, filter_value=-1.5, what="min-p filter_value")
+
+
+@interpreted
+def test_multi_block_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows longer than a block, not a multiple of it (the GPU's case), on the interpreter."""
+    monkeypatch.setattr(_common, "INTERPRET_BLOCK", 512)
+    x = edge_rows(1300, seed=21).to(torch.bfloat16)
+    assert_same(*both(S.greedy, x), what="greedy")
+    assert_same(*both(S.top_k_mask_logits, x, 40), what="top-k")
+    got, want = both(S.top_p_mask_logits, x, 0.8)
+    check_top_p(got, want, x.float(), 0.8, what="top-p")
+    got, want = both(S.min_p_mask_logits, x, 0.1)
+    check_min_p(got, want, x.float(), 0.1, what="min-p")
+    seed, offset = seeds(x.shape[0], CPU)
+    out = S.filter_and_sample(x, temperature=0.9, top_k=300, seed=seed, offset=offset, return_filtered=True,
+                              return_logprobs=True, backend="triton")
+    ref = S.filter_and_sample(x, temperature=0.9, top_k=300, seed=seed, offset=offset, return_filtered=True,
+                              return_logprobs=True, backend="torch")
+    assert_same(out.filtered, ref.filtered, what="filtered")
+    assert_same(out.tokens, ref.tokens, what="tokens")
+    assert_same(out.logprobs, ref.logprobs, atol=2e-5, rtol=1e-6, what="logprobs")
+
+
+@interpreted
+def test_top_p_on_ordinary_rows_is_exact() -> None:
+    """Away from exact ties, random rows give the reference's nucleus, for several p."""
+    x = torch.randn(7, 3000) * 3
+    for p in (0.1, 0.5, 0.9, 0.99):
+        got, want = both(S.top_p_mask_logits, x, p)
+        assert_same(got, want, what=f"p={p}")
+
+
+@interpreted
+def test_renorm_probs() -> None:
+    probs = torch.softmax(edge_rows(600, seed=5), dim=-1)
+    probs[6] = 0.0  # a row of zeros: stays zeros
+    for k in (1, 7, 600, 0):
+        got, want = both(S.top_k_renorm_probs, probs, k)
+        assert_same(got, want, rtol=1e-6, what=f"top-k renorm k={k}")
+    clean = torch.softmax(torch.randn(3, 600) * 3, dim=-1)
+    for p in (0.2, 0.9, 1.0):
+        got, want = both(S.top_p_renorm_probs, clean, p)
+        assert_same(got, want, rtol=1e-6, what=f"top-p renorm p={p}")
+    got, want = both(S.top_p_renorm_probs, probs, 0.7)
+    assert_same(got[7], want[7], what="NaN row")  # a row containing NaN comes back NaN
+
+
+@interpreted
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
+def test_filter_and_sample(dtype: torch.dtype) -> None:
+    """Fused chain == reference warpers (up to the boundary rules), tokens == the contract's
+    Gumbel-max over the kernel's own filtered row, logprobs == log_softmax at the token."""
+    vocab = 1500
+    x = edge_rows(vocab, seed=11).to(dtype)
+    n = x.shape[0]
+    seed, offset = seeds(n, CPU)
+    settings = [
+        dict(temperature=0.7, top_k=50, top_p=0.9, min_p=None, min_keep=1),
+        dict(temperature=None, top_k=None, top_p=0.8, min_p=0.05, min_keep=1),
+        dict(temperature=1.3, top_k=torch.randint(0, vocab + 1, (n,)), top_p=torch.rand(n, dtype=torch.float64),
+             min_p=torch.rand(n, dtype=torch.float64) * 0.3, min_keep=3),
+        dict(temperature=None, top_k=None, top_p=None, min_p=None, min_keep=1),
+    ]
+    for st in settings:
+        args = dict(temperature=st["temperature"], top_k=st["top_k"], top_p=st["top_p"], min_p=st["min_p"],
+                    min_tokens_to_keep=st["min_keep"])
+        out = S.filter_and_sample(x, **args, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
+                                  backend="triton")
+        before_p, before_min_p, want = chain_reference(x, st["temperature"], st["top_k"], st["top_p"], st["min_p"],
+                                                       st["min_keep"])
+        # stage by stage: the triton masks applied one after another give the fused result exactly
+        s = before_p
+        if st["top_p"] is not None:
+            s = S.top_p_mask_logits(before_p, st["top_p"], min_tokens_to_keep=st["min_keep"], backend="triton")
+            check_top_p(s, S.top_p_mask_logits(before_p, st["top_p"], min_tokens_to_keep=st["min_keep"],
+                                               backend="torch"), before_p, st["top_p"], min_keep=st["min_keep"])
+        if st["min_p"] is not None:
+            s2 = S.min_p_mask_logits(s, st["min_p"], min_tokens_to_keep=st["min_keep"], backend="triton")
+            check_min_p(s2, S.min_p_mask_logits(s, st["min_p"], min_tokens_to_keep=st["min_keep"], backend="torch"),
+                        s, st["min_p"], min_keep=st["min_keep"])
+            s = s2
+        assert_same(out.filtered, s, what=f"fused vs staged {st}")
+        if st["top_p"] is None and st["min_p"] is None:
+            assert_same(out.filtered, want, what="fused vs reference")
+        assert_same(out.tokens, gumbel_tokens(out.filtered, seed, offset), what=f"tokens {st}")
+        assert_same(out.logprobs, chosen_logprobs(out.filtered, out.tokens), atol=2e-5, rtol=1e-6,
+                    what=f"logprobs {st}")
+        # rows with nothing above -inf (all -inf) give token 0, logprob -inf
+        assert int(out.tokens[6]) == 0 and float(out.logprobs[6]) == NEG_INF
+        # without the filtered rows, top-k rows finish on the candidate tile: same tokens
+        fast = S.filter_and_sample(x, **args, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        assert_same(fast.tokens, out.tokens, what=f"tile tokens {st}")
+        assert_same(fast.logprobs, out.logprobs, atol=2e-5, rtol=1e-6, what=f"tile logprobs {st}")
+
+
+@interpreted
+def test_same_tokens_as_torch_and_cpu_backends() -> None:
+    """The randomness contract: same seed -> same tokens on every backend, whatever the row."""
+    x = torch.randn(7, 2000) * 3
+    seed, offset = seeds(7, CPU, base=99)
+    backends = ["torch", "triton"] + (["cpu"] if _ext.cpu_module() is not None else [])
+    for kw in (dict(), dict(temperature=0.7, top_k=40), dict(temperature=0.9, top_p=0.9), dict(min_p=0.1, top_k=200)):
+        tokens = {b: S.filter_and_sample(x, **kw, seed=seed, offset=offset, backend=b).tokens for b in backends}
+        for b in backends[1:]:
+            assert_same(tokens[b], tokens["torch"], what=f"{b} {kw}")
+    probs = torch.softmax(x, dim=-1)
+    for kw in (dict(), dict(top_k=30), dict(top_p=0.5)):
+        tokens = {b: S._sample_probs(probs, kw.get("top_k"), kw.get("top_p"), None, seed, offset, None, b)
+                  for b in backends}
+        for b in backends[1:]:
+            assert_same(tokens[b], tokens["torch"], what=f"probs {b} {kw}")
+    # a request's token does not depend on its row: permute rows with their seeds
+    perm = torch.tensor([3, 0, 6, 1, 5, 2, 4])
+    a = S.filter_and_sample(x, top_k=40, seed=seed, offset=offset, backend="triton").tokens
+    b = S.filter_and_sample(x[perm], top_k=40, seed=seed[perm], offset=offset[perm], backend="triton").tokens
+    assert_same(b, a[perm])
+
+
+@interpreted
+def test_sampling_from_probs() -> None:
+    edge = torch.softmax(edge_rows(300, seed=8), dim=-1)
+    clean = torch.softmax(torch.randn(5, 300) * 2, dim=-1)  # top-p boundaries without ties
+    for probs, settings in ((edge, (dict(), dict(top_k=5))), (clean, (dict(top_p=0.6), dict(top_k=20, top_p=0.9)))):
+        seed, offset = seeds(probs.shape[0], CPU)
+        for kw in settings:
+            got = S._sample_probs(probs, kw.get("top_k"), kw.get("top_p"), None, seed, offset, None, "triton")
+            want = S._sample_probs(probs, kw.get("top_k"), kw.get("top_p"), None, seed, offset, None, "torch")
+            assert_same(got, want, what=str(kw))
+
+
+@interpreted
+def test_torch_compile_traces_the_op() -> None:
+    """filter_and_sample on the triton backend inside torch.compile(fullgraph=True)."""
+    x = torch.randn(3, 500)
+    seed, offset = seeds(3, CPU)
+
+    def step(logits: torch.Tensor, seed: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        out = S.filter_and_sample(logits, temperature=0.8, top_k=20, top_p=0.9, seed=seed, offset=offset,
+                                  backend="triton")
+        return out.tokens + 0
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    assert_same(compiled(x, seed, offset), step(x, seed, offset))
+
+
+# --------------------------------------------------------------------------- GPU (compiled)
+GPU_SHAPES = [(1, 152064), (7, 128256), (33, 32000), (64, 152064), (1024, 32000)]
+
+
+def _gpu_rows(batch: int, vocab: int, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, vocab, generator=g) * 3
+    if batch >= 7:  # edge rows mixed into the batch
+        e = edge_rows(vocab, seed=seed)
+        x[: min(batch, e.shape[0]) - 1] = e[: min(batch, e.shape[0]) - 1]
+    return x.to(dtype).cuda()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,vocab", GPU_SHAPES)
+def test_gpu_masks_triton(batch: int, vocab: int, dtype: torch.dtype) -> None:
+    x = _gpu_rows(batch, vocab, dtype, seed=batch + vocab)
+    before = x.float()
+    got, want = both(S.apply_temperature, x, 0.7)
+    assert_same(got, want, what="temperature")
+    assert_same(*both(S.greedy, x), what="greedy")
+    for k in (1, 50, vocab - 1, vocab, torch.randint(0, vocab + 1, (batch,), device="cuda")):
+        got, want = both(S.top_k_mask_logits, x, k)
+        assert_same(got, want, what=f"top-k {k}")
+    for p in (0.0, 0.9, 1.0):
+        got, want = both(S.top_p_mask_logits, x, p)
+        check_top_p(got, want, before, p, eps=1e-4, what=f"top-p {p}")
+        got, want = both(S.min_p_mask_logits, x, p)
+        check_min_p(got, want, before, p, eps=1e-4, what=f"min-p {p}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch,vocab", GPU_SHAPES)
+def test_gpu_filter_and_sample_triton(batch: int, vocab: int, dtype: torch.dtype) -> None:
+    x = _gpu_rows(batch, vocab, dtype, seed=7 * batch + vocab)
+    seed, offset = seeds(batch, x.device)
+    for kw in (dict(temperature=0.7, top_k=50, top_p=0.9), dict(top_p=0.9), dict(min_p=0.05, temperature=1.2), {}):
+        out = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
+                                  backend="triton")
+        assert_same(out.tokens, gumbel_tokens(out.filtered, seed, offset), what=f"tokens {kw}")
+        assert_same(out.logprobs, chosen_logprobs(out.filtered, out.tokens), atol=1e-4, rtol=1e-5,
+                    what=f"logprobs {kw}")
+        ref = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_filtered=True, backend="torch")
+        if "top_p" not in kw and "min_p" not in kw:
+            assert_same(out.filtered, ref.filtered, what=f"filtered {kw}")
+            assert_same(out.tokens, ref.tokens, what=f"tokens vs reference {kw}")
+        else:
+            # boundary decisions aside, the same tokens as the reference
+            differ = (out.tokens != ref.tokens).sum().item()
+            assert differ <= max(1, batch // 16), f"{differ} of {batch} tokens differ from the reference {kw}"
+
+
+@pytest.mark.gpu
+def test_gpu_cross_backend_tokens() -> None:
+    """Same seed -> same tokens on cuda (when it implements the op), triton, torch and cpu."""
+    x = (torch.randn(33, 32000) * 3).cuda()
+    seed, offset = seeds(33, x.device)
+    kw = dict(temperature=0.8, top_k=100)
+    want = S.filter_and_sample(x, **kw, seed=seed, offset=offset, backend="torch").tokens
+    assert_same(S.filter_and_sample(x, **kw, seed=seed, offset=offset, backend="triton").tokens, want)
+    if _ext.cpu_module() is not None:
+        got = S.filter_and_sample(x.cpu(), **kw, seed=seed.cpu(), offset=offset.cpu(), backend="cpu").tokens
+        assert_same(got, want.cpu())
+    if "cuda" in _registry.registered_ops().get("filter_and_sample", ()) and not _ext.cuda_unavailable_reason():
+        assert_same(S.filter_and_sample(x, **kw, seed=seed, offset=offset, backend="cuda").tokens, want)
+
+
+@pytest.mark.gpu
+def test_gpu_graph_capture_triton() -> None:
+    """A decode step captured in a CUDA graph reads new seeds/offsets/logits on every replay."""
+    x = (torch.randn(8, 32000) * 3).cuda()
+    seed, offset = seeds(8, x.device)
+    temperature = torch.full((8,), 0.8, dtype=torch.float64, device="cuda")
+    top_k = torch.full((8,), 50, dtype=torch.int64, device="cuda")
+    top_p = torch.full((8,), 0.9, dtype=torch.float64, device="cuda")
+
+    def step() -> torch.Tensor:
+        return S.filter_and_sample(x, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, offset=offset,
+                                   backend="triton").tokens
+
+    step()
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        tokens = step()
+    for i in range(3):
+        x.copy_(torch.randn(8, 32000, device="cuda") * 3)
+        offset.add_(1)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert_same(tokens, step(), what=f"replay {i}")
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile_triton() -> None:
+    x = (torch.randn(4, 32000) * 3).cuda()
+    seed, offset = seeds(4, x.device)
+
+    def step(logits: torch.Tensor) -> torch.Tensor:
+        return S.filter_and_sample(logits * 1.0, top_k=20, seed=seed, offset=offset, backend="triton").tokens
+
+    assert_same(torch.compile(step, fullgraph=True)(x), step(x))
+
+
+@pytest.mark.gpu
+def test_gpu_sampled_distribution_triton() -> None:
+    """20000 draws (one per offset) of one row follow the renormalised top-k/top-p probabilities:
+    total variation below 0.02 (the expected TV of 20000 draws over ~12 outcomes is ~0.01)."""
+    draws = 20000
+    logits = (torch.randn(1, 5000, generator=torch.Generator().manual_seed(3)) * 2).cuda()
+    logits[0, :12] += 8  # a dozen likely tokens
+    x = logits.expand(draws, -1)
+    seed = torch.full((draws,), 42, dtype=torch.int64, device="cuda")
+    offset = torch.arange(draws, dtype=torch.int64, device="cuda")
+    out = S.filter_and_sample(x, top_k=12, top_p=0.95, seed=seed, offset=offset, return_filtered=True,
+                              backend="triton")
+    probs = torch.softmax(out.filtered[0], dim=-1).double().cpu()
+    freq = torch.bincount(out.tokens.cpu(), minlength=5000).double() / draws
+    assert float(freq[probs == 0].sum()) == 0.0, "a filtered-out token was sampled"
+    tv = 0.5 * float((freq - probs).abs().sum())
+    assert tv < 0.02, f"total variation {tv:.3f}"

@@ -1,0 +1,542 @@
+"""Triton backend of the sampling family (reference: ``pydecode.ops.sampling``, the ``*_torch``
+functions; transformers' Temperature/TopK/TopP/MinP warpers).
+
+One kernel, ``_filter_chain_kernel``, does temperature (or ``log`` of probabilities) -> top-k ->
+top-p -> min-p -> Philox Gumbel-max sampling for one row per program, reading the row a few
+times and never sorting it:
+
+* top-k: the k-th largest order-preserving key by radix select (4 passes of 8-bit digits,
+  ``tl.histogram``), then ``x < kth`` is removed (ties kept, NaN never removed), as in
+  transformers;
+* top-p: transformers removes the ascending-sorted entries whose float32 cumulative softmax is
+  ``<= 1 - p``; here the kept set is ``key > K*`` with ``K*`` the largest key whose mass at or
+  below it is ``<= (1 - p) * Z``, found by a 16-pivot search over the key range (each pass
+  shrinks it 17x, <= 8 passes). The masses are summed in another order than torch's cumsum, and
+  all entries tied with the boundary value are kept or removed together, so only tokens whose
+  cumulative mass lies within float rounding of the threshold (or tied at it) can differ from
+  the reference; the tests bound where;
+* min-p: ``exp(x - m) / Z < min_p * (1 / Z)``, transformers' comparison with this kernel's Z;
+* ``min_tokens_to_keep > 1``: the keep-th largest value by the same radix select (ties kept);
+* sampling: the randomness contract (pydecode.ops.philox): argmax over the kept entries of
+  ``x + gumbel(philox(seed, offset, token))``, lowest index on ties; blocks whose best value
+  plus the largest possible noise (16.64) cannot beat the running best skip the Philox rounds.
+
+Seeds and offsets are read from device tensors and nothing synchronises with the host, so a
+decode step with these ops can be captured in a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from pydecode.ops._registry import register
+
+from ._common import (
+    T_DIVIDE,
+    T_LOG,
+    T_MUL_RECIP,
+    T_NONE,
+    block_for,
+    float_key,
+    interpreting,
+    key_value,
+    load_row,
+    precise_log,
+    precise_log_available,
+    rows_2d,
+)
+
+_NEG_INF = float("-inf")
+# Largest Gumbel noise the contract can draw: u <= 1 - 2^-24 gives -log(-log(u)) = 16.64.
+_GUMBEL_MAX = 17.0
+_NUM_PIVOTS = 16
+# Top-k candidate tile: rows whose top-k keeps at most this many entries (ties included) finish
+# on a register tile of this size (its 16-pivot top-p search holds a 512 x 16 tile, as the row path).
+_CAP = 512
+
+
+@triton.jit
+def _radix_digit(hist, bins, prefix, remaining):
+    """Choose the next 8-bit digit of the k-th largest key from a 256-bin histogram (bins >= 256
+    are ignored); returns the longer prefix, the rank left within it, and the entries at that digit."""
+    hist = tl.where(bins < 256, hist, 0)
+    suffix = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist  # entries with digit >= d
+    chosen = tl.max(tl.where((bins < 256) & (suffix >= remaining), bins, 0), axis=0)
+    remaining -= tl.sum(tl.where(bins > chosen, hist, 0), axis=0)
+    at_digit = tl.sum(tl.where(bins == chosen, hist, 0), axis=0)
+    return (prefix << 8) | chosen.to(tl.int64), remaining, at_digit
+
+
+@triton.jit
+def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                  BLOCK: tl.constexpr):
+    """(key, n_ge): the key (int64 holding an int32) of the k-th largest entry of the row, NaN
+    ranking highest, and how many entries have a key >= it.
+
+    ``hist0`` is the histogram of the top 8 bits of every key (taken in the stats pass); three
+    more passes histogram the next 8 bits among the entries sharing the digits chosen so far
+    (the others go to an ignored bin).
+    """
+    bins = tl.arange(0, 512)
+    prefix, remaining, at_digit = _radix_digit(hist0, bins, tl.full((), 0, tl.int64), k.to(tl.int32))
+    for p in tl.static_range(1, 4):
+        shift = 24 - 8 * p
+        hist = tl.zeros([512], dtype=tl.int32)
+        for start in range(0, vocab, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            mask = cols < vocab
+            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+            ukey = float_key(x).to(tl.int64) + 2147483648
+            digit = ((ukey >> shift) & 255).to(tl.int32)
+            match = mask & ((ukey >> (shift + 8)) == prefix)
+            hist += tl.histogram(tl.where(match, digit, 256), 512)
+        prefix, remaining, at_digit = _radix_digit(hist, bins, prefix, remaining)
+    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
+
+
+@triton.jit
+def _top_p_cut(keys, w, z, threshold, m, NP: tl.constexpr):
+    """(cut, mass at or below cut) for a tile of keys with softmax weights ``w`` (0 = not a
+    candidate): the largest key whose mass at or below it is <= threshold * z, by a 17-way search."""
+    target = threshold * z
+    lo = tl.full((), -2147483649, tl.int64)
+    hi = float_key(m).to(tl.int64)
+    lo_mass = tl.full((), 0.0, tl.float32)
+    if z <= target:
+        lo = hi  # everything is at or below the threshold (top_p 0): only the kept floor survives
+        lo_mass = z
+    js = tl.arange(0, NP).to(tl.int64) + 1
+    while hi - lo > 1:
+        pivots = lo + ((hi - lo) * js) // (NP + 1)
+        acc = tl.sum(tl.where(keys[:, None] <= pivots[None, :], w[:, None], 0.0), axis=0)
+        feasible = acc <= target
+        new_lo = tl.max(tl.where(feasible, pivots, lo), axis=0)
+        lo_mass = tl.max(tl.where(feasible, acc, lo_mass), axis=0)
+        hi = tl.min(tl.where(feasible, hi, pivots), axis=0)
+        lo = new_lo
+    return lo, lo_mass
+
+
+@triton.jit
+def _gumbel_best(x, cand, cols, seed, off_lo, off_hi, PRECISE: tl.constexpr):
+    """(best noisy value, its lowest column) of the contract's Gumbel-max over ``cand`` entries."""
+    c0 = cols.to(tl.uint32)
+    c1 = tl.zeros_like(c0) + off_lo
+    c2 = tl.zeros_like(c0) + off_hi
+    c3 = tl.zeros_like(c0)
+    w0, _, _, _ = tl.philox(seed, c0, c1, c2, c3)
+    u = ((w0 >> 9).to(tl.float32) + 0.5) * (1.0 / 8388608.0)
+    noisy = tl.where(cand, x + (-precise_log(-precise_log(u, PRECISE), PRECISE)), float("-inf"))
+    best = tl.max(noisy, axis=0)
+    idx = tl.min(tl.where(noisy == best, cols, 2147483647), axis=0).to(tl.int64)
+    return best, idx
+
+
+@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "filter_value", "use_top_k", "use_top_p", "use_min_p"])
+def _filter_chain_kernel(
+    x_ptr, stride, vocab,
+    temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, min_keep,
+    seed_ptr, offset_ptr,
+    tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
+    use_top_k, use_top_p, use_min_p,
+    cand_x_ptr, cand_i_ptr,
+    TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
+    WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
+    BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    row_ptr = x_ptr + row * stride
+    neg_inf = float("-inf")
+
+    scale = tl.full((), 1.0, tl.float32)
+    if TRANSFORM == 1:
+        scale = tl.load(temp_ptr + row).to(tl.float32)
+    elif TRANSFORM == 2:
+        scale = tl.math.div_rn(1.0, tl.load(temp_ptr + row).to(tl.float32))
+
+    # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
+    m = tl.full((), neg_inf, tl.float32)
+    n_nan = tl.full((), 0, tl.int32)
+    hist0 = tl.zeros([512], dtype=tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        isnan = x != x
+        m = tl.maximum(m, tl.max(tl.where(isnan, neg_inf, x), axis=0))
+        n_nan += tl.sum((isnan & mask).to(tl.int32), axis=0)
+        top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
+        hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
+    # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
+    bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
+
+    # ---- top-k: entries below the k-th largest value are removed (ties kept)
+    kth = tl.full((), neg_inf, tl.float32)
+    n_ge = tl.full((), 2147483647, tl.int32)
+    if use_top_k != 0:
+        k = tl.load(top_k_ptr + row)
+        k_eff = tl.maximum(k, min_keep)
+        if (k > 0) & (k_eff < vocab):
+            kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
+            kth = key_value(kth_key)
+
+    # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
+    keep_floor = m
+    if MIN_KEEP_GT1:
+        floor_key, _ = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
+                                     TRANSFORM, PRECISE, BLOCK)
+        keep_floor = key_value(floor_key)
+
+    topp_on = tl.full((), 0, tl.int1)
+    minp_on = tl.full((), 0, tl.int1)
+    threshold = tl.full((), 0.0, tl.float32)
+    min_p32 = tl.full((), 0.0, tl.float32)
+    if use_top_p != 0:
+        p = tl.load(top_p_ptr + row)
+        topp_on = (p < 1.0) & (~bad)
+        threshold = (1.0 - p).to(tl.float32)
+    if use_min_p != 0:
+        min_p = tl.load(min_p_ptr + row)
+        minp_on = (min_p > 0.0) & (~bad)
+        min_p32 = min_p.to(tl.float32)
+
+    best = tl.full((), neg_inf, tl.float32)
+    best_idx = tl.full((), 0, tl.int64)
+    z_final = tl.full((), 0.0, tl.float32)
+    seed = tl.full((), 0, tl.int64)
+    off_lo = tl.full((), 0, tl.uint32)
+    off_hi = tl.full((), 0, tl.uint32)
+    if WANT_TOKENS:
+        seed = tl.load(seed_ptr + row)
+        offset = tl.load(offset_ptr + row)
+        off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
+        off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
+
+    # ---- candidate path: after top-k, at most CAP entries (k plus ties) can survive. They are
+    # copied once to a per-row buffer and top-p, min-p and the sample run on that tile, instead of
+    # ~8 more passes over the row. Only when no full row is written (the decode-loop case).
+    use_tile = tl.full((), 0, tl.int1)
+    if TILE:
+        use_tile = (n_ge <= CAP) & (kth == kth)
+    if use_tile:
+        written = tl.full((), 0, tl.int32)
+        for start in range(0, vocab, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            mask = cols < vocab
+            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+            sel = mask & (x >= kth)
+            pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+            tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel)
+            tl.store(cand_i_ptr + row * CAP + pos, cols, mask=sel)
+            written += tl.sum(sel.to(tl.int32), axis=0)
+        tl.debug_barrier()  # the tile is read back by other threads of this program
+        offs = tl.arange(0, CAP)
+        valid = offs < written
+        xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=neg_inf)
+        ids = tl.load(cand_i_ptr + row * CAP + offs, mask=valid, other=0)
+        w = tl.where(valid, tl.exp(xs - m), 0.0)
+        keys = float_key(xs).to(tl.int64)
+        protected = xs >= keep_floor
+        removed = ~valid
+        z_kept = tl.sum(w, axis=0)
+        if topp_on:
+            cut, lo_mass = _top_p_cut(keys, w, z_kept, threshold, m, NP)
+            removed |= (keys <= cut) & (~protected)
+            z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
+        if minp_on:
+            min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
+            removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
+        cand = (~removed) & (xs > neg_inf)
+        best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
+        z_final = tl.sum(tl.where(cand, w, 0.0), axis=0)
+    else:
+        # ---- Z: softmax denominator of the top-k filtered row
+        z = tl.full((), 1.0, tl.float32)
+        if topp_on | minp_on:
+            z = tl.full((), 0.0, tl.float32)
+            for start in range(0, vocab, BLOCK):
+                cols = start + tl.arange(0, BLOCK)
+                mask = cols < vocab
+                x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                z += tl.sum(tl.where(mask & (x >= kth), tl.exp(x - m), 0.0), axis=0)
+
+        # ---- top-p: largest key cut with mass(key <= cut) <= (1 - p) * Z, by a 17-way search
+        cut = tl.full((), -2147483649, tl.int64)  # below every key: nothing removed
+        z_kept = z
+        if topp_on:
+            target = threshold * z
+            lo = tl.full((), -2147483649, tl.int64)
+            hi = float_key(m).to(tl.int64)
+            lo_mass = tl.full((), 0.0, tl.float32)
+            if z <= target:
+                lo = hi  # everything is at or below the threshold (top_p 0): only min_keep survives
+                lo_mass = z
+            js = tl.arange(0, NP).to(tl.int64) + 1
+            while hi - lo > 1:
+                pivots = lo + ((hi - lo) * js) // (NP + 1)
+                acc = tl.zeros([NP], dtype=tl.float32)
+                for start in range(0, vocab, BLOCK_P):
+                    cols = start + tl.arange(0, BLOCK_P)
+                    mask = cols < vocab
+                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                    w = tl.where(mask & (x >= kth), tl.exp(x - m), 0.0)
+                    key = float_key(x).to(tl.int64)
+                    acc += tl.sum(tl.where(key[:, None] <= pivots[None, :], w[:, None], 0.0), axis=0)
+                feasible = acc <= target
+                new_lo = tl.max(tl.where(feasible, pivots, lo), axis=0)
+                lo_mass = tl.max(tl.where(feasible, acc, lo_mass), axis=0)
+                hi = tl.min(tl.where(feasible, hi, pivots), axis=0)
+                lo = new_lo
+            cut = lo
+            z_kept = z - lo_mass
+            if minp_on:
+                # min-p normalises by the softmax of the top-p filtered row: its own sum, so that the
+                # fused chain and the standalone masks applied one after another decide alike.
+                z_kept = tl.full((), 0.0, tl.float32)
+                for start in range(0, vocab, BLOCK):
+                    cols = start + tl.arange(0, BLOCK)
+                    mask = cols < vocab
+                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                    kept = mask & (x >= kth) & ((float_key(x).to(tl.int64) > cut) | (x >= keep_floor))
+                    z_kept += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
+
+        min_p_cut = tl.full((), 0.0, tl.float32)
+        if minp_on:
+            min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
+
+        # ---- final pass: write outputs, sample
+        for start in range(0, vocab, BLOCK):
+            cols = start + tl.arange(0, BLOCK)
+            mask = cols < vocab
+            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+            removed = x < kth
+            protected = x >= keep_floor
+            if topp_on:
+                removed |= (float_key(x).to(tl.int64) <= cut) & (~protected)
+            if minp_on:
+                prob = tl.math.div_rn(tl.exp(x - m), z_kept)
+                removed |= (prob < min_p_cut) & (~protected)
+            if WRITE_FILTERED:
+                tl.store(rows_ptr + row * vocab + cols, tl.where(removed, filter_value, x), mask=mask)
+            if WRITE_KEPT_INPUT:
+                raw = tl.load(row_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+                tl.store(rows_ptr + row * vocab + cols, tl.where(removed, 0.0, raw), mask=mask)
+            if WANT_TOKENS:
+                cand = mask & (~removed) & (x > neg_inf)
+                xc = tl.where(cand, x, neg_inf)
+                if WANT_LOGPROBS:
+                    z_final += tl.sum(tl.where(cand, tl.exp(xc - m), 0.0), axis=0)
+                # a block whose best entry plus the largest noise cannot beat the best skips Philox
+                if tl.max(xc, axis=0) + 17.0 > best:
+                    block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
+                    if block_best > best:
+                        best = block_best
+                        best_idx = block_idx
+    if WANT_TOKENS:
+        tl.store(tokens_ptr + row, best_idx)
+        if WANT_LOGPROBS:
+            x_tok = load_row(row_ptr, best_idx, True, scale, TRANSFORM, PRECISE)
+            lp = (x_tok - m) - precise_log(z_final, PRECISE)
+            lp = tl.where(best == neg_inf, neg_inf, lp)
+            tl.store(logprobs_ptr + row, lp)
+
+
+@triton.jit(do_not_specialize=["stride", "vocab"])
+def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.constexpr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < vocab
+    t = tl.load(temp_ptr + row).to(tl.float32)
+    scale = t
+    if TRANSFORM == 2:
+        scale = tl.math.div_rn(1.0, t)
+    x = load_row(x_ptr + row * stride, cols, mask, scale, TRANSFORM, False)
+    tl.store(out_ptr + row * vocab + cols, x, mask=mask)
+
+
+@triton.jit(do_not_specialize=["stride", "vocab"])
+def _greedy_kernel(x_ptr, stride, vocab, out_ptr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    best = tl.full((), float("-inf"), tl.float32)
+    best_idx = tl.full((), 0, tl.int64)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(x_ptr + row * stride + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
+        x = tl.where(x != x, float("-inf"), x)
+        block_best = tl.max(x, axis=0)
+        if block_best > best:  # strict: an earlier block keeps ties (lowest index)
+            best = block_best
+            best_idx = tl.min(tl.where(x == block_best, cols, 2147483647), axis=0).to(tl.int64)
+    tl.store(out_ptr + row, best_idx)
+
+
+# --------------------------------------------------------------------------- launchers
+def _chain(
+    x: torch.Tensor,
+    *,
+    transform: int = T_NONE,
+    temperature: torch.Tensor | None = None,
+    top_k: torch.Tensor | None = None,
+    top_p: torch.Tensor | None = None,
+    min_p: torch.Tensor | None = None,
+    min_keep: int = 1,
+    seed: torch.Tensor | None = None,
+    offset: torch.Tensor | None = None,
+    tokens: bool = False,
+    logprobs: bool = False,
+    filtered: bool = False,
+    filter_value: float = _NEG_INF,
+    kept_input: bool = False,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Launch the chain kernel; returns (tokens, logprobs, rows), None where not asked."""
+    x = rows_2d(x)
+    batch, vocab = x.shape
+    device = x.device
+    tok = torch.empty(batch, dtype=torch.int64, device=device) if tokens else None
+    lp = torch.empty(batch, dtype=torch.float32, device=device) if logprobs else None
+    rows = torch.empty((batch, vocab), dtype=torch.float32, device=device) if (filtered or kept_input) else None
+    if batch == 0:
+        return tok, lp, rows
+    if transform == T_DIVIDE and not interpreting(x):
+        transform = T_MUL_RECIP  # what torch computes for `logits / t` on CUDA (see the reference)
+    dummy = x
+    interpret = interpreting(x)
+    block = block_for(vocab, interpret=interpret)
+    # The candidate tile (see the kernel) serves calls that write no full row and have a top-k.
+    tile = tokens and not (filtered or kept_input) and top_k is not None
+    cand_x = torch.empty((batch, _CAP), dtype=torch.float32, device=device) if tile else dummy
+    cand_i = torch.empty((batch, _CAP), dtype=torch.int32, device=device) if tile else dummy
+    _filter_chain_kernel[(batch,)](
+        x, x.stride(0), vocab,
+        dummy if temperature is None else temperature.contiguous(),
+        dummy if top_k is None else top_k.contiguous(),
+        dummy if top_p is None else top_p.contiguous(),
+        dummy if min_p is None else min_p.contiguous(),
+        min_keep,
+        dummy if seed is None else seed.contiguous(),
+        dummy if offset is None else offset.contiguous(),
+        dummy if tok is None else tok,
+        dummy if lp is None else lp,
+        dummy if rows is None else rows,
+        float(filter_value),
+        # which filters exist are runtime flags: one compiled variant serves every mask op
+        int(top_k is not None), int(top_p is not None), int(min_p is not None),
+        cand_x, cand_i,
+        TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
+        WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
+        # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
+        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if tile else 16,
+        num_warps=8 if block >= 1024 else 4,
+    )
+    return tok, lp, rows
+
+
+@register("apply_temperature", "triton")
+def apply_temperature_triton(logits: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    x = rows_2d(logits)
+    batch, vocab = x.shape
+    out = torch.empty((batch, vocab), dtype=torch.float32, device=x.device)
+    if batch == 0:
+        return out
+    block = block_for(vocab, 1024, interpreting(x))
+    transform = T_DIVIDE if interpreting(x) else T_MUL_RECIP
+    _temperature_kernel[(batch, triton.cdiv(vocab, block))](
+        x, x.stride(0), vocab, temperature.contiguous(), out, TRANSFORM=transform, BLOCK=block
+    )
+    return out
+
+
+@register("top_k_mask_logits", "triton")
+def top_k_mask_logits_triton(
+    logits: torch.Tensor, top_k: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    # min_tokens_to_keep only raises k here (transformers' TopK), so it does not need the keep floor.
+    k = torch.clamp(top_k, min=min_tokens_to_keep) * (top_k > 0) if min_tokens_to_keep > 1 else top_k
+    return _chain(logits, top_k=k, filtered=True, filter_value=filter_value)[2]
+
+
+@register("top_p_mask_logits", "triton")
+def top_p_mask_logits_triton(
+    logits: torch.Tensor, top_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    return _chain(logits, top_p=top_p, min_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value)[2]
+
+
+@register("min_p_mask_logits", "triton")
+def min_p_mask_logits_triton(
+    logits: torch.Tensor, min_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
+) -> torch.Tensor:
+    return _chain(logits, min_p=min_p, min_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value)[2]
+
+
+def _renormalised(kept: torch.Tensor | None) -> torch.Tensor:
+    # The kernel writes the kept probabilities (0 elsewhere); the row sum and division are
+    # torch's, so they round like the reference's.
+    assert kept is not None
+    total = kept.sum(dim=-1, keepdim=True)
+    return torch.where(total == 0, 0.0, kept / total)
+
+
+@register("top_k_renorm_probs", "triton")
+def top_k_renorm_probs_triton(probs: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    return _renormalised(_chain(probs, transform=T_LOG, top_k=top_k, kept_input=True)[2])
+
+
+@register("top_p_renorm_probs", "triton")
+def top_p_renorm_probs_triton(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    return _renormalised(_chain(probs, transform=T_LOG, top_p=top_p, kept_input=True)[2])
+
+
+@register("greedy", "triton")
+def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
+    x = rows_2d(logits)
+    batch, vocab = x.shape
+    out = torch.empty(batch, dtype=torch.int64, device=x.device)
+    if batch:
+        block = block_for(vocab, 4096, interpreting(x))
+        _greedy_kernel[(batch,)](x, x.stride(0), vocab, out, BLOCK=block, num_warps=8 if block >= 2048 else 4)
+    return out
+
+
+@register("filter_and_sample", "triton")
+def filter_and_sample_triton(
+    logits: torch.Tensor,
+    temperature: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    min_tokens_to_keep: int,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+    return_logprobs: bool,
+    return_filtered: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    tokens, logprobs, filtered = _chain(
+        logits, transform=T_DIVIDE, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+        min_keep=min_tokens_to_keep, seed=seed, offset=offset, tokens=True, logprobs=return_logprobs,
+        filtered=return_filtered,
+    )
+    assert tokens is not None
+    empty = logits.new_empty((0,), dtype=torch.float32)
+    return (
+        tokens,
+        logprobs if logprobs is not None else empty,
+        filtered if filtered is not None else empty.clone(),
+    )
+
+
+@register("sampling_from_probs", "triton")
+def sampling_from_probs_triton(
+    probs: torch.Tensor,
+    top_k: torch.Tensor,
+    top_p: torch.Tensor,
+    min_p: torch.Tensor,
+    seed: torch.Tensor,
+    offset: torch.Tensor,
+) -> torch.Tensor:
+    tokens = _chain(probs, transform=T_LOG, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed, offset=offset,
+                    tokens=True)[0]
+    assert tokens is not None
+    return tokens
