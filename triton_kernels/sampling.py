@@ -52,6 +52,8 @@ _NEG_INF = float("-inf")
 # Largest Gumbel noise the contract can draw: u <= 1 - 2^-24 gives -log(-log(u)) = 16.64.
 _GUMBEL_MAX = 17.0
 _NUM_PIVOTS = 16
+# One below the smallest key a value can have (-inf's): "nothing removed" for the top-p cut.
+_BELOW_KEYS = tl.constexpr(-2139095042)
 # Top-k candidate tile: rows whose top-k keeps at most this many entries (ties included) finish
 # on a register tile of this size (its 16-pivot top-p search holds a 512 x 16 tile, as the row path).
 _CAP = 512
@@ -97,26 +99,23 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PREC
 
 
 @triton.jit
-def _top_p_cut(keys, w, z, threshold, m, NP: tl.constexpr):
-    """(cut, mass at or below cut) for a tile of keys with softmax weights ``w`` (0 = not a
-    candidate): the largest key whose mass at or below it is <= threshold * z, by a 17-way search."""
-    target = threshold * z
-    lo = tl.full((), -2147483649, tl.int64)
-    hi = float_key(m).to(tl.int64)
-    lo_mass = tl.full((), 0.0, tl.float32)
-    if z <= target:
-        lo = hi  # everything is at or below the threshold (top_p 0): only the kept floor survives
-        lo_mass = z
+def _refine_cut(keys, w, lo, hi, lo_mass, target, NP: tl.constexpr):
+    """Top-p cut on a register tile: (cut, mass at or below it), the largest key in [lo, hi)
+    whose mass at or below it (``lo_mass`` + the tile's ``w`` of keys <= it) is <= target.
+
+    ``lo`` must be feasible (its mass ``lo_mass`` <= target) and ``hi`` infeasible; a 17-way
+    search in key space (pivots in int64: no overflow, compared as int32 keys)."""
     js = tl.arange(0, NP).to(tl.int64) + 1
+    base = lo_mass  # the mass outside the tile, at or below the starting lo
     while hi - lo > 1:
         pivots = lo + ((hi - lo) * js) // (NP + 1)
-        acc = tl.sum(tl.where(keys[:, None] <= pivots[None, :], w[:, None], 0.0), axis=0)
+        acc = base + tl.sum(tl.where(keys[:, None] <= pivots.to(tl.int32)[None, :], w[:, None], 0.0), axis=0)
         feasible = acc <= target
         new_lo = tl.max(tl.where(feasible, pivots, lo), axis=0)
         lo_mass = tl.max(tl.where(feasible, acc, lo_mass), axis=0)
         hi = tl.min(tl.where(feasible, hi, pivots), axis=0)
         lo = new_lo
-    return lo, lo_mass
+    return lo.to(tl.int32), lo_mass
 
 
 @triton.jit
@@ -185,7 +184,7 @@ def _filter_chain_kernel(
     # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
     keep_floor = m
     if MIN_KEEP_GT1:
-        floor_key, _ = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
+        floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
                                      TRANSFORM, PRECISE, BLOCK)
         keep_floor = key_value(floor_key)
 
@@ -237,12 +236,16 @@ def _filter_chain_kernel(
         xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=neg_inf)
         ids = tl.load(cand_i_ptr + row * CAP + offs, mask=valid, other=0)
         w = tl.where(valid, tl.exp(xs - m), 0.0)
-        keys = float_key(xs).to(tl.int64)
+        keys = float_key(xs)
         protected = xs >= keep_floor
         removed = ~valid
         z_kept = tl.sum(w, axis=0)
         if topp_on:
-            cut, lo_mass = _top_p_cut(keys, w, z_kept, threshold, m, NP)
+            target = threshold * z_kept
+            cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
+            if z_kept > target:
+                cut, tile_mass = _refine_cut(keys, w, tl.full((), _BELOW_KEYS, tl.int64), float_key(m).to(tl.int64),
+                                     tl.full((), 0.0, tl.float32), target, NP)
             removed |= (keys <= cut) & (~protected)
             z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
         if minp_on:
@@ -252,45 +255,87 @@ def _filter_chain_kernel(
         best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
         z_final = tl.sum(tl.where(cand, w, 0.0), axis=0)
     else:
-        # ---- Z: softmax denominator of the top-k filtered row
+        # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has
         z = tl.full((), 1.0, tl.float32)
+        n_kept = tl.full((), 0, tl.int32)
         if topp_on | minp_on:
             z = tl.full((), 0.0, tl.float32)
             for start in range(0, vocab, BLOCK):
                 cols = start + tl.arange(0, BLOCK)
                 mask = cols < vocab
                 x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                z += tl.sum(tl.where(mask & (x >= kth), tl.exp(x - m), 0.0), axis=0)
+                kept = mask & (x >= kth)
+                z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
+                n_kept += tl.sum(kept.to(tl.int32), axis=0)
 
-        # ---- top-p: largest key cut with mass(key <= cut) <= (1 - p) * Z, by a 17-way search
-        cut = tl.full((), -2147483649, tl.int64)  # below every key: nothing removed
+        # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
+        # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
+        # most CAP entries lie strictly between; those are copied to a tile and the exact key is
+        # found there. lo starts where all V entries below it weigh less than the target (with a 5%
+        # margin for the float sums; a start that is not feasible after all falls back to m - 200,
+        # below which every weight is exactly 0).
+        cut = tl.full((), _BELOW_KEYS, tl.int32)  # below every key: nothing removed
         z_kept = z
         if topp_on:
             target = threshold * z
-            lo = tl.full((), -2147483649, tl.int64)
-            hi = float_key(m).to(tl.int64)
-            lo_mass = tl.full((), 0.0, tl.float32)
             if z <= target:
-                lo = hi  # everything is at or below the threshold (top_p 0): only min_keep survives
-                lo_mass = z
-            js = tl.arange(0, NP).to(tl.int64) + 1
-            while hi - lo > 1:
-                pivots = lo + ((hi - lo) * js) // (NP + 1)
-                acc = tl.zeros([NP], dtype=tl.float32)
-                for start in range(0, vocab, BLOCK_P):
-                    cols = start + tl.arange(0, BLOCK_P)
+                cut = float_key(m)  # top_p 0: everything is at or below the threshold; the kept floor survives
+                z_kept = tl.full((), 0.0, tl.float32)
+            else:
+                floor_v = m - 200.0
+                hi_v = m
+                lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
+                lo_mass = tl.full((), 0.0, tl.float32)
+                lo_cnt = tl.full((), 0, tl.int32)
+                hi_cnt = n_kept
+                fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0 is lo itself
+                searching = tl.full((), 1, tl.int1)
+                while searching:
+                    pivots = lo_v + (hi_v - lo_v) * fractions
+                    acc = tl.zeros([NP], dtype=tl.float32)
+                    cnt = tl.zeros([NP], dtype=tl.int32)
+                    for start in range(0, vocab, BLOCK_P):
+                        cols = start + tl.arange(0, BLOCK_P)
+                        mask = cols < vocab
+                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                        kept = mask & (x >= kth)
+                        w = tl.where(kept, tl.exp(x - m), 0.0)
+                        le = kept[:, None] & (x[:, None] <= pivots[None, :])
+                        acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
+                        cnt += tl.sum(le.to(tl.int32), axis=0)
+                    feasible = acc <= target
+                    any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
+                    new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
+                    new_lo_mass = tl.max(tl.where(feasible, acc, 0.0), axis=0)
+                    new_lo_cnt = tl.max(tl.where(feasible, cnt, 0), axis=0)
+                    new_hi = tl.min(tl.where(feasible, hi_v, pivots), axis=0)
+                    new_hi_cnt = tl.min(tl.where(feasible, hi_cnt, cnt), axis=0)
+                    # no pivot strictly inside (lo, hi): they are adjacent floats, nothing lies between
+                    progress = (new_lo != lo_v) | (new_hi != hi_v)
+                    lo_v = new_lo
+                    hi_v = new_hi
+                    lo_mass = new_lo_mass
+                    lo_cnt = new_lo_cnt
+                    hi_cnt = new_hi_cnt
+                    searching = progress & (hi_cnt - lo_cnt > CAP)
+                # the entries strictly between lo and hi (at most CAP) go to the tile
+                written = tl.full((), 0, tl.int32)
+                for start in range(0, vocab, BLOCK):
+                    cols = start + tl.arange(0, BLOCK)
                     mask = cols < vocab
                     x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    w = tl.where(mask & (x >= kth), tl.exp(x - m), 0.0)
-                    key = float_key(x).to(tl.int64)
-                    acc += tl.sum(tl.where(key[:, None] <= pivots[None, :], w[:, None], 0.0), axis=0)
-                feasible = acc <= target
-                new_lo = tl.max(tl.where(feasible, pivots, lo), axis=0)
-                lo_mass = tl.max(tl.where(feasible, acc, lo_mass), axis=0)
-                hi = tl.min(tl.where(feasible, hi, pivots), axis=0)
-                lo = new_lo
-            cut = lo
-            z_kept = z - lo_mass
+                    sel = mask & (x >= kth) & (x > lo_v) & (x < hi_v)
+                    pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+                    tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel & (pos < CAP))
+                    written += tl.sum(sel.to(tl.int32), axis=0)
+                tl.debug_barrier()  # the tile is read back by other threads of this program
+                offs = tl.arange(0, CAP)
+                valid = offs < written
+                xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=float("-inf"))
+                ws = tl.where(valid, tl.exp(xs - m), 0.0)
+                cut, lo_mass = _refine_cut(float_key(xs), ws, float_key(lo_v).to(tl.int64),
+                                           float_key(hi_v).to(tl.int64), lo_mass, target, NP)
+                z_kept = z - lo_mass
             if minp_on:
                 # min-p normalises by the softmax of the top-p filtered row: its own sum, so that the
                 # fused chain and the standalone masks applied one after another decide alike.
@@ -299,7 +344,7 @@ def _filter_chain_kernel(
                     cols = start + tl.arange(0, BLOCK)
                     mask = cols < vocab
                     x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    kept = mask & (x >= kth) & ((float_key(x).to(tl.int64) > cut) | (x >= keep_floor))
+                    kept = mask & (x >= kth) & ((float_key(x) > cut) | (x >= keep_floor))
                     z_kept += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
 
         min_p_cut = tl.full((), 0.0, tl.float32)
@@ -314,7 +359,7 @@ def _filter_chain_kernel(
             removed = x < kth
             protected = x >= keep_floor
             if topp_on:
-                removed |= (float_key(x).to(tl.int64) <= cut) & (~protected)
+                removed |= (float_key(x) <= cut) & (~protected)
             if minp_on:
                 prob = tl.math.div_rn(tl.exp(x - m), z_kept)
                 removed |= (prob < min_p_cut) & (~protected)
@@ -406,7 +451,9 @@ def _chain(
     block = block_for(vocab, interpret=interpret)
     # The candidate tile (see the kernel) serves calls that write no full row and have a top-k.
     tile = tokens and not (filtered or kept_input) and top_k is not None
-    cand_x = torch.empty((batch, _CAP), dtype=torch.float32, device=device) if tile else dummy
+    # per-row scratch for the top-k candidate tile and the top-p boundary tile
+    scratch = tile or top_p is not None
+    cand_x = torch.empty((batch, _CAP), dtype=torch.float32, device=device) if scratch else dummy
     cand_i = torch.empty((batch, _CAP), dtype=torch.int32, device=device) if tile else dummy
     _filter_chain_kernel[(batch,)](
         x, x.stride(0), vocab,
@@ -427,7 +474,7 @@ def _chain(
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
-        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if tile else 16,
+        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
         num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows

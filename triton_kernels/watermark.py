@@ -72,7 +72,15 @@ def _scatter_bias_kernel(
     bits: each addition is one IEEE ``add.f32`` of the current value (a float atomic add may flush
     subnormals to zero), and a repeated id retries until each of its additions has landed.
     ``out`` is int32-typed (the float32 result's bits); lanes with nothing to add spin on their own
-    ``scratch`` word, swapping a value for itself (``atomic_cas`` takes no mask)."""
+    ``scratch`` word, swapping a value for itself (``atomic_cas`` takes no mask).
+
+    Every failed swap means another listing of the same id landed, so a lane needs at most
+    ``count`` rounds; the loop stops there whatever the lanes report. That bound matters if a tile
+    were smaller than the threads running it: triton then gives the copies of an element held by
+    other threads a 0 for the swap's result (only one thread swaps), so their flags would stay
+    set. The launcher sizes tiles to avoid that (at least 32 x num_warps elements); the bound is
+    the backstop, and the memory effects are right in either case (only swaps that succeed
+    write, each adding ``bias`` once to the value it read)."""
     row_ids = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     row_ok = (row_ids < batch)[:, None]
     rows = row_ids.to(tl.int64)[:, None]
@@ -84,7 +92,9 @@ def _scatter_bias_kernel(
     spare = scratch_ptr + tl.arange(0, ROWS)[:, None] * BLOCK + tl.arange(0, BLOCK)[None, :]
     target = tl.where(pending, out_ptr + rows * vocab + v, spare)
     old = tl.load(target)
-    while tl.max(tl.max(pending.to(tl.int32), axis=1), axis=0) > 0:
+    rounds = 0
+    while (tl.max(tl.max(pending.to(tl.int32), axis=1), axis=0) > 0) & (rounds < count):
+        rounds += 1
         new = tl.where(pending, (old.to(tl.float32, bitcast=True) + b).to(tl.int32, bitcast=True), old)
         seen = tl.atomic_cas(target, old, new, sem="relaxed")
         pending = pending & (seen != old)
@@ -148,10 +158,12 @@ def watermark_scatter_bias_triton(logits: torch.Tensor, green_ids: torch.Tensor,
     count = green_ids.shape[1]
     if batch == 0 or vocab == 0 or count == 0:
         return out
-    rows, block = tile(batch, count, logits.device, 1024)
+    rows, block = tile(batch, max(count, 32), logits.device, 1024)
+    # One element per thread at least (see the kernel): 32 to 1024 elements, 1 to 4 warps.
+    warps = max(1, min(4, rows * block // 32))
     _scatter_bias_kernel[(triton.cdiv(batch, rows), triton.cdiv(count, block))](
         out.view(torch.int32), batch, vocab, green_ids, green_ids.stride(0), green_ids.stride(1), count,
         bias.to(torch.float32).contiguous(), _scratch(logits.device, rows * block), ROWS=rows, BLOCK=block,
-        num_warps=4,
+        num_warps=warps,
     )
     return out

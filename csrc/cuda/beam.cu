@@ -176,14 +176,17 @@ __global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, 
   }
 }
 
+#if !defined(PYDECODE_CUDA_EMULATION)
 template <int D>
 void launch(const BeamArgs& a, int64_t rows, int64_t batch, int padded, cudaStream_t stream) {
   beam_rows_kernel<D><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(a);
   beam_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a, padded);
 }
+#endif
 
 }  // namespace
 
+#if !defined(PYDECODE_CUDA_EMULATION)  // the launchers use <<<>>>; the CPU model calls kernels directly
 int64_t beam_merge_limit() { return kMergeMax; }
 
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
@@ -231,5 +234,7 @@ cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_be
   }
   return cudaGetLastError();
 }
+
+#endif  // !PYDECODE_CUDA_EMULATION
 
 }  // namespace pydecode::cuda

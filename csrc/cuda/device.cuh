@@ -8,6 +8,9 @@
 #include <cstdint>
 
 #include "pydecode/philox.h"
+#if defined(PYDECODE_CUDA_EMULATION)
+#include "pydecode/dtype.h"
+#endif
 
 namespace pydecode::cuda {
 
@@ -29,9 +32,13 @@ template <>
 struct Elem<kDTypeF16> {
   using T = uint16_t;
   static __device__ __forceinline__ float get(uint16_t h) {
+#if defined(PYDECODE_CUDA_EMULATION)  // tests/cuda_emulation: the CPU model of these kernels
+    return fp16_to_float(h);
+#else
     float f;
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));  // exact, subnormals and NaN included
     return f;
+#endif
   }
 };
 template <>

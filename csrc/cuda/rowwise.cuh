@@ -42,9 +42,9 @@ __device__ __forceinline__ float load_logit(const LogitsView& x, int64_t r, int6
 
 // Per-dtype element access for row_map: the storage type and how many fit in 16 bytes.
 template <DType D>
-struct Elem;
+struct RowElem;
 template <>
-struct Elem<DType::kFloat32> {
+struct RowElem<DType::kFloat32> {
   using T = float;
   static constexpr int kVec = 4;
   __device__ static float scalar(const T* p, int64_t i) { return p[i]; }
@@ -57,7 +57,7 @@ struct Elem<DType::kFloat32> {
   }
 };
 template <DType D>
-struct Elem16 {
+struct RowElem16 {
   using T = uint16_t;
   static constexpr int kVec = 8;
   __device__ static float convert(uint16_t h) {
@@ -75,9 +75,9 @@ struct Elem16 {
   }
 };
 template <>
-struct Elem<DType::kFloat16> : Elem16<DType::kFloat16> {};
+struct RowElem<DType::kFloat16> : RowElem16<DType::kFloat16> {};
 template <>
-struct Elem<DType::kBFloat16> : Elem16<DType::kBFloat16> {};
+struct RowElem<DType::kBFloat16> : RowElem16<DType::kBFloat16> {};
 
 // out[r][v] = op.row(r)(v, float32(in[r][v])) for every row r < rows and v < vocab; out is a
 // contiguous (rows, vocab) float32 array. Each row is cut at the first 16-byte boundary of its
@@ -88,7 +88,7 @@ template <DType D, class Op>
 __global__ void __launch_bounds__(kRowThreads)
     row_map_kernel(const void* __restrict__ in, int64_t in_stride, float* __restrict__ out, int64_t rows,
                    int64_t vocab, Op op) {
-  using E = Elem<D>;
+  using E = RowElem<D>;
   using T = typename E::T;
   constexpr int kVec = E::kVec;
   const int64_t tid = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

@@ -413,6 +413,7 @@ void check_rows(const RowsIn& in) {
 
 }  // namespace
 
+#if !defined(PYDECODE_CUDA_EMULATION)  // the launchers use <<<>>>; the CPU model calls kernels directly
 cudaError_t apply_temperature(const RowsIn& in, const double* temperature, float* out, cudaStream_t stream) {
   check_rows(in);
   require_pointer(reinterpret_cast<uintptr_t>(temperature), in.rows, "temperature");
@@ -483,5 +484,7 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, cudaStream_t s
   }
   return cudaGetLastError();
 }
+
+#endif  // !PYDECODE_CUDA_EMULATION
 
 }  // namespace pydecode::cuda

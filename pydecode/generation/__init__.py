@@ -60,3 +60,18 @@ __all__ = [
     "patch",
     "unpatch",
 ]
+
+# Stopping criteria and the watermark detector (aux's modules), imported on first use like the names above.
+_AUX_EXPORTS = {
+    **{
+        name: "stopping"
+        for name in (
+            "ConfidenceCriteria", "EosTokenCriteria", "MaxLengthCriteria", "MaxTimeCriteria", "StopStringCriteria",
+            "StoppingCriteria", "StoppingCriteriaList", "build_stopping_criteria",
+        )
+    },
+    "WatermarkDetector": "watermark_detector",
+    "WatermarkDetectorOutput": "watermark_detector",
+}
+_LAZY.update(_AUX_EXPORTS)
+__all__ += sorted(_AUX_EXPORTS)

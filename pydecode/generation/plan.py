@@ -93,6 +93,11 @@ class _PenaltyStage(_Stage):
         self.name = f"apply_penalties({', '.join(parts)}{', state' if use_state else ''})"
         self.state: Optional[ops.PenaltyState] = None
         self._seen: Optional[torch.Tensor] = None
+        self._builds = 0
+
+    # A caller whose ids are not "previous ids plus one column" (assisted decoding re-scores candidate
+    # prefixes) would rebuild the state every call; after this many builds the stage goes stateless.
+    MAX_BUILDS = 3
 
     def reset(self) -> None:
         self.state = None
@@ -133,6 +138,7 @@ class _PenaltyStage(_Stage):
                 state.update(input_ids[:, -1])
                 self._seen = input_ids
                 return state
+        self._builds += 1
         prompt = self._prompt_length(input_ids)
         state = ops.PenaltyState(input_ids[:, :prompt], vocab, prompt_ignore_length=self._ignore(input_ids))
         for column in range(prompt, input_ids.shape[1]):
@@ -144,7 +150,9 @@ class _PenaltyStage(_Stage):
         P._check_2d(scores, "the penalties")
         if input_ids.dim() == 1:
             input_ids = input_ids[:, None]
-        if not self.use_state:
+        if not self.use_state or self._builds >= self.MAX_BUILDS:
+            if self.state is not None:
+                self.reset()
             return P._cast_back(self._stateless(input_ids, scores), scores)
         state = self._current_state(input_ids, scores.shape[1])
         return P._cast_back(ops.apply_penalties_from_state(scores, state, **self._kwargs()), scores)

@@ -50,6 +50,9 @@ def _last_logits(logits: torch.Tensor, device: torch.device) -> torch.Tensor:
 class HFModelRunner:
     """Step a transformers ``GenerationMixin`` model the way its ``_sample`` / ``_beam_search`` do."""
 
+    # Tests turn this off to compare the fast input path against the model's own method.
+    fast_inputs = True
+
     def __init__(self, model: Any, model_kwargs: dict, generation_config: Any, *, compiled: bool = True) -> None:
         self.model = model
         self.kwargs = model_kwargs
@@ -60,6 +63,7 @@ class HFModelRunner:
             and (generation_config.output_attentions or generation_config.output_hidden_states)
         )
         self.last_outputs: Any = None
+        self._fast: Optional[bool] = None
         # transformers' _sample uses the auto-compiled forward when its criteria hold (static caches
         # on GPU); _beam_search always calls the module. Same choice here.
         use_compiled = compiled and model._valid_auto_compile_criteria(model_kwargs, generation_config)
@@ -79,10 +83,56 @@ class HFModelRunner:
         return self._take(outputs, input_ids.device)
 
     def step(self, input_ids: torch.Tensor) -> torch.Tensor:
-        next_len = 1 if self.kwargs.get("use_cache", True) else None
-        inputs = self.model.prepare_inputs_for_generation(input_ids, next_sequence_length=next_len, **self.kwargs)
+        inputs = self._fast_inputs(input_ids) if self.fast_inputs and self._fast_ok() else None
+        if inputs is None:
+            next_len = 1 if self.kwargs.get("use_cache", True) else None
+            inputs = self.model.prepare_inputs_for_generation(input_ids, next_sequence_length=next_len, **self.kwargs)
         outputs = self.forward(**inputs, return_dict=True)
         return self._take(outputs, input_ids.device)
+
+    def _fast_ok(self) -> bool:
+        """Whether :meth:`_fast_inputs` builds exactly what ``prepare_inputs_for_generation`` would.
+
+        Decided once: the model uses transformers' generic ``prepare_inputs_for_generation`` (not an
+        override), decoder-only, a dynamic (non-compileable) cache, no inputs_embeds / token types /
+        multimodal inputs, not remote code. That generic method costs about as much as a tiny model's
+        layer per step (argument inspection and dict building), so the common case skips it.
+        """
+        if self._fast is None:
+            from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL, GenerationMixin
+
+            model, kw = self.model, self.kwargs
+            cache = kw.get("cache")
+            special = {"inputs_embeds", "token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids",
+                       *MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL}
+            self._fast = bool(
+                type(model).prepare_inputs_for_generation is GenerationMixin.prepare_inputs_for_generation
+                and not self.is_encoder_decoder
+                and kw.get("use_cache", True)
+                and cache is not None
+                and not getattr(cache, "is_compileable", True)
+                and not any(kw.get(k) is not None for k in special)
+                and not model.is_remote_code()
+                and (kw.get("attention_mask") is None or kw["attention_mask"].dim() == 2)
+            )
+        return self._fast
+
+    def _fast_inputs(self, input_ids: torch.Tensor) -> dict:
+        # The dict transformers' generic prepare_inputs_for_generation returns for one new token
+        # with a dynamic cache (same keys, same slicing and contiguous clones).
+        inputs = {"input_ids": input_ids[:, -1:].clone(memory_format=torch.contiguous_format)}
+        for key, value in self.kwargs.items():
+            if key in ("labels", "next_sequence_length", "inputs_embeds", "is_first_iteration"):
+                continue
+            if key in ("cache", "attention_mask") and value is None:
+                continue
+            inputs[key] = value
+        position_ids = self.kwargs.get("position_ids")
+        if position_ids is not None and position_ids.shape[-1] != 1:
+            inputs["position_ids"] = position_ids[..., -1:].clone(memory_format=torch.contiguous_format)
+        if input_ids.device != self.model.device and self.model.device.type != "meta":
+            return None  # transformers moves inputs to the model device here: let it
+        return inputs
 
     @property
     def cache_key(self) -> Optional[str]:

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 
 VOCAB = 96
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: intra-op thread fork/join dominates each op (and stalls on a loaded machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @functools.cache

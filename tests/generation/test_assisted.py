@@ -259,3 +259,28 @@ def test_bad_assisted_setups_raise_before_any_model_call(models):
         with pytest.raises(ValueError, match="num_return_sequences"):
             generate(target, PROMPT, prompt_lookup_num_tokens=2, do_sample=True, num_return_sequences=2, **_kw())
     assert t_calls.calls == 0 and a_calls.calls == 0
+
+
+def test_heuristic_schedule_writes_back(models):
+    """num_assistant_tokens grows by 2 after fully accepted rounds and is written back, as in transformers."""
+    import copy
+
+    target, _ = models
+
+    def twin():  # drafts exactly what the target picks: every round fully accepted
+        model = copy.deepcopy(target)
+        model.generation_config.num_assistant_tokens = 3
+        model.generation_config.num_assistant_tokens_schedule = "heuristic"
+        model.generation_config.assistant_confidence_threshold = 0.0
+        return model
+
+    ours_twin, hf_twin = twin(), twin()
+    with torch.no_grad():
+        with _CountCalls(target) as our_calls:
+            out = generate(target, PROMPT, do_sample=False, assistant_model=ours_twin, **_kw(max_new_tokens=20))
+        with _CountCalls(target) as hf_calls:
+            ref = target.generate(PROMPT, do_sample=False, assistant_model=hf_twin, **_kw(max_new_tokens=20))
+    assert torch.equal(out, ref)
+    # Rounds of 3, 5, 7 drafts (+1 bonus each) then 1 (the length budget): 4 target forwards.
+    assert our_calls.calls == hf_calls.calls == 4
+    assert ours_twin.generation_config.num_assistant_tokens == hf_twin.generation_config.num_assistant_tokens == 11

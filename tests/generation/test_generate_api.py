@@ -10,7 +10,12 @@ import torch
 
 import pydecode
 
-from ._generate_models import VOCAB, prompts, tiny_model
+from ._generate_models import (
+    VOCAB,
+    one_thread,  # noqa: F401 (autouse fixture)
+    prompts,
+    tiny_model,
+)
 
 
 class _CountCalls:
@@ -153,3 +158,39 @@ def test_plain_protocol_without_cache_and_bad_inputs():
         pydecode.generate(no_cache, ids.float(), max_new_tokens=2)
     with pytest.raises(TypeError, match="step function"):
         pydecode.generate(lambda i, c: i, ids, max_new_tokens=2)
+
+
+def test_fast_step_inputs_equal_the_models_own_preparation(monkeypatch):
+    """The runner's shortcut for prepare_inputs_for_generation builds the same forward arguments."""
+    from pydecode.generation.runner import HFModelRunner
+
+    original = HFModelRunner._fast_inputs
+    checked = []
+
+    def checking(self, input_ids):
+        fast = original(self, input_ids)
+        reference = self.model.prepare_inputs_for_generation(input_ids, next_sequence_length=1, **self.kwargs)
+        assert fast.keys() == reference.keys()
+        for key, value in reference.items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(fast[key], value) and fast[key].is_contiguous() == value.is_contiguous(), key
+            else:
+                assert fast[key] is value or fast[key] == value, key
+        checked.append(True)
+        return fast
+
+    monkeypatch.setattr(HFModelRunner, "_fast_inputs", checking)
+    ids, mask = prompts(4)
+    for kind in ("llama", "gpt2"):
+        pydecode.generate(tiny_model(kind), ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0, num_beams=2)
+        pydecode.generate(tiny_model(kind), ids, attention_mask=mask, max_new_tokens=4, pad_token_id=0)
+    assert len(checked) >= 12
+
+
+def test_result_is_an_ordinary_tensor():
+    # The loop runs under inference mode when nothing but the ids is returned; the ids are copied out.
+    model = tiny_model("llama")
+    ids, mask = prompts(2)
+    out = pydecode.generate(model, ids, attention_mask=mask, max_new_tokens=3, pad_token_id=0)
+    assert not out.is_inference()
+    out[:, 0] = 1  # in-place use outside inference mode must work

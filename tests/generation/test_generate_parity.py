@@ -13,7 +13,12 @@ import torch
 
 import pydecode
 
-from ._generate_models import frequent_tokens, prompts, tiny_model
+from ._generate_models import (
+    frequent_tokens,
+    one_thread,  # noqa: F401 (autouse fixture)
+    prompts,
+    tiny_model,
+)
 
 ATOL = 1e-5
 
@@ -201,3 +206,23 @@ def test_generation_config_objects_and_model_defaults():
     with torch.no_grad():
         expected = model.generate(ids, attention_mask=mask, pad_token_id=0)
     assert torch.equal(pydecode.generate(model, ids, attention_mask=mask, pad_token_id=0), expected)
+
+
+@pytest.mark.parametrize("kind", ["llama", "bart"])
+def test_attentions_and_hidden_states_outputs(kind):
+    model = tiny_model(kind)
+    ids, mask = prompts(2)
+    extra = {"output_attentions": True, "output_hidden_states": True, "return_dict_in_generate": True}
+    for beams in (1, 2):
+        expected, got = _both(model, ids, mask, max_new_tokens=4, pad_token_id=0, num_beams=beams, **extra)
+        assert torch.equal(got.sequences, expected.sequences)
+        names = ["attentions", "hidden_states"] if kind == "llama" else [
+            "decoder_attentions", "cross_attentions", "decoder_hidden_states", "encoder_attentions",
+            "encoder_hidden_states"]
+        for name in names:
+            exp, ours = getattr(expected, name), getattr(got, name)
+            flat_exp = [t for step in exp for t in (step if isinstance(step, tuple) else (step,))]
+            flat_ours = [t for step in ours for t in (step if isinstance(step, tuple) else (step,))]
+            assert len(flat_exp) == len(flat_ours), name
+            for a, b in zip(flat_exp, flat_ours):
+                torch.testing.assert_close(b, a, atol=1e-5, rtol=0)

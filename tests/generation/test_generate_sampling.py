@@ -13,7 +13,12 @@ import torch
 
 import pydecode
 
-from ._generate_models import frequent_tokens, prompts, tiny_model
+from ._generate_models import (
+    frequent_tokens,
+    one_thread,  # noqa: F401 (autouse fixture)
+    prompts,
+    tiny_model,
+)
 
 SAMPLING = {"do_sample": True, "top_k": 8, "top_p": 0.9, "temperature": 0.8, "repetition_penalty": 1.1}
 

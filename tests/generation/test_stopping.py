@@ -220,3 +220,11 @@ def test_generate_with_stop_strings_and_user_criteria():
     assert torch.equal(ours_user, ref_user) and ours_user.shape[1] == 8
     with pytest.raises(ValueError, match="tokenizer"):
         generate(model, prompt, stop_strings=["ab"], **kw)
+
+
+def test_exported_from_pydecode_generation():
+    import pydecode.generation as generation
+
+    assert generation.StoppingCriteriaList is pd.StoppingCriteriaList
+    assert generation.build_stopping_criteria is pd.build_stopping_criteria
+    assert "WatermarkDetector" in generation.__all__ and generation.WatermarkDetector.__name__ == "WatermarkDetector"

@@ -93,8 +93,9 @@ def stable_cum(scores: torch.Tensor) -> torch.Tensor:
 def check_near_threshold(got: torch.Tensor, want: torch.Tensor, measure: torch.Tensor, threshold: torch.Tensor,
                          what: str, values: torch.Tensor | None = None) -> None:
     """got == want except where the entry's `measure` is within WINDOW (relative) of the row's
-    threshold, or where the entry belongs to a group of equal `values` at the boundary that both
-    sides cut to the same size (torch does not specify the order of equal values)."""
+    threshold (at most a fifth of the rows), or where the entry belongs to a group of equal
+    `values` at the boundary that both sides cut to the same size, give or take the one entry
+    float rounding at the threshold can add (torch does not specify the order of equal values)."""
     bad = ~((got == want) | (torch.isnan(got) & torch.isnan(want)))
     if not bool(bad.any()):
         return
@@ -105,13 +106,16 @@ def check_near_threshold(got: torch.Tensor, want: torch.Tensor, measure: torch.T
         kept_got, kept_want = got > NEG_INF, want > NEG_INF
         for r, c in far.nonzero().tolist():
             group = values[r] == values[r, c]
-            if int(group.sum()) > 1 and int((kept_got[r] & group).sum()) == int((kept_want[r] & group).sum()):
+            sizes = int((kept_got[r] & group).sum()), int((kept_want[r] & group).sum())
+            if int(group.sum()) > 1 and abs(sizes[0] - sizes[1]) <= 1:
                 far[r, c] = False
     assert not bool(far.any()), (
         f"{what}: {int(far.sum())} decisions differ away from the threshold, first at "
         f"{far.nonzero()[:5].tolist()}: measure {measure[far][:5].tolist()} vs threshold {thr[far][:5].tolist()}"
     )
-    assert int(bad.any(-1).sum()) <= max(1, bad.shape[0] // 5), f"{what}: too many rows differ"
+    rows_near = (bad & near).any(-1)
+    n_near = int(rows_near.sum())
+    assert n_near <= max(1, bad.shape[0] // 5), f"{what}: {n_near} rows differ near the threshold"
 
 
 # --------------------------------------------------------------------------- element-wise ops
@@ -181,7 +185,8 @@ def _check_min_p(x: torch.Tensor, p, m: int, what: str) -> None:  # noqa: ANN001
     scores = x.float().double()
     ratio = torch.exp(scores - scores.amax(-1, keepdim=True))  # p / p_max
     min_p = torch.as_tensor(p, dtype=torch.float64, device=x.device).expand(x.shape[0]).to(torch.float32)
-    check_near_threshold(got, want, ratio, min_p, what, values=x.float())
+    # torch.topk ranks min_tokens_to_keep by float32 probability, where underflowed ones tie at 0.
+    check_near_threshold(got, want, ratio, min_p, what, values=torch.softmax(x.float(), -1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

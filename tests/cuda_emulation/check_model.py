@@ -1,0 +1,160 @@
+"""Runs the CUDA kernels on the CPU model (see README.md) against the torch reference and the cpu backend."""
+# ruff: noqa: B023, E501, E702  (a dev script: each lambda runs inside its loop iteration)
+import sys
+
+import torch
+
+sys.path.insert(0, "/tmp/cs_emu")
+import pydecode_cuda_model as M
+
+from pydecode.ops import _cpu
+from pydecode.ops import beam as B
+from pydecode.ops import sampling as S
+from tests.helpers import assert_same
+
+sys.path.insert(0, "/work/wt/cuda-s")
+from tests.ops.test_sampling_cuda import check_near_threshold, rows, stable_cum  # noqa: E402
+
+NEG_INF = float("-inf")
+TH = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+
+def addr(t): return 0 if t is None else t.data_ptr()
+
+def chain(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
+          tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False):
+    x = _cpu.rows_view(x); b, v = x.shape
+    tok = torch.empty(b, dtype=torch.int64) if tokens else None
+    lp = torch.empty(b, dtype=torch.float32) if logprobs else None
+    out = torch.empty(b, v) if (filtered or renorm) else None
+    M.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], b, v, _cpu.row_stride(x), transform, addr(temperature),
+                   addr(top_k), addr(top_p), addr(min_p), mtk, addr(seed), addr(offset), addr(tok), addr(lp),
+                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH)
+    return tok, lp, out
+
+def rowsp(val, n, dt):
+    return torch.as_tensor(val, dtype=dt).expand(n).contiguous()
+
+fails = 0
+def report(what, fn):
+    global fails
+    try:
+        fn()
+    except AssertionError as e:
+        fails += 1
+        print("FAIL", what, str(e)[:400])
+
+# greedy incl. split
+for vocab in (1, 7, 1000, 4099):
+    x = rows(vocab, seed=vocab)
+    for dt in (torch.float32, torch.bfloat16, torch.float16):
+        xx = x.to(dt)
+        want = S.greedy(xx, backend="torch")
+        for splits in (1, 3):
+            out = torch.empty(x.shape[0], dtype=torch.int64); scr = torch.empty(x.shape[0] * splits, dtype=torch.int64)
+            M.greedy(xx.data_ptr(), _cpu.DTYPE_CODES[dt], x.shape[0], vocab, vocab, out.data_ptr(), scr.data_ptr(), splits, TH)
+            report(f"greedy V={vocab} {dt} s={splits}", lambda: assert_same(out, want))
+print("greedy done", fails)
+
+# top-k masks exact
+for vocab in (1, 5, 111, 3000):
+    x = rows(vocab, seed=1)
+    n = x.shape[0]
+    for dt in (torch.float32, torch.bfloat16):
+        xx = x.to(dt)
+        for k in [kk for kk in (1, 2, 50, vocab - 1, vocab, 0) if 0 <= kk <= vocab]:
+            for m in (1, 3):
+                got = chain(xx, top_k=rowsp(k, n, torch.int64), mtk=m, filtered=True)[2]
+                want = S.top_k_mask_logits(xx, k, min_tokens_to_keep=m, backend="torch")
+                report(f"topk V={vocab} k={k} m={m} {dt}", lambda: assert_same(got, want))
+print("topk done", fails)
+
+for vocab in (1, 2, 17, 111, 3000):
+    x = rows(vocab, seed=3)
+    n = x.shape[0]
+    for p in (0.0, 0.3, 0.9, 0.999, 1.0):
+        for m in (1, 3):
+            got = chain(x, top_p=rowsp(p, n, torch.float64), mtk=m, filtered=True)[2]
+            want = S.top_p_mask_logits(x, p, min_tokens_to_keep=m, backend="torch")
+            thr = (1 - torch.full((n,), p, dtype=torch.float64)).to(torch.float32)
+            report(f"topp V={vocab} p={p} m={m}", lambda: check_near_threshold(got, want, stable_cum(x), thr, "topp", values=x))
+            got = chain(x, min_p=rowsp(p, n, torch.float64), mtk=m, filtered=True)[2]
+            want = S.min_p_mask_logits(x, p, min_tokens_to_keep=m, backend="torch")
+            ratio = torch.exp(x.double() - x.double().amax(-1, keepdim=True))
+            report(f"minp V={vocab} p={p} m={m}", lambda: check_near_threshold(got, want, ratio, torch.full((n,), p).float(), "minp", values=torch.softmax(x, -1)))
+print("topp/minp done", fails)
+
+# sampling vs reference (CPU reference divides; use T = 0.5)
+for vocab in (3, 1000):
+    x = torch.randn(9, vocab, generator=torch.Generator().manual_seed(vocab)) * 3
+    n = 9
+    seed = torch.arange(n) * 7919 - 5
+    off = torch.full((n,), 11)
+    for kw in ({}, {"top_k": 1}, {"top_k": 50}, {"top_k": 40, "temperature": 0.5}, {"top_k": 64, "top_p": 0.8, "min_p": 0.02}):
+        t = rowsp(kw.get("temperature", 1.0), n, torch.float64)
+        tok, lp, filt = chain(x, transform=1, temperature=t,
+                              top_k=rowsp(kw.get("top_k", 0), n, torch.int64), top_p=rowsp(kw.get("top_p", 1.0), n, torch.float64),
+                              min_p=rowsp(kw.get("min_p", 0.0), n, torch.float64), seed=seed, offset=off, tokens=True,
+                              logprobs=True, filtered=True)
+        want = S.filter_and_sample(x, seed=seed, offset=11, return_logprobs=True, return_filtered=True, backend="cpu", **kw)
+        report(f"sample V={vocab} {kw}", lambda: assert_same(tok, want.tokens))
+        report(f"sample filt V={vocab} {kw}", lambda: assert_same(filt, want.filtered))
+        report(f"sample lp V={vocab} {kw}", lambda: assert_same(lp, want.logprobs, atol=2e-5, rtol=1e-5))
+print("sample done", fails)
+
+# edge rows
+INF, NAN = float("inf"), float("nan")
+x = torch.stack([torch.full((7,), NEG_INF), torch.full((7,), NAN), torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),
+                 torch.tensor([0.0, INF, 1.0, INF, 2.0, 0.0, -1.0]), torch.tensor([NEG_INF] * 6 + [3.0])])
+n = 5
+for kw in ({}, {"top_k": 3}, {"top_k": 7}, {"top_p": 0.0}, {"top_p": 1.0}, {"min_p": 0.5},
+           {"top_k": 2, "top_p": 0.5, "min_p": 0.1, "temperature": 0.5}):
+    tok, lp, filt = chain(x, transform=1, temperature=rowsp(kw.get("temperature", 1.0), n, torch.float64),
+                          top_k=rowsp(kw.get("top_k", 0), n, torch.int64), top_p=rowsp(kw.get("top_p", 1.0), n, torch.float64),
+                          min_p=rowsp(kw.get("min_p", 0.0), n, torch.float64), seed=rowsp(5, n, torch.int64),
+                          offset=rowsp(0, n, torch.int64), tokens=True, logprobs=True, filtered=True)
+    want = S.filter_and_sample(x, seed=5, return_logprobs=True, return_filtered=True, backend="torch", **kw)
+    report(f"edge tok {kw}", lambda: assert_same(tok, want.tokens))
+    report(f"edge filt {kw}", lambda: assert_same(filt, want.filtered))
+    report(f"edge lp {kw}", lambda: assert_same(lp, want.logprobs, atol=1e-5))
+print("edge done", fails)
+
+# renorm
+for vocab in (1, 9, 2000):
+    lg = torch.randn(6, vocab, generator=torch.Generator().manual_seed(vocab)) * 2
+    lg[1] = 0.0
+    probs = torch.softmax(lg, -1); probs[2] = 0.0
+    for k in (0, 1, 5, vocab):
+        kept = chain(probs, transform=2, top_k=rowsp(k, 6, torch.int64), renorm=True)[2]
+        total = kept.sum(-1, keepdim=True); got = torch.where(total == 0, 0.0, kept / total)
+        report(f"topk renorm V={vocab} k={k}", lambda: assert_same(got, S.top_k_renorm_probs(probs, k, backend="torch")))
+print("renorm done", fails)
+
+# beam
+def beam(logits, scores, W, k, lsm):
+    rws, v = logits.shape; b = rws // W; rk = min(k, v)
+    cand = torch.empty(rws * rk, dtype=torch.int64); st = torch.empty(rws * 2)
+    sc = torch.empty(b, k); tk = torch.empty(b, k, dtype=torch.int64); bm = torch.empty(b, k, dtype=torch.int64)
+    x = _cpu.rows_view(logits)
+    M.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rws, v, _cpu.row_stride(x), scores.data_ptr(), W, k, lsm,
+                cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH)
+    return sc, tk, bm
+g = torch.Generator().manual_seed(0)
+for batch, W, vocab in ((1, 1, 5), (3, 4, 111), (2, 8, 301)):
+    logits = torch.randn(batch * W, vocab, generator=g) * 3
+    scores = torch.randn(batch * W, generator=g) - 5
+    for k in sorted({1, 2 * W, min(3 * W, W * vocab), W * vocab if vocab < 10 else 7}):
+        for lsm in (True, False):
+            sc, tk, bm = beam(logits, scores, W, k, lsm)
+            want = B.beam_topk(logits, scores, W, k, apply_log_softmax=lsm, backend="torch")
+            report(f"beam {batch},{W},{vocab} k={k} lsm={lsm} sc", lambda: assert_same(sc, want.scores, atol=0 if not lsm else 1e-5))
+            report(f"beam {batch},{W},{vocab} k={k} lsm={lsm} tk", lambda: assert_same(tk, want.token_ids))
+            report(f"beam {batch},{W},{vocab} k={k} lsm={lsm} bm", lambda: assert_same(bm, want.beam_indices))
+logits = torch.randint(0, 3, (8, 50), generator=torch.Generator().manual_seed(1)).float()
+logits[2, 7] = NAN; logits[5] = NEG_INF
+scores = torch.zeros(8); scores[3] = NEG_INF
+for lsm in (True, False):
+    for k in (1, 4, 8, 30):
+        sc, tk, bm = beam(logits, scores, 4, k, lsm)
+        want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=lsm, backend="torch")
+        report(f"beam ties k={k} lsm={lsm}", lambda: (assert_same(sc, want.scores, atol=1e-5), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
+print("beam done", fails)

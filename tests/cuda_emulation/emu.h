@@ -1,0 +1,148 @@
+// A CPU model of the CUDA execution features the sampling and beam kernels use, so their logic
+// (indexing, radix descents, tie handling, synchronisation) can be exercised on a machine
+// without a GPU: one std::thread per CUDA thread, a std::barrier per block (__syncthreads) and
+// per warp (shuffles, ballots), std::atomic_ref for atomics. __shared__ becomes `static`: the
+// blocks of a launch run one after another, so a static local is exactly one block's shared
+// memory. Host math (expf, log) stands in for CUDA's; results can differ from a GPU in the last
+// bit of a float, never in control flow that the tests check.
+#pragma once
+#include <atomic>
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#define __device__
+#define __host__
+#define __global__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __shared__ static
+#define __restrict__
+
+enum cudaError_t { cudaSuccess = 0 };
+using cudaStream_t = void*;
+
+struct uint4 {
+  unsigned x, y, z, w;
+};
+
+struct EmuDim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+namespace emu {
+struct Block {
+  std::barrier<>* block = nullptr;
+  std::vector<std::barrier<>*> warps;
+  std::vector<uint64_t> slots;
+};
+inline Block* g_block = nullptr;
+inline thread_local EmuDim3 t_thread, t_block;
+inline EmuDim3 g_block_dim, g_grid_dim;
+
+// Runs body() for every thread of every block of a (grid_x, grid_y) launch of `threads` threads.
+inline void launch(unsigned grid_x, unsigned grid_y, unsigned threads, const std::function<void()>& body) {
+  g_block_dim = EmuDim3{threads, 1, 1};
+  g_grid_dim = EmuDim3{grid_x, grid_y, 1};
+  for (unsigned by = 0; by < grid_y; ++by) {
+    for (unsigned bx = 0; bx < grid_x; ++bx) {
+      Block b;
+      std::barrier<> all(static_cast<std::ptrdiff_t>(threads));
+      b.block = &all;
+      std::vector<std::unique_ptr<std::barrier<>>> warps;
+      for (unsigned w = 0; w < (threads + 31) / 32; ++w) {
+        warps.emplace_back(std::make_unique<std::barrier<>>(32));
+        b.warps.push_back(warps.back().get());
+      }
+      b.slots.assign(threads, 0);
+      g_block = &b;
+      std::vector<std::thread> pool;
+      for (unsigned t = 0; t < threads; ++t) {
+        pool.emplace_back([&, t]() {
+          t_thread = EmuDim3{t, 0, 0};
+          t_block = EmuDim3{bx, by, 0};
+          body();
+        });
+      }
+      for (auto& th : pool) th.join();
+    }
+  }
+}
+
+template <class T>
+T exchange(T v, int src_lane) {
+  const unsigned t = t_thread.x;
+  const unsigned w = t >> 5;
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  g_block->slots[t] = bits;
+  g_block->warps[w]->arrive_and_wait();
+  const uint64_t got = g_block->slots[w * 32 + static_cast<unsigned>(src_lane)];
+  g_block->warps[w]->arrive_and_wait();
+  T r;
+  std::memcpy(&r, &got, sizeof(T));
+  return r;
+}
+}  // namespace emu
+
+#define threadIdx (emu::t_thread)
+#define blockIdx (emu::t_block)
+#define blockDim (emu::g_block_dim)
+#define gridDim (emu::g_grid_dim)
+
+inline void __syncthreads() { emu::g_block->block->arrive_and_wait(); }
+
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int o) {
+  return emu::exchange(v, static_cast<int>(threadIdx.x & 31) ^ o);
+}
+template <class T>
+T __shfl_up_sync(unsigned, T v, int o) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  return emu::exchange(v, lane >= o ? lane - o : lane);
+}
+template <class T>
+T __shfl_sync(unsigned, T v, int src) {
+  return emu::exchange(v, src);
+}
+inline unsigned __ballot_sync(unsigned, int pred) {
+  const unsigned w = threadIdx.x >> 5;
+  emu::g_block->slots[threadIdx.x] = pred ? 1 : 0;
+  emu::g_block->warps[w]->arrive_and_wait();
+  unsigned r = 0;
+  for (unsigned l = 0; l < 32; ++l) r |= emu::g_block->slots[w * 32 + l] ? (1u << l) : 0u;
+  emu::g_block->warps[w]->arrive_and_wait();
+  return r;
+}
+inline int __ffs(unsigned x) { return __builtin_ffs(static_cast<int>(x)); }
+inline int __clz(unsigned x) { return x == 0 ? 32 : __builtin_clz(x); }
+
+template <class T>
+T __ldg(const T* p) {
+  return *p;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned long long __float2ull_rn(float x) { return static_cast<unsigned long long>(std::nearbyint(x)); }
+
+template <class T>
+T atomicAdd(T* p, T v) {
+  return std::atomic_ref<T>(*p).fetch_add(v);
+}
+
+using std::ceil;
+#include <math.h>  // ::expf, ::logf
+using std::log;
+inline int64_t min(int64_t a, int64_t b) { return a < b ? a : b; }

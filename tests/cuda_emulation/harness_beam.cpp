@@ -1,0 +1,42 @@
+// The beam kernels of csrc/cuda/beam.cu compiled for the CPU model in emu.h (see harness_sampling.cpp).
+#include <pybind11/pybind11.h>
+
+#include "../../csrc/cuda/beam.cu"
+
+namespace py = pybind11;
+using namespace pydecode::cuda;
+
+void bind_beam_model(py::module_& m) {
+  m.def("beam_topk", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
+                        uintptr_t beam_scores, int num_beams, int k, bool lsm, uintptr_t candidates,
+                        uintptr_t row_stats, uintptr_t scores, uintptr_t tokens, uintptr_t beams, unsigned threads) {
+    BeamArgs a;
+    a.in.data = reinterpret_cast<const void*>(logits);
+    a.in.dtype = dtype;
+    a.in.rows = rows;
+    a.in.vocab = vocab;
+    a.in.row_stride = row_stride;
+    a.beam_scores = reinterpret_cast<const float*>(beam_scores);
+    a.num_beams = num_beams;
+    a.row_k = static_cast<int>(k < vocab ? k : vocab);
+    a.k = k;
+    a.log_softmax = lsm;
+    a.candidates = reinterpret_cast<unsigned long long*>(candidates);
+    a.row_stats = reinterpret_cast<float*>(row_stats);
+    a.scores = reinterpret_cast<float*>(scores);
+    a.tokens = reinterpret_cast<int64_t*>(tokens);
+    a.beams = reinterpret_cast<int64_t*>(beams);
+    int padded = 1;
+    while (padded < num_beams * a.row_k) padded <<= 1;
+    py::gil_scoped_release release;
+    const unsigned batch = static_cast<unsigned>(rows / num_beams);
+    auto run = [&](auto d) {
+      constexpr int D = decltype(d)::value;
+      emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { beam_rows_kernel<D>(a); });
+      emu::launch(batch, 1, threads, [&]() { beam_merge_kernel<D>(a, padded); });
+    };
+    if (dtype == kDTypeF32) run(std::integral_constant<int, kDTypeF32>());
+    else if (dtype == kDTypeF16) run(std::integral_constant<int, kDTypeF16>());
+    else run(std::integral_constant<int, kDTypeBF16>());
+  });
+}

@@ -1,0 +1,75 @@
+// The sampling kernels of csrc/cuda/sampling.cu compiled for the CPU model in emu.h, exposed to
+// Python with the real module's argument conventions plus the block size to emulate.
+#include <pybind11/pybind11.h>
+
+#include "../../csrc/cuda/sampling.cu"
+
+namespace py = pybind11;
+using namespace pydecode::cuda;
+
+namespace {
+
+template <class T>
+T* ptr(uintptr_t a) {
+  return reinterpret_cast<T*>(a);
+}
+
+RowsIn rows_in(uintptr_t data, int dtype, int64_t rows, int64_t vocab, int64_t row_stride) {
+  RowsIn in;
+  in.data = reinterpret_cast<const void*>(data);
+  in.dtype = dtype;
+  in.rows = rows;
+  in.vocab = vocab;
+  in.row_stride = row_stride;
+  return in;
+}
+
+template <class F>
+void by_dtype(int dtype, const F& f) {
+  if (dtype == kDTypeF32) f(std::integral_constant<int, kDTypeF32>());
+  else if (dtype == kDTypeF16) f(std::integral_constant<int, kDTypeF16>());
+  else f(std::integral_constant<int, kDTypeBF16>());
+}
+
+}  // namespace
+
+void bind_sampling_model(py::module_& m) {
+  m.def("filter_chain", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
+                           int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
+                           int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
+                           uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads) {
+    ChainArgs a;
+    a.in = rows_in(logits, dtype, rows, vocab, row_stride);
+    a.spec.transform = transform;
+    a.spec.temperature = ptr<const double>(temperature);
+    a.spec.top_k = ptr<const int64_t>(top_k);
+    a.spec.top_p = ptr<const double>(top_p);
+    a.spec.min_p = ptr<const double>(min_p);
+    a.spec.min_tokens_to_keep = mtk;
+    a.spec.seed = ptr<const int64_t>(seed);
+    a.spec.offset = ptr<const int64_t>(offset);
+    a.spec.tokens = ptr<int64_t>(tokens);
+    a.spec.logprobs = ptr<float>(logprobs);
+    a.spec.filtered = ptr<float>(filtered);
+    a.spec.filter_value = filter_value;
+    a.spec.renorm = ptr<float>(renorm);
+    py::gil_scoped_release release;
+    by_dtype(dtype, [&](auto d) {
+      emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { filter_chain_kernel<decltype(d)::value>(a); });
+    });
+  });
+  m.def("greedy", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out,
+                     uintptr_t scratch, int splits, unsigned threads) {
+    const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);
+    py::gil_scoped_release release;
+    auto* partial = ptr<unsigned long long>(scratch);
+    by_dtype(dtype, [&](auto d) {
+      emu::launch(static_cast<unsigned>(rows), static_cast<unsigned>(splits), threads,
+                  [&]() { greedy_kernel<decltype(d)::value>(in, splits, ptr<int64_t>(out), partial); });
+    });
+    if (splits > 1) {
+      const unsigned blocks = static_cast<unsigned>((rows + 1) / 2);
+      emu::launch(blocks, 1, 64, [&]() { greedy_merge_kernel(partial, splits, rows, ptr<int64_t>(out)); });
+    }
+  });
+}
