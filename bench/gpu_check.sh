@@ -29,6 +29,9 @@ step() {  # step NAME COMMAND...: run, log to $out/NAME.log, record pass/fail an
 step env bash -c 'nvidia-smi; python --version; python -c "import torch, triton; print(torch.__version__, torch.version.cuda, triton.__version__)"; nvcc --version'
 # `python -m pip`: on the GPU host a bare `pip` is the system one, outside the venv that has torch.
 step build env PYDECODE_BUILD_CUDA=1 python -m pip install --no-deps --no-build-isolation -e .
+# The GPU check is what verifies the cuda/triton kernels: let automatic selection use them here
+# (elsewhere it keeps CUDA tensors on the torch reference until this check has passed).
+export PYDECODE_GPU_KERNELS=1
 step show-config python -m pydecode show-config
 # Time budget: the whole script must finish in ~8 minutes on an H100 (it runs under a 10-minute
 # limit, build included), so every step after the build has a timeout (`timeout` kills it and the

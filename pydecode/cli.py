@@ -35,6 +35,9 @@ def _show_config(args: argparse.Namespace) -> int:
     for name, state in info["compiled_modules"].items():
         print(f"  {name}: {state}")
     print(f"backends (selected: {info['backend_selected']}):")
+    if not info["gpu_kernels_in_auto"]:
+        print("  (auto on CUDA tensors: torch reference; the cuda/triton kernels are not yet GPU-verified,"
+              " PYDECODE_GPU_KERNELS=1 or an explicit backend opts in)")
     for name, state in info["backends"].items():
         print(f"  {name:7s} {state}")
     print("ops (backends that implement them):")

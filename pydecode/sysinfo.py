@@ -94,6 +94,7 @@ def collect() -> dict[str, Any]:
         },
         "backends": backends,
         "backend_selected": _registry.get_backend() or "auto",
+        "gpu_kernels_in_auto": _registry.gpu_kernels_enabled(),
         "ops": {op: list(impls) for op, impls in _registry.registered_ops().items()},
         "environment": {key: os.environ[key] for key in _ENV_KEYS if key in os.environ},
     }

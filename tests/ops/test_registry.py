@@ -135,3 +135,17 @@ def test_import_without_compiled_modules() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "loud: backend 'cpu' requested" in out.stdout and "pip install -e ." in out.stdout
+
+
+def test_auto_keeps_unverified_gpu_kernels_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend every backend can run on CUDA tensors, so the choice itself is what is tested.
+    monkeypatch.setattr(_registry, "backend_unavailable_reason", lambda name, device: "")
+    monkeypatch.setattr(_registry, "_load_triton_kernels", lambda: None)
+    cuda = torch.device("cuda")
+    monkeypatch.delenv("PYDECODE_GPU_KERNELS", raising=False)
+    _registry._resolve_cached.cache_clear()
+    assert resolve_name("philox_uniform", cuda) == ("cuda" if _registry.GPU_KERNELS_VERIFIED else "torch")
+    assert resolve_name("philox_uniform", cuda, backend="cuda") == "cuda"
+    monkeypatch.setenv("PYDECODE_GPU_KERNELS", "1")
+    assert resolve_name("philox_uniform", cuda) == "cuda"
+    _registry._resolve_cached.cache_clear()
