@@ -159,8 +159,13 @@ class HFModelRunner:
     def crop_cache(self, length: int) -> None:
         """Drop cache entries past ``length`` tokens (after extra steps run by a deferred stop check)."""
         cache = self.cache
-        if cache is not None and hasattr(cache, "crop"):
-            cache.crop(length)
+        if cache is None or not hasattr(cache, "crop") or not hasattr(cache, "get_seq_length"):
+            return
+        # transformers' Cache.crop takes minus the number of tokens to remove (5.24 rejects a
+        # positive length; older 5.x read a negative value the same way).
+        remove = int(cache.get_seq_length()) - length
+        if remove > 0:
+            cache.crop(-remove)
 
     def attentions(self) -> tuple:
         out = self.last_outputs

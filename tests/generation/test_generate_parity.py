@@ -226,3 +226,19 @@ def test_attentions_and_hidden_states_outputs(kind):
             assert len(flat_exp) == len(flat_ours), name
             for a, b in zip(flat_exp, flat_ours):
                 torch.testing.assert_close(b, a, atol=1e-5, rtol=0)
+
+
+def test_crop_cache_uses_transformers_negative_crop():
+    """transformers 5.24's Cache.crop takes minus the tokens to remove (a positive value raises)."""
+    from transformers.cache_utils import DynamicCache
+
+    from pydecode.generation.runner import HFModelRunner
+
+    cache = DynamicCache()
+    kv = torch.zeros(1, 2, 10, 4)
+    cache.update(kv, kv, 0)
+    holder = type("Holder", (), {"cache": cache})()
+    HFModelRunner.crop_cache(holder, 7)
+    assert cache.get_seq_length() == 7
+    HFModelRunner.crop_cache(holder, 9)  # longer than the cache: nothing to remove
+    assert cache.get_seq_length() == 7
