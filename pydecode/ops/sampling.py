@@ -266,7 +266,8 @@ def sampling_from_probs_torch(
 # --------------------------------------------------------------------------- cpu backend
 # csrc/cpu/sampling.cpp: one filter-chain kernel (temperature or log -> top-k -> top-p -> min-p)
 # writes whichever of tokens / logprobs / filtered rows / renormalised probabilities a launcher
-# asks for, in one read of each row where top-k leaves few candidates.
+# asks for, in one read of each row where top-k leaves few candidates. csrc/cuda/sampling.cu has
+# the same chain with the same arguments, so the chain-based launchers below serve both backends.
 _TRANSFORM_NONE, _TRANSFORM_DIVIDE, _TRANSFORM_LOG = 0, 1, 2
 
 
@@ -281,7 +282,7 @@ def _addr(t: Optional[torch.Tensor]) -> int:
     return 0 if t is None else t.data_ptr()
 
 
-def _chain_cpu(
+def _chain(
     logits: torch.Tensor,
     *,
     transform: int = _TRANSFORM_NONE,
@@ -298,9 +299,12 @@ def _chain_cpu(
     filter_value: float = _NEG_INF,
     renorm: bool = False,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """(tokens int64 (B,), logprobs float32 (B,), filtered-or-renormalised float32 (B, V)), None where not asked."""
+    """The filter chain kernel of the cpu backend (csrc/cpu/sampling.cpp) or, for CUDA tensors, of
+    the cuda backend (csrc/cuda/sampling.cu): (tokens int64 (B,), logprobs float32 (B,),
+    filtered-or-renormalised float32 (B, V)), None where not asked; every tensor on ``logits.device``."""
     x = _cpu.rows_view(logits)
     batch, vocab = x.shape
+    dev = x.device
     f64 = torch.float64
     temperature = None if temperature is None else _cpu.contiguous(temperature, f64)
     top_k = None if top_k is None else _cpu.contiguous(top_k, torch.int64)
@@ -308,14 +312,20 @@ def _chain_cpu(
     min_p = None if min_p is None else _cpu.contiguous(min_p, f64)
     seed = None if seed is None else _cpu.contiguous(seed, torch.int64)
     offset = None if offset is None else _cpu.contiguous(offset, torch.int64)
-    tok = torch.empty(batch, dtype=torch.int64) if tokens else None
-    lp = torch.empty(batch, dtype=torch.float32) if logprobs else None
-    rows = torch.empty((batch, vocab), dtype=torch.float32) if (filtered or renorm) else None
-    _cpu.module().filter_chain(
-        x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), transform, _addr(temperature),
-        _addr(top_k), _addr(top_p), _addr(min_p), min_tokens_to_keep, _softmax_lanes(), _addr(seed), _addr(offset),
-        _addr(tok), _addr(lp), _addr(rows) if filtered else 0, filter_value, _addr(rows) if renorm else 0,
-    )
+    tok = torch.empty(batch, dtype=torch.int64, device=dev) if tokens else None
+    lp = torch.empty(batch, dtype=torch.float32, device=dev) if logprobs else None
+    rows = torch.empty((batch, vocab), dtype=torch.float32, device=dev) if (filtered or renorm) else None
+    head = (x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), transform, _addr(temperature),
+            _addr(top_k), _addr(top_p), _addr(min_p), min_tokens_to_keep)
+    tail = (_addr(seed), _addr(offset), _addr(tok), _addr(lp), _addr(rows) if filtered else 0, filter_value,
+            _addr(rows) if renorm else 0)
+    if dev.type == "cuda":
+        from .. import _ext
+
+        with torch.cuda.device(dev):
+            _ext.cuda_module().filter_chain(*head, *tail, _cuda_stream(x))
+    else:
+        _cpu.module().filter_chain(*head, _softmax_lanes(), *tail)
     return tok, lp, rows
 
 
@@ -332,28 +342,31 @@ def _apply_temperature_cpu(logits: torch.Tensor, temperature: torch.Tensor) -> t
 
 
 @register("top_k_mask_logits", "cpu")
-def _top_k_mask_logits_cpu(
+@register("top_k_mask_logits", "cuda")
+def _top_k_mask_logits_chain(
     logits: torch.Tensor, top_k: torch.Tensor, filter_value: float, min_tokens_to_keep: int
 ) -> torch.Tensor:
-    return _chain_cpu(
+    return _chain(
         logits, top_k=top_k, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
     )[2]
 
 
 @register("top_p_mask_logits", "cpu")
-def _top_p_mask_logits_cpu(
+@register("top_p_mask_logits", "cuda")
+def _top_p_mask_logits_chain(
     logits: torch.Tensor, top_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
 ) -> torch.Tensor:
-    return _chain_cpu(
+    return _chain(
         logits, top_p=top_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
     )[2]
 
 
 @register("min_p_mask_logits", "cpu")
-def _min_p_mask_logits_cpu(
+@register("min_p_mask_logits", "cuda")
+def _min_p_mask_logits_chain(
     logits: torch.Tensor, min_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
 ) -> torch.Tensor:
-    return _chain_cpu(
+    return _chain(
         logits, min_p=min_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
     )[2]
 
@@ -367,13 +380,15 @@ def _renormalised_cpu(kept: Optional[torch.Tensor]) -> torch.Tensor:
 
 
 @register("top_k_renorm_probs", "cpu")
-def _top_k_renorm_probs_cpu(probs: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
-    return _renormalised_cpu(_chain_cpu(probs, transform=_TRANSFORM_LOG, top_k=top_k, renorm=True)[2])
+@register("top_k_renorm_probs", "cuda")
+def _top_k_renorm_probs_chain(probs: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
+    return _renormalised_cpu(_chain(probs, transform=_TRANSFORM_LOG, top_k=top_k, renorm=True)[2])
 
 
 @register("top_p_renorm_probs", "cpu")
-def _top_p_renorm_probs_cpu(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    return _renormalised_cpu(_chain_cpu(probs, transform=_TRANSFORM_LOG, top_p=top_p, renorm=True)[2])
+@register("top_p_renorm_probs", "cuda")
+def _top_p_renorm_probs_chain(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    return _renormalised_cpu(_chain(probs, transform=_TRANSFORM_LOG, top_p=top_p, renorm=True)[2])
 
 
 @register("greedy", "cpu")
@@ -386,7 +401,8 @@ def _greedy_cpu(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register("filter_and_sample", "cpu")
-def _filter_and_sample_cpu(
+@register("filter_and_sample", "cuda")
+def _filter_and_sample_chain(
     logits: torch.Tensor,
     temperature: torch.Tensor,
     top_k: torch.Tensor,
@@ -398,21 +414,19 @@ def _filter_and_sample_cpu(
     return_logprobs: bool,
     return_filtered: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    tokens, logprobs, filtered = _chain_cpu(
+    tokens, logprobs, filtered = _chain(
         logits, transform=_TRANSFORM_DIVIDE, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         min_tokens_to_keep=min_tokens_to_keep, seed=seed, offset=offset, tokens=True, logprobs=return_logprobs,
         filtered=return_filtered,
     )
     assert tokens is not None
-    return (
-        tokens,
-        logprobs if logprobs is not None else torch.empty(0, dtype=torch.float32),
-        filtered if filtered is not None else torch.empty(0, dtype=torch.float32),
-    )
+    empty = functools.partial(torch.empty, 0, dtype=torch.float32, device=logits.device)
+    return tokens, logprobs if logprobs is not None else empty(), filtered if filtered is not None else empty()
 
 
 @register("sampling_from_probs", "cpu")
-def _sampling_from_probs_cpu(
+@register("sampling_from_probs", "cuda")
+def _sampling_from_probs_chain(
     probs: torch.Tensor,
     top_k: torch.Tensor,
     top_p: torch.Tensor,
@@ -420,7 +434,7 @@ def _sampling_from_probs_cpu(
     seed: torch.Tensor,
     offset: torch.Tensor,
 ) -> torch.Tensor:
-    tokens = _chain_cpu(
+    tokens = _chain(
         probs, transform=_TRANSFORM_LOG, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed, offset=offset, tokens=True
     )[0]
     assert tokens is not None
@@ -896,54 +910,13 @@ def top_k_top_p_sampling_from_probs(
 
 
 # --------------------------------------------------------------------------- cuda backend
-# csrc/cuda/sampling.cu: the same filter chain as the cpu backend, one thread block per row, on
-# the current CUDA stream. Tokens follow the randomness contract (same seed, same tokens as the
-# cpu and triton backends); top-p's boundary is computed in exact fixed point rather than with
+# csrc/cuda/sampling.cu: the same filter chain as the cpu backend (its launchers, registered for
+# both backends, are in the cpu section), one thread block per row, on the current CUDA stream.
+# Tokens follow the randomness contract (same seed, same tokens as the cpu and triton backends);
+# top-p's boundary is computed in exact fixed point rather than with
 # the reference's float32 cumsum (see the kernel's header).
 def _cuda_stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
-
-
-def _chain_cuda(
-    logits: torch.Tensor,
-    *,
-    transform: int = _TRANSFORM_NONE,
-    temperature: Optional[torch.Tensor] = None,
-    top_k: Optional[torch.Tensor] = None,
-    top_p: Optional[torch.Tensor] = None,
-    min_p: Optional[torch.Tensor] = None,
-    min_tokens_to_keep: int = 1,
-    seed: Optional[torch.Tensor] = None,
-    offset: Optional[torch.Tensor] = None,
-    tokens: bool = False,
-    logprobs: bool = False,
-    filtered: bool = False,
-    filter_value: float = _NEG_INF,
-    renorm: bool = False,
-) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-    """cuda twin of :func:`_chain_cpu`; every tensor lives on ``logits.device``."""
-    from .. import _ext
-
-    x = _cpu.rows_view(logits)
-    batch, vocab = x.shape
-    dev = x.device
-    f64 = torch.float64
-    temperature = None if temperature is None else _cpu.contiguous(temperature, f64)
-    top_k = None if top_k is None else _cpu.contiguous(top_k, torch.int64)
-    top_p = None if top_p is None else _cpu.contiguous(top_p, f64)
-    min_p = None if min_p is None else _cpu.contiguous(min_p, f64)
-    seed = None if seed is None else _cpu.contiguous(seed, torch.int64)
-    offset = None if offset is None else _cpu.contiguous(offset, torch.int64)
-    tok = torch.empty(batch, dtype=torch.int64, device=dev) if tokens else None
-    lp = torch.empty(batch, dtype=torch.float32, device=dev) if logprobs else None
-    rows = torch.empty((batch, vocab), dtype=torch.float32, device=dev) if (filtered or renorm) else None
-    with torch.cuda.device(dev):
-        _ext.cuda_module().filter_chain(
-            x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), transform, _addr(temperature),
-            _addr(top_k), _addr(top_p), _addr(min_p), min_tokens_to_keep, _addr(seed), _addr(offset), _addr(tok),
-            _addr(lp), _addr(rows) if filtered else 0, filter_value, _addr(rows) if renorm else 0, _cuda_stream(x),
-        )
-    return tok, lp, rows
 
 
 @register("apply_temperature", "cuda")
@@ -964,43 +937,6 @@ def _apply_temperature_cuda(logits: torch.Tensor, temperature: torch.Tensor) -> 
     return out
 
 
-@register("top_k_mask_logits", "cuda")
-def _top_k_mask_logits_cuda(
-    logits: torch.Tensor, top_k: torch.Tensor, filter_value: float, min_tokens_to_keep: int
-) -> torch.Tensor:
-    return _chain_cuda(
-        logits, top_k=top_k, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
-    )[2]
-
-
-@register("top_p_mask_logits", "cuda")
-def _top_p_mask_logits_cuda(
-    logits: torch.Tensor, top_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
-) -> torch.Tensor:
-    return _chain_cuda(
-        logits, top_p=top_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
-    )[2]
-
-
-@register("min_p_mask_logits", "cuda")
-def _min_p_mask_logits_cuda(
-    logits: torch.Tensor, min_p: torch.Tensor, filter_value: float, min_tokens_to_keep: int
-) -> torch.Tensor:
-    return _chain_cuda(
-        logits, min_p=min_p, min_tokens_to_keep=min_tokens_to_keep, filtered=True, filter_value=filter_value
-    )[2]
-
-
-@register("top_k_renorm_probs", "cuda")
-def _top_k_renorm_probs_cuda(probs: torch.Tensor, top_k: torch.Tensor) -> torch.Tensor:
-    return _renormalised_cpu(_chain_cuda(probs, transform=_TRANSFORM_LOG, top_k=top_k, renorm=True)[2])
-
-
-@register("top_p_renorm_probs", "cuda")
-def _top_p_renorm_probs_cuda(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
-    return _renormalised_cpu(_chain_cuda(probs, transform=_TRANSFORM_LOG, top_p=top_p, renorm=True)[2])
-
-
 @register("greedy", "cuda")
 def _greedy_cuda(logits: torch.Tensor) -> torch.Tensor:
     from .. import _ext
@@ -1017,42 +953,3 @@ def _greedy_cuda(logits: torch.Tensor) -> torch.Tensor:
             scratch.data_ptr() if scratch.numel() else 0, scratch.numel(), _cuda_stream(x),
         )
     return out
-
-
-@register("filter_and_sample", "cuda")
-def _filter_and_sample_cuda(
-    logits: torch.Tensor,
-    temperature: torch.Tensor,
-    top_k: torch.Tensor,
-    top_p: torch.Tensor,
-    min_p: torch.Tensor,
-    min_tokens_to_keep: int,
-    seed: torch.Tensor,
-    offset: torch.Tensor,
-    return_logprobs: bool,
-    return_filtered: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    tokens, logprobs, filtered = _chain_cuda(
-        logits, transform=_TRANSFORM_DIVIDE, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-        min_tokens_to_keep=min_tokens_to_keep, seed=seed, offset=offset, tokens=True, logprobs=return_logprobs,
-        filtered=return_filtered,
-    )
-    assert tokens is not None
-    empty = functools.partial(torch.empty, 0, dtype=torch.float32, device=logits.device)
-    return tokens, logprobs if logprobs is not None else empty(), filtered if filtered is not None else empty()
-
-
-@register("sampling_from_probs", "cuda")
-def _sampling_from_probs_cuda(
-    probs: torch.Tensor,
-    top_k: torch.Tensor,
-    top_p: torch.Tensor,
-    min_p: torch.Tensor,
-    seed: torch.Tensor,
-    offset: torch.Tensor,
-) -> torch.Tensor:
-    tokens = _chain_cuda(
-        probs, transform=_TRANSFORM_LOG, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed, offset=offset, tokens=True
-    )[0]
-    assert tokens is not None
-    return tokens
