@@ -79,6 +79,7 @@ def main() -> None:
                 "params": f"prompt={args.prompt} new={args.new} {CASES[case]}",
                 "note": f"transformers median {statistics.median(t_hf) * 1e3:.1f} ms, ids identical: {same}",
                 "tok_s_hf": tokens / statistics.median(t_hf), "tok_s_pd": tokens / statistics.median(t_pd),
+                "tokens_per_s": tokens / statistics.median(t_pd), "ids_identical": same,
                 "hf_ms": statistics.median(t_hf) * 1e3, "pd_ms": statistics.median(t_pd) * 1e3,
             }
             rows.append(row)

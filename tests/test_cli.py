@@ -118,8 +118,9 @@ def test_detect_matches_the_detector(tiny_model: Path, tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ bench
 def test_bench_prints_the_table_and_writes_csv_and_json(tiny_model: Path, tmp_path: Path) -> None:
+    plot = ["--plot", str(tmp_path / "b.png")] if importlib.util.find_spec("matplotlib") else []
     out = run_cli("bench", "--model", str(tiny_model), "--new-tokens", "4", "--batch", "1", "--repeats", "1",
-                  "--prompt-len", "8", "--csv", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json"))
+                  "--prompt-len", "8", "--csv", str(tmp_path / "b.csv"), "--json", str(tmp_path / "b.json"), *plot)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Traceback" not in out.stderr
     lines = out.stdout.splitlines()
@@ -139,6 +140,8 @@ def test_bench_prints_the_table_and_writes_csv_and_json(tiny_model: Path, tmp_pa
     assert [(r["case"], r["provider"]) for r in rows] == [(r["strategy"], r["provider"]) for r in data["rows"]]
     assert {r["ids_identical"] for r in rows if r["case"] != "sample" and r["provider"] == "pydecode"} == {"True"}
     assert all(float(r["median_us"]) > 0 and r["bench"] == "generate" for r in rows)
+    if plot:
+        assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_ops_tiny(tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ def test_generate(benchmark: Any, request: pytest.FixtureRequest, model_and_toke
         "bench": "generate", "case": strategy, "provider": provider,
         "backend": "auto" if provider == "pydecode" else "generate", "batch": batch,
         "vocab": int(model.config.vocab_size), "dtype": str(model.dtype).replace("torch.", ""), "new_tokens": new,
+        "ids_identical": True if provider == "pydecode" and not sampling else "",
         "params": f"model={request.config.getoption('--gen-model')} "
                   f"prompt={request.config.getoption('--gen-prompt-len')} new={new} {STRATEGIES[strategy]} "
                   "(pytest-benchmark)",

@@ -3,7 +3,8 @@
 Same model, prompts and generation arguments for both (:mod:`pydecode.benchmarks.generate`);
 ``min_new_tokens = max_new_tokens`` so every row generates ``--new-tokens`` tokens in both
 (EOS is masked until then, by the same processor in both). Prints a table; writes CSV (the
-format of ``bench/results/*.csv``), JSON and a PNG plot on request. Exit status 1 when greedy
+format of ``bench/results/*.csv``; ``p10_us`` / ``p90_us`` hold the min / max of the timed runs),
+JSON and a PNG plot on request. Exit status 1 when greedy
 or beam search ids differ from transformers'.
 """
 
@@ -143,7 +144,7 @@ def _rows(strategy: str, batch: int, result: Any, args: argparse.Namespace, kwar
 def _fmt_mem(value: Optional[int]) -> str:
     if value is None:
         return "?"
-    return f"{value / 2**20:.1f} MiB"
+    return f"{value / 2**20:.1f} MiB" if value >= 2**20 else f"{value / 2**10:.0f} KiB"
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
@@ -178,7 +179,6 @@ def _csv_row(r: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
                   f"{r['generation']}",
         "tokens_per_s": r["tokens_per_s"], "peak_mem_bytes": "" if r["peak_mem_bytes"] is None else r["peak_mem_bytes"],
         "ids_identical": "" if r["ids_identical"] is None else r["ids_identical"],
-        "note": "p10/p90 columns hold the min/max of the timed runs",
     }
 
 
