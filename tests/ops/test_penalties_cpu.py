@@ -313,6 +313,7 @@ def test_compiled_functions_refuse_malformed_calls() -> None:
     negative = torch.tensor([[1, -2], [3, 4]])
     negative32 = negative.int()
     oov = torch.tensor([[1, 2], [10, 4]])
+    oov32 = oov.int()  # alive through the calls: the kernels get raw addresses
     mod.apply_penalties(**{**args, "rep_ids": oov.data_ptr(), "out_ids": oov.data_ptr(), "check_vocab": False})
     bad = [
         dict(batch=-1), dict(vocab=-3), dict(logits_stride=-1), dict(logits=0), dict(out=0), dict(dtype=3),
@@ -334,7 +335,7 @@ def test_compiled_functions_refuse_malformed_calls() -> None:
         (dict(rep_ids=negative.data_ptr(), check_vocab=False), "input_ids must hold token ids >= 0"),
         (dict(rep_ids=oov.data_ptr()), r"input_ids must hold token ids < 10 \(.*\), got 10 at row 1, position 0"),
         (dict(out_ids=oov.data_ptr()), r"output_ids must hold token ids < 10 \(.*\), got 10 at row 1, position 0"),
-        (dict(out_ids=oov.int().data_ptr(), out_ids64=False), "output_ids must hold token ids < 10"),
+        (dict(out_ids=oov32.data_ptr(), out_ids64=False), "output_ids must hold token ids < 10"),
         (dict(rep_penalty=zero.data_ptr()), "repetition_penalty"),
         (dict(rep_penalty=nan.data_ptr()), "repetition_penalty"),
         (dict(presence=inf.data_ptr()), "presence_penalty"),
