@@ -207,6 +207,7 @@ ERRORS = {
                                     "--strategy greedy contradicts num_beams=3"),
     "unknown model path": (["generate", "x", "--model", "/no/such/model"], "model path '/no/such/model' does not"),
     "missing config file": (["generate", "x", "--config", "/no/such/generation_config.json"], "no such file"),
+    "malformed config file": (["generate", "x", "--config", "{bad_json}"], "is not valid JSON"),
     "gpu backend without a gpu": (["generate", "x", "--backend", "cuda"], "--backend cuda is not available"),
     "gpu device without a gpu": (["bench", "--device", "cuda"], "--device cuda: no CUDA device"),
     "bench-ops on a missing gpu": (["bench-ops", "--device", "cuda"], "--device cuda: no CUDA device"),
@@ -223,12 +224,15 @@ if importlib.util.find_spec("matplotlib") is not None:
 
 
 @pytest.fixture(scope="module")
-def error_runs() -> dict[str, subprocess.CompletedProcess]:
+def error_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
     """All error cases at once (each is mostly interpreter start-up: run them side by side)."""
     bad_env = dict(os.environ, PYDECODE_BACKEND="tpu")
+    bad_json = tmp_path_factory.mktemp("config") / "generation_config.json"
+    bad_json.write_text("{max_new_tokens: 3")
 
     def one(key: str) -> subprocess.CompletedProcess:
-        return run_cli(*ERRORS[key][0], env=bad_env if key == "bad PYDECODE_BACKEND" else None)
+        args = [a.replace("{bad_json}", str(bad_json)) for a in ERRORS[key][0]]
+        return run_cli(*args, env=bad_env if key == "bad PYDECODE_BACKEND" else None)
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         return dict(zip(ERRORS, pool.map(one, ERRORS)))

@@ -57,17 +57,19 @@ def generation_kwargs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     kwargs = config_flags.collect(args)
     given = {**(base.to_diff_dict() if base is not None else {}), **kwargs}
 
+    # --strategy overrides the config file (flags win over it) but must agree with the other flags.
     strategy = args.strategy or ("sample" if args.watermark and "do_sample" not in given else None)
     if strategy == "greedy":
-        _conflict(given, "num_beams", lambda v: v not in (None, 1), strategy)
-        _conflict(given, "do_sample", lambda v: v is True, strategy)
+        _conflict(kwargs, "num_beams", lambda v: v != 1, strategy)
+        _conflict(kwargs, "do_sample", lambda v: v is True, strategy)
         kwargs.update(do_sample=False, num_beams=1)
     elif strategy == "sample":
-        _conflict(given, "do_sample", lambda v: v is False, strategy)
+        _conflict(kwargs, "do_sample", lambda v: v is False, strategy)
         kwargs["do_sample"] = True
     elif strategy == "beam":
-        _conflict(given, "num_beams", lambda v: v is not None and v < 2, strategy)
-        kwargs.setdefault("num_beams", given.get("num_beams") or DEFAULT_BEAMS)
+        _conflict(kwargs, "num_beams", lambda v: v < 2, strategy)
+        beams = kwargs.get("num_beams") or given.get("num_beams") or 1
+        kwargs["num_beams"] = beams if beams > 1 else DEFAULT_BEAMS
     if "max_new_tokens" not in given and "max_length" not in given:
         kwargs["max_new_tokens"] = DEFAULT_NEW_TOKENS
     if args.watermark:
