@@ -42,7 +42,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--batch", type=positive_int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     parser.add_argument("--strategies", nargs="+", choices=list(STRATEGIES), default=list(STRATEGIES),
                         help="greedy; sample (top-k 50, top-p 0.9, T 0.8, repetition penalty 1.1); beam (4 beams)")
-    parser.add_argument("--new-tokens", type=positive_int, default=32, help="new tokens per row (default 32)")
+    parser.add_argument("--new-tokens", type=positive_int, default=24, help="new tokens per row (default 24)")
     parser.add_argument("--prompt-len", type=positive_int, default=32, help="prompt tokens per row (default 32)")
     parser.add_argument("--repeats", type=positive_int, default=3,
                         help="timed runs of each implementation after one warm-up run (default 3)")
