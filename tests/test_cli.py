@@ -143,6 +143,13 @@ def test_bench_prints_the_table_and_writes_csv_and_json(tiny_model: Path, tmp_pa
     if plot:
         assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # bench/render_tables.py turns the CSV into the README's markdown table.
+    root = Path(__file__).resolve().parent.parent
+    table = subprocess.run([sys.executable, "-m", "bench.render_tables", str(tmp_path / "b.csv")], cwd=root,
+                           capture_output=True, text=True, timeout=60)
+    assert table.returncode == 0, table.stderr
+    assert "| greedy | 1 | pydecode |" in table.stdout and table.stdout.count("| yes |") == 2
+
 
 def test_bench_ops_tiny(tmp_path: Path) -> None:
     out = run_cli("bench-ops", "--cases", "beam_topk", "--batch", "4", "--vocab", "1000", "--repeats", "3",

@@ -7,6 +7,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Optional
@@ -41,6 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"pydecode: error: missing dependency ({one_line(exc)}); install with `pip install -e '.[hf]'`",
               file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `pydecode ... | head`: the reader left; not an error of ours to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except KeyboardInterrupt:
         print("pydecode: interrupted", file=sys.stderr)
         return 130
