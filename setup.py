@@ -194,7 +194,8 @@ def extensions() -> list[Extension]:
 
 
 setup(
-    packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.demo_model", "pydecode.triton_kernels"],
+    packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.cli", "pydecode.benchmarks",
+              "pydecode.demo_model", "pydecode.triton_kernels"],
     package_dir={"pydecode.triton_kernels": "triton_kernels"},
     # The demo model's weights, config and tokenizer ship with every install (pydecode/demo_model).
     package_data={"pydecode": ["py.typed"], "pydecode.demo_model": ["*.json", "*.safetensors", "README.md"]},
