@@ -299,8 +299,11 @@ def _filter_chain_kernel(
                         mask = cols < vocab
                         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
                         kept = mask & (x >= kth)
-                        w = tl.where(kept, tl.exp(x - m), 0.0)
+                        # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites
+                        # `x - m` to use the 2-D layout of x built for `le` below it ("operand does
+                        # not dominate this use"); triton 3.9 compiles either order.
                         le = kept[:, None] & (x[:, None] <= pivots[None, :])
+                        w = tl.where(kept, tl.exp(x - m), 0.0)
                         acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
                         cnt += tl.sum(le.to(tl.int32), axis=0)
                     feasible = acc <= target
