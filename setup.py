@@ -194,7 +194,8 @@ def extensions() -> list[Extension]:
 
 
 setup(
-    packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.triton_kernels"],
+    packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.cli", "pydecode.benchmarks",
+              "pydecode.triton_kernels"],
     package_dir={"pydecode.triton_kernels": "triton_kernels"},
     package_data={"pydecode": ["py.typed"]},
     ext_modules=extensions(),

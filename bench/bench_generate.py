@@ -5,6 +5,7 @@ Issue 4's benchmark: a tiny random Llama (2 layers, hidden 128, built from a con
 0.8, repetition penalty 1.1) and beam search (4 beams); vocab 32000 and 128256. The two
 implementations run interleaved (A, B, A, B, ...) on the same model and prompts so machine load
 hits both alike; the statistic is the median of the per-pair time ratios (and the min times).
+(The timing loop is pydecode.benchmarks.generate.compare, shared with `pydecode bench`.)
 Both must generate the same number of tokens (EOS is disabled so every row runs 64 steps; greedy
 and beam outputs are also checked to be identical).
 
@@ -16,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
-import pydecode
-from bench.common import OtherLoad, append_csv, environment, print_table
+from pydecode.benchmarks.common import append_csv, environment, print_table
+from pydecode.benchmarks.generate import compare
 
 CASES = {
     "greedy": {"do_sample": False},
@@ -59,33 +59,15 @@ def main() -> None:
     for vocab in args.vocab:
         model = tiny_llama(vocab)
         ids = torch.randint(3, vocab, (args.batch, args.prompt), generator=torch.Generator().manual_seed(1))
-        mask = torch.ones_like(ids)
         tokens = args.batch * args.new
         for case in args.cases:
-            kw = dict(attention_mask=mask, max_new_tokens=args.new, eos_token_id=None, pad_token_id=0, **CASES[case])
+            kw = dict(max_new_tokens=args.new, eos_token_id=None, pad_token_id=0, **CASES[case])
 
-            def hf(kw=kw, model=model, ids=ids):
-                with torch.no_grad():
-                    return model.generate(ids, **kw)
-
-            def ours(kw=kw, model=model, ids=ids):
-                return pydecode.generate(model, ids, **kw)
-
-            a, b = hf(), ours()  # warm-up (and the output checks)
-            assert a.shape == b.shape, (a.shape, b.shape)
-            same = bool(torch.equal(a, b))
+            cmp = compare(model, ids, kw, args.repeats, check=True)  # warm-up, output check, timed pairs
+            same = bool(cmp.same)
             if case != "sample" and not same:
                 raise AssertionError(f"{case}: pydecode and transformers outputs differ")
-            t_hf, t_pd, ratios = [], [], []
-            with OtherLoad() as load:
-                for _ in range(args.repeats):
-                    start = time.perf_counter()
-                    hf()
-                    t_hf.append(time.perf_counter() - start)
-                    start = time.perf_counter()
-                    ours()
-                    t_pd.append(time.perf_counter() - start)
-                    ratios.append(t_hf[-1] / t_pd[-1])
+            t_hf, t_pd, ratios = cmp.hf_s, cmp.pd_s, cmp.ratios
             row = {
                 "bench": "generate", "case": case, "provider": "pydecode", "backend": "auto", "batch": args.batch,
                 "vocab": vocab, "dtype": "float32",
@@ -93,10 +75,11 @@ def main() -> None:
                 "p10_us": min(t_pd) * 1e6, "p90_us": max(t_pd) * 1e6,
                 "speedup_vs_transformers": statistics.median(ratios),
                 "repeats": args.repeats, "threads": torch.get_num_threads(),
-                "other_cpu": None if load.fraction is None else round(load.fraction, 2),
+                "other_cpu": None if cmp.other_cpu is None else round(cmp.other_cpu, 2),
                 "params": f"prompt={args.prompt} new={args.new} {CASES[case]}",
                 "note": f"transformers median {statistics.median(t_hf) * 1e3:.1f} ms, ids identical: {same}",
                 "tok_s_hf": tokens / statistics.median(t_hf), "tok_s_pd": tokens / statistics.median(t_pd),
+                "tokens_per_s": tokens / statistics.median(t_pd), "ids_identical": same,
                 "hf_ms": statistics.median(t_hf) * 1e3, "pd_ms": statistics.median(t_pd) * 1e3,
             }
             rows.append(row)

@@ -1,6 +1,13 @@
-"""README-ready markdown tables (one per case) from a bench_ops CSV.
+"""README-ready markdown tables (one per case) and PNG plots from the benchmark CSVs.
 
     python -m bench.render_tables bench/results/ops_cpu.csv [--cases beam_topk ...] [--batch 32] [--vocab 128256]
+    python -m bench.render_tables bench/results/generate_cpu.csv --plots bench/results/plots
+
+Ops rows (``bench_ops`` / ``pydecode bench-ops`` / ``bench/pytest/test_ops_bench.py``) give one
+table per case; generate rows (``pydecode bench --csv``, ``bench_generate.py``,
+``bench/pytest/test_generate_bench.py``) one table per model setting. ``--plots DIR`` also writes
+one PNG per table (needs matplotlib: ``pip install -e '.[bench]'``): ops as median time per
+provider/backend on a log scale, generate as new tokens/s per strategy and batch.
 
 When the CSV holds several runs of the same (case, provider, backend, batch, vocab, dtype), the
 newest row measured on a quiet machine wins (``other_cpu`` below 0.1: other processes took
@@ -15,7 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 PROVIDER_ORDER = {"floor": 0, "pydecode": 1, "llama.cpp": 2, "transformers": 3}
 BACKEND_ORDER = {"read (x.sum)": 0, "copy (dst.copy_)": 1, "cuda": 0, "triton": 1, "cpu": 2, "torch": 3}
@@ -148,6 +155,86 @@ def render(rows: list[dict[str, str]], case: str) -> str:
     return "\n".join(lines)
 
 
+def _generate_key(row: dict[str, str]) -> str:
+    return row.get("params", "").split(" {")[0]  # "model=demo prompt=32 new=32": one table per setting
+
+
+def render_generate(rows: list[dict[str, str]]) -> str:
+    first = rows[0]
+    lines = [
+        f"**generate** ({_generate_key(first)}; {first['dtype']}; vocab {first['vocab']})",
+        "",
+        f"_{_joined(rows, 'device')}, {_joined(rows, 'threads')} threads; torch {_joined(rows, 'torch')}, "
+        f"transformers {_joined(rows, 'transformers')}; git {_joined(rows, 'git_sha')}; "
+        f"{' / '.join(sorted({(row.get('timestamp') or '?')[:10] for row in rows}))}_",
+        "",
+        "| strategy | batch | provider | median ms | new tokens / s | speed-up vs transformers | ids identical |",
+        "|---|--:|---|--:|--:|--:|---|",
+    ]
+    for row in rows:
+        tok_s = _float(row.get("tokens_per_s", ""))
+        same = row.get("ids_identical") or ""
+        lines.append(
+            f"| {row['case']} | {row['batch']} | {row['provider']} | {_ms(row['median_us'])} "
+            f"| {'' if tok_s is None else f'{tok_s:.1f}'} | {_x(row.get('speedup_vs_transformers', ''))} "
+            f"| {'yes' if same == 'True' else 'NO' if same == 'False' else ''} |"
+        )
+    return "\n".join(lines)
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_ops(rows: list[dict[str, str]], case: str, path: Path) -> None:
+    plt = _pyplot()
+    rows = sorted(rows, key=_sort_key)
+    labels = [f"{r['provider']}/{r['backend']}  ({r['batch']}x{r['vocab']})" for r in rows]
+    values = [(_float(r["median_us"]) or 0.0) / 1e3 for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(rows) + 1.5))
+    ax.barh(range(len(rows)), values, color=["#888" if r["provider"] == "floor" else "C0" if r["provider"] == "pydecode"
+                                              else "C1" for r in rows])
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlabel("median ms (log scale)")
+    ax.set_title(f"{CASE_TITLES.get(case, case)}\n{_joined(rows, 'device')}, git {_joined(rows, 'git_sha')}",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_generate(rows: list[dict[str, str]], path: Path) -> None:
+    plt = _pyplot()
+    groups = list(dict.fromkeys((r["case"], r["batch"]) for r in rows))
+    providers = list(dict.fromkeys(r["provider"] for r in rows))
+    width = 0.8 / len(providers)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.5))
+    for k, provider in enumerate(providers):
+        values = {(r["case"], r["batch"]): _float(r.get("tokens_per_s", "")) or 0.0 for r in rows
+                  if r["provider"] == provider}
+        xs = [i + (k - (len(providers) - 1) / 2) * width for i in range(len(groups))]
+        ax.bar(xs, [values.get(g, 0.0) for g in groups], width, label=provider)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([f"{c}\nbatch {b}" for c, b in groups])
+    ax.set_ylabel("new tokens / s")
+    ax.set_title(f"generate ({_generate_key(rows[0])})\n{_joined(rows, 'device')}, git {_joined(rows, 'git_sha')}",
+                 fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("csv", type=Path)
@@ -157,24 +244,63 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--dtype", default=None, help="only this dtype")
     parser.add_argument("--latest", action="store_true", help="newest rows even when measured under load")
     parser.add_argument("--no-floor", action="store_true", help="leave the floor rows out")
+    parser.add_argument("--plots", type=Path, default=None, metavar="DIR", help="also write one PNG per table here")
     args = parser.parse_args(argv)
+    if args.plots is not None and _pyplot() is None:
+        parser.error("--plots needs matplotlib: pip install -e '.[bench]'")
 
     with args.csv.open(newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get("bench") == "ops"]
-    if not rows:
-        parser.error(f"{args.csv} holds no bench_ops rows")
+        all_rows = list(csv.DictReader(handle))
+    rows = [r for r in all_rows if r.get("bench") == "ops"]
+    generate = [r for r in all_rows if r.get("bench") == "generate"]
+    if not rows and not generate:
+        parser.error(f"{args.csv} holds no bench_ops or generate rows")
     rows = _recompute(_latest(rows, prefer_quiet=not args.latest))
-    if args.batch:
-        rows = [r for r in rows if int(r["batch"]) in args.batch]
-    if args.vocab:
-        rows = [r for r in rows if int(r["vocab"]) in args.vocab]
+    generate = _latest_generate(generate, prefer_quiet=not args.latest)
+    for name in ("batch", "vocab"):
+        wanted = getattr(args, name)
+        if wanted:
+            rows = [r for r in rows if int(r[name]) in wanted]
+            generate = [r for r in generate if int(r[name]) in wanted]
     if args.dtype:
         rows = [r for r in rows if r["dtype"] == args.dtype]
+        generate = [r for r in generate if r["dtype"] == args.dtype]
     if args.no_floor:
         rows = [r for r in rows if r["provider"] != "floor"]
+    if args.cases:
+        generate = [r for r in generate if r["case"] in args.cases]
     cases = args.cases or list(dict.fromkeys(r["case"] for r in rows))
-    tables = [render(case_rows, case) for case in cases if (case_rows := [r for r in rows if r["case"] == case])]
+    tables = []
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        case_rows = [r for r in rows if r["case"] == case]
+        if case_rows:
+            tables.append(render(case_rows, case))
+            if args.plots is not None:
+                plot_ops(case_rows, case, args.plots / f"ops_{case}.png")
+    settings = list(dict.fromkeys(_generate_key(r) for r in generate))
+    for i, key in enumerate(settings):
+        setting_rows = [r for r in generate if _generate_key(r) == key]
+        tables.append(render_generate(setting_rows))
+        if args.plots is not None:
+            plot_generate(setting_rows, args.plots / f"generate_{i}.png")
     print("\n\n".join(tables))
+    if args.plots is not None:
+        print(f"\n(plots written to {args.plots})")
+
+
+def _latest_generate(rows: list[dict[str, str]], prefer_quiet: bool = True) -> list[dict[str, str]]:
+    """The newest row per (setting, strategy, provider, backend, batch, vocab, dtype), quiet first."""
+    keyed: dict[tuple, dict[str, str]] = {}
+    for row in rows:
+        key = (_generate_key(row), row["case"], row["provider"], row["backend"], row["batch"], row["vocab"],
+               row["dtype"])
+        if prefer_quiet and key in keyed and _quiet(keyed[key]) and not _quiet(row):
+            continue
+        keyed.pop(key, None)
+        keyed[key] = row
+    return list(keyed.values())
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ per row, that touches only the history's columns: O(history) per row, never dens
 * :class:`PenaltyState` form: the state lists each row's distinct tokens with their flags and
   counts, so every lane owns one column and the kernel is fully parallel (rows x entries).
 
+Ids outside ``[0, vocab)`` are skipped by the kernels. ``out_of_vocab="raise"`` (``check_vocab``)
+is enforced by the public op's Python scan before launch, as negative ids are: the launchers
+accept the flag and do not read it.
+
 Exactness: the arithmetic is the reference's, operation for operation, in float32.
 ``s / p`` is a correctly rounded division on CPU (the interpreter) and, on CUDA, ``s * (1/p)``
 with ``1/p`` correctly rounded, which is what torch does on CUDA for the reference. FMA contraction
@@ -214,13 +218,14 @@ def repetition_penalty_triton(
     input_ids: torch.Tensor,
     penalty: torch.Tensor,
     prompt_ignore_length: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _launch(logits, input_ids, 1, penalty, prompt_ignore_length, None, None, None, None)
 
 
 @register("encoder_repetition_penalty", "triton")
 def encoder_repetition_penalty_triton(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
 ) -> torch.Tensor:
     # The repetition formula with q = 1 / penalty; encoder row b // group serves logits row b.
     batch = logits.shape[0]
@@ -235,6 +240,7 @@ def presence_frequency_penalty_triton(
     presence_penalty: torch.Tensor,
     frequency_penalty: torch.Tensor,
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _launch(logits, None, 1, None, None, output_ids, output_mask, presence_penalty, frequency_penalty)
 
@@ -249,6 +255,7 @@ def apply_penalties_triton(
     frequency_penalty: Optional[torch.Tensor],
     prompt_ignore_length: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _launch(
         logits, input_ids, 1, repetition_penalty, prompt_ignore_length, output_ids, output_mask,

@@ -54,13 +54,25 @@ void negative_id(const char* name, int64_t row, int64_t pos, int64_t id) {
                               " at row " + std::to_string(row) + ", position " + std::to_string(pos));
 }
 
-void check_ids_nonnegative(const IdRows& ids, const char* name) {
+void out_of_vocab_id(const char* name, int64_t row, int64_t pos, int64_t id, int64_t vocab) {
+  throw std::invalid_argument(std::string(name) + " must hold token ids < " + std::to_string(vocab) +
+                              " (the vocabulary of logits), got " + std::to_string(id) + " at row " +
+                              std::to_string(row) + ", position " + std::to_string(pos) +
+                              " (out_of_vocab='ignore' drops such ids)");
+}
+
+void check_ids_in_range(const IdRows& ids, const char* name, bool check_vocab, int64_t vocab) {
+  // One unsigned compare per id covers both bounds: a negative id converts to >= 2^63, above any
+  // limit. Without check_vocab the limit 2^63 admits every id >= 0.
+  const uint64_t limit = check_vocab ? static_cast<uint64_t>(vocab) : uint64_t{1} << 63;
   for (int64_t r = 0; r < ids.rows; ++r) {
-    int64_t bad = 0;  // a branch-free scan of the row first: histories are long, errors rare
-    for (int64_t j = 0; j < ids.len; ++j) bad |= ids.at(r, j) < 0 ? 1 : 0;
+    uint64_t bad = 0;  // a branch-free scan of the row first: histories are long, errors rare
+    for (int64_t j = 0; j < ids.len; ++j) bad |= static_cast<uint64_t>(ids.at(r, j)) >= limit ? 1 : 0;
     if (bad == 0) continue;
     for (int64_t j = 0; j < ids.len; ++j) {
-      if (ids.at(r, j) < 0) negative_id(name, r, j, ids.at(r, j));
+      const int64_t id = ids.at(r, j);
+      if (id < 0) negative_id(name, r, j, id);
+      if (static_cast<uint64_t>(id) >= limit) out_of_vocab_id(name, r, j, id, vocab);
     }
   }
 }
@@ -105,7 +117,7 @@ void for_each_segment(int64_t batch, int64_t vocab, int64_t row_extra,
 
 void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, const float* rep_penalty,
                      const int64_t* ignore, const IdRows& out_ids, const uint8_t* out_mask,
-                     int64_t mask_stride, const float* presence, const float* frequency) {
+                     int64_t mask_stride, const float* presence, const float* frequency, bool check_vocab) {
   check_logits(logits, out);
   const int64_t batch = logits.batch, vocab = logits.vocab;
   int64_t group = 1;
@@ -115,7 +127,7 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
             "input_ids must have a number of rows that divides the batch (" + std::to_string(batch) +
                 "), got " + std::to_string(rep_ids.rows));
     if (batch > 0) group = batch / rep_ids.rows;
-    check_ids_nonnegative(rep_ids, "input_ids");
+    check_ids_in_range(rep_ids, "input_ids", check_vocab, vocab);
     check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
     if (ignore != nullptr) {
       for (int64_t b = 0; b < batch; ++b) {
@@ -132,7 +144,7 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
                                        std::to_string(out_ids.rows));
     require(out_ids.len < (int64_t{1} << 31), "output_ids rows must be shorter than 2^31");
     if (out_mask != nullptr) require_nonnegative(mask_stride, "output_mask row stride");
-    check_ids_nonnegative(out_ids, "output_ids");
+    check_ids_in_range(out_ids, "output_ids", check_vocab, vocab);
     check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
     check_rows_in(frequency, batch, "frequency_penalty", "the float32 range", false);
   }
@@ -197,7 +209,9 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
                                                            " is outside [0, capacity=" +
                                                            std::to_string(capacity) + "]");
     longest = std::max(longest, lengths[b]);
-    check_ids_nonnegative(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, "state tokens");
+    // A state only holds ids < vocab (update drops or refuses the others), but apply is not told how it
+    // was built: ids >= vocab are skipped below, only negative ones are refused.
+    check_ids_in_range(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, "state tokens", false, vocab);
   }
   check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
   check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
@@ -224,7 +238,7 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
 
 void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int64_t* lengths, int32_t* slot,
                           int64_t batch, int64_t capacity, int64_t stride, int64_t vocab, const int64_t* new_tokens,
-                          const uint8_t* active, const int64_t* ignore, int64_t position) {
+                          const uint8_t* active, const int64_t* ignore, int64_t position, bool check_vocab) {
   require_nonnegative(batch, "batch");
   require_nonnegative(capacity, "capacity");
   require_nonnegative(stride, "state row stride");
@@ -239,6 +253,7 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
     if (t < 0) negative_id("new_tokens", b, 0, t);
+    if (check_vocab && t >= vocab) out_of_vocab_id("new_tokens", b, 0, t, vocab);
     require(lengths[b] >= 0 && lengths[b] <= capacity, "state length of row " + std::to_string(b) +
                                                            " is outside [0, capacity]");
     if (t >= vocab) continue;
@@ -250,7 +265,7 @@ void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int
   }
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = new_tokens[b];
-    if (t >= vocab) continue;  // can never be generated: ignored, as by the penalties
+    if (t >= vocab) continue;  // can never be generated: ignored (out_of_vocab="ignore"), as by the penalties
     int32_t& s = slot[b * (vocab + 1) + t];
     if (s < 0) {
       s = static_cast<int32_t>(lengths[b]++);

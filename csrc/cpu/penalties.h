@@ -73,10 +73,16 @@ void check_ids(const IdRows& ids, const char* name);
 // index the logits row, so a negative one would write outside it.
 [[noreturn]] void negative_id(const char* name, int64_t row, int64_t pos, int64_t id);
 
-// Every id of `ids` >= 0, else a ValueError naming `name`, the row and the position (the penalties'
-// history: pydecode/ops/_validate.py skips its scan for this backend). Ids >= vocab are allowed
-// and ignored, as transformers does for models whose embedding is larger than their output layer.
-void check_ids_nonnegative(const IdRows& ids, const char* name);
+// Throws (ValueError in Python) naming `name`, the id, the vocabulary size, the row and the position
+// of an id >= vocab under out_of_vocab="raise" (pydecode/ops/penalties.py).
+[[noreturn]] void out_of_vocab_id(const char* name, int64_t row, int64_t pos, int64_t id, int64_t vocab);
+
+// Every id of `ids` >= 0 and, when check_vocab, < vocab; else a ValueError naming `name`, the id,
+// the row and the position (the penalties' history: pydecode/ops/_validate.py skips its scan for
+// this backend). Without check_vocab ids >= vocab are allowed and ignored (out_of_vocab="ignore"),
+// as transformers' repetition penalty does for models whose embedding is larger than their output
+// layer. Every position is checked, also those a prompt_ignore_length or mask excludes.
+void check_ids_in_range(const IdRows& ids, const char* name, bool check_vocab, int64_t vocab);
 
 // out[v0, v1) = float32(logits[b][v0, v1)), bit-exact with torch's .float().
 void copy_segment(const LogitsIn& logits, int64_t b, int64_t v0, int64_t v1, float* out_row);
@@ -97,12 +103,13 @@ void for_each_segment(int64_t batch, int64_t vocab, int64_t row_extra,
 //     shape (mask_stride elements between rows); presence/frequency: float32 (batch,), both null
 //     for none. Every id with count c > 0 (unmasked positions) gets
 //     s -= presence + frequency * c, after the repetition penalty.
-// Every id must be >= 0 (ids >= vocab are ignored) and every penalty in range (rep_penalty > 0, presence and
-// frequency finite, ignore >= 0), else ValueError before anything is written.
+// Every id must be >= 0, and < vocab when check_vocab (else ids >= vocab are ignored), and every penalty in
+// range (rep_penalty > 0, presence and frequency finite, ignore >= 0), else ValueError before anything is
+// written.
 // out: (batch, vocab) float32, contiguous.
 void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, const float* rep_penalty,
                      const int64_t* ignore, const IdRows& out_ids, const uint8_t* out_mask,
-                     int64_t mask_stride, const float* presence, const float* frequency);
+                     int64_t mask_stride, const float* presence, const float* frequency, bool check_vocab);
 
 // The penalties from a PenaltyState: row b lists lengths[b] distinct tokens (tokens, int64), each
 // with an in_rep flag (uint8: the token is under the repetition penalty) and its generated count
@@ -114,13 +121,13 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
                            const float* rep_penalty, const float* presence, const float* frequency);
 
 // One step of PenaltyState.update on its CPU tensors (layout above; slot is int32
-// (batch, vocab + 1): a token's index in its row's list or -1). new_tokens must be >= 0.
-// For each row b with new_tokens[b] < vocab: the token is appended when new (lengths[b] + 1 <= capacity is required),
+// (batch, vocab + 1): a token's index in its row's list or -1). new_tokens must be >= 0, and < vocab
+// when check_vocab (else ids >= vocab are ignored). For each row b with new_tokens[b] < vocab: the token is appended when new (lengths[b] + 1 <= capacity is required),
 // its in_rep flag is set when ignore is null or ignore[b] <= position, and its count is incremented
 // when active is null or active[b]. Every row is checked before any is changed, so a refused call
 // leaves the state as it was.
 void penalty_state_update(int64_t* tokens, uint8_t* in_rep, int32_t* counts, int64_t* lengths, int32_t* slot,
                           int64_t batch, int64_t capacity, int64_t stride, int64_t vocab, const int64_t* new_tokens,
-                          const uint8_t* active, const int64_t* ignore, int64_t position);
+                          const uint8_t* active, const int64_t* ignore, int64_t position, bool check_vocab);
 
 }  // namespace pydecode::cpu

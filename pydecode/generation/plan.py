@@ -122,8 +122,11 @@ class _PenaltyStage(_Stage):
 
     def _stateless(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         output_ids = None if self.generated is None else input_ids[:, self.generated.prompt_length :]
+        # "ignore" (here and in the state): transformers' repetition penalty drops ids >= vocab, and finished
+        # rows feed pad_token_id to presence/frequency, which need not be an id the lm_head can emit.
         return ops.apply_penalties(
-            scores, input_ids, output_ids, prompt_ignore_length=self._ignore(input_ids), **self._kwargs()
+            scores, input_ids, output_ids, prompt_ignore_length=self._ignore(input_ids), out_of_vocab="ignore",
+            **self._kwargs(),
         )
 
     def _current_state(self, input_ids: torch.Tensor, vocab: int) -> ops.PenaltyState:
@@ -140,7 +143,9 @@ class _PenaltyStage(_Stage):
                 return state
         self._builds += 1
         prompt = self._prompt_length(input_ids)
-        state = ops.PenaltyState(input_ids[:, :prompt], vocab, prompt_ignore_length=self._ignore(input_ids))
+        state = ops.PenaltyState(
+            input_ids[:, :prompt], vocab, prompt_ignore_length=self._ignore(input_ids), out_of_vocab="ignore"
+        )
         for column in range(prompt, input_ids.shape[1]):
             state.update(input_ids[:, column])
         self.state, self._seen = state, input_ids

@@ -331,7 +331,10 @@ class RepetitionPenaltyLogitsProcessor(LogitsProcessor):
         if input_ids.dim() == 1:
             input_ids = input_ids[:, None]
         ignore = self._ignore_length(input_ids)
-        out = ops.repetition_penalty(scores, input_ids, self.penalty, prompt_ignore_length=ignore)
+        # transformers drops ids >= vocab (an embedding larger than the lm_head): "ignore" is its behaviour.
+        out = ops.repetition_penalty(
+            scores, input_ids, self.penalty, prompt_ignore_length=ignore, out_of_vocab="ignore"
+        )
         return _cast_back(out, scores)
 
 
@@ -348,7 +351,10 @@ class EncoderRepetitionPenaltyLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         _check_2d(scores, type(self).__name__)
-        out = ops.encoder_repetition_penalty(scores, self.encoder_input_ids.to(scores.device), self._given_penalty)
+        # "raise": transformers' gather fails on encoder ids >= vocab as well.
+        out = ops.encoder_repetition_penalty(
+            scores, self.encoder_input_ids.to(scores.device), self._given_penalty, out_of_vocab="raise"
+        )
         return _cast_back(out, scores)
 
 
@@ -368,7 +374,9 @@ class _GeneratedTokensPenalty(LogitsProcessor):
     def _apply(self, input_ids: torch.Tensor, scores: torch.Tensor, presence: float, frequency: float) -> torch.Tensor:
         _check_2d(scores, type(self).__name__)
         generated = input_ids[:, self.prompt_length :]
-        return _cast_back(ops.presence_frequency_penalty(scores, generated, presence, frequency), scores)
+        # "ignore": finished rows are fed pad_token_id, which need not be an id the lm_head can emit.
+        out = ops.presence_frequency_penalty(scores, generated, presence, frequency, out_of_vocab="ignore")
+        return _cast_back(out, scores)
 
 
 class PresencePenaltyLogitsProcessor(_GeneratedTokensPenalty):

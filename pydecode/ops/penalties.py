@@ -6,9 +6,21 @@ so float16/bfloat16 inputs are upcast first and the result equals the processor'
 ``logits.float()``, bit for bit, on the same device (on CUDA torch divides by a Python float
 through its reciprocal, and the references do the same there).
 
-Token ids must be >= 0 (a negative id raises ``ValueError``, on every backend); ids ``>= vocab``
-are ignored, as transformers' repetition penalty drops them (models whose embedding is larger
-than their output layer).
+Token ids must be >= 0: a negative id raises ``ValueError`` on every backend. Ids ``>= vocab``
+follow the keyword ``out_of_vocab`` of every op and of :class:`PenaltyState`:
+
+* ``"raise"`` (the default): ``ValueError`` naming the argument, the id and the vocabulary size,
+  on every backend. Every position of the ids tensor is checked, also those that
+  ``prompt_ignore_length``, ``output_mask`` or ``attention_mask`` exclude (the same rule as for
+  negative ids: one pass over the tensor, no masked copy).
+* ``"ignore"``: such ids are dropped, as transformers' ``RepetitionPenaltyLogitsProcessor`` drops
+  them (models whose embedding is larger than their output layer; ``pydecode.generate`` passes it
+  to stay in parity).
+
+Where the check runs: the ``cpu`` kernels check every id in C++ (the scan they already do for
+negative ids, one unsigned compare per id) and raise the ``ValueError`` through pybind11; the
+other backends scan in Python first (one ``aminmax`` pass, one device sync on CUDA), which
+``PYDECODE_CHECK_VALUES=0`` skips as it skips every value scan.
 
 The references are sparse: they gather the logits of the history's tokens, change them and
 scatter them back (O(batch * history)), never building dense ``(batch, vocab)`` counts. They
@@ -36,9 +48,11 @@ from ._validate import (
     check_token_ids,
     row_param,
     scan_values,
+    values_checked,
 )
 
 __all__ = [
+    "OUT_OF_VOCAB",
     "PenaltyState",
     "apply_penalties",
     "apply_penalties_from_state",
@@ -48,6 +62,7 @@ __all__ = [
 ]
 
 IgnoreLength = Union[int, torch.Tensor, None]
+OUT_OF_VOCAB = ("raise", "ignore")
 _FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
@@ -125,9 +140,13 @@ def repetition_penalty_torch(
     input_ids: torch.Tensor,
     penalty: torch.Tensor,
     prompt_ignore_length: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     """Reference of :func:`repetition_penalty`: ``penalty`` float32 ``(batch,)``,
-    ``prompt_ignore_length`` int64 ``(batch,)`` or None. Returns float32 ``(batch, vocab)``."""
+    ``prompt_ignore_length`` int64 ``(batch,)`` or None. Returns float32 ``(batch, vocab)``.
+
+    ``check_vocab`` (``out_of_vocab="raise"``) is what the public op checked in Python before this
+    runs; here, as in every backend but ``cpu`` (whose kernel does the check), ids >= vocab are dropped."""
     padded = _padded_float32(logits)
     ids = _ignore_prompt(input_ids, prompt_ignore_length, logits.shape[1])
     return _unpad(_repetition_padded(padded, ids, penalty))
@@ -135,7 +154,7 @@ def repetition_penalty_torch(
 
 @register("encoder_repetition_penalty", "torch")
 def encoder_repetition_penalty_torch(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
 ) -> torch.Tensor:
     """Reference of :func:`encoder_repetition_penalty`: ``inv_penalty`` is float32 ``(batch,)``
     holding ``1 / penalty`` computed in float64 (transformers stores that Python float), and
@@ -158,6 +177,7 @@ def presence_frequency_penalty_torch(
     presence_penalty: torch.Tensor,
     frequency_penalty: torch.Tensor,
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     """Reference of :func:`presence_frequency_penalty`: penalties float32 ``(batch,)``,
     ``output_mask`` bool like ``output_ids`` or None. Returns float32 ``(batch, vocab)``."""
@@ -177,6 +197,7 @@ def apply_penalties_torch(
     frequency_penalty: Optional[torch.Tensor],
     prompt_ignore_length: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     """Reference of :func:`apply_penalties`: repetition (when ``repetition_penalty`` is given)
     then presence/frequency (when ``presence_penalty`` is given; ``frequency_penalty`` is then
@@ -240,9 +261,11 @@ def _cpu_penalties(
     frequency: Optional[torch.Tensor],
     ignore: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool,
 ) -> torch.Tensor:
     """One fused pass (csrc/cpu/penalties.cpp): the float32 copy of each row, then the sparse
-    repetition and presence/frequency updates. A part is off when its penalty is None."""
+    repetition and presence/frequency updates. A part is off when its penalty is None. The kernel
+    checks every id (>= 0, and < vocab when ``check_vocab``) before writing anything."""
     x = _cpu.rows_view(logits)
     batch, vocab = x.shape
     out = torch.empty((batch, vocab), dtype=torch.float32)
@@ -268,6 +291,7 @@ def _cpu_penalties(
     _cpu.module().apply_penalties(
         x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(),
         *rep_args, rep_ptr, ignore_ptr, *gen_args, mask_ptr, mask_stride, presence_ptr, frequency_ptr,
+        check_vocab,
     )
     return out
 
@@ -278,16 +302,17 @@ def _repetition_penalty_cpu(
     input_ids: torch.Tensor,
     penalty: torch.Tensor,
     prompt_ignore_length: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
-    return _cpu_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None)
+    return _cpu_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None, check_vocab)
 
 
 @register("encoder_repetition_penalty", "cpu")
 def _encoder_repetition_penalty_cpu(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
 ) -> torch.Tensor:
     # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
-    return _cpu_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None)
+    return _cpu_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None, check_vocab)
 
 
 @register("presence_frequency_penalty", "cpu")
@@ -297,8 +322,11 @@ def _presence_frequency_penalty_cpu(
     presence_penalty: torch.Tensor,
     frequency_penalty: torch.Tensor,
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
-    return _cpu_penalties(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask)
+    return _cpu_penalties(
+        logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask, check_vocab
+    )
 
 
 @register("apply_penalties", "cpu")
@@ -311,10 +339,11 @@ def _apply_penalties_cpu(
     frequency_penalty: Optional[torch.Tensor],
     prompt_ignore_length: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _cpu_penalties(
         logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
-        prompt_ignore_length, output_mask,
+        prompt_ignore_length, output_mask, check_vocab,
     )
 
 
@@ -357,25 +386,26 @@ def _fake_logits(logits: torch.Tensor, *_: object) -> torch.Tensor:
 
 define_op(
     "repetition_penalty",
-    "(Tensor logits, Tensor input_ids, Tensor penalty, Tensor? prompt_ignore_length) -> Tensor",
+    "(Tensor logits, Tensor input_ids, Tensor penalty, Tensor? prompt_ignore_length, bool check_vocab=False) "
+    "-> Tensor",
     _fake_logits,
 )
 define_op(
     "encoder_repetition_penalty",
-    "(Tensor logits, Tensor encoder_input_ids, Tensor inv_penalty) -> Tensor",
+    "(Tensor logits, Tensor encoder_input_ids, Tensor inv_penalty, bool check_vocab=False) -> Tensor",
     _fake_logits,
 )
 define_op(
     "presence_frequency_penalty",
     "(Tensor logits, Tensor output_ids, Tensor presence_penalty, Tensor frequency_penalty, "
-    "Tensor? output_mask) -> Tensor",
+    "Tensor? output_mask, bool check_vocab=False) -> Tensor",
     _fake_logits,
 )
 define_op(
     "apply_penalties",
     "(Tensor logits, Tensor? input_ids, Tensor? output_ids, Tensor? repetition_penalty, "
     "Tensor? presence_penalty, Tensor? frequency_penalty, Tensor? prompt_ignore_length, "
-    "Tensor? output_mask) -> Tensor",
+    "Tensor? output_mask, bool check_vocab=False) -> Tensor",
     _fake_logits,
 )
 define_op(
@@ -387,8 +417,32 @@ define_op(
 
 
 # --------------------------------------------------------------------------- public API
-def _check_ids(ids: object, name: str, logits: torch.Tensor, scan: bool = True) -> torch.Tensor:
-    return check_token_ids(ids, name, logits.device, batch=logits.shape[0], values=scan)
+def _raises_out_of_vocab(out_of_vocab: object) -> bool:
+    """True for ``"raise"``, False for ``"ignore"``; any other value is a ``ValueError``."""
+    if not isinstance(out_of_vocab, str) or out_of_vocab not in OUT_OF_VOCAB:
+        raise ValueError(f"out_of_vocab must be 'raise' or 'ignore', got {out_of_vocab!r}")
+    return out_of_vocab == "raise"
+
+
+def _scan_ids(ids: torch.Tensor, name: str, vocab: Optional[int], what: str = "the vocabulary of logits") -> None:
+    """Every id ``>= 0`` and, when ``vocab`` is given (``out_of_vocab="raise"``), ``< vocab``: one
+    ``aminmax`` pass and one host read (a device sync on a GPU). The messages match the cpu kernels'."""
+    if ids.numel() == 0:
+        return
+    low, high = torch.stack(torch.aminmax(ids)).tolist()
+    if low < 0:
+        raise ValueError(f"{name} must hold token ids >= 0, got {low}")
+    if vocab is not None and high >= vocab:
+        raise ValueError(
+            f"{name} must hold token ids < {vocab} ({what}), got {high} (out_of_vocab='ignore' drops such ids)"
+        )
+
+
+def _check_ids(ids: object, name: str, logits: torch.Tensor, scan: bool, check_vocab: bool) -> torch.Tensor:
+    ids = check_token_ids(ids, name, logits.device, batch=logits.shape[0], values=False)
+    if scan and values_checked():
+        _scan_ids(ids, name, logits.shape[1] if check_vocab else None)
+    return ids
 
 
 def _ignore_length_rows(
@@ -430,6 +484,7 @@ def repetition_penalty(
     penalty: RowParam,
     *,
     prompt_ignore_length: IgnoreLength = None,
+    out_of_vocab: str = "raise",
     backend: Optional[str] = None,
 ) -> torch.Tensor:
     """Penalise every token that occurs in ``input_ids``, as transformers'
@@ -437,12 +492,16 @@ def repetition_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        input_ids: ``(batch, seq)`` int64/int32, ids >= 0 (prompt + generated tokens). Ids
-            ``>= vocab`` cannot be generated and are ignored, as in transformers.
+        input_ids: ``(batch, seq)`` int64/int32, ids >= 0 (prompt + generated tokens), and
+            ``< vocab`` unless ``out_of_vocab="ignore"``.
         penalty: float > 0 or a ``(batch,)`` tensor of them. Each distinct token of a row is
             penalised once: ``s < 0 ? s * p : s / p``. ``1.0`` leaves a row unchanged.
         prompt_ignore_length: int >= 0 or a ``(batch,)`` integer tensor: the leading positions
             of each row not to count (left padding, or the prompt).
+        out_of_vocab: ``"raise"`` (default): an id ``>= vocab`` anywhere in ``input_ids`` (also in
+            the ignored leading positions) raises ``ValueError``. ``"ignore"``: such ids are
+            dropped, as transformers does (they cannot be generated: models whose embedding is
+            larger than their output layer).
 
     Returns:
         New float32 ``(batch, vocab)`` logits. Rows of all ``-inf`` stay all ``-inf``
@@ -450,11 +509,12 @@ def repetition_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
+    check_vocab = _raises_out_of_vocab(out_of_vocab)
     scan = scan_values("repetition_penalty", logits.device, backend)
-    input_ids = _check_ids(input_ids, "input_ids", logits, scan)
+    input_ids = _check_ids(input_ids, "input_ids", logits, scan, check_vocab)
     penalty_rows = row_param(penalty, "penalty", batch, logits.device, low=0.0, low_open=True, values=scan)
     ignore = _ignore_length_rows(prompt_ignore_length, batch, logits.device, scan)
-    return call("repetition_penalty", backend, logits, input_ids, penalty_rows, ignore)
+    return call("repetition_penalty", backend, logits, input_ids, penalty_rows, ignore, check_vocab)
 
 
 def encoder_repetition_penalty(
@@ -462,6 +522,7 @@ def encoder_repetition_penalty(
     encoder_input_ids: torch.Tensor,
     penalty: RowParam,
     *,
+    out_of_vocab: str = "raise",
     backend: Optional[str] = None,
 ) -> torch.Tensor:
     """Reward (``penalty > 1``) or penalise (``penalty < 1``) the tokens of the encoder input,
@@ -472,9 +533,11 @@ def encoder_repetition_penalty(
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
         encoder_input_ids: ``(enc_batch, enc_len)`` int64/int32, ids >= 0; ``batch``
             must be a multiple of ``enc_batch``: each encoder row serves ``batch // enc_batch``
-            consecutive rows (its beams), as transformers' ``repeat_interleave``. Ids ``>= vocab``
-            are ignored (transformers raises an index error on them).
+            consecutive rows (its beams), as transformers' ``repeat_interleave``. Ids must be
+            ``< vocab`` unless ``out_of_vocab="ignore"``.
         penalty: float > 0 or a ``(batch,)`` tensor of them (one per logits row); 1.0 = off.
+        out_of_vocab: ``"raise"`` (default; transformers' ``gather`` fails on such ids too) or
+            ``"ignore"`` (ids ``>= vocab`` are dropped), as in :func:`repetition_penalty`.
 
     Returns:
         New float32 ``(batch, vocab)`` logits. All ``-inf`` rows stay all ``-inf``; NaN entries
@@ -482,13 +545,16 @@ def encoder_repetition_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
+    check_vocab = _raises_out_of_vocab(out_of_vocab)
     # Always scanned in Python: the cpu kernel would name these ids "input_ids".
-    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device)
+    encoder_input_ids = check_encoder_ids(encoder_input_ids, batch, logits.device, values=False)
+    if values_checked():
+        _scan_ids(encoder_input_ids, "encoder_input_ids", logits.shape[1] if check_vocab else None)
     penalty_rows = row_param(
         penalty, "penalty", batch, logits.device, dtype=torch.float64, low=0.0, low_open=True
     )
     inv_penalty = (1.0 / penalty_rows).to(torch.float32)
-    return call("encoder_repetition_penalty", backend, logits, encoder_input_ids, inv_penalty)
+    return call("encoder_repetition_penalty", backend, logits, encoder_input_ids, inv_penalty, check_vocab)
 
 
 def presence_frequency_penalty(
@@ -498,6 +564,7 @@ def presence_frequency_penalty(
     frequency_penalty: RowParam,
     *,
     output_mask: Optional[torch.Tensor] = None,
+    out_of_vocab: str = "raise",
     backend: Optional[str] = None,
 ) -> torch.Tensor:
     """OpenAI presence/frequency penalties over the generated tokens (no transformers
@@ -506,11 +573,13 @@ def presence_frequency_penalty(
 
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides.
-        output_ids: ``(batch, gen)`` int64/int32, ids >= 0: the generated tokens only. Ids
-            ``>= vocab`` are ignored.
+        output_ids: ``(batch, gen)`` int64/int32, ids >= 0: the generated tokens only; ids must
+            be ``< vocab`` unless ``out_of_vocab="ignore"``.
         presence_penalty, frequency_penalty: finite floats or ``(batch,)`` tensors (0 = off).
         output_mask: optional bool ``(batch, gen)``; only positions where it is True count
             (use it for padding and finished rows). Default: all positions.
+        out_of_vocab: ``"raise"`` (default): an id ``>= vocab`` anywhere in ``output_ids`` (also
+            at masked positions) raises ``ValueError``; ``"ignore"``: such ids are not counted.
 
     Returns:
         New float32 ``(batch, vocab)`` logits. ``-inf`` stays ``-inf`` (so all ``-inf`` rows
@@ -518,12 +587,13 @@ def presence_frequency_penalty(
     """
     check_logits(logits)
     batch = logits.shape[0]
+    check_vocab = _raises_out_of_vocab(out_of_vocab)
     scan = scan_values("presence_frequency_penalty", logits.device, backend)
-    output_ids = _check_ids(output_ids, "output_ids", logits, scan)
+    output_ids = _check_ids(output_ids, "output_ids", logits, scan, check_vocab)
     mask = _check_output_mask(output_mask, output_ids)
     presence = _finite_rows(presence_penalty, "presence_penalty", batch, logits.device, scan)
     frequency = _finite_rows(frequency_penalty, "frequency_penalty", batch, logits.device, scan)
-    return call("presence_frequency_penalty", backend, logits, output_ids, presence, frequency, mask)
+    return call("presence_frequency_penalty", backend, logits, output_ids, presence, frequency, mask, check_vocab)
 
 
 def apply_penalties(
@@ -536,6 +606,7 @@ def apply_penalties(
     frequency_penalty: RowParam = None,
     prompt_ignore_length: IgnoreLength = None,
     output_mask: Optional[torch.Tensor] = None,
+    out_of_vocab: str = "raise",
     backend: Optional[str] = None,
 ) -> torch.Tensor:
     """:func:`repetition_penalty` then :func:`presence_frequency_penalty` in one op (the form
@@ -552,6 +623,8 @@ def apply_penalties(
             counts as 0 when the other is given.
         prompt_ignore_length: as in :func:`repetition_penalty` (used by the repetition part).
         output_mask: as in :func:`presence_frequency_penalty`.
+        out_of_vocab: ``"raise"`` (default) or ``"ignore"``, for both ``input_ids`` and
+            ``output_ids`` (only the ids of the parts that run are read and checked).
 
     Returns:
         New float32 ``(batch, vocab)`` logits, equal to the two ops applied in sequence;
@@ -559,12 +632,13 @@ def apply_penalties(
     """
     check_logits(logits)
     batch, device = logits.shape[0], logits.device
+    check_vocab = _raises_out_of_vocab(out_of_vocab)
     scan = scan_values("apply_penalties", device, backend)
     rep = ignore = presence = frequency = mask = None
     if repetition_penalty is not None:
         if input_ids is None:
             raise ValueError("input_ids must be given when repetition_penalty is set")
-        input_ids = _check_ids(input_ids, "input_ids", logits, scan)
+        input_ids = _check_ids(input_ids, "input_ids", logits, scan, check_vocab)
         rep = row_param(
             repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True, values=scan
         )
@@ -574,7 +648,7 @@ def apply_penalties(
     if presence_penalty is not None or frequency_penalty is not None:
         if output_ids is None:
             raise ValueError("output_ids must be given when presence_penalty or frequency_penalty is set")
-        output_ids = _check_ids(output_ids, "output_ids", logits, scan)
+        output_ids = _check_ids(output_ids, "output_ids", logits, scan, check_vocab)
         mask = _check_output_mask(output_mask, output_ids)
         presence = _finite_rows(
             0.0 if presence_penalty is None else presence_penalty, "presence_penalty", batch, device, scan
@@ -585,7 +659,8 @@ def apply_penalties(
     else:
         output_ids = None
     return call(
-        "apply_penalties", backend, logits, input_ids, output_ids, rep, presence, frequency, ignore, mask
+        "apply_penalties", backend, logits, input_ids, output_ids, rep, presence, frequency, ignore, mask,
+        check_vocab,
     )
 
 
@@ -593,8 +668,7 @@ class PenaltyState:
     """The token statistics of the penalties, built once per generate call and updated by the
     decode loop after each step, so that a step applies them without rescanning the history.
 
-    Per row it keeps the distinct token ids seen so far (prompt + generated, ids ``>= vocab_size``
-    dropped), each with a flag
+    Per row it keeps the distinct token ids seen so far (prompt + generated), each with a flag
     "under the repetition penalty" and the number of times it was
     generated (for presence/frequency). :meth:`update` adds one step in O(batch) (amortised:
     the lists double when full); :func:`apply_penalties_from_state` then costs the float32 copy
@@ -603,7 +677,8 @@ class PenaltyState:
     = the steps' ``active_mask``, bit for bit.
 
     Args:
-        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids >= 0.
+        prompt_ids: ``(batch, prompt_len)`` int64/int32, ids >= 0, and ``< vocab_size`` unless
+            ``out_of_vocab="ignore"``.
         vocab_size: the logits' vocabulary (ids at or above it can never be penalised).
         attention_mask: optional ``(batch, prompt_len)``; positions where it is 0 (left padding)
             are not counted. For left padding this equals ``prompt_ignore_length`` = the number
@@ -611,6 +686,10 @@ class PenaltyState:
         prompt_ignore_length: int >= 0 or ``(batch,)`` tensor, as in :func:`repetition_penalty`:
             the leading positions of ``cat(prompt, generated)`` not counted by the repetition
             penalty (also generated positions, when it exceeds the prompt).
+        out_of_vocab: ``"raise"`` (default): an id ``>= vocab_size`` in ``prompt_ids`` (at any
+            position, also masked or ignored ones) or in a later :meth:`update` raises
+            ``ValueError``; ``"ignore"``: such ids are dropped (transformers' repetition penalty).
+            The state never holds them, so :func:`apply_penalties_from_state` has no such option.
 
     Attributes (on the prompt's device): ``tokens`` int64, ``in_rep`` bool and ``counts`` int32,
     ``(batch, capacity + 1)`` (the last column absorbs the writes of rows with nothing to add);
@@ -626,13 +705,19 @@ class PenaltyState:
         *,
         attention_mask: Optional[torch.Tensor] = None,
         prompt_ignore_length: IgnoreLength = None,
+        out_of_vocab: str = "raise",
     ) -> None:
+        self.out_of_vocab = out_of_vocab
+        self._check_vocab = _raises_out_of_vocab(out_of_vocab)
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
             raise ValueError(f"vocab_size must be an int >= 1, got {vocab_size!r}")
         if not isinstance(prompt_ids, torch.Tensor):
             raise TypeError(f"prompt_ids must be a torch.Tensor, got {type(prompt_ids).__name__}")
         device = prompt_ids.device
-        ids = check_token_ids(prompt_ids, "prompt_ids", device).to(torch.int64)
+        ids = check_token_ids(prompt_ids, "prompt_ids", device, values=False)
+        if values_checked():
+            _scan_ids(ids, "prompt_ids", vocab_size if self._check_vocab else None, "vocab_size")
+        ids = ids.to(torch.int64)
         batch, prompt_len = ids.shape
         self.vocab_size = vocab_size
         self.batch = batch
@@ -683,8 +768,9 @@ class PenaltyState:
     def update(
         self, new_tokens: torch.Tensor, active_mask: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
     ) -> None:
-        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32, ids >= 0 (ids >= vocab_size are
-        ignored).
+        """Add one step: ``new_tokens`` ``(batch,)`` int64/int32, ids >= 0; an id ``>= vocab_size``
+        raises ``ValueError`` (state unchanged) when the state was built with ``out_of_vocab="raise"``
+        and is ignored with ``"ignore"``.
         ``active_mask`` (bool ``(batch,)``, default all True) gates presence/frequency
         counting, as ``output_mask``; every token joins the repetition set, as it joins
         ``input_ids`` (finished rows keep receiving pad tokens in transformers).
@@ -698,7 +784,8 @@ class PenaltyState:
         if self._bound + 1 > self._capacity:
             self._grow()
         if self._kernel_update(backend):
-            # The kernel refuses negative ids itself (ValueError, state unchanged): no separate check.
+            # The kernel refuses negative ids, and ids >= vocab_size under "raise", itself (ValueError,
+            # state unchanged): no separate check.
             tok = _cpu.contiguous(new_tokens, torch.int64)
             active = None if active is None else _cpu.contiguous(active, torch.bool)
             ignore = None if self._ignore is None else _cpu.contiguous(self._ignore, torch.int64)
@@ -706,10 +793,13 @@ class PenaltyState:
                 self.tokens.data_ptr(), self.in_rep.data_ptr(), self.counts.data_ptr(), self.lengths.data_ptr(),
                 self.slot.data_ptr(), self.batch, self._capacity, self._capacity + 1, self.vocab_size,
                 tok.data_ptr(), 0 if active is None else active.data_ptr(), 0 if ignore is None else ignore.data_ptr(),
-                self.position,
+                self.position, self._check_vocab,
             )
         else:
-            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device).to(torch.int64)[:, 0]
+            tok = check_token_ids(new_tokens[:, None], "new_tokens", self.device, values=False)
+            if values_checked():
+                _scan_ids(tok, "new_tokens", self.vocab_size if self._check_vocab else None, "vocab_size")
+            tok = tok.to(torch.int64)[:, 0]
             self._update_torch(tok, active)
         self._bound += 1
         self.position += 1
@@ -778,7 +868,9 @@ def apply_penalties_from_state(
     Args:
         logits: ``(batch, vocab)`` float32/float16/bfloat16, any strides, on the state's device,
             ``vocab == state.vocab_size``.
-        state: the statistics of the prompt and the steps so far.
+        state: the statistics of the prompt and the steps so far. It never holds ids ``>= vocab_size``
+            (its ``out_of_vocab`` mode refused or dropped them when they were added), so this op
+            reads no ids that could be out of range and has no ``out_of_vocab`` option.
         repetition_penalty, presence_penalty, frequency_penalty: as in :func:`apply_penalties`
             (None = off; one of presence/frequency given counts the other as 0).
 
@@ -817,7 +909,9 @@ def apply_penalties_from_state(
 
 # --------------------------------------------------------------------------- cuda backend
 # csrc/cuda/penalties.cu: the float32 copy of the rows (16-byte loads), then a sparse kernel over
-# the history (O(history) per row; presence/frequency counts in a per-row hash table).
+# the history (O(history) per row; presence/frequency counts in a per-row hash table). The kernels
+# skip ids outside [0, vocab) and check no id values on the device: out_of_vocab="raise" is the
+# public op's Python scan, as for negative ids (`check_vocab` is accepted and unused here).
 from . import _cuda_launch as _cu  # noqa: E402
 
 
@@ -872,13 +966,14 @@ def _repetition_penalty_cuda(
     input_ids: torch.Tensor,
     penalty: torch.Tensor,
     prompt_ignore_length: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _cuda_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None)
 
 
 @register("encoder_repetition_penalty", "cuda")
 def _encoder_repetition_penalty_cuda(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor
+    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
 ) -> torch.Tensor:
     # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
     return _cuda_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None)
@@ -891,6 +986,7 @@ def _presence_frequency_penalty_cuda(
     presence_penalty: torch.Tensor,
     frequency_penalty: torch.Tensor,
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _cuda_penalties(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask)
 
@@ -905,6 +1001,7 @@ def _apply_penalties_cuda(
     frequency_penalty: Optional[torch.Tensor],
     prompt_ignore_length: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
     return _cuda_penalties(
         logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,

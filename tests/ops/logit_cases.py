@@ -43,7 +43,8 @@ def make_logits(batch: int, vocab: int, seed: int, dtype: torch.dtype = torch.fl
 
 def make_ids(batch: int, seq: int, high: int, seed: int, dtype: torch.dtype = torch.int64,
              device: str = "cuda") -> torch.Tensor:
-    """Ids with many repeats (a small pool), spread ids, and a few ids >= high (never touched)."""
+    """Ids with many repeats (a small pool), spread ids, and a few ids >= high (never touched; the
+    penalty ops take them with ``out_of_vocab="ignore"``)."""
     g = torch.Generator().manual_seed(seed)
     if seq == 0:
         return torch.zeros(batch, 0, dtype=dtype, device=device)

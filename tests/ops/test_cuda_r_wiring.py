@@ -57,7 +57,7 @@ def test_penalty_launchers_reach_the_launch() -> None:
     _reaches_launch("presence_frequency_penalty", LOGITS, out_ids, ROW, ROW, mask)
     long_ids = torch.randint(0, V, (B, 3000))  # a count table in the global workspace
     _reaches_launch("presence_frequency_penalty", LOGITS, long_ids, ROW, ROW, None)
-    state = P.PenaltyState(IDS, V)
+    state = P.PenaltyState(IDS, V, out_of_vocab="ignore")  # IDS holds ids >= V
     for step in range(3):
         state.update(torch.full((B,), step), backend="torch")
     _reaches_launch("apply_penalties_state", LOGITS, state.tokens, state.in_rep, state.counts, state.lengths,

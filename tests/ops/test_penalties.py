@@ -256,35 +256,79 @@ def test_encoder_repetition_per_row_and_dtypes() -> None:
     assert_same(P.encoder_repetition_penalty(strided, enc, 1.3), hf_encoder_repetition(strided.contiguous(), enc, 1.3))
 
 
-@pytest.mark.parametrize("backend", ["torch", "cpu"])
-def test_negative_ids_raise_and_out_of_vocab_ids_are_ignored(backend: str) -> None:
-    """Negative ids in any penalty history are malformed calls on every backend (the cpu backend
-    checks them in C++, the torch one in Python); ids >= vocab are dropped, as transformers does."""
-    if backend == "cpu" and backend_unavailable_reason("cpu"):
-        pytest.skip("cpu kernels not built")
+@pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
+def test_malformed_ids_raise_and_out_of_vocab_modes(backend: str) -> None:
+    """Negative ids in any penalty history raise on every backend (the cpu backend checks them in
+    C++, the others in Python). Ids >= vocab raise by default (out_of_vocab="raise"), at any
+    position, also ignored or masked ones; out_of_vocab="ignore" drops them, as transformers does."""
+    if backend_unavailable_reason(backend):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend)}")
     logits = make_logits(2, 20, seed=20)
-    ids = torch.tensor([[3, -1, 4, 3], [7, 7, 3, 1]])
-    for dtype in (torch.int64, torch.int32):
-        with pytest.raises(ValueError, match="input_ids"):
-            P.repetition_penalty(logits, ids.to(dtype), 1.2, backend=backend)
-        with pytest.raises(ValueError, match="input_ids"):
-            P.apply_penalties(logits, ids.to(dtype), None, repetition_penalty=1.2, backend=backend)
-        with pytest.raises(ValueError, match="output_ids"):
-            P.presence_frequency_penalty(logits, ids.to(dtype), 0.5, 0.5, backend=backend)
-        with pytest.raises(ValueError, match="encoder_input_ids"):
-            P.encoder_repetition_penalty(logits, ids.to(dtype), 1.5, backend=backend)
-    state = P.PenaltyState(ids.clamp(0, 19), 20)
-    with pytest.raises(ValueError, match="new_tokens"):
-        state.update(torch.tensor([-4, 3]), backend=backend)
-    with pytest.raises(ValueError, match="prompt_ids"):
-        P.PenaltyState(ids, 20)
-    enc = torch.tensor([[3, 25, 4, 3], [7, 7, 30, 1]])
-    in_vocab = torch.tensor([[3, 3, 4, 3], [7, 7, 7, 1]])  # same set of in-vocab tokens
-    for op, args in ((P.repetition_penalty, (1.4,)), (P.encoder_repetition_penalty, (1.5,))):
-        assert_same(op(logits, enc, *args, backend=backend), op(logits, in_vocab, *args, backend=backend))
+    negative = torch.tensor([[3, -1, 4, 3], [7, 7, 3, 1]])
+    oov = torch.tensor([[3, 25, 4, 3], [7, 7, 30, 1]])
+    in_vocab = torch.tensor([[3, 3, 4, 3], [7, 7, 7, 1]])  # the same set of in-vocab tokens
+    ops = {  # argument name -> the ops that read it
+        "input_ids": [
+            lambda ids, **kw: P.repetition_penalty(logits, ids, 1.4, backend=backend, **kw),
+            lambda ids, **kw: P.apply_penalties(logits, ids, None, repetition_penalty=1.4, backend=backend, **kw),
+        ],
+        "output_ids": [
+            lambda ids, **kw: P.presence_frequency_penalty(logits, ids, 0.5, 0.25, backend=backend, **kw),
+            lambda ids, **kw: P.apply_penalties(logits, None, ids, frequency_penalty=0.25, backend=backend, **kw),
+        ],
+        "encoder_input_ids": [lambda ids, **kw: P.encoder_repetition_penalty(logits, ids, 1.5, backend=backend, **kw)],
+    }
+    for name, fns in ops.items():
+        for fn in fns:
+            for dtype in (torch.int64, torch.int32):
+                for mode in ("raise", "ignore"):
+                    with pytest.raises(ValueError, match=f"{name} must hold token ids >= 0, got -1"):
+                        fn(negative.to(dtype), out_of_vocab=mode)
+                with pytest.raises(ValueError, match=rf"{name} must hold token ids < 20 \(.*\), got (25|30)"):
+                    fn(oov.to(dtype))
+            with pytest.raises(ValueError, match="out_of_vocab must be 'raise' or 'ignore', got 'clamp'"):
+                fn(in_vocab, out_of_vocab="clamp")
+            if name != "output_ids":
+                assert_same(fn(oov, out_of_vocab="ignore"), fn(in_vocab))
     assert_same(  # presence/frequency: as if the out-of-vocabulary positions were masked out
-        P.presence_frequency_penalty(logits, enc, 0.5, 0.25, backend=backend),
-        P.presence_frequency_penalty(logits, enc.clamp(max=19), 0.5, 0.25, output_mask=enc < 20, backend=backend),
+        P.presence_frequency_penalty(logits, oov, 0.5, 0.25, out_of_vocab="ignore", backend=backend),
+        P.presence_frequency_penalty(logits, oov.clamp(max=19), 0.5, 0.25, output_mask=oov < 20, backend=backend),
+    )
+    # Excluded positions are checked too: the rule is "every id of the tensor", as for negative ids.
+    with pytest.raises(ValueError, match="input_ids must hold token ids < 20"):
+        P.repetition_penalty(logits, oov, 1.4, prompt_ignore_length=3, backend=backend)
+    with pytest.raises(ValueError, match="output_ids must hold token ids < 20"):
+        P.presence_frequency_penalty(logits, oov, 0.5, 0.25, output_mask=oov < 20, backend=backend)
+
+
+@pytest.mark.parametrize("update_backend", ["torch", "cpu"])
+def test_penalty_state_out_of_vocab_modes(update_backend: str) -> None:
+    """PenaltyState refuses ids >= vocab_size by default, in the prompt (masked positions too) and
+    in update (the state unchanged); "ignore" drops them and matches apply_penalties(..., "ignore")."""
+    if backend_unavailable_reason(update_backend):
+        pytest.skip(f"{update_backend}: {backend_unavailable_reason(update_backend)}")
+    prompt = torch.tensor([[3, 25, 4, 3], [7, 7, 30, 1]])
+    with pytest.raises(ValueError, match=r"prompt_ids must hold token ids < 20 \(vocab_size\), got 30"):
+        P.PenaltyState(prompt, 20, attention_mask=(prompt < 20).long())
+    with pytest.raises(ValueError, match="out_of_vocab must be 'raise' or 'ignore'"):
+        P.PenaltyState(prompt, 20, out_of_vocab=None)  # type: ignore[arg-type]
+    state = P.PenaltyState(prompt.clamp(max=19), 20)
+    before = [t.clone() for t in (state.tokens, state.in_rep, state.counts, state.lengths)]
+    for bad, message in ((torch.tensor([3, 21]), r"new_tokens must hold token ids < 20 \(.*\), got 21"),
+                         (torch.tensor([-4, 3]), "new_tokens must hold token ids >= 0, got -4")):
+        with pytest.raises(ValueError, match=message):
+            state.update(bad, backend=update_backend)
+        assert all(torch.equal(a, b) for a, b in zip(before, (state.tokens, state.in_rep, state.counts, state.lengths)))
+    ignoring = P.PenaltyState(prompt, 20, prompt_ignore_length=1, out_of_vocab="ignore")
+    steps = torch.tensor([[3, 21], [20, 5], [3, 5]])
+    for step in steps:
+        ignoring.update(step, backend=update_backend)
+    logits = make_logits(2, 20, seed=23)
+    kw = dict(repetition_penalty=1.3, presence_penalty=0.5, frequency_penalty=0.25)
+    assert_same(
+        P.apply_penalties_from_state(logits, ignoring, **kw),
+        P.apply_penalties(logits, torch.cat([prompt, steps.t()], 1), steps.t(), prompt_ignore_length=1,
+                          out_of_vocab="ignore", **kw),
     )
 
 

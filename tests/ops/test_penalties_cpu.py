@@ -28,7 +28,7 @@ def make_logits(batch: int, vocab: int, seed: int, dtype: torch.dtype = torch.fl
 
 
 def make_ids(batch: int, seq: int, high: int, seed: int, dtype: torch.dtype = torch.int64) -> torch.Tensor:
-    """Ids in [0, high) with repeats (a small pool plus spread ids) and a few >= high - 3."""
+    """Ids in [0, high) with repeats (a small pool plus spread ids)."""
     g = torch.Generator().manual_seed(seed)
     if seq == 0:
         return torch.zeros(batch, 0, dtype=dtype)
@@ -300,7 +300,7 @@ def _raw_args(**overrides) -> dict:
         logits=logits.data_ptr(), dtype=0, batch=2, vocab=10, logits_stride=10, out=out.data_ptr(),
         rep_ids=ids.data_ptr(), rep_ids64=True, rep_rows=2, rep_len=2, rep_stride=2, rep_penalty=pen.data_ptr(),
         ignore=0, out_ids=ids.data_ptr(), out_ids64=True, out_len=2, out_stride=2, out_mask=0, mask_stride=0,
-        presence=pen.data_ptr(), frequency=pen.data_ptr(),
+        presence=pen.data_ptr(), frequency=pen.data_ptr(), check_vocab=True,
     )
     args.update(overrides)
     return args, (logits, out, ids, pen)
@@ -312,6 +312,9 @@ def test_compiled_functions_refuse_malformed_calls() -> None:
     mod.apply_penalties(**args)  # well-formed
     negative = torch.tensor([[1, -2], [3, 4]])
     negative32 = negative.int()
+    oov = torch.tensor([[1, 2], [10, 4]])
+    oov32 = oov.int()  # alive through the calls: the kernels get raw addresses
+    mod.apply_penalties(**{**args, "rep_ids": oov.data_ptr(), "out_ids": oov.data_ptr(), "check_vocab": False})
     bad = [
         dict(batch=-1), dict(vocab=-3), dict(logits_stride=-1), dict(logits=0), dict(out=0), dict(dtype=3),
         dict(rep_len=-1), dict(rep_ids=0), dict(rep_rows=0), dict(rep_rows=3), dict(rep_stride=-2),
@@ -329,6 +332,10 @@ def test_compiled_functions_refuse_malformed_calls() -> None:
     minus = torch.tensor([0, -1])
     named = [
         (dict(rep_ids=negative.data_ptr()), "input_ids must hold token ids >= 0"),
+        (dict(rep_ids=negative.data_ptr(), check_vocab=False), "input_ids must hold token ids >= 0"),
+        (dict(rep_ids=oov.data_ptr()), r"input_ids must hold token ids < 10 \(.*\), got 10 at row 1, position 0"),
+        (dict(out_ids=oov.data_ptr()), r"output_ids must hold token ids < 10 \(.*\), got 10 at row 1, position 0"),
+        (dict(out_ids=oov32.data_ptr(), out_ids64=False), "output_ids must hold token ids < 10"),
         (dict(rep_penalty=zero.data_ptr()), "repetition_penalty"),
         (dict(rep_penalty=nan.data_ptr()), "repetition_penalty"),
         (dict(presence=inf.data_ptr()), "presence_penalty"),
@@ -349,6 +356,12 @@ def test_compiled_functions_refuse_malformed_calls() -> None:
         mod.apply_penalties(**{**args, **split, "presence": 0, "frequency": 0})
     with pytest.raises(ValueError):
         mod.apply_penalties(**{**args, **split, "rep_penalty": 0})
+    over = torch.tensor([[5, SPLIT_VOCAB]])
+    split.update(rep_ids=over.data_ptr(), out_ids=over.data_ptr(), rep_len=2, rep_stride=2, out_len=2, out_stride=2)
+    for part in ({"presence": 0, "frequency": 0}, {"rep_penalty": 0}):
+        with pytest.raises(ValueError, match=f"must hold token ids < {SPLIT_VOCAB}"):
+            mod.apply_penalties(**{**args, **split, **part})
+        mod.apply_penalties(**{**args, **split, **part, "check_vocab": False})
     # The scratch counts are left clean by a refused call: the next call is right.
     logits = make_logits(2, 300, seed=11)
     gen = make_ids(2, 40, 300, seed=12)
@@ -387,14 +400,16 @@ def test_state_update_kernel_refuses_malformed_calls() -> None:
     def call(new: torch.Tensor, **override) -> None:
         args = dict(tokens=state.tokens.data_ptr(), in_rep=state.in_rep.data_ptr(), counts=state.counts.data_ptr(),
                     lengths=state.lengths.data_ptr(), slot=state.slot.data_ptr(), batch=2, capacity=cap,
-                    stride=cap + 1, vocab=10, new_tokens=new.data_ptr(), active=0, ignore=0, position=3)
+                    stride=cap + 1, vocab=10, new_tokens=new.data_ptr(), active=0, ignore=0, position=3,
+                    check_vocab=True)
         mod.penalty_state_update(**{**args, **override})
 
     ok, negative = torch.tensor([5, 6]), torch.tensor([5, -6])
     full, too_long = torch.tensor([cap, 1]), torch.tensor([1, cap + 1])
     corrupt = state.slot.clone()
     corrupt[0, 5] = 7  # points past the row's 3 entries
-    for new, override in [(negative, {}), (ok, dict(batch=-1)), (ok, dict(capacity=-1)),
+    for new, override in [(negative, {}), (negative, dict(check_vocab=False)), (torch.tensor([5, 10]), {}),
+                          (ok, dict(batch=-1)), (ok, dict(capacity=-1)),
                           (ok, dict(vocab=-1)),
                           (ok, dict(stride=1)), (ok, dict(tokens=0)), (ok, dict(slot=0)), (ok, dict(new_tokens=0)),
                           (ok, dict(lengths=full.data_ptr())), (ok, dict(lengths=too_long.data_ptr())),

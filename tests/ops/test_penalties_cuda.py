@@ -22,6 +22,8 @@ def _need_cuda_module() -> None:
 
 
 def _both(fn, *args, **kwargs):
+    # make_ids plants ids >= vocab: the stateless ops run on their out_of_vocab="ignore" path.
+    kwargs.setdefault("out_of_vocab", "ignore")
     return fn(*args, backend="cuda", **kwargs), fn(*args, backend="torch", **kwargs)
 
 
@@ -99,18 +101,18 @@ def test_penalties_match_cpu_backend() -> None:
     input_ids = make_ids(9, 200, 5003, 32)
     output_ids = make_ids(9, 80, 5003, 33)
     # The cpu backend divides (s / p) where torch on CUDA multiplies by 1 / p: one ulp apart at most.
-    got = P.repetition_penalty(logits, input_ids, 1.7, backend="cuda")
-    cpu = P.repetition_penalty(logits.cpu(), input_ids.cpu(), 1.7, backend="cpu")
+    got = P.repetition_penalty(logits, input_ids, 1.7, backend="cuda", out_of_vocab="ignore")
+    cpu = P.repetition_penalty(logits.cpu(), input_ids.cpu(), 1.7, backend="cpu", out_of_vocab="ignore")
     assert_same(got, cpu, rtol=2.0**-22, what="repetition, cuda vs cpu")
     # No division in presence/frequency: the same bits.
-    got = P.presence_frequency_penalty(logits, output_ids, 0.5, 0.25, backend="cuda")
-    cpu = P.presence_frequency_penalty(logits.cpu(), output_ids.cpu(), 0.5, 0.25, backend="cpu")
+    got = P.presence_frequency_penalty(logits, output_ids, 0.5, 0.25, backend="cuda", out_of_vocab="ignore")
+    cpu = P.presence_frequency_penalty(logits.cpu(), output_ids.cpu(), 0.5, 0.25, backend="cpu", out_of_vocab="ignore")
     assert_exact(got, cpu.cuda(), "presence/frequency, cuda vs cpu")
 
 
 def _state_steps(batch: int, vocab: int, prompt: int, steps: int, dtype: torch.dtype) -> None:
     prompt_ids = make_ids(batch, prompt, vocab, 41)
-    state = P.PenaltyState(prompt_ids, vocab, prompt_ignore_length=prompt // 3)
+    state = P.PenaltyState(prompt_ids, vocab, prompt_ignore_length=prompt // 3, out_of_vocab="ignore")
     history = [prompt_ids]
     active_rows = []
     g = torch.Generator().manual_seed(42)
@@ -129,7 +131,7 @@ def _state_steps(batch: int, vocab: int, prompt: int, steps: int, dtype: torch.d
     assert_exact(got, want, "state")
     full = P.apply_penalties(
         logits, torch.cat(history, 1), torch.cat(history[1:], 1), prompt_ignore_length=prompt // 3,
-        output_mask=torch.cat(active_rows, 1), backend="torch", **kwargs,
+        output_mask=torch.cat(active_rows, 1), out_of_vocab="ignore", backend="torch", **kwargs,
     )
     assert_exact(got, full, "state vs apply_penalties")
     only_rep = P.apply_penalties_from_state(logits, state, repetition_penalty=1.9, backend="cuda")
@@ -143,6 +145,28 @@ def test_state_equals_references() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_big_state_equals_references(dtype: torch.dtype) -> None:
     _state_steps(64, 152064, 500, 20, dtype)
+
+
+def test_out_of_vocab_ids_raise_on_cuda_tensors() -> None:
+    """out_of_vocab="raise" (the default) on CUDA tensors: the Python scan refuses ids >= vocab for the
+    cuda and torch backends alike (the kernels only skip them), naming the argument, vocab and id."""
+    logits = make_logits(2, 20, 51)
+    oov = torch.tensor([[3, 25, 4], [7, 1, 1]], device="cuda")
+    calls = [
+        ("input_ids", lambda b: P.repetition_penalty(logits, oov, 1.3, backend=b)),
+        ("input_ids", lambda b: P.apply_penalties(logits, oov, oov, repetition_penalty=1.3, backend=b)),
+        ("output_ids", lambda b: P.presence_frequency_penalty(logits, oov.int(), 0.5, 0.2, backend=b)),
+        ("encoder_input_ids", lambda b: P.encoder_repetition_penalty(logits, oov, 1.3, backend=b)),
+    ]
+    for name, call in calls:
+        for backend in ("cuda", "torch"):
+            with pytest.raises(ValueError, match=rf"{name} must hold token ids < 20 \(.*\), got 25"):
+                call(backend)
+    state = P.PenaltyState(oov.clamp(max=19), 20)
+    with pytest.raises(ValueError, match=r"new_tokens must hold token ids < 20 \(vocab_size\), got 20"):
+        state.update(torch.tensor([20, 3], device="cuda"))
+    with pytest.raises(ValueError, match="prompt_ids must hold token ids < 20"):
+        P.PenaltyState(oov, 20)
 
 
 def test_kernels_refuse_malformed_calls() -> None:

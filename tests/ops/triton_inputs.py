@@ -61,7 +61,8 @@ def make_logits(batch: int, vocab: int, seed: int, dtype: torch.dtype = torch.fl
 
 def make_ids(batch: int, seq: int, vocab: int, seed: int, *, pool: int = 16, device: str = "cpu") -> torch.Tensor:
     """``(batch, seq)`` int64 ids with many repeats (a small pool), the edges 0 and ``vocab - 1``,
-    and a few ids at or past ``vocab`` (never penalised / banned)."""
+    and a few ids at or past ``vocab`` (never banned; the penalty ops take them with
+    ``out_of_vocab="ignore"``)."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, max(1, min(vocab, pool)), (batch, seq), generator=g)
     if seq:
