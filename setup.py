@@ -195,9 +195,10 @@ def extensions() -> list[Extension]:
 
 setup(
     packages=["pydecode", "pydecode.ops", "pydecode.generation", "pydecode.cli", "pydecode.benchmarks",
-              "pydecode.triton_kernels"],
+              "pydecode.demo_model", "pydecode.triton_kernels"],
     package_dir={"pydecode.triton_kernels": "triton_kernels"},
-    package_data={"pydecode": ["py.typed"]},
+    # The demo model's weights, config and tokenizer ship with every install (pydecode/demo_model).
+    package_data={"pydecode": ["py.typed"], "pydecode.demo_model": ["*.json", "*.safetensors", "README.md"]},
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},
 )
