@@ -52,7 +52,8 @@ Training
     ``manifest.json`` (``schedule``, ``reproduce``): rerunning with those ``--steps`` /
     ``--decay-start`` replays the same schedule with no timing involved. (Warm-up, stable
     phase, decay: the "WSD" shape of MiniCPM, Hu et al. 2024, with a cosine decay phase.)
-    ``--minutes`` also stops any run that overruns it (``stopped_early`` in the manifest).
+    ``--minutes`` also stops any run that overruns it (``stopped_early`` in the manifest; the
+    recorded replay command then adds ``--stop-at``).
 
 The weights are saved with ``save_pretrained`` as float16 safetensors (half the size; the
 loader upcasts to the requested dtype). Reproducibility: the corpus and the tokenizer are
@@ -240,6 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decay-start", type=int, default=None,
                         help="with --steps: the step where the cosine decay starts (default: end of warm-up, i.e. "
                              "plain warm-up + cosine)")
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="with --steps: stop after this many steps without changing the schedule (replays a run "
+                             "that --minutes cut short)")
     parser.add_argument("--minutes", type=float, default=30.0,
                         help="wall-clock budget: budget mode schedules its decay to end within it; any run stops "
                              "when it is reached")
@@ -271,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--steps must be greater than --warmup ({args.warmup}), got {args.steps}")
     if args.decay_start is not None and (args.steps is None or not args.warmup <= args.decay_start <= args.steps):
         parser.error("--decay-start needs --steps and must lie between --warmup and --steps")
+    if args.stop_at is not None and (args.steps is None or not 0 < args.stop_at <= args.steps):
+        parser.error("--stop-at needs --steps and must lie between 1 and --steps")
     if not 0.0 < args.decay_fraction < 1.0 or args.minutes <= 0:
         parser.error("--decay-fraction must be in (0, 1) and --minutes positive")
 
@@ -347,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
             held = evaluate(model, held_stream, args.seq_len, 64, args.bf16)
             print(f"step {step:5d} held-out loss {held:.3f} (first 64 windows)", flush=True)
         step += 1
+        if step == args.stop_at:
+            stopped_early = step != steps
+            print(f"--stop-at {args.stop_at}: stopping", flush=True)
+            break
         if time.time() > deadline and step != steps:
             stopped_early = True
             print(f"--minutes {args.minutes} reached after {steps_done} of {steps} steps: stopping", flush=True)
@@ -391,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
         "schedule": {"steps": steps, "decay_start": decay_start, "warmup": args.warmup, "lr": args.lr},
         # argparse keeps the last of repeated options: the original command with the schedule fixed.
         "reproduce": " ".join(["python tools/train_demo_model.py", *(sys.argv[1:] if argv is None else argv),
-                               f"--steps {steps} --decay-start {decay_start} --minutes 1000"]),
+                               f"--steps {steps} --decay-start {decay_start} --minutes 1000",
+                               *([f"--stop-at {steps_done}"] if steps_done != steps else [])]),
         "stopped_early": stopped_early,
         "train_minutes": round(train_minutes, 1),
         "final_train_loss_smoothed": round(train_loss, 4),

@@ -106,8 +106,10 @@ def _penalties_rows_kernel(
             before = tl.load(gen_rows + pos - 1, mask=ok & (pos > 0), other=-1)
             ok = ok & (v >= 0) & (v < vocab) & (before != v)  # the first lane of each run
             # Upper bound of v in [pos + 1, gen_len): the run ends where the ids exceed v.
-            lo = pos + 1
-            hi = tl.zeros_like(lo) + gen_len
+            # (ROWS, BLOCK) from the start: a loop-carried (1, BLOCK) that the loop widens does
+            # not compile (the interpreter accepts it).
+            lo = pos + 1 + tl.zeros_like(v)
+            hi = tl.zeros_like(v) + gen_len
             for _ in range(gen_steps):
                 go = ok & (lo < hi)
                 mid = (lo + hi) // 2

@@ -299,8 +299,11 @@ def _filter_chain_kernel(
                         mask = cols < vocab
                         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
                         kept = mask & (x >= kth)
-                        w = tl.where(kept, tl.exp(x - m), 0.0)
+                        # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites
+                        # `x - m` to use the 2-D layout of x built for `le` below it ("operand does
+                        # not dominate this use"); triton 3.9 compiles either order.
                         le = kept[:, None] & (x[:, None] <= pivots[None, :])
+                        w = tl.where(kept, tl.exp(x - m), 0.0)
                         acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
                         cnt += tl.sum(le.to(tl.int32), axis=0)
                     feasible = acc <= target
@@ -453,8 +456,10 @@ def _chain(
     tile = tokens and not (filtered or kept_input) and top_k is not None
     # per-row scratch for the top-k candidate tile and the top-p boundary tile
     scratch = tile or top_p is not None
-    cand_x = torch.empty((batch, _CAP), dtype=torch.float32, device=device) if scratch else dummy
-    cand_i = torch.empty((batch, _CAP), dtype=torch.int32, device=device) if tile else dummy
+    # Unused tiles still need their element types: the kernel's tile code is compiled for runtime
+    # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
+    cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
+    cand_i = torch.empty((batch, _CAP) if tile else (1,), dtype=torch.int32, device=device)
     _filter_chain_kernel[(batch,)](
         x, x.stride(0), vocab,
         dummy if temperature is None else temperature.contiguous(),

@@ -20,8 +20,9 @@ struct LogitRows {
 // contiguous (rows, vocab).
 void apply_temperature(const LogitRows& in, const double* temperature, float* out);
 
-// out[b] = lowest index of the row maximum, NaN ignored; 0 when nothing is above -inf.
-void greedy(const LogitRows& in, int64_t* out);
+// out[b] = lowest index of the row maximum; 0 when nothing is above -inf. NaN is skipped, or with
+// nan_is_max it is the maximum (the first NaN wins: torch.argmax, which transformers' greedy uses).
+void greedy(const LogitRows& in, bool nan_is_max, int64_t* out);
 
 enum class Transform : int {
   kNone = 0,

@@ -38,14 +38,17 @@ void bind_sampling(pybind11::module_& m) {
 
   m.def(
       "greedy",
-      [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out) {
+      [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out,
+         bool nan_is_max) {
         const LogitRows in = rows_in(logits, dtype, rows, vocab, row_stride);
         require_pointer(out, rows, "out");
         py::gil_scoped_release release;
-        greedy(in, as_ptr<int64_t>(out));
+        greedy(in, nan_is_max, as_ptr<int64_t>(out));
       },
       py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"), py::arg("out"),
-      "out int64 (rows,) = lowest index of each row's maximum (NaN ignored; 0 when nothing is above -inf).");
+      py::arg("nan_is_max") = false,
+      "out int64 (rows,) = lowest index of each row's maximum; 0 when nothing is above -inf. NaN is skipped, or "
+      "with nan_is_max the first NaN is the maximum (torch.argmax).");
 
   m.def(
       "filter_chain",

@@ -147,6 +147,26 @@ def test_apply_temperature_and_greedy(dtype: torch.dtype) -> None:
     assert_same(S.greedy(row, backend="cpu"), S.greedy(row, backend="torch"))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_argmax_is_torch_argmax(dtype: torch.dtype) -> None:
+    """ops.argmax == torch.argmax (NaN is the maximum, first index on ties, 0 for an all -inf
+    row) on every row kind, with the vector loop's tail (V % 16) and a batch-1 row long enough
+    to be split across threads, where the first NaN / maximum may lie in either chunk."""
+    for vocab in (1, 15, 16, 17, 111, 40000):
+        x = rows(vocab, seed=vocab).to(dtype)
+        for name, view in layouts(x).items():
+            got, want = both(S.argmax, view)
+            assert_same(got, want, what=f"argmax {name} V={vocab}")
+            assert_same(got, torch.argmax(view, dim=-1), what=f"torch.argmax {name} V={vocab}")
+    long = torch.randn(1, 262144, generator=torch.Generator().manual_seed(3))
+    for spot, value in ((200000, 50.0), (10, 50.0), (250000, NAN), (5, NAN)):
+        row = long.clone()
+        row[0, spot] = value
+        row[0, spot + 100000 if spot < 100000 else spot - 100000] = value  # a second, later/earlier copy
+        assert_same(S.argmax(row.to(dtype), backend="cpu"), torch.argmax(row.to(dtype), dim=-1),
+                    what=f"split row {spot} {value}")
+
+
 def test_half_conversion_is_torchs() -> None:
     """Every float16 and bfloat16 bit pattern converts exactly as torch's .float() (the kernel
     has its own branch-free float16 conversion)."""
