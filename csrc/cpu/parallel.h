@@ -19,8 +19,8 @@ int num_threads();
 // with n_tasks <= 1 run inline on the calling thread.
 void parallel_tasks(int64_t n_tasks, const std::function<void(int64_t)>& fn);
 
-// Splits [0, n) into at most num_threads() contiguous chunks of at least `grain` items and runs
-// fn(begin, end) on each (inline when n <= grain).
+// Splits [0, n) into at most 4 * num_threads() contiguous chunks of at least `grain` items and
+// runs fn(begin, end) on each, in any order on any thread (inline when n <= grain).
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
 }  // namespace pydecode::cpu
