@@ -22,7 +22,10 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
+
+from pydecode.benchmarks.plots import grouped_bars
+from pydecode.benchmarks.plots import pyplot as _pyplot
 
 PROVIDER_ORDER = {"floor": 0, "pydecode": 1, "llama.cpp": 2, "transformers": 3}
 BACKEND_ORDER = {"read (x.sum)": 0, "copy (dst.copy_)": 1, "cuda": 0, "triton": 1, "cpu": 2, "torch": 3}
@@ -182,17 +185,6 @@ def render_generate(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        return None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_ops(rows: list[dict[str, str]], case: str, path: Path) -> None:
     plt = _pyplot()
     rows = sorted(rows, key=_sort_key)
@@ -214,25 +206,16 @@ def plot_ops(rows: list[dict[str, str]], case: str, path: Path) -> None:
 
 
 def plot_generate(rows: list[dict[str, str]], path: Path) -> None:
-    plt = _pyplot()
-    groups = list(dict.fromkeys((r["case"], r["batch"]) for r in rows))
-    providers = list(dict.fromkeys(r["provider"] for r in rows))
-    width = 0.8 / len(providers)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.5))
-    for k, provider in enumerate(providers):
-        values = {(r["case"], r["batch"]): _float(r.get("tokens_per_s", "")) or 0.0 for r in rows
-                  if r["provider"] == provider}
-        xs = [i + (k - (len(providers) - 1) / 2) * width for i in range(len(groups))]
-        ax.bar(xs, [values.get(g, 0.0) for g in groups], width, label=provider)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([f"{c}\nbatch {b}" for c, b in groups])
-    ax.set_ylabel("new tokens / s")
-    ax.set_title(f"generate ({_generate_key(rows[0])})\n{_joined(rows, 'device')}, git {_joined(rows, 'git_sha')}",
-                 fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    tokens = {(r["provider"], r["case"], r["batch"]): _float(r.get("tokens_per_s", "")) or 0.0 for r in rows}
+    grouped_bars(
+        _pyplot(),
+        list(dict.fromkeys((r["case"], r["batch"]) for r in rows)),
+        list(dict.fromkeys(r["provider"] for r in rows)),
+        lambda provider, group: tokens.get((provider, *group), 0.0),
+        ylabel="new tokens / s",
+        title=f"generate ({_generate_key(rows[0])})\n{_joined(rows, 'device')}, git {_joined(rows, 'git_sha')}",
+        path=path,
+    )
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..benchmarks.generate import STRATEGIES, compare, prompt_ids
 
     if args.plot is not None:
-        _matplotlib()  # fail before minutes of benchmarking, not after
+        _require_matplotlib()  # fail before minutes of benchmarking, not after
     for flag in ("csv", "json", "plot"):
         path = getattr(args, flag)
         if path is not None and not path.resolve().parent.is_dir():
@@ -182,38 +182,32 @@ def _csv_row(r: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _matplotlib() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise CLIError("--plot needs matplotlib, which is not installed: pip install -e '.[bench]'") from None
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+def _require_matplotlib() -> Any:
+    from ..benchmarks.plots import pyplot
 
+    plt = pyplot()
+    if plt is None:
+        raise CLIError("--plot needs matplotlib, which is not installed: pip install -e '.[bench]'")
     return plt
 
 
 def _plot(rows: list[dict[str, Any]], settings: dict[str, Any], env: dict[str, str], path: Path) -> None:
-    plt = _matplotlib()
-    groups = list(dict.fromkeys((r["strategy"], r["batch"]) for r in rows))
-    providers = list(dict.fromkeys(r["provider"] for r in rows))
-    width = 0.8 / len(providers)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.5))
-    for k, provider in enumerate(providers):
-        values = {(r["strategy"], r["batch"]): r["tokens_per_s"] for r in rows if r["provider"] == provider}
-        xs = [i + (k - (len(providers) - 1) / 2) * width for i in range(len(groups))]
-        ax.bar(xs, [values.get(g, 0.0) for g in groups], width, label=provider)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([f"{s}\nbatch {b}" for s, b in groups])
-    ax.set_ylabel("new tokens / s")
-    ax.set_title(f"generate, model {settings['model']} ({settings['device']}, {settings['dtype']}), "
-                 f"{settings['prompt_len']}+{settings['new_tokens']} tokens", fontsize=10)
-    fig.text(0.01, 0.01, f"{env['device']}; torch {env['torch']}, transformers {env['transformers']}, "
-                         f"git {env['git_sha']}", fontsize=7)
-    ax.legend()
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    from ..benchmarks.plots import grouped_bars
+
+    plt = _require_matplotlib()
+    tokens = {(r["provider"], r["strategy"], r["batch"]): r["tokens_per_s"] for r in rows}
+    grouped_bars(
+        plt,
+        list(dict.fromkeys((r["strategy"], r["batch"]) for r in rows)),
+        list(dict.fromkeys(r["provider"] for r in rows)),
+        lambda provider, group: tokens.get((provider, *group), 0.0),
+        ylabel="new tokens / s",
+        title=f"generate, model {settings['model']} ({settings['device']}, {settings['dtype']}), "
+              f"{settings['prompt_len']}+{settings['new_tokens']} tokens",
+        footer=f"{env['device']}; torch {env['torch']}, transformers {env['transformers']}, git {env['git_sha']}",
+        path=path,
+        dpi=120,
+    )
 
 
 class _Progress:
