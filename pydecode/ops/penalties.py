@@ -31,7 +31,7 @@ are dropped.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -296,55 +296,61 @@ def _cpu_penalties(
     return out
 
 
-@register("repetition_penalty", "cpu")
-def _repetition_penalty_cpu(
-    logits: torch.Tensor,
-    input_ids: torch.Tensor,
-    penalty: torch.Tensor,
-    prompt_ignore_length: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cpu_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None, check_vocab)
+def _register_penalty_ops(backend: str, launch: Callable[..., torch.Tensor]) -> None:
+    """Register ``backend``'s four penalty ops as calls of its one fused launcher ``launch(logits,
+    rep_ids, output_ids, rep, presence, frequency, ignore, output_mask, check_vocab)``, a part off
+    when its penalty is None."""
+
+    def repetition(logits: torch.Tensor, input_ids: torch.Tensor, penalty: torch.Tensor,
+                   prompt_ignore_length: Optional[torch.Tensor], check_vocab: bool = False) -> torch.Tensor:
+        return launch(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None, check_vocab)
+
+    def encoder_repetition(logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor,
+                           check_vocab: bool = False) -> torch.Tensor:
+        # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
+        return launch(logits, encoder_input_ids, None, inv_penalty, None, None, None, None, check_vocab)
+
+    def presence_frequency(logits: torch.Tensor, output_ids: torch.Tensor, presence_penalty: torch.Tensor,
+                           frequency_penalty: torch.Tensor, output_mask: Optional[torch.Tensor],
+                           check_vocab: bool = False) -> torch.Tensor:
+        return launch(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask,
+                      check_vocab)
+
+    def combined(logits: torch.Tensor, input_ids: Optional[torch.Tensor], output_ids: Optional[torch.Tensor],
+                 repetition_penalty: Optional[torch.Tensor], presence_penalty: Optional[torch.Tensor],
+                 frequency_penalty: Optional[torch.Tensor], prompt_ignore_length: Optional[torch.Tensor],
+                 output_mask: Optional[torch.Tensor], check_vocab: bool = False) -> torch.Tensor:
+        return launch(logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
+                      prompt_ignore_length, output_mask, check_vocab)
+
+    register("repetition_penalty", backend)(repetition)
+    register("encoder_repetition_penalty", backend)(encoder_repetition)
+    register("presence_frequency_penalty", backend)(presence_frequency)
+    register("apply_penalties", backend)(combined)
 
 
-@register("encoder_repetition_penalty", "cpu")
-def _encoder_repetition_penalty_cpu(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
-) -> torch.Tensor:
-    # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
-    return _cpu_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None, check_vocab)
+def _state_tensors(
+    tokens: torch.Tensor, in_rep: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor, batch: int,
+    params: tuple[Optional[torch.Tensor], ...],
+) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
+    """The apply_penalties_state kernels' inputs (both backends), checked and contiguous: the four
+    state tensors, and the repetition / presence / frequency penalties (None = off; presence and
+    frequency only together)."""
+    if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (batch,):
+        raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
+    state = [_cpu.contiguous(t, dtype) for t, dtype in
+             ((tokens, torch.int64), (in_rep, torch.bool), (counts, torch.int32), (lengths, torch.int64))]
+    penalties = [None if t is None else _cpu.contiguous(t, torch.float32) for t in params]
+    if penalties[1] is None or penalties[2] is None:
+        penalties[1] = penalties[2] = None
+    return state, penalties
 
 
-@register("presence_frequency_penalty", "cpu")
-def _presence_frequency_penalty_cpu(
-    logits: torch.Tensor,
-    output_ids: torch.Tensor,
-    presence_penalty: torch.Tensor,
-    frequency_penalty: torch.Tensor,
-    output_mask: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cpu_penalties(
-        logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask, check_vocab
-    )
+def _pointers(tensors: list[Optional[torch.Tensor]]) -> list[int]:
+    return [0 if t is None else t.data_ptr() for t in tensors]
 
 
-@register("apply_penalties", "cpu")
-def _apply_penalties_cpu(
-    logits: torch.Tensor,
-    input_ids: Optional[torch.Tensor],
-    output_ids: Optional[torch.Tensor],
-    repetition_penalty: Optional[torch.Tensor],
-    presence_penalty: Optional[torch.Tensor],
-    frequency_penalty: Optional[torch.Tensor],
-    prompt_ignore_length: Optional[torch.Tensor],
-    output_mask: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cpu_penalties(
-        logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
-        prompt_ignore_length, output_mask, check_vocab,
-    )
+_register_penalty_ops("cpu", _cpu_penalties)
 
 
 @register("apply_penalties_state", "cpu")
@@ -361,21 +367,13 @@ def _apply_penalties_state_cpu(
     x = _cpu.rows_view(logits)
     batch, vocab = x.shape
     capacity = tokens.shape[1]
-    if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (batch,):
-        raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
-    tokens = _cpu.contiguous(tokens, torch.int64)
-    in_rep = _cpu.contiguous(in_rep, torch.bool)
-    counts = _cpu.contiguous(counts, torch.int32)
-    lengths = _cpu.contiguous(lengths, torch.int64)
-    params = [None if t is None else _cpu.contiguous(t, torch.float32)
-              for t in (repetition_penalty, presence_penalty, frequency_penalty)]
-    if params[1] is None or params[2] is None:
-        params[1] = params[2] = None
+    state, penalties = _state_tensors(
+        tokens, in_rep, counts, lengths, batch, (repetition_penalty, presence_penalty, frequency_penalty)
+    )
     out = torch.empty((batch, vocab), dtype=torch.float32)
     _cpu.module().apply_penalties_state(
         x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], batch, vocab, _cpu.row_stride(x), out.data_ptr(),
-        tokens.data_ptr(), in_rep.data_ptr(), counts.data_ptr(), lengths.data_ptr(), capacity, capacity,
-        *(0 if t is None else t.data_ptr() for t in params),
+        *_pointers(state), capacity, capacity, *_pointers(penalties),
     )
     return out
 
@@ -924,7 +922,9 @@ def _cuda_penalties(
     frequency: Optional[torch.Tensor],
     ignore: Optional[torch.Tensor],
     output_mask: Optional[torch.Tensor],
+    check_vocab: bool = False,
 ) -> torch.Tensor:
+    del check_vocab  # see above: the public op's Python scan
     mod = _cu.module()
     x, out, args = _cu.logits_args(logits)
     batch, device = x.shape[0], x.device
@@ -960,53 +960,7 @@ def _cuda_penalties(
     return out
 
 
-@register("repetition_penalty", "cuda")
-def _repetition_penalty_cuda(
-    logits: torch.Tensor,
-    input_ids: torch.Tensor,
-    penalty: torch.Tensor,
-    prompt_ignore_length: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cuda_penalties(logits, input_ids, None, penalty, None, None, prompt_ignore_length, None)
-
-
-@register("encoder_repetition_penalty", "cuda")
-def _encoder_repetition_penalty_cuda(
-    logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
-) -> torch.Tensor:
-    # Same formula with q = 1 / penalty; the kernel maps row b to encoder row b // (batch // rows).
-    return _cuda_penalties(logits, encoder_input_ids, None, inv_penalty, None, None, None, None)
-
-
-@register("presence_frequency_penalty", "cuda")
-def _presence_frequency_penalty_cuda(
-    logits: torch.Tensor,
-    output_ids: torch.Tensor,
-    presence_penalty: torch.Tensor,
-    frequency_penalty: torch.Tensor,
-    output_mask: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cuda_penalties(logits, None, output_ids, None, presence_penalty, frequency_penalty, None, output_mask)
-
-
-@register("apply_penalties", "cuda")
-def _apply_penalties_cuda(
-    logits: torch.Tensor,
-    input_ids: Optional[torch.Tensor],
-    output_ids: Optional[torch.Tensor],
-    repetition_penalty: Optional[torch.Tensor],
-    presence_penalty: Optional[torch.Tensor],
-    frequency_penalty: Optional[torch.Tensor],
-    prompt_ignore_length: Optional[torch.Tensor],
-    output_mask: Optional[torch.Tensor],
-    check_vocab: bool = False,
-) -> torch.Tensor:
-    return _cuda_penalties(
-        logits, input_ids, output_ids, repetition_penalty, presence_penalty, frequency_penalty,
-        prompt_ignore_length, output_mask,
-    )
+_register_penalty_ops("cuda", _cuda_penalties)
 
 
 @register("apply_penalties_state", "cuda")
@@ -1020,22 +974,14 @@ def _apply_penalties_state_cuda(
     presence_penalty: Optional[torch.Tensor],
     frequency_penalty: Optional[torch.Tensor],
 ) -> torch.Tensor:
-    if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (logits.shape[0],):
-        raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
+    state, penalties = _state_tensors(
+        tokens, in_rep, counts, lengths, logits.shape[0], (repetition_penalty, presence_penalty, frequency_penalty)
+    )
     mod = _cu.module()
     x, out, args = _cu.logits_args(logits)
     capacity = tokens.shape[1]
-    tokens = _cpu.contiguous(tokens, torch.int64)
-    in_rep = _cpu.contiguous(in_rep, torch.bool)
-    counts = _cpu.contiguous(counts, torch.int32)
-    lengths = _cpu.contiguous(lengths, torch.int64)
-    params = [None if t is None else _cpu.contiguous(t, torch.float32)
-              for t in (repetition_penalty, presence_penalty, frequency_penalty)]
-    if params[1] is None or params[2] is None:
-        params[1] = params[2] = None
     with _cu.on_device(x.device):
         mod.apply_penalties_state(
-            *args, tokens.data_ptr(), in_rep.data_ptr(), counts.data_ptr(), lengths.data_ptr(), capacity, capacity,
-            *(0 if t is None else t.data_ptr() for t in params), _cu.stream(x.device),
+            *args, *_pointers(state), capacity, capacity, *_pointers(penalties), _cu.stream(x.device),
         )
     return out
