@@ -65,7 +65,7 @@ import torch
 
 from .. import ops
 from ..ops.philox import STREAM_SPECULATIVE, philox_uniform_at
-from .outputs import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
+from .outputs import output_object
 from .scheduler import request_seeds
 
 __all__ = [
@@ -618,15 +618,9 @@ def assisted_decode(
     _fit_mask(model_kwargs, mask_key, input_ids.shape[1])
     if not settings.return_dict:
         return input_ids
-    cache = target.cache
-    if settings.is_encoder_decoder:
-        return GenerateEncoderDecoderOutput(
-            sequences=input_ids, scores=scores, logits=raw_logits, encoder_attentions=None,
-            encoder_hidden_states=None, decoder_attentions=None, cross_attentions=None, decoder_hidden_states=None,
-            cache=cache,
-        )
-    return GenerateDecoderOnlyOutput(
-        sequences=input_ids, scores=scores, logits=raw_logits, attentions=None, hidden_states=None, cache=cache
+    return output_object(
+        encoder_decoder=settings.is_encoder_decoder, sequences=input_ids, scores=scores, logits=raw_logits,
+        cache=target.cache,
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any, Optional, Union
 import torch
 
 from .. import ops
-from .outputs import GenerateBeamDecoderOnlyOutput, GenerateBeamEncoderDecoderOutput
+from .outputs import output_object
 from .scheduler import DecodeSettings, StopRule, _encoder_field, request_seeds
 
 __all__ = ["beam_search"]
@@ -235,29 +235,10 @@ def beam_search(
 
     if not settings.return_dict:
         return sequences
-    cache = runner.cache
-    sequences_scores = beam_scores if settings.output_scores else None
-    if settings.is_encoder_decoder:
-        return GenerateBeamEncoderDecoderOutput(
-            sequences=sequences,
-            sequences_scores=sequences_scores,
-            scores=all_scores,
-            logits=raw_logits,
-            beam_indices=beam_indices,
-            encoder_attentions=_encoder_field(encoder_outputs, "attentions", settings.output_attentions),
-            encoder_hidden_states=_encoder_field(encoder_outputs, "hidden_states", settings.output_hidden_states),
-            decoder_attentions=attentions,
-            cross_attentions=cross_attentions,
-            decoder_hidden_states=hidden,
-            cache=cache,
-        )
-    return GenerateBeamDecoderOnlyOutput(
-        sequences=sequences,
-        sequences_scores=sequences_scores,
-        scores=all_scores,
-        logits=raw_logits,
-        beam_indices=beam_indices,
-        attentions=attentions,
-        hidden_states=hidden,
-        cache=cache,
+    return output_object(
+        encoder_decoder=settings.is_encoder_decoder, sequences=sequences, scores=all_scores, logits=raw_logits,
+        cache=runner.cache, attentions=attentions, cross_attentions=cross_attentions, hidden_states=hidden,
+        encoder_attentions=_encoder_field(encoder_outputs, "attentions", settings.output_attentions),
+        encoder_hidden_states=_encoder_field(encoder_outputs, "hidden_states", settings.output_hidden_states),
+        beam=True, sequences_scores=beam_scores if settings.output_scores else None, beam_indices=beam_indices,
     )

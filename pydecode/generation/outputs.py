@@ -21,6 +21,7 @@ __all__ = [
     "GenerateDecoderOnlyOutput",
     "GenerateEncoderDecoderOutput",
     "compute_transition_scores",
+    "output_object",
 ]
 
 try:  # transformers is optional: the plain-PyTorch protocol works without it
@@ -81,6 +82,37 @@ except ImportError:  # pragma: no cover - exercised only where transformers is m
         cross_attentions: Optional[tuple] = None
         decoder_hidden_states: Optional[tuple] = None
         cache: Any = None
+
+
+def output_object(
+    *,
+    encoder_decoder: bool,
+    sequences: torch.Tensor,
+    scores: Optional[tuple],
+    logits: Optional[tuple],
+    cache: Any,
+    attentions: Optional[tuple] = None,
+    cross_attentions: Optional[tuple] = None,
+    hidden_states: Optional[tuple] = None,
+    encoder_attentions: Optional[tuple] = None,
+    encoder_hidden_states: Optional[tuple] = None,
+    beam: bool = False,
+    sequences_scores: Optional[torch.Tensor] = None,
+    beam_indices: Optional[torch.Tensor] = None,
+) -> Any:
+    """The ``return_dict_in_generate`` object transformers returns for this kind of decoding: the
+    (beam) decoder-only or encoder-decoder class, the per-step attentions / hidden states under
+    their ``decoder_*`` names for an encoder-decoder model."""
+    fields: dict[str, Any] = {"sequences": sequences, "scores": scores, "logits": logits, "cache": cache}
+    if beam:
+        fields.update(sequences_scores=sequences_scores, beam_indices=beam_indices)
+    if encoder_decoder:
+        fields.update(encoder_attentions=encoder_attentions, encoder_hidden_states=encoder_hidden_states,
+                      decoder_attentions=attentions, cross_attentions=cross_attentions,
+                      decoder_hidden_states=hidden_states)
+        return (GenerateBeamEncoderDecoderOutput if beam else GenerateEncoderDecoderOutput)(**fields)
+    fields.update(attentions=attentions, hidden_states=hidden_states)
+    return (GenerateBeamDecoderOnlyOutput if beam else GenerateDecoderOnlyOutput)(**fields)
 
 
 def compute_transition_scores(

@@ -30,7 +30,7 @@ from typing import Any, Optional
 import torch
 
 from .. import ops
-from .outputs import GenerateDecoderOnlyOutput, GenerateEncoderDecoderOutput
+from .outputs import output_object
 
 __all__ = ["DecodeSettings", "StopRule", "decode", "request_seeds"]
 
@@ -265,19 +265,9 @@ def decode(
         streamer.end()
     if not settings.return_dict:
         return input_ids
-    cache = runner.cache
-    if settings.is_encoder_decoder:
-        return GenerateEncoderDecoderOutput(
-            sequences=input_ids,
-            scores=scores,
-            logits=raw_logits,
-            encoder_attentions=_encoder_field(encoder_outputs, "attentions", settings.output_attentions),
-            encoder_hidden_states=_encoder_field(encoder_outputs, "hidden_states", settings.output_hidden_states),
-            decoder_attentions=attentions,
-            cross_attentions=cross_attentions,
-            decoder_hidden_states=hidden,
-            cache=cache,
-        )
-    return GenerateDecoderOnlyOutput(
-        sequences=input_ids, scores=scores, logits=raw_logits, attentions=attentions, hidden_states=hidden, cache=cache
+    return output_object(
+        encoder_decoder=settings.is_encoder_decoder, sequences=input_ids, scores=scores, logits=raw_logits,
+        cache=runner.cache, attentions=attentions, cross_attentions=cross_attentions, hidden_states=hidden,
+        encoder_attentions=_encoder_field(encoder_outputs, "attentions", settings.output_attentions),
+        encoder_hidden_states=_encoder_field(encoder_outputs, "hidden_states", settings.output_hidden_states),
     )
