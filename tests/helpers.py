@@ -73,6 +73,34 @@ def row_kinds(
     return x.to(dtype)
 
 
+def edge_rows(vocab: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
+    """11 rows: random, peaked, flat, tied, ties at multiples of 0.5, half -inf, all -inf, NaN
+    entries, +inf entries, mostly underflowing, and one-hot far below zero."""
+    g = torch.Generator().manual_seed(seed)
+
+    def randn() -> torch.Tensor:
+        return torch.randn(vocab, generator=g)
+
+    def mask(p: float) -> torch.Tensor:
+        return torch.rand(vocab, generator=g) < p
+
+    out = [
+        randn() * 3,
+        randn() * 8,  # peaked
+        torch.zeros(vocab),  # flat: one tie group
+        torch.randint(0, 4, (vocab,), generator=g).float(),  # a few big tie groups
+        (randn() * 2).round() / 2,  # ties at multiples of 0.5
+        randn().masked_fill(mask(0.5), -math.inf),
+        torch.full((vocab,), -math.inf),
+        randn().masked_fill(mask(0.3), math.nan),
+        randn().masked_fill(mask(0.2), math.inf),
+        randn() * 200,  # most probabilities underflow to exactly 0
+        randn() - 1e4,
+    ]
+    out[-1][vocab // 2] = 30.0  # one-hot peak
+    return torch.stack(out).to(device)
+
+
 def clamp_top_k(params: dict, vocab: int) -> dict:
     """``params`` with ``top_k`` clamped to ``vocab``: the ops take k in [0, vocab] (larger is a
     malformed call), while transformers' ``TopKLogitsWarper`` clamps k to the vocabulary itself."""

@@ -14,8 +14,8 @@ import torch
 
 from pydecode.ops import _registry
 from pydecode.ops import beam as B
-from tests.helpers import assert_same
-from tests.ops.triton_checks import NAN, NEG_INF, edge_rows
+from tests.helpers import assert_same, edge_rows
+from tests.ops.triton_checks import NAN, NEG_INF
 
 _why = _registry.backend_unavailable_reason("triton", torch.device("cpu"))
 interpreted = pytest.mark.skipif(bool(_why), reason=f"triton on CPU tensors: {_why}")

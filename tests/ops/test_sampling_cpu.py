@@ -36,6 +36,7 @@ import torch
 from pydecode import _ext
 from pydecode.ops import sampling as S
 from tests.helpers import assert_same, clamp_top_k
+from tests.helpers import edge_rows as rows
 
 pytestmark = pytest.mark.skipif(_ext.cpu_module() is None, reason="pydecode._C (cpu kernels) is not built")
 
@@ -56,33 +57,6 @@ EXACT_TOP_P = 8192  # the kernel's bound on nonzero-probability entries for exac
 
 
 # --------------------------------------------------------------------------- inputs
-def rows(vocab: int, seed: int = 0) -> torch.Tensor:
-    """Random, peaked, flat, tied, -inf-masked, all -inf, NaN, +inf, underflowing rows."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn() -> torch.Tensor:
-        return torch.randn(vocab, generator=g)
-
-    def mask(p: float) -> torch.Tensor:
-        return torch.rand(vocab, generator=g) < p
-
-    out = [
-        randn() * 3,
-        randn() * 8,  # peaked
-        torch.zeros(vocab),  # flat: one tie group
-        torch.randint(0, 4, (vocab,), generator=g).float(),  # a few big tie groups
-        (randn() * 2).round() / 2,  # ties at multiples of 0.5
-        randn().masked_fill(mask(0.5), NEG_INF),
-        torch.full((vocab,), NEG_INF),
-        randn().masked_fill(mask(0.3), NAN),
-        randn().masked_fill(mask(0.2), INF),
-        randn() * 200,  # most probabilities underflow to exactly 0
-        randn() - 1e4,
-    ]
-    out[-1][vocab // 2] = 30.0  # one-hot peak
-    return torch.stack(out)
-
-
 def layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The same values as contiguous rows, rows with a longer stride, every other column of a
     wider tensor (copied by the launcher) and, for one row, a stride-0 expanded batch."""

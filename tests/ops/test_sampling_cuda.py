@@ -21,6 +21,7 @@ import torch
 from pydecode import _ext
 from pydecode.ops import sampling as S
 from tests.helpers import assert_same
+from tests.helpers import edge_rows as rows
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,33 +35,6 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # Relative window around a threshold inside which float32 rounding may flip a decision: torch's
 # float32 softmax sum and cumsum over <= 152064 terms in a tree order err by a few 1e-7 relative.
 WINDOW = 2e-5
-
-
-def rows(vocab: int, seed: int = 0) -> torch.Tensor:
-    """Random, peaked, flat, tied, -inf-masked, all -inf, NaN, +inf and underflowing rows (CPU)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn() -> torch.Tensor:
-        return torch.randn(vocab, generator=g)
-
-    def mask(p: float) -> torch.Tensor:
-        return torch.rand(vocab, generator=g) < p
-
-    out = [
-        randn() * 3,
-        randn() * 8,
-        torch.zeros(vocab),
-        torch.randint(0, 4, (vocab,), generator=g).float(),
-        (randn() * 2).round() / 2,
-        randn().masked_fill(mask(0.5), NEG_INF),
-        torch.full((vocab,), NEG_INF),
-        randn().masked_fill(mask(0.3), NAN),
-        randn().masked_fill(mask(0.2), INF),
-        randn() * 200,
-        randn() - 1e4,
-    ]
-    out[-1][vocab // 2] = 30.0
-    return torch.stack(out)
 
 
 def gpu(x: torch.Tensor) -> torch.Tensor:

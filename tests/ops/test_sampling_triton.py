@@ -16,13 +16,12 @@ from pydecode import _ext
 from pydecode.ops import _registry
 from pydecode.ops import sampling as S
 from pydecode.triton_kernels import _common
-from tests.helpers import assert_same
+from tests.helpers import assert_same, edge_rows
 from tests.ops.triton_checks import (
     NEG_INF,
     check_min_p,
     check_top_p,
     chosen_logprobs,
-    edge_rows,
     gumbel_tokens,
     seeds,
 )

@@ -20,33 +20,6 @@ import torch
 NEG_INF, INF, NAN = float("-inf"), float("inf"), float("nan")
 
 
-def edge_rows(vocab: int, seed: int = 0, device: str = "cpu") -> torch.Tensor:
-    """Random, peaked, flat, tied, -inf-masked, all -inf, NaN, +inf, underflowing rows (11 rows)."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn() -> torch.Tensor:
-        return torch.randn(vocab, generator=g)
-
-    def mask(p: float) -> torch.Tensor:
-        return torch.rand(vocab, generator=g) < p
-
-    out = [
-        randn() * 3,
-        randn() * 8,
-        torch.zeros(vocab),
-        torch.randint(0, 4, (vocab,), generator=g).float(),
-        (randn() * 2).round() / 2,
-        randn().masked_fill(mask(0.5), NEG_INF),
-        torch.full((vocab,), NEG_INF),
-        randn().masked_fill(mask(0.3), NAN),
-        randn().masked_fill(mask(0.2), INF),
-        randn() * 200,
-        randn() - 1e4,
-    ]
-    out[-1][vocab // 2] = 30.0
-    return torch.stack(out).to(device)
-
-
 def _rows_param(value: object, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.to(device=device, dtype=dtype)
