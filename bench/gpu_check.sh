@@ -57,6 +57,8 @@ bench_ops=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.1
            --retries 0 --no-llama --csv "$out/ops_cuda.csv")
 step bench-ops-sampling timeout 110 "${bench_ops[@]}" \
   --cases temp_topk_topp_sample temp_topp_sample beam_topk rep_temp_topk_topp_sample
+# Triton split path (rows over several programs at batch 1-8) vs one program per row, same tokens.
+step bench-triton-split timeout 45 python -m bench.bench_triton_split --csv "$out/triton_split.csv"
 step bench-ops-processors timeout 35 "${bench_ops[@]}" --batch 64 256 --vocab 128256 \
   --cases repetition_penalty watermark_hash watermark_hf no_repeat_ngram
 if [ -f "$out/ops_cuda.csv" ]; then

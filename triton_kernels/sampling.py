@@ -27,6 +27,9 @@ decode step with these ops can be captured in a CUDA graph.
 
 from __future__ import annotations
 
+import functools
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -133,7 +136,144 @@ def _gumbel_best(x, cand, cols, seed, off_lo, off_hi, PRECISE: tl.constexpr):
     return best, idx
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "filter_value", "use_top_k", "use_top_p", "use_min_p"])
+@triton.jit
+def _row_scale(temp_ptr, row, TRANSFORM: tl.constexpr):
+    """The per-row float32 factor load_row applies (temperature or its reciprocal; 1 otherwise)."""
+    scale = tl.full((), 1.0, tl.float32)
+    if TRANSFORM == 1:
+        scale = tl.load(temp_ptr + row).to(tl.float32)
+    elif TRANSFORM == 2:
+        scale = tl.math.div_rn(1.0, tl.load(temp_ptr + row).to(tl.float32))
+    return scale
+
+
+@triton.jit
+def _stats_range(row_ptr, lo, hi, scale, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
+    """Over columns [lo, hi): maximum of the non-NaN entries (-inf if none), NaN count, and the
+    histogram of the keys' top byte (bins >= 256: outside the range)."""
+    neg_inf = float("-inf")
+    m = tl.full((), neg_inf, tl.float32)
+    n_nan = tl.full((), 0, tl.int32)
+    hist0 = tl.zeros([512], dtype=tl.int32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        isnan = x != x
+        m = tl.maximum(m, tl.max(tl.where(isnan, neg_inf, x), axis=0))
+        n_nan += tl.sum((isnan & mask).to(tl.int32), axis=0)
+        top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
+        hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
+    return m, n_nan, hist0
+
+
+# ---- the split path: small batches spread each row over `splits` programs (grid rows x splits).
+# Scratch per (row, slice): 4 histograms of 512 int32 (`parts`; pass 0's bins 256/257 hold the
+# slice's NaN count and maximum's bits), the candidates it copied (`part_x/part_i`, count
+# `part_n`); per row, `state` holds the radix prefix and remaining rank after passes 1-3 (slot p
+# at [2p, 2p + 1], written by the slice-0 program of pass p). Every program merges what it needs
+# itself: maxima and integer counts, whose merge is exact in any order, so the split path decides
+# exactly what the one-program path decides.
+@triton.jit
+def _split_stats(parts_ptr, row, splits):
+    """(row maximum, NaN count) merged from the slices' pass-0 records."""
+    m = tl.full((), float("-inf"), tl.float32)
+    n_nan = tl.full((), 0, tl.int32)
+    for s in range(0, splits):
+        part = parts_ptr + (row * splits + s) * 2048
+        n_nan += tl.load(part + 256)
+        m = tl.maximum(m, tl.load(part + 257).to(tl.float32, bitcast=True))
+    return m, n_nan
+
+
+@triton.jit
+def _split_digit(parts_ptr, row, splits, p, prefix, remaining):
+    """_radix_digit on pass ``p``'s histogram summed over the slices."""
+    bins = tl.arange(0, 512)
+    hist = tl.zeros([512], dtype=tl.int32)
+    for s in range(0, splits):
+        hist += tl.load(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, mask=bins < 256, other=0)
+    return _radix_digit(hist, bins, prefix, remaining)
+
+
+@triton.jit
+def _split_kth(parts_ptr, state_ptr, row, splits, k_eff):
+    """(key, n_ge) of the k-th largest entry as _radix_select returns them: the state after pass 3
+    and the last digit from pass 3's histograms."""
+    prefix = tl.load(state_ptr + row * 8 + 6)
+    remaining = tl.load(state_ptr + row * 8 + 7).to(tl.int32)
+    prefix, remaining, at_digit = _split_digit(parts_ptr, row, splits, 3, prefix, remaining)
+    return prefix - 2147483648, k_eff.to(tl.int32) - remaining + at_digit
+
+
+@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "splits", "slice_len"])
+def _split_pass_kernel(
+    x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep,
+    parts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
+    PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
+):
+    """One pass over slice ``program_id(1)`` of row ``program_id(0)``: PASS 0 the stats (maximum,
+    NaN count, top-byte histogram); PASS 1-3 the radix digit histograms of the top-k select;
+    PASS 4 copies the slice's entries >= the k-th largest to its candidate buffer when the row
+    finishes on the candidate tile (the same rule as _filter_chain_kernel's use_tile)."""
+    row = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    row_ptr = x_ptr + row * stride
+    lo = s * slice_len
+    hi = tl.minimum(lo + slice_len, vocab)
+    scale = _row_scale(temp_ptr, row, TRANSFORM)
+    bins = tl.arange(0, 512)
+    part = parts_ptr + (row * splits + s) * 2048
+    if PASS == 0:
+        m, n_nan, hist0 = _stats_range(row_ptr, lo, hi, scale, TRANSFORM, PRECISE, BLOCK)
+        tl.store(part + bins, hist0, mask=bins < 256)
+        tl.store(part + 256, n_nan)
+        tl.store(part + 257, m.to(tl.int32, bitcast=True))
+    else:
+        k = tl.load(top_k_ptr + row)
+        k_eff = tl.maximum(k, min_keep)
+        if (k > 0) & (k_eff < vocab):  # the chain kernel's top-k condition
+            prefix = tl.full((), 0, tl.int64)
+            remaining = k_eff.to(tl.int32)
+            if PASS > 1:
+                prefix = tl.load(state_ptr + row * 8 + 2 * (PASS - 1))
+                remaining = tl.load(state_ptr + row * 8 + 2 * (PASS - 1) + 1).to(tl.int32)
+            prefix, remaining, at_digit = _split_digit(parts_ptr, row, splits, PASS - 1, prefix, remaining)
+            if PASS < 4:
+                if s == 0:
+                    tl.store(state_ptr + row * 8 + 2 * PASS, prefix)
+                    tl.store(state_ptr + row * 8 + 2 * PASS + 1, remaining.to(tl.int64))
+                shift = 24 - 8 * PASS
+                hist = tl.zeros([512], dtype=tl.int32)
+                for start in range(lo, hi, BLOCK):
+                    cols = start + tl.arange(0, BLOCK)
+                    mask = cols < hi
+                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                    ukey = float_key(x).to(tl.int64) + 2147483648
+                    digit = ((ukey >> shift) & 255).to(tl.int32)
+                    match = mask & ((ukey >> (shift + 8)) == prefix)
+                    hist += tl.histogram(tl.where(match, digit, 256), 512)
+                tl.store(part + PASS * 512 + bins, hist, mask=bins < 256)
+            else:
+                kth = key_value(prefix - 2147483648)
+                n_ge = k_eff.to(tl.int32) - remaining + at_digit
+                if (n_ge <= CAP) & (kth == kth):
+                    written = tl.full((), 0, tl.int32)
+                    for start in range(lo, hi, BLOCK):
+                        cols = start + tl.arange(0, BLOCK)
+                        mask = cols < hi
+                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                        sel = mask & (x >= kth)
+                        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+                        ok = sel & (pos < CAP)
+                        tl.store(part_x_ptr + (row * splits + s) * CAP + pos, x, mask=ok)
+                        tl.store(part_i_ptr + (row * splits + s) * CAP + pos, cols.to(tl.int32), mask=ok)
+                        written += tl.sum(sel.to(tl.int32), axis=0)
+                    tl.store(part_n_ptr + row * splits + s, written)
+
+
+@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "filter_value", "use_top_k", "use_top_p", "use_min_p",
+                             "splits"])
 def _filter_chain_kernel(
     x_ptr, stride, vocab,
     temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, min_keep,
@@ -141,33 +281,25 @@ def _filter_chain_kernel(
     tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
     use_top_k, use_top_p, use_min_p,
     cand_x_ptr, cand_i_ptr,
+    parts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
+    SPLIT: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     row_ptr = x_ptr + row * stride
     neg_inf = float("-inf")
 
-    scale = tl.full((), 1.0, tl.float32)
-    if TRANSFORM == 1:
-        scale = tl.load(temp_ptr + row).to(tl.float32)
-    elif TRANSFORM == 2:
-        scale = tl.math.div_rn(1.0, tl.load(temp_ptr + row).to(tl.float32))
+    scale = _row_scale(temp_ptr, row, TRANSFORM)
 
     # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
-    m = tl.full((), neg_inf, tl.float32)
-    n_nan = tl.full((), 0, tl.int32)
-    hist0 = tl.zeros([512], dtype=tl.int32)
-    for start in range(0, vocab, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        mask = cols < vocab
-        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-        isnan = x != x
-        m = tl.maximum(m, tl.max(tl.where(isnan, neg_inf, x), axis=0))
-        n_nan += tl.sum((isnan & mask).to(tl.int32), axis=0)
-        top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
-        hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
+    if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
+        tl.static_assert(not MIN_KEEP_GT1, "the split path has no keep-floor select")
+        m, n_nan = _split_stats(parts_ptr, row, splits)
+        hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
+    else:
+        m, n_nan, hist0 = _stats_range(row_ptr, 0, vocab, scale, TRANSFORM, PRECISE, BLOCK)
     # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
     bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
 
@@ -178,7 +310,10 @@ def _filter_chain_kernel(
         k = tl.load(top_k_ptr + row)
         k_eff = tl.maximum(k, min_keep)
         if (k > 0) & (k_eff < vocab):
-            kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
+            if SPLIT:  # the last digit, from the slices' histograms (radix passes in _split_pass_kernel)
+                kth_key, n_ge = _split_kth(parts_ptr, state_ptr, row, splits, k_eff)
+            else:
+                kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
             kth = key_value(kth_key)
 
     # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
@@ -221,15 +356,30 @@ def _filter_chain_kernel(
         use_tile = (n_ge <= CAP) & (kth == kth)
     if use_tile:
         written = tl.full((), 0, tl.int32)
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            mask = cols < vocab
-            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-            sel = mask & (x >= kth)
-            pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-            tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel)
-            tl.store(cand_i_ptr + row * CAP + pos, cols, mask=sel)
-            written += tl.sum(sel.to(tl.int32), axis=0)
+        if SPLIT:
+            # the slices copied their candidates (PASS 4); concatenated in slice order they are the
+            # row-order tile below, so every sum over it rounds as on the one-program path
+            offs_c = tl.arange(0, CAP)
+            for s in range(0, splits):
+                part = (row * splits + s) * CAP
+                n = tl.load(part_n_ptr + row * splits + s)
+                ok = offs_c < n
+                ok &= written + offs_c < CAP  # n <= n_ge <= CAP: never false, a guard for the writes
+                tl.store(cand_x_ptr + row * CAP + written + offs_c,
+                         tl.load(part_x_ptr + part + offs_c, mask=ok, other=neg_inf), mask=ok)
+                tl.store(cand_i_ptr + row * CAP + written + offs_c,
+                         tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
+                written += n
+        else:
+            for start in range(0, vocab, BLOCK):
+                cols = start + tl.arange(0, BLOCK)
+                mask = cols < vocab
+                x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                sel = mask & (x >= kth)
+                pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+                tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel)
+                tl.store(cand_i_ptr + row * CAP + pos, cols, mask=sel)
+                written += tl.sum(sel.to(tl.int32), axis=0)
         tl.debug_barrier()  # the tile is read back by other threads of this program
         offs = tl.arange(0, CAP)
         valid = offs < written
@@ -404,23 +554,86 @@ def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.c
     tl.store(out_ptr + row * vocab + cols, x, mask=mask)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab"])
-def _greedy_kernel(x_ptr, stride, vocab, out_ptr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+@triton.jit
+def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
+    """(largest non-NaN value, its lowest column) over columns [lo, hi); (-inf, 0) when none."""
     best = tl.full((), float("-inf"), tl.float32)
     best_idx = tl.full((), 0, tl.int64)
-    for start in range(0, vocab, BLOCK):
+    for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x = tl.load(x_ptr + row * stride + cols, mask=cols < vocab, other=float("-inf")).to(tl.float32)
+        x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
         x = tl.where(x != x, float("-inf"), x)
         block_best = tl.max(x, axis=0)
         if block_best > best:  # strict: an earlier block keeps ties (lowest index)
             best = block_best
             best_idx = tl.min(tl.where(x == block_best, cols, 2147483647), axis=0).to(tl.int64)
+    return best, best_idx
+
+
+@triton.jit(do_not_specialize=["stride", "vocab"])
+def _greedy_kernel(x_ptr, stride, vocab, out_ptr, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    _, best_idx = _argmax_range(x_ptr + row * stride, 0, vocab, BLOCK)
     tl.store(out_ptr + row, best_idx)
 
 
+@triton.jit(do_not_specialize=["stride", "vocab", "slice_len"])
+def _greedy_split_kernel(x_ptr, stride, vocab, slice_len, best_ptr, idx_ptr, BLOCK: tl.constexpr):
+    """Greedy over slice ``program_id(1)`` of the row: its (best, lowest column) for _greedy_merge_kernel."""
+    row = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1)
+    lo = s.to(tl.int64) * slice_len
+    best, best_idx = _argmax_range(x_ptr + row * stride, lo, tl.minimum(lo + slice_len, vocab), BLOCK)
+    tl.store(best_ptr + row * tl.num_programs(1) + s, best)
+    tl.store(idx_ptr + row * tl.num_programs(1) + s, best_idx)
+
+
+@triton.jit(do_not_specialize=["splits"])
+def _greedy_merge_kernel(best_ptr, idx_ptr, out_ptr, splits, SPLITS_P2: tl.constexpr):
+    """The row's token: the lowest column among the slices holding the largest value; 0 when every
+    slice has none (all -inf / NaN), as the one-program kernel."""
+    row = tl.program_id(0).to(tl.int64)
+    sl = tl.arange(0, SPLITS_P2)
+    ok = sl < splits
+    best = tl.load(best_ptr + row * splits + sl, mask=ok, other=float("-inf"))
+    idx = tl.load(idx_ptr + row * splits + sl, mask=ok, other=0)
+    top = tl.max(best, axis=0)
+    tl.store(out_ptr + row, tl.min(tl.where(ok & (best == top), idx, 9223372036854775807), axis=0))
+
+
 # --------------------------------------------------------------------------- launchers
+# Programs per row (None: by _split_count's rule). Tests set it to force the split path on small
+# rows; PYDECODE_TRITON_SPLITS (an integer, read per call) does the same for benchmarks (1: never split).
+SPLITS_OVERRIDE: int | None = None
+# A slice should amortise its program's fixed costs (the merges read every slice's histograms).
+_MIN_SLICE = 8192
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def _split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
+    """Programs per row: 1 unless rows are too few to fill the GPU; then enough slices (of at least
+    _MIN_SLICE entries) that rows * splits reaches ~2x the SM count."""
+    forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
+    if forced is not None:
+        return max(1, min(int(forced), vocab))
+    if interpreting(x):
+        return 1
+    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+    if rows >= sms:
+        return 1
+    return max(1, min(vocab // _MIN_SLICE, -(-2 * sms // rows)))
+
+
+def _slices(vocab: int, splits: int) -> tuple[int, int]:
+    """(slice length, slice count): equal slices, a multiple of 16 long, none empty."""
+    slice_len = triton.cdiv(triton.cdiv(vocab, splits), 16) * 16
+    return slice_len, triton.cdiv(vocab, slice_len)
+
+
 def _chain(
     x: torch.Tensor,
     *,
@@ -460,6 +673,25 @@ def _chain(
     # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
     cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
     cand_i = torch.empty((batch, _CAP) if tile else (1,), dtype=torch.int32, device=device)
+    # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) without
+    # the keep floor: the passes over the row run over `splits` slices, the tile stage per row.
+    splits = _split_count(batch, vocab, x) if tile and min_keep == 1 else 1
+    parts, state, part_x, part_i, part_n = cand_i, cand_i, cand_x, cand_i, cand_i  # typed dummies
+    if splits > 1:
+        slice_len, splits = _slices(vocab, splits)
+        parts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
+        state = torch.empty((batch, 8), dtype=torch.int64, device=device)
+        part_x = torch.empty((batch, splits, _CAP), dtype=torch.float32, device=device)
+        part_i = torch.empty((batch, splits, _CAP), dtype=torch.int32, device=device)
+        part_n = torch.empty((batch, splits), dtype=torch.int32, device=device)
+        sblock = block_for(slice_len, interpret=interpret)
+        for p in range(5):
+            _split_pass_kernel[(batch, splits)](
+                x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(),
+                top_k.contiguous(), min_keep, parts, state, part_x, part_i, part_n, splits, slice_len,
+                PASS=p, TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP,
+                num_warps=8 if sblock >= 1024 else 4,
+            )
     _filter_chain_kernel[(batch,)](
         x, x.stride(0), vocab,
         dummy if temperature is None else temperature.contiguous(),
@@ -476,10 +708,12 @@ def _chain(
         # which filters exist are runtime flags: one compiled variant serves every mask op
         int(top_k is not None), int(top_p is not None), int(min_p is not None),
         cand_x, cand_i,
+        parts, state, part_x, part_i, part_n, splits,
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
         BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
+        SPLIT=splits > 1,
         num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows
@@ -546,9 +780,20 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
     x = rows_2d(logits)
     batch, vocab = x.shape
     out = torch.empty(batch, dtype=torch.int64, device=x.device)
-    if batch:
-        block = block_for(vocab, 4096, interpreting(x))
-        _greedy_kernel[(batch,)](x, x.stride(0), vocab, out, BLOCK=block, num_warps=8 if block >= 2048 else 4)
+    if batch == 0:
+        return out
+    splits = _split_count(batch, vocab, x)
+    if splits > 1:
+        slice_len, splits = _slices(vocab, splits)
+        block = block_for(slice_len, 4096, interpreting(x))
+        best = torch.empty((batch, splits), dtype=torch.float32, device=x.device)
+        idx = torch.empty((batch, splits), dtype=torch.int64, device=x.device)
+        _greedy_split_kernel[(batch, splits)](x, x.stride(0), vocab, slice_len, best, idx, BLOCK=block,
+                                              num_warps=8 if block >= 2048 else 4)
+        _greedy_merge_kernel[(batch,)](best, idx, out, splits, SPLITS_P2=max(16, triton.next_power_of_2(splits)))
+        return out
+    block = block_for(vocab, 4096, interpreting(x))
+    _greedy_kernel[(batch,)](x, x.stride(0), vocab, out, BLOCK=block, num_warps=8 if block >= 2048 else 4)
     return out
 
 

@@ -16,6 +16,7 @@ from pydecode import _ext
 from pydecode.ops import _registry
 from pydecode.ops import sampling as S
 from pydecode.triton_kernels import _common
+from pydecode.triton_kernels import sampling as triton_sampling
 from tests.helpers import assert_same, edge_rows
 from tests.ops.triton_checks import (
     NEG_INF,
@@ -221,6 +222,65 @@ def test_sampling_from_probs() -> None:
             assert_same(got, want, what=str(kw))
 
 
+class _Launches:
+    """Wraps a jitted kernel to count its launches (proves the split path ran)."""
+
+    def __init__(self, kernel) -> None:  # noqa: ANN001
+        self.kernel, self.count = kernel, 0
+
+    def __getitem__(self, grid):  # noqa: ANN001, ANN204
+        self.count += 1
+        return self.kernel[grid]
+
+
+@interpreted
+def test_split_path_matches_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forced split counts (rows spread over 2, 3, 7 programs, slices of several blocks or less than
+    one) give bit for bit the tokens and log-probs of the one-program path, on edge rows, per-row
+    top-k below and above the candidate tile (the latter finishing on the row path), top-p, min-p,
+    temperature tensors and probability inputs; greedy too. And the reference's tokens where the
+    chain is exact (top-k only)."""
+    monkeypatch.setattr(_common, "INTERPRET_BLOCK", 256)
+    passes = _Launches(triton_sampling._split_pass_kernel)
+    greedy_parts = _Launches(triton_sampling._greedy_split_kernel)
+    monkeypatch.setattr(triton_sampling, "_split_pass_kernel", passes)
+    monkeypatch.setattr(triton_sampling, "_greedy_split_kernel", greedy_parts)
+    vocab = 1200
+    # random, flat, tied, half -inf, all -inf, NaN, +inf rows (tests/helpers.py) and a scaled random one
+    x = torch.cat([edge_rows(vocab, seed=31)[[0, 2, 3, 5, 6, 7, 8]], torch.randn(1, vocab) * 3]).to(torch.bfloat16)
+    n = x.shape[0]
+    seed, offset = seeds(n, CPU, base=5)
+    settings = [
+        dict(temperature=0.7, top_k=50, top_p=0.9),
+        # per-row k: the flat and tied rows (700, 40) exceed the tile, so do 600 and the k = V rows
+        dict(temperature=torch.linspace(0.3, 2.0, n, dtype=torch.float64), top_k=torch.tensor([5, 700, 40, 1, 3, 1200,
+             12, 600]), min_p=0.05, top_p=0.95),
+    ]
+    probs = torch.softmax(x.float() * 0.5, dim=-1)
+
+    def run(splits: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(triton_sampling, "SPLITS_OVERRIDE", splits)
+        outs = []
+        for kw in settings:
+            out = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+            outs += [out.tokens, out.logprobs]
+        outs.append(S._sample_probs(probs, 20, None, None, seed, offset, None, "triton"))
+        outs.append(S.greedy(x, backend="triton"))
+        return outs
+
+    want = run(1)
+    assert passes.count == 0 and greedy_parts.count == 0
+    for splits in (2, 3, 7):
+        got = run(splits)
+        assert passes.count == 5 * (len(settings) + 1) and greedy_parts.count == 1, "the split path did not run"
+        passes.count = greedy_parts.count = 0
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same(g, w, what=f"splits={splits} output {i}")
+    ref = S._sample_probs(probs, 20, None, None, seed, offset, None, "torch")
+    assert_same(want[-2], ref, what="top-k tokens from probabilities vs reference")
+    assert_same(want[-1], S.greedy(x, backend="torch"), what="greedy vs reference")
+
+
 @interpreted
 def test_torch_compile_traces_the_op() -> None:
     """filter_and_sample on the triton backend inside torch.compile(fullgraph=True)."""
@@ -288,6 +348,30 @@ def test_gpu_filter_and_sample_triton(batch: int, vocab: int, dtype: torch.dtype
             # boundary decisions aside, the same tokens as the reference
             differ = (out.tokens != ref.tokens).sum().item()
             assert differ <= max(1, batch // 16), f"{differ} of {batch} tokens differ from the reference {kw}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("vocab", (32000, 128256, 152064))
+@pytest.mark.parametrize("batch", (1, 2, 4, 8))
+def test_gpu_split_path_triton(batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At small batches the rows are spread over several programs (the default rule splits these
+    shapes): the same tokens and log-probs, bit for bit, as one program per row (and as 7 slices
+    at batch 1), for the tile (top-k 50), a top-k above the tile (1000) and greedy."""
+    x = _gpu_rows(batch, vocab, torch.bfloat16, seed=3 * batch + vocab)
+    seed, offset = seeds(batch, x.device)
+    assert triton_sampling._split_count(batch, vocab, x) > 1
+    modes = (None, 1, 7) if batch == 1 else (None, 1)
+    for kw in (dict(temperature=0.7, top_k=50, top_p=0.9), dict(top_k=20, min_p=0.1), dict(top_k=1000, top_p=0.95)):
+        outs = {}
+        for splits in modes:
+            monkeypatch.setattr(triton_sampling, "SPLITS_OVERRIDE", splits)
+            outs[splits] = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True,
+                                               backend="triton")
+        for splits in modes:
+            assert_same(outs[splits].tokens, outs[1].tokens, what=f"splits={splits} tokens {kw}")
+            assert_same(outs[splits].logprobs, outs[1].logprobs, what=f"splits={splits} logprobs {kw}")
+    monkeypatch.setattr(triton_sampling, "SPLITS_OVERRIDE", None)
+    assert_same(S.greedy(x, backend="triton"), S.greedy(x, backend="torch"), what="split greedy")
 
 
 @pytest.mark.gpu

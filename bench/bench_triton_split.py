@@ -1,0 +1,86 @@
+"""``python -m bench.bench_triton_split``: the Triton sampling kernels' split path (rows spread
+over several programs at small batches, triton_kernels/sampling.py ``_split_count``) against one
+program per row, on a GPU.
+
+For batch 1/2/4/8 x vocab 32000/128256/152064 (bfloat16 logits ``randn * 3``), times ``greedy``
+and ``filter_and_sample`` (temperature 0.7, top-k 50, top-p 0.9; tokens only: the decode-loop
+call) with the default split count and with one program per row, checks that both give the same
+tokens, prints a table and appends CSV rows (``--csv``). Times are CUDA-event medians over
+``--repeats`` calls each, after a warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+import torch
+
+from pydecode.ops import sampling as S
+from pydecode.triton_kernels import sampling as triton_sampling
+
+
+def _time_us(fn, repeats: int) -> float:  # noqa: ANN001
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1000.0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--vocab", type=int, nargs="+", default=[32000, 128256, 152064])
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--csv", type=Path, default=None)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_triton_split needs a CUDA GPU")
+    rows = []
+    print(f"{'op':18} {'batch':>5} {'vocab':>6} {'splits':>6} {'split us':>9} {'one-prog us':>11} {'speed-up':>8}")
+    for vocab in args.vocab:
+        for batch in args.batch:
+            x = (torch.randn(batch, vocab, device="cuda") * 3).to(torch.bfloat16)
+            seed = torch.arange(batch, dtype=torch.int64, device="cuda") + 7
+            offset = torch.zeros(batch, dtype=torch.int64, device="cuda")
+            ops = {
+                "greedy": lambda x=x: S.greedy(x, backend="triton"),
+                "filter_and_sample": lambda x=x, seed=seed, offset=offset: S.filter_and_sample(
+                    x, temperature=0.7, top_k=50, top_p=0.9, seed=seed, offset=offset, backend="triton").tokens,
+            }
+            splits = triton_sampling._split_count(batch, vocab, x)
+            for name, fn in ops.items():
+                result = {}
+                for mode in ("split", "one"):
+                    triton_sampling.SPLITS_OVERRIDE = None if mode == "split" else 1
+                    result[mode] = (_time_us(fn, args.repeats), fn())
+                triton_sampling.SPLITS_OVERRIDE = None
+                same = bool(torch.equal(result["split"][1], result["one"][1]))
+                split_us, one_us = result["split"][0], result["one"][0]
+                print(f"{name:18} {batch:5d} {vocab:6d} {splits:6d} {split_us:9.1f} {one_us:11.1f} "
+                      f"{one_us / split_us:7.2f}x" + ("" if same else "  TOKENS DIFFER"))
+                rows.append(dict(op=name, batch=batch, vocab=vocab, splits=splits, split_us=round(split_us, 2),
+                                 one_program_us=round(one_us, 2), same_tokens=same,
+                                 device=torch.cuda.get_device_name(0)))
+    if args.csv is not None:
+        new = not args.csv.exists()
+        with args.csv.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            if new:
+                writer.writeheader()
+            writer.writerows(rows)
+    if not all(r["same_tokens"] for r in rows):
+        raise SystemExit("the split path and one program per row gave different tokens")
+
+
+if __name__ == "__main__":
+    main()
