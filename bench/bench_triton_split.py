@@ -1,5 +1,5 @@
 """``python -m bench.bench_triton_split``: the Triton sampling kernels' split path (rows spread
-over several programs at small batches, triton_kernels/sampling.py ``_split_count``) against one
+over several programs at small batches, triton_kernels/_common.py ``split_count``) against one
 program per row, on a GPU.
 
 For batch 1/2/4/8 x vocab 32000/128256/152064 (bfloat16 logits ``randn * 3``), times ``greedy``
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from pydecode.ops import sampling as S
-from pydecode.triton_kernels import sampling as triton_sampling
+from pydecode.triton_kernels import _common
 
 
 def _time_us(fn, repeats: int) -> float:  # noqa: ANN001
@@ -57,13 +57,13 @@ def main() -> None:
                 "filter_and_sample": lambda x=x, seed=seed, offset=offset: S.filter_and_sample(
                     x, temperature=0.7, top_k=50, top_p=0.9, seed=seed, offset=offset, backend="triton").tokens,
             }
-            splits = triton_sampling._split_count(batch, vocab, x)
+            splits = _common.split_count(batch, vocab, x)
             for name, fn in ops.items():
                 result = {}
                 for mode in ("split", "one"):
-                    triton_sampling.SPLITS_OVERRIDE = None if mode == "split" else 1
+                    _common.SPLITS_OVERRIDE = None if mode == "split" else 1
                     result[mode] = (_time_us(fn, args.repeats), fn())
-                triton_sampling.SPLITS_OVERRIDE = None
+                _common.SPLITS_OVERRIDE = None
                 same = bool(torch.equal(result["split"][1], result["one"][1]))
                 split_us, one_us = result["split"][0], result["one"][0]
                 print(f"{name:18} {batch:5d} {vocab:6d} {splits:6d} {split_us:9.1f} {one_us:11.1f} "

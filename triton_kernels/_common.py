@@ -1,8 +1,10 @@
 """Helpers shared by the Triton sampling and beam kernels: order-preserving float keys,
-row loading with the float32 transform every backend applies, precise logs, launch sizes."""
+row loading with the float32 transform every backend applies, precise logs, launch sizes, radix
+digits and the split-row rule (how many programs share a row at small batches)."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -88,3 +90,70 @@ def block_for(vocab: int, cap: int = 2048, interpret: bool = False) -> int:
     if interpret:
         cap = INTERPRET_BLOCK
     return max(16, min(cap, triton.next_power_of_2(vocab)))
+
+
+@triton.jit
+def radix_digit(hist, bins, prefix, remaining):
+    """Choose the next 8-bit digit of the k-th largest key from a 256-bin histogram (bins >= 256
+    are ignored); returns the longer prefix, the rank left within it, and the entries at that digit."""
+    hist = tl.where(bins < 256, hist, 0)
+    suffix = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist  # entries with digit >= d
+    chosen = tl.max(tl.where((bins < 256) & (suffix >= remaining), bins, 0), axis=0)
+    remaining -= tl.sum(tl.where(bins > chosen, hist, 0), axis=0)
+    at_digit = tl.sum(tl.where(bins == chosen, hist, 0), axis=0)
+    return (prefix << 8) | chosen.to(tl.int64), remaining, at_digit
+
+
+# ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),
+# each taking one slice of its columns. The histograms of a radix select are kept per (row, slice)
+# in an int32 buffer of 4 x 512 bins (`parts`, 2048 entries per slice); integer sums merge
+# exactly in any order, so a split select chooses the digits the one-program select chooses.
+@triton.jit
+def merged_digit(parts_ptr, row, splits, s, p, prefix, remaining):
+    """radix_digit on pass ``p``'s histograms summed over the row's slices, plus, for slice ``s``,
+    how many entries of the slices before it lie above the chosen digit and at it (the positions
+    at which slice ``s`` writes its share of an ordered output)."""
+    bins = tl.arange(0, 512)
+    hist = tl.zeros([512], dtype=tl.int32)
+    before = tl.zeros([512], dtype=tl.int32)
+    for t in range(0, splits):
+        h = tl.load(parts_ptr + (row * splits + t) * 2048 + p * 512 + bins, mask=bins < 256, other=0)
+        hist += h
+        before += tl.where(t < s, h, 0)
+    prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
+    chosen = (prefix & 255).to(tl.int32)
+    above_before = tl.sum(tl.where((bins < 256) & (bins > chosen), before, 0), axis=0)
+    at_before = tl.sum(tl.where(bins == chosen, before, 0), axis=0)
+    return prefix, remaining, at_digit, above_before, at_before
+
+
+# Programs per row (None: by split_count's rule). Tests set it to force the split path on small
+# rows; PYDECODE_TRITON_SPLITS (an integer, read per call) does the same for benchmarks (1: never split).
+SPLITS_OVERRIDE: int | None = None
+# A slice should amortise its program's fixed costs (the merges read every slice's histograms).
+MIN_SLICE = 8192
+
+
+@functools.cache
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
+    """Programs per row: 1 unless the rows are too few to fill the GPU; then enough slices (of at
+    least MIN_SLICE entries) that rows * splits reaches ~2x the SM count. Unmeasured on a GPU so far."""
+    forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
+    if forced is not None:
+        return max(1, min(int(forced), vocab))
+    if interpreting(x):
+        return 1
+    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+    if rows >= sms:
+        return 1
+    return max(1, min(vocab // MIN_SLICE, triton.cdiv(2 * sms, rows)))
+
+
+def slices(vocab: int, splits: int) -> tuple[int, int]:
+    """(slice length, slice count): equal slices, a multiple of 16 long, none empty."""
+    slice_len = triton.cdiv(triton.cdiv(vocab, splits), 16) * 16
+    return slice_len, triton.cdiv(vocab, slice_len)

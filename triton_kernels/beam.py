@@ -6,8 +6,13 @@ pass that writes the row's top candidates in index order (all scores above the k
 lowest-index ties). The merge of ``num_beams * k`` candidates per batch item is a torch top-k
 over the same unique 64-bit keys as the reference (score key, then lowest flat index), so the
 ranking and tie rule are the reference's. Scores are ``(x - max) - log(sum)`` + beam score,
-torch's log_softmax formula; the sum is taken in another order than torch's, so scores can
-differ from the reference in the last bit.
+torch's log_softmax formula; the sum is taken in fixed point (``_mass_q``: exact, so independent
+of the order) rather than torch's float order, so scores can differ from the reference in the
+last bit.
+
+Small batches (rows too few to fill the GPU, triton_kernels/_common.py ``split_count``) spread each
+row over several programs, ``_beam_split_kernel``: the same passes over slices of the row, merged
+exactly (maximum, integer histograms and sums), so the output is the one-program kernel's, bit for bit.
 """
 
 from __future__ import annotations
@@ -19,7 +24,21 @@ import triton.language as tl
 from pydecode.ops._registry import register
 from pydecode.ops.beam import _LOW32, _MAX_FLAT, _score_key
 
-from ._common import block_for, float_key, interpreting, precise_log, precise_log_available, rows_2d
+from ._common import (
+    block_for,
+    float_key,
+    interpreting,
+    merged_digit,
+    precise_log,
+    precise_log_available,
+    radix_digit,
+    rows_2d,
+    slices,
+    split_count,
+)
+
+# Fixed-point unit of the log-softmax sum: 2^-40 (sums of up to 2^23 weights <= 1 fit in int64).
+_MASS_ONE = 1099511627776.0
 
 
 @triton.jit
@@ -31,66 +50,66 @@ def _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX: tl.constexpr):
         return x + bonus
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "k_row"])
-def _beam_row_topk_kernel(
-    x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
-    LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
-):
-    row = tl.program_id(0).to(tl.int64)
-    row_ptr = x_ptr + row * stride
-    bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
+@triton.jit
+def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr):
+    """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi)."""
     neg_inf = float("-inf")
-
     m = tl.full((), neg_inf, tl.float32)
-    log_z = tl.full((), 0.0, tl.float32)
-    bad = tl.full((), 0, tl.int1)
-    if LOG_SOFTMAX:
-        n_nan = tl.full((), 0, tl.int32)
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            x = tl.load(row_ptr + cols, mask=cols < vocab, other=neg_inf).to(tl.float32)
-            n_nan += tl.sum((x != x).to(tl.int32), axis=0)
-            m = tl.maximum(m, tl.max(tl.where(x != x, neg_inf, x), axis=0))
-        z = tl.full((), 0.0, tl.float32)
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            x = tl.load(row_ptr + cols, mask=cols < vocab, other=neg_inf).to(tl.float32)
-            z += tl.sum(tl.exp(x - m), axis=0)
-        log_z = precise_log(z, PRECISE)
-        # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
-        bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
-
-    # radix select of the k_row-th largest score key (NaN ranks highest)
-    bins = tl.arange(0, 512)
-    prefix = tl.full((), 0, tl.int64)
-    remaining = tl.full((), 0, tl.int32) + k_row
-    for p in tl.static_range(4):
-        shift = 24 - 8 * p
-        hist = tl.zeros([512], dtype=tl.int32)
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            mask = cols < vocab
-            x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
-            ukey = float_key(_scores(x, m, log_z, bonus, bad, LOG_SOFTMAX)).to(tl.int64) + 2147483648
-            digit = ((ukey >> shift) & 255).to(tl.int32)
-            match = mask & ((ukey >> (shift + 8)) == prefix)
-            hist += tl.histogram(tl.where(match, digit, 256), 512)
-        hist = tl.where(bins < 256, hist, 0)
-        suffix = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist
-        chosen = tl.max(tl.where((bins < 256) & (suffix >= remaining), bins, 0), axis=0)
-        remaining -= tl.sum(tl.where(bins > chosen, hist, 0), axis=0)
-        prefix = (prefix << 8) | chosen.to(tl.int64)
-    kth = (prefix - 2147483648).to(tl.int32)
-    # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
-    # fill the first k_row - remaining slots.
-    n_above = k_row - remaining
-    written_above = tl.full((), 0, tl.int32)
-    written_ties = tl.full((), 0, tl.int32)
-    out_base = row * k_row
-    for start in range(0, vocab, BLOCK):
+    n_nan = tl.full((), 0, tl.int32)
+    for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        mask = cols < vocab
-        x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
+        x = tl.load(row_ptr + cols, mask=cols < hi, other=neg_inf).to(tl.float32)
+        n_nan += tl.sum((x != x).to(tl.int32), axis=0)
+        m = tl.maximum(m, tl.max(tl.where(x != x, neg_inf, x), axis=0))
+    return m, n_nan
+
+
+@triton.jit
+def _row_mass(row_ptr, lo, hi, m, BLOCK: tl.constexpr):
+    """Sum over [lo, hi) of exp(x - m) in fixed point (int64 units of 2^-40, each weight truncated):
+    integer sums are exact, so the total does not depend on the order or on how the row is split.
+    NaN weights (rows whose scores are all NaN anyway) count 0."""
+    z = tl.full((), 0, tl.int64)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
+        w = tl.exp(x - m)
+        z += tl.sum((tl.where(w == w, w, 0.0) * _MASS_ONE).to(tl.int64), axis=0)
+    return z
+
+
+@triton.jit
+def _log_mass(z, PRECISE: tl.constexpr):
+    return precise_log(z.to(tl.float32) * (1.0 / _MASS_ONE), PRECISE)
+
+
+@triton.jit
+def _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, shift, prefix, LOG_SOFTMAX: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """Histogram over [lo, hi) of the score keys' 8-bit digit at ``shift`` among the keys whose
+    higher digits are ``prefix`` (others: an ignored bin)."""
+    hist = tl.zeros([512], dtype=tl.int32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
+        ukey = float_key(_scores(x, m, log_z, bonus, bad, LOG_SOFTMAX)).to(tl.int64) + 2147483648
+        digit = ((ukey >> shift) & 255).to(tl.int32)
+        match = mask & ((ukey >> (shift + 8)) == prefix)
+        hist += tl.histogram(tl.where(match, digit, 256), 512)
+    return hist
+
+
+@triton.jit
+def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, written_above, written_ties,
+               out_scores_ptr, out_tokens_ptr, out_base, LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr):
+    """Write the candidates of [lo, hi): scores above the k-th key at slots ``written_above`` on
+    (the earlier columns' count), ties with it after the ``n_above`` slots, lowest index first,
+    while fewer than ``remaining`` ties are taken (``written_ties`` of them before ``lo``)."""
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
         s = _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX)
         key = float_key(s)
         above = mask & (key > kth)
@@ -106,6 +125,112 @@ def _beam_row_topk_kernel(
         written_ties += tl.sum(tie.to(tl.int32), axis=0)
 
 
+@triton.jit(do_not_specialize=["stride", "vocab", "k_row"])
+def _beam_row_topk_kernel(
+    x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
+    LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    row_ptr = x_ptr + row * stride
+    bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
+
+    m = tl.full((), float("-inf"), tl.float32)
+    log_z = tl.full((), 0.0, tl.float32)
+    bad = tl.full((), 0, tl.int1)
+    if LOG_SOFTMAX:
+        m, n_nan = _row_stats(row_ptr, 0, vocab, BLOCK)
+        log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, BLOCK), PRECISE)
+        # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
+        bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+
+    # radix select of the k_row-th largest score key (NaN ranks highest)
+    bins = tl.arange(0, 512)
+    prefix = tl.full((), 0, tl.int64)
+    remaining = tl.full((), 0, tl.int32) + k_row
+    for p in tl.static_range(4):
+        hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
+        prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
+    kth = (prefix - 2147483648).to(tl.int32)
+    # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
+    # fill the first k_row - remaining slots.
+    zero = tl.full((), 0, tl.int32)
+    _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
+               out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+
+
+@triton.jit(do_not_specialize=["stride", "vocab", "k_row", "splits", "slice_len"])
+def _beam_split_kernel(
+    x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
+    parts_ptr, aux_ptr, state_ptr, splits, slice_len,
+    PASS: tl.constexpr, LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """_beam_row_topk_kernel's passes over slice ``program_id(1)`` of row ``program_id(0)``:
+    PASS 0 the slice's maximum and NaN count, 1 its fixed-point exponential sum (both only with
+    log-softmax), 2-5 the histograms of digits 0-3, 6 writes the slice's candidates.
+
+    Scratch: ``parts`` (4 x 512 int32 per slice), ``aux`` (per slice: NaN count, maximum's bits,
+    sum, candidates above the k-th key in earlier slices), ``state`` (per row: prefix and rank
+    left after digit p at [2p, 2p + 1], written by the slice-0 program of digit pass p + 2).
+    Every program merges what it needs from all slices itself."""
+    row = tl.program_id(0).to(tl.int64)
+    s = tl.program_id(1).to(tl.int64)
+    row_ptr = x_ptr + row * stride
+    lo = s * slice_len
+    hi = tl.minimum(lo + slice_len, vocab)
+    bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
+    aux = aux_ptr + (row * splits + s) * 4
+    if PASS == 0:
+        m, n_nan = _row_stats(row_ptr, lo, hi, BLOCK)
+        tl.store(aux, n_nan.to(tl.int64))
+        tl.store(aux + 1, m.to(tl.int32, bitcast=True).to(tl.int64))
+    else:
+        m = tl.full((), float("-inf"), tl.float32)
+        log_z = tl.full((), 0.0, tl.float32)
+        bad = tl.full((), 0, tl.int1)
+        if LOG_SOFTMAX:
+            n_nan = tl.full((), 0, tl.int64)
+            z = tl.full((), 0, tl.int64)
+            for t in range(0, splits):
+                other = aux_ptr + (row * splits + t) * 4
+                n_nan += tl.load(other)
+                m = tl.maximum(m, tl.load(other + 1).to(tl.int32).to(tl.float32, bitcast=True))
+                if PASS > 1:
+                    z += tl.load(other + 2)
+            if PASS > 1:
+                log_z = _log_mass(z, PRECISE)
+            bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+        if PASS == 1:
+            if LOG_SOFTMAX:
+                tl.store(aux + 2, _row_mass(row_ptr, lo, hi, m, BLOCK))
+        else:
+            p = PASS - 2  # the digit this pass histograms (6: none, the write)
+            prefix = tl.full((), 0, tl.int64)
+            remaining = tl.full((), 0, tl.int32) + k_row
+            above_before = tl.full((), 0, tl.int32)
+            at_before = tl.full((), 0, tl.int32)
+            if p > 0:
+                if p > 1:
+                    prefix = tl.load(state_ptr + row * 8 + 2 * (p - 1))
+                    remaining = tl.load(state_ptr + row * 8 + 2 * (p - 1) + 1).to(tl.int32)
+                    above_before = tl.load(aux + 3).to(tl.int32)
+                prefix, remaining, _, above, at_before = merged_digit(parts_ptr, row, splits, s, p - 1, prefix,
+                                                                     remaining)
+                above_before += above
+            if p < 4:
+                if p > 0:
+                    if s == 0:
+                        tl.store(state_ptr + row * 8 + 2 * p, prefix)
+                        tl.store(state_ptr + row * 8 + 2 * p + 1, remaining.to(tl.int64))
+                    tl.store(aux + 3, above_before.to(tl.int64))
+                hist = _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
+                bins = tl.arange(0, 512)
+                tl.store(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, hist, mask=bins < 256)
+            else:
+                kth = (prefix - 2147483648).to(tl.int32)
+                _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, k_row - remaining, remaining, above_before,
+                           at_before, out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+
+
 @register("beam_topk", "triton")
 def beam_topk_triton(
     logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, apply_log_softmax: bool
@@ -116,7 +241,21 @@ def beam_topk_triton(
     k_row = min(k, vocab)
     cand_scores = torch.empty((rows, k_row), dtype=torch.float32, device=x.device)
     cand_tokens = torch.empty((rows, k_row), dtype=torch.int64, device=x.device)
-    if rows:
+    splits = split_count(rows, vocab, x) if rows else 1
+    if splits > 1:
+        slice_len, splits = slices(vocab, splits)
+        block = block_for(slice_len, interpret=interpreting(x))
+        parts = torch.empty((rows, splits, 4, 512), dtype=torch.int32, device=x.device)
+        aux = torch.empty((rows, splits, 4), dtype=torch.int64, device=x.device)
+        state = torch.empty((rows, 8), dtype=torch.int64, device=x.device)
+        for p in range(0 if apply_log_softmax else 2, 7):
+            _beam_split_kernel[(rows, splits)](
+                x, x.stride(0), vocab, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
+                parts, aux, state, splits, slice_len,
+                PASS=p, LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block,
+                num_warps=8 if block >= 1024 else 4,
+            )
+    elif rows:
         block = block_for(vocab, interpret=interpreting(x))
         _beam_row_topk_kernel[(rows,)](
             x, x.stride(0), vocab, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,

@@ -27,9 +27,6 @@ decode step with these ops can be captured in a CUDA graph.
 
 from __future__ import annotations
 
-import functools
-import os
-
 import torch
 import triton
 import triton.language as tl
@@ -46,9 +43,13 @@ from ._common import (
     interpreting,
     key_value,
     load_row,
+    merged_digit,
     precise_log,
     precise_log_available,
+    radix_digit,
     rows_2d,
+    slices,
+    split_count,
 )
 
 _NEG_INF = float("-inf")
@@ -63,18 +64,6 @@ _CAP = 512
 
 
 @triton.jit
-def _radix_digit(hist, bins, prefix, remaining):
-    """Choose the next 8-bit digit of the k-th largest key from a 256-bin histogram (bins >= 256
-    are ignored); returns the longer prefix, the rank left within it, and the entries at that digit."""
-    hist = tl.where(bins < 256, hist, 0)
-    suffix = tl.sum(hist, axis=0) - tl.cumsum(hist, axis=0) + hist  # entries with digit >= d
-    chosen = tl.max(tl.where((bins < 256) & (suffix >= remaining), bins, 0), axis=0)
-    remaining -= tl.sum(tl.where(bins > chosen, hist, 0), axis=0)
-    at_digit = tl.sum(tl.where(bins == chosen, hist, 0), axis=0)
-    return (prefix << 8) | chosen.to(tl.int64), remaining, at_digit
-
-
-@triton.jit
 def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
                   BLOCK: tl.constexpr):
     """(key, n_ge): the key (int64 holding an int32) of the k-th largest entry of the row, NaN
@@ -85,7 +74,7 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PREC
     (the others go to an ignored bin).
     """
     bins = tl.arange(0, 512)
-    prefix, remaining, at_digit = _radix_digit(hist0, bins, tl.full((), 0, tl.int64), k.to(tl.int32))
+    prefix, remaining, at_digit = radix_digit(hist0, bins, tl.full((), 0, tl.int64), k.to(tl.int32))
     for p in tl.static_range(1, 4):
         shift = 24 - 8 * p
         hist = tl.zeros([512], dtype=tl.int32)
@@ -97,7 +86,7 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PREC
             digit = ((ukey >> shift) & 255).to(tl.int32)
             match = mask & ((ukey >> (shift + 8)) == prefix)
             hist += tl.histogram(tl.where(match, digit, 256), 512)
-        prefix, remaining, at_digit = _radix_digit(hist, bins, prefix, remaining)
+        prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
     return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
 
 
@@ -187,22 +176,12 @@ def _split_stats(parts_ptr, row, splits):
 
 
 @triton.jit
-def _split_digit(parts_ptr, row, splits, p, prefix, remaining):
-    """_radix_digit on pass ``p``'s histogram summed over the slices."""
-    bins = tl.arange(0, 512)
-    hist = tl.zeros([512], dtype=tl.int32)
-    for s in range(0, splits):
-        hist += tl.load(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, mask=bins < 256, other=0)
-    return _radix_digit(hist, bins, prefix, remaining)
-
-
-@triton.jit
 def _split_kth(parts_ptr, state_ptr, row, splits, k_eff):
     """(key, n_ge) of the k-th largest entry as _radix_select returns them: the state after pass 3
     and the last digit from pass 3's histograms."""
     prefix = tl.load(state_ptr + row * 8 + 6)
     remaining = tl.load(state_ptr + row * 8 + 7).to(tl.int32)
-    prefix, remaining, at_digit = _split_digit(parts_ptr, row, splits, 3, prefix, remaining)
+    prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, 0, 3, prefix, remaining)
     return prefix - 2147483648, k_eff.to(tl.int32) - remaining + at_digit
 
 
@@ -238,7 +217,7 @@ def _split_pass_kernel(
             if PASS > 1:
                 prefix = tl.load(state_ptr + row * 8 + 2 * (PASS - 1))
                 remaining = tl.load(state_ptr + row * 8 + 2 * (PASS - 1) + 1).to(tl.int32)
-            prefix, remaining, at_digit = _split_digit(parts_ptr, row, splits, PASS - 1, prefix, remaining)
+            prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, s, PASS - 1, prefix, remaining)
             if PASS < 4:
                 if s == 0:
                     tl.store(state_ptr + row * 8 + 2 * PASS, prefix)
@@ -602,38 +581,6 @@ def _greedy_merge_kernel(best_ptr, idx_ptr, out_ptr, splits, SPLITS_P2: tl.const
 
 
 # --------------------------------------------------------------------------- launchers
-# Programs per row (None: by _split_count's rule). Tests set it to force the split path on small
-# rows; PYDECODE_TRITON_SPLITS (an integer, read per call) does the same for benchmarks (1: never split).
-SPLITS_OVERRIDE: int | None = None
-# A slice should amortise its program's fixed costs (the merges read every slice's histograms).
-_MIN_SLICE = 8192
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
-    """Programs per row: 1 unless rows are too few to fill the GPU; then enough slices (of at least
-    _MIN_SLICE entries) that rows * splits reaches ~2x the SM count."""
-    forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
-    if forced is not None:
-        return max(1, min(int(forced), vocab))
-    if interpreting(x):
-        return 1
-    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
-    if rows >= sms:
-        return 1
-    return max(1, min(vocab // _MIN_SLICE, -(-2 * sms // rows)))
-
-
-def _slices(vocab: int, splits: int) -> tuple[int, int]:
-    """(slice length, slice count): equal slices, a multiple of 16 long, none empty."""
-    slice_len = triton.cdiv(triton.cdiv(vocab, splits), 16) * 16
-    return slice_len, triton.cdiv(vocab, slice_len)
-
-
 def _chain(
     x: torch.Tensor,
     *,
@@ -675,10 +622,10 @@ def _chain(
     cand_i = torch.empty((batch, _CAP) if tile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) without
     # the keep floor: the passes over the row run over `splits` slices, the tile stage per row.
-    splits = _split_count(batch, vocab, x) if tile and min_keep == 1 else 1
+    splits = split_count(batch, vocab, x) if tile and min_keep == 1 else 1
     parts, state, part_x, part_i, part_n = cand_i, cand_i, cand_x, cand_i, cand_i  # typed dummies
     if splits > 1:
-        slice_len, splits = _slices(vocab, splits)
+        slice_len, splits = slices(vocab, splits)
         parts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
         state = torch.empty((batch, 8), dtype=torch.int64, device=device)
         part_x = torch.empty((batch, splits, _CAP), dtype=torch.float32, device=device)
@@ -782,9 +729,9 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
     out = torch.empty(batch, dtype=torch.int64, device=x.device)
     if batch == 0:
         return out
-    splits = _split_count(batch, vocab, x)
+    splits = split_count(batch, vocab, x)
     if splits > 1:
-        slice_len, splits = _slices(vocab, splits)
+        slice_len, splits = slices(vocab, splits)
         block = block_for(slice_len, 4096, interpreting(x))
         best = torch.empty((batch, splits), dtype=torch.float32, device=x.device)
         idx = torch.empty((batch, splits), dtype=torch.int64, device=x.device)

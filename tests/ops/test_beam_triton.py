@@ -14,8 +14,10 @@ import torch
 
 from pydecode.ops import _registry
 from pydecode.ops import beam as B
+from pydecode.triton_kernels import _common
+from pydecode.triton_kernels import beam as triton_beam
 from tests.helpers import assert_same, edge_rows
-from tests.ops.triton_checks import NAN, NEG_INF
+from tests.ops.triton_checks import NAN, NEG_INF, Launches
 
 _why = _registry.backend_unavailable_reason("triton", torch.device("cpu"))
 interpreted = pytest.mark.skipif(bool(_why), reason=f"triton on CPU tensors: {_why}")
@@ -89,6 +91,36 @@ def test_strided_logits_and_2d_beam_scores() -> None:
     wide[:, ::2] = x
     check(wide[:, ::2], torch.zeros(3, 2), 2, 4, log_softmax=False)
     check(wide[:, ::2], -torch.rand(3, 2), 2, 4)
+
+
+@interpreted
+def test_split_rows_match_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows spread over 2, 3 and 7 programs (forced; slices of one block or several) give the
+    one-program kernel's candidates bit for bit: scores, tokens and beams, with and without
+    log-softmax, on random, tied, NaN and all -inf rows; and the reference's (check)."""
+    monkeypatch.setattr(_common, "INTERPRET_BLOCK", 256)
+    launches = Launches(triton_beam._beam_split_kernel)
+    monkeypatch.setattr(triton_beam, "_beam_split_kernel", launches)
+    x = edge_rows(600, seed=9)[[0, 3, 6, 7]].to(torch.bfloat16)  # random, tied, all -inf, NaN: 1 item x 4 beams
+    bs = torch.tensor([0.0, -1.0, NEG_INF, -0.25])
+
+    def run(splits: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+        outs = []
+        for k, log_softmax in ((9, True), (500, False)):
+            outs += list(B.beam_topk(x, bs, 4, k, apply_log_softmax=log_softmax, backend="triton"))
+        return outs
+
+    want = run(1)
+    assert launches.count == 0
+    for splits in (2, 3, 7):
+        got = run(splits)
+        assert launches.count == 7 + 5, "the split path did not run"
+        launches.count = 0
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same(g, w, what=f"splits={splits} output {i}")
+    check(x.float(), bs, 4, 9)  # still split 7 ways
+    check(x.float(), bs, 4, 9, log_softmax=False)
 
 
 @pytest.mark.gpu
