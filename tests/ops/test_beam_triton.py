@@ -132,3 +132,22 @@ def test_gpu_beam_topk_triton(rows: int, vocab: int, dtype: torch.dtype) -> None
     beam_scores = (-5 * torch.rand(rows, generator=g)).cuda()
     check(logits, beam_scores, 4, 8, tol=8 * 2.0**-23)
     check(logits, beam_scores, 4, 8, log_softmax=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rows,vocab", [(4, 32000), (4, 152064), (8, 128256)])
+def test_gpu_beam_split_rows_triton(rows: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At these row counts the default rule splits the rows over several programs: the output is
+    the one-program kernel's, bit for bit (also forced to 7 slices)."""
+    g = torch.Generator().manual_seed(rows * vocab)
+    logits = (torch.randn(rows, vocab, generator=g) * 3).to(torch.bfloat16).cuda()
+    beam_scores = (-5 * torch.rand(rows, generator=g)).cuda()
+    assert _common.split_count(rows, vocab, logits) > 1
+    for log_softmax in (True, False):
+        outs = {}
+        for splits in (None, 1, 7):
+            monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+            outs[splits] = B.beam_topk(logits, beam_scores, 4, 8, apply_log_softmax=log_softmax, backend="triton")
+        for splits in (None, 7):
+            for g_, w, name in zip(outs[splits], outs[1], ("scores", "token_ids", "beam_indices")):
+                assert_same(g_, w, what=f"splits={splits} {name} log_softmax={log_softmax}")
