@@ -1,4 +1,4 @@
-"""``python -m bench.bench_triton_split``: the Triton sampling kernels' split path (rows spread
+"""``python -m bench.bench_triton_split``: the Triton sampling and beam kernels' split path (rows spread
 over several programs at small batches, triton_kernels/_common.py ``split_count``) against one
 program per row, on a GPU.
 

@@ -38,7 +38,7 @@ from ._common import (
 )
 
 # Fixed-point unit of the log-softmax sum: 2^-40 (sums of up to 2^23 weights <= 1 fit in int64).
-_MASS_ONE = 1099511627776.0
+_MASS_ONE = tl.constexpr(1099511627776.0)
 
 
 @triton.jit

@@ -21,6 +21,13 @@ times and never sorting it:
   ``x + gumbel(philox(seed, offset, token))``, lowest index on ties; blocks whose best value
   plus the largest possible noise (16.64) cannot beat the running best skip the Philox rounds.
 
+Small batches (rows too few to fill the GPU, ``_common.split_count``) spread the decode-loop
+call (tokens, a top-k, ``min_tokens_to_keep == 1``) over several programs per row:
+``_split_pass_kernel`` runs the stats, radix and candidate-copy passes over slices of the row and
+``_filter_chain_kernel`` (``SPLIT``) merges them and finishes each row as before; greedy splits
+too. The merges are exact (maxima, integer histograms; the float sums run over the same tile in
+the same order), so the split path returns what one program per row returns, bit for bit.
+
 Seeds and offsets are read from device tensors and nothing synchronises with the host, so a
 decode step with these ops can be captured in a CUDA graph.
 """
@@ -76,18 +83,45 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PREC
     bins = tl.arange(0, 512)
     prefix, remaining, at_digit = radix_digit(hist0, bins, tl.full((), 0, tl.int64), k.to(tl.int32))
     for p in tl.static_range(1, 4):
-        shift = 24 - 8 * p
-        hist = tl.zeros([512], dtype=tl.int32)
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            mask = cols < vocab
-            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-            ukey = float_key(x).to(tl.int64) + 2147483648
-            digit = ((ukey >> shift) & 255).to(tl.int32)
-            match = mask & ((ukey >> (shift + 8)) == prefix)
-            hist += tl.histogram(tl.where(match, digit, 256), 512)
+        hist = _digit_hist(row_ptr, 0, vocab, scale, 24 - 8 * p, prefix, TRANSFORM, PRECISE, BLOCK)
         prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
     return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
+
+
+@triton.jit
+def _digit_hist(row_ptr, lo, hi, scale, shift, prefix, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """Histogram over columns [lo, hi) of the keys' 8-bit digit at ``shift`` among the keys whose
+    higher digits are ``prefix`` (the others go to an ignored bin)."""
+    hist = tl.zeros([512], dtype=tl.int32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        ukey = float_key(x).to(tl.int64) + 2147483648
+        digit = ((ukey >> shift) & 255).to(tl.int32)
+        match = mask & ((ukey >> (shift + 8)) == prefix)
+        hist += tl.histogram(tl.where(match, digit, 256), 512)
+    return hist
+
+
+@triton.jit
+def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFORM: tl.constexpr,
+                     PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+    """Copy the entries >= kth of columns [lo, hi) (values and columns, in column order) to the
+    first slots of a CAP-entry buffer; returns how many there are (callers ensure <= CAP)."""
+    written = tl.full((), 0, tl.int32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        sel = mask & (x >= kth)
+        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+        ok = sel & (pos < CAP)
+        tl.store(dst_x_ptr + pos, x, mask=ok)
+        tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
+        written += tl.sum(sel.to(tl.int32), axis=0)
+    return written
 
 
 @triton.jit
@@ -222,32 +256,15 @@ def _split_pass_kernel(
                 if s == 0:
                     tl.store(state_ptr + row * 8 + 2 * PASS, prefix)
                     tl.store(state_ptr + row * 8 + 2 * PASS + 1, remaining.to(tl.int64))
-                shift = 24 - 8 * PASS
-                hist = tl.zeros([512], dtype=tl.int32)
-                for start in range(lo, hi, BLOCK):
-                    cols = start + tl.arange(0, BLOCK)
-                    mask = cols < hi
-                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    ukey = float_key(x).to(tl.int64) + 2147483648
-                    digit = ((ukey >> shift) & 255).to(tl.int32)
-                    match = mask & ((ukey >> (shift + 8)) == prefix)
-                    hist += tl.histogram(tl.where(match, digit, 256), 512)
+                hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
                 tl.store(part + PASS * 512 + bins, hist, mask=bins < 256)
             else:
                 kth = key_value(prefix - 2147483648)
                 n_ge = k_eff.to(tl.int32) - remaining + at_digit
                 if (n_ge <= CAP) & (kth == kth):
-                    written = tl.full((), 0, tl.int32)
-                    for start in range(lo, hi, BLOCK):
-                        cols = start + tl.arange(0, BLOCK)
-                        mask = cols < hi
-                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                        sel = mask & (x >= kth)
-                        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-                        ok = sel & (pos < CAP)
-                        tl.store(part_x_ptr + (row * splits + s) * CAP + pos, x, mask=ok)
-                        tl.store(part_i_ptr + (row * splits + s) * CAP + pos, cols.to(tl.int32), mask=ok)
-                        written += tl.sum(sel.to(tl.int32), axis=0)
+                    dst = (row * splits + s) * CAP
+                    written = _copy_candidates(row_ptr, lo, hi, scale, kth, part_x_ptr + dst, part_i_ptr + dst,
+                                               TRANSFORM, PRECISE, BLOCK, CAP)
                     tl.store(part_n_ptr + row * splits + s, written)
 
 
@@ -350,15 +367,8 @@ def _filter_chain_kernel(
                          tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
                 written += n
         else:
-            for start in range(0, vocab, BLOCK):
-                cols = start + tl.arange(0, BLOCK)
-                mask = cols < vocab
-                x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                sel = mask & (x >= kth)
-                pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-                tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel)
-                tl.store(cand_i_ptr + row * CAP + pos, cols, mask=sel)
-                written += tl.sum(sel.to(tl.int32), axis=0)
+            written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                       TRANSFORM, PRECISE, BLOCK, CAP)
         tl.debug_barrier()  # the tile is read back by other threads of this program
         offs = tl.arange(0, CAP)
         valid = offs < written
