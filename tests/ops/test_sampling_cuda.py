@@ -380,6 +380,36 @@ def test_cuda_split_chain_thorough(monkeypatch: pytest.MonkeyPatch) -> None:
             assert_same(op(probs, arg, backend="cuda"), want, what=f"{n} splits {op.__name__}")
 
 
+def test_cuda_split_chain_in_cuda_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split path (a cooperative kernel, its scratch zeroed on the stream) captured in a CUDA
+    graph: replays equal eager calls, and follow new seeds / offsets written to the same tensors."""
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", "4")
+    monkeypatch.setenv("PYDECODE_CHECK_VALUES", "0")  # value scans would sync with the host
+    x = gpu(torch.randn(2, 40000, generator=torch.Generator().manual_seed(8)) * 3)
+    kw = {"temperature": gpu(torch.tensor([0.8, 1.2], dtype=torch.float64)),
+          "top_k": gpu(torch.tensor([100, 0])), "top_p": gpu(torch.tensor([0.9, 0.7], dtype=torch.float64)),
+          "seed": gpu(torch.tensor([5, 9])), "offset": gpu(torch.tensor([0, 4])), "backend": "cuda",
+          "return_logprobs": True}
+
+    def step():  # noqa: ANN202
+        return S.filter_and_sample(x, **kw)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    for new_offset in (0, 1, 2):
+        kw["offset"].fill_(new_offset)
+        graph.replay()
+        want = step()
+        assert_same(out.tokens, want.tokens, what=f"graph tokens, offset {new_offset}")
+        assert_same(out.logprobs, want.logprobs, what=f"graph logprobs, offset {new_offset}")
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("batch", [1, 2, 4, 8])
 @pytest.mark.parametrize("vocab", [32000, 128256, 152064])
