@@ -38,10 +38,11 @@ step show-config python -m pydecode show-config
 # step is marked FAIL with exit status 124 in its log).
 step gpu-tests timeout 200 python -m pytest -m gpu -q -rs --maxfail=20 --durations=15
 if command -v compute-sanitizer >/dev/null 2>&1; then
-  # The sanitizer is 50-100x slower: CUDA op tests only, big shapes deselected ("big" in the test id).
+  # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
+  # ("big" / "thorough" in the test id).
   for tool in memcheck racecheck; do
     step "sanitizer-$tool" timeout 35 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-      python -m pytest -m gpu -q -x -k "cuda and not big" tests/ops
+      python -m pytest -m gpu -q -x -k "cuda and not big and not thorough" tests/ops
   done
 else
   summary+=("SKIP  compute-sanitizer (not installed)")
@@ -57,12 +58,17 @@ bench_ops=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.1
            --retries 0 --no-llama --csv "$out/ops_cuda.csv")
 step bench-ops-sampling timeout 110 "${bench_ops[@]}" \
   --cases temp_topk_topp_sample temp_topp_sample beam_topk rep_temp_topk_topp_sample
+# The fused chain's split-vocabulary path (several blocks per row at small batch) against one block
+# per row: the same cases at batch 1 and 8 with the split turned off (compare with ops_cuda.csv).
+step bench-ops-chain-unsplit env PYDECODE_CUDA_CHAIN_SPLITS=1 timeout 40 "${bench_ops[@]/ops_cuda.csv/ops_cuda_unsplit.csv}" \
+  --batch 1 8 --backends cuda --no-transformers --no-flashinfer --cases temp_topk_topp_sample temp_topp_sample
 step bench-ops-processors timeout 35 "${bench_ops[@]}" --batch 64 256 --vocab 128256 \
   --cases repetition_penalty watermark_hash watermark_hf no_repeat_ngram
-if [ -f "$out/ops_cuda.csv" ]; then
+for csv_name in ops_cuda ops_cuda_unsplit; do
+if [ -f "$out/$csv_name.csv" ]; then
   echo
-  echo "== ops on $(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null): median us (x one-pass floor)"
-  python - "$out/ops_cuda.csv" <<'PY' | tee "$out/ops_summary.txt"
+  echo "== $csv_name on $(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null): median us (x one-pass floor)"
+  python - "$out/$csv_name.csv" <<'PY' | tee "$out/${csv_name/ops_cuda/ops_summary}.txt"
 import csv, sys
 from collections import defaultdict
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -80,6 +86,7 @@ for (case, batch, vocab), cells in table.items():
     print(case, batch, vocab, " ".join(f"{cells[n][0]:.0f}({cells[n][1]:.1f}x)" if n in cells else "-" for n in names))
 PY
 fi
+done
 
 echo
 echo "== summary ($(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null || echo 'no GPU'))"

@@ -73,6 +73,25 @@ __device__ __forceinline__ void for_row(const void* row, int vocab, F&& f) {
   for (int v = tail + static_cast<int>(threadIdx.x); v < vocab; v += blockDim.x) f(v, Elem<D>::get(__ldg(p + v)));
 }
 
+// A __shared__ variable of the block. The CPU model runs the blocks of one row's split launch
+// concurrently, so there it is the block's own storage rather than a static.
+#if defined(PYDECODE_CUDA_EMULATION)
+#define PYDECODE_BLOCK_SHARED(T, name) T& name = emu::block_shared<T>()
+#else
+#define PYDECODE_BLOCK_SHARED(T, name) __shared__ T name
+#endif
+
+// A load that bypasses L1 (whose lines may be stale for memory other blocks update with
+// atomics) and that the compiler may not hoist out of a spin loop.
+template <class T>
+__device__ __forceinline__ T coherent_load(const T* p) {
+#if defined(PYDECODE_CUDA_EMULATION)
+  return emu::atomic_load(p);
+#else
+  return *static_cast<const volatile T*>(p);
+#endif
+}
+
 template <int D>
 __device__ __forceinline__ float load_one(const void* row, int v) {
   return Elem<D>::get(static_cast<const typename Elem<D>::T*>(row)[v]);
@@ -184,20 +203,29 @@ struct RadixShared {
   uint32_t bin_count;
 };
 
+// A histogram merge that does nothing: the block reads the whole row.
+struct NoMerge {
+  __device__ __forceinline__ void operator()(uint32_t*) const {}
+};
+
 // The n-th largest (1-based) key among the elements where keyfn(v, x, &key) is true (n must not
 // exceed their count). *above: how many have a larger key; *ties: how many have this key.
-template <int D, class KeyFn>
+// `row` may be one slice of a longer row: its entries are numbered from `base` for keyfn, and
+// merge(sh.hist) turns the slice's histogram into the row's (the split-vocabulary path; it must
+// end with the merged counts in sh.hist, visible to the whole block).
+template <int D, class KeyFn, class Merge = NoMerge>
 __device__ uint32_t radix_nth(const void* row, int vocab, uint32_t n, KeyFn keyfn, RadixShared& sh, uint32_t* above,
-                              uint32_t* ties) {
+                              uint32_t* ties, int base = 0, Merge merge = Merge()) {
   uint32_t prefix = 0, mask = 0, remaining = n;
   for (int shift = 24; shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) sh.hist[i] = 0;
     __syncthreads();
     for_row<D>(row, vocab, [&](int v, float x) {
       uint32_t key;
-      if (keyfn(v, x, &key) && (key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
+      if (keyfn(base + v, x, &key) && (key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
     });
     __syncthreads();
+    merge(sh.hist);
     if (threadIdx.x < 32) {
       int bin;
       uint32_t ab;

@@ -37,7 +37,15 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
 // The fused filter chain of pydecode/ops/sampling.py: transform (0 none, 1 temperature, 2 log)
 // -> top-k -> top-p -> min-p (a null per-row array turns the stage off), then any of: tokens
 // (Philox Gumbel-max), logprobs, filtered rows (filter_value at removed entries), renorm rows
-// (kept inputs, 0 elsewhere). One thread block per row.
+// (kept inputs, 0 elsewhere). One thread block per row, or, with splits > 1, `splits` blocks per
+// row, each reading one slice of the vocabulary (a cooperative launch: rows * splits blocks must
+// be resident at once) with `scratch` holding rows * kChainScratchWords uint64 of zeroed device
+// memory. Both paths give the same outputs for the same inputs.
+constexpr int64_t kChainScratchWords = 1165;
+// Automatic choice: slices of >= kChainMinSlice entries, at most kChainMaxSplits per row, rows *
+// splits <= the blocks the device holds at once.
+constexpr int64_t kChainMinSlice = 8192;
+constexpr int kChainMaxSplits = 32;
 struct ChainSpec {
   int transform = 0;
   const double* temperature = nullptr;
@@ -53,7 +61,12 @@ struct ChainSpec {
   float filter_value = 0.0f;
   float* renorm = nullptr;
 };
-cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, cudaStream_t stream);
+// Blocks of the split kernel the current device holds at once (0: no cooperative launch).
+int chain_capacity();
+// The split count filter_chain uses for (rows, vocab): `forced` when > 0, else the automatic one.
+int chain_splits(int64_t rows, int64_t vocab, int64_t forced);
+cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, uint64_t* scratch, int64_t scratch_len,
+                         cudaStream_t stream);
 
 // ---------------------------------------------------------------------------- beam family
 // One beam-search step (pydecode/ops/beam.py): scores = log_softmax(x) + beam_scores[row] (or

@@ -19,6 +19,13 @@
 // * Sampling: Gumbel-max with the Philox noise of the randomness contract, correctly rounded
 //   logs (the CPU kernels' log_cr), ties to the lowest index through a 64-bit packed
 //   (score key, ~index) integer max, so the result does not depend on the reduction order.
+// * Log-prob: (y - max) - log(sum of exp(y - max) over the kept set), the sum exact in 128-bit
+//   fixed point (order-free like everything else that is reduced).
+// * Small batches (chain_splits): each row is cut into `splits` slices, one block each, and every
+//   row-wide value above (maxima, histograms, masses, counts, the sampled token, the sum) is
+//   merged with integer atomics in device memory between the blocks of a row, which then continue
+//   from the same merged values: same outputs as one block per row, bit for bit.
+#include <atomic>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -49,18 +56,238 @@ struct Shared : RadixShared {
   unsigned long long mass[256];
   uint32_t u32[32];
   unsigned long long u64[32];
-  float f32[32];
+  unsigned long long u64b[32];
   unsigned long long mass_above;
+};
+
+// ------------------------------------------------------------------------------ exact sums
+// The log-softmax denominator of the sampled token's log-prob is an exact integer sum (each term
+// exp(y - max) in [0, 1] truncated to a multiple of 2^-63, summed in 128 bits), so it does not
+// depend on the summation order, hence not on the block size or the vocabulary split either.
+struct U128 {
+  unsigned long long lo = 0, hi = 0;
+  __device__ __forceinline__ void add(unsigned long long v) {
+    lo += v;
+    hi += lo < v ? 1ull : 0ull;
+  }
+  __device__ __forceinline__ void add(const U128& o) {
+    lo += o.lo;
+    hi += o.hi + (lo < o.lo ? 1ull : 0ull);
+  }
+  __device__ __forceinline__ double to_double() const {
+    return static_cast<double>(hi) * 18446744073709551616.0 + static_cast<double>(lo);
+  }
+};
+
+// f in [0, 2) as a multiple of 2^-63, truncated (error < 2^-63 per term): the 24-bit significand
+// shifted into place.
+__device__ __forceinline__ unsigned long long fix63(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  const int e = static_cast<int>(bits >> 23);
+  const unsigned long long m = (bits & 0x7FFFFFu) | (e != 0 ? 0x800000u : 0u);
+  const int shift = (e != 0 ? e : 1) - 87;  // f = m * 2^(e - 150)
+  if (shift >= 0) return m << shift;        // shift <= 40 for f < 2: below 2^64
+  return -shift < 32 ? m >> -shift : 0ull;
+}
+
+// Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
+__device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsigned long long* hi_s) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    U128 other;
+    other.lo = __shfl_xor_sync(0xFFFFFFFFu, v.lo, o);
+    other.hi = __shfl_xor_sync(0xFFFFFFFFu, v.hi, o);
+    v.add(other);
+  }
+  const int warps = static_cast<int>(blockDim.x >> 5);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) {
+    lo_s[threadIdx.x >> 5] = v.lo;
+    hi_s[threadIdx.x >> 5] = v.hi;
+  }
+  __syncthreads();
+  U128 r;
+  for (int w = 0; w < warps; ++w) {
+    U128 p;
+    p.lo = lo_s[w];
+    p.hi = hi_s[w];
+    r.add(p);
+  }
+  return r;
+}
+
+// ------------------------------------------------------------- split-vocabulary row merges
+// A row split over `splits` blocks (grid.y) merges each block's partial results in device memory:
+// integer atomics only (histogram counts, fixed-point masses, maxima), so a merged value does not
+// depend on which block adds first, and every block continues from the same merged values, so all
+// blocks of a row take the same branches and meet the same barriers. The launch is cooperative
+// (every block resident at once), which the barrier's spin-wait needs.
+//
+// Per-row scratch (zeroed by the launcher): a barrier counter and three merge buffers used in
+// turn. Merge step s adds into buffer s % 3; the row's first block zeroes buffer (s + 1) % 3 while
+// it opens step s: the last reads of that buffer (step s - 2) finished before barrier s - 1.
+struct MergeBuf {
+  unsigned long long mass[256];
+  unsigned long long s[4];
+  uint32_t hist[256];
+};
+struct SplitScratch {
+  unsigned long long counter;
+  MergeBuf buf[3];
+};
+static_assert(sizeof(SplitScratch) == kChainScratchWords * sizeof(uint64_t), "launch.h's kChainScratchWords");
+
+template <bool kSplit>
+struct RowSync;
+
+// One block per row: every merge is the identity.
+template <>
+struct RowSync<false> {
+  __device__ __forceinline__ void hist(uint32_t*) {}
+  __device__ __forceinline__ void hist_mass(uint32_t*, unsigned long long*) {}
+  __device__ __forceinline__ void max2(uint32_t&, uint32_t&) {}
+  __device__ __forceinline__ void add(unsigned long long&) {}
+  __device__ __forceinline__ void count_min(uint32_t&, uint32_t&) {}
+  __device__ __forceinline__ void sample(unsigned long long&, U128&, uint32_t&) {}
+};
+
+// The methods take block-wide values (the same in every thread of the block, as block_reduce
+// returns them; histograms in shared memory after a __syncthreads) and return the row's.
+template <>
+struct RowSync<true> {
+  SplitScratch* rs;
+  unsigned long long splits;
+  unsigned long long step;
+  bool lead;
+
+  __device__ MergeBuf* open() {
+    if (lead) {
+      MergeBuf* next = &rs->buf[(step + 1) % 3];
+      for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+        next->mass[i] = 0;
+        next->hist[i] = 0;
+        if (i < 4) next->s[i] = 0;
+      }
+    }
+    return &rs->buf[step % 3];
+  }
+
+  // Barrier of the row's blocks: every block's atomics (and the lead's zeroing) of this step are
+  // visible to every block after it.
+  __device__ void close() {
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      atomicAdd(&rs->counter, 1ull);
+      const unsigned long long target = (step + 1) * splits;
+      while (coherent_load(&rs->counter) < target) __nanosleep(64);
+      __threadfence();
+    }
+    __syncthreads();
+    ++step;
+  }
+
+  __device__ void hist(uint32_t* h) {
+    MergeBuf* b = open();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      if (h[i] != 0) atomicAdd(&b->hist[i], h[i]);
+    }
+    close();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) h[i] = coherent_load(&b->hist[i]);
+    __syncthreads();
+  }
+
+  __device__ void hist_mass(uint32_t* h, unsigned long long* m) {
+    MergeBuf* b = open();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      if (h[i] != 0) atomicAdd(&b->hist[i], h[i]);
+      if (m[i] != 0) atomicAdd(&b->mass[i], m[i]);
+    }
+    close();
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      h[i] = coherent_load(&b->hist[i]);
+      m[i] = coherent_load(&b->mass[i]);
+    }
+    __syncthreads();
+  }
+
+  __device__ void max2(uint32_t& a, uint32_t& c) {
+    MergeBuf* b = open();
+    if (threadIdx.x == 0) {
+      atomicMax(&b->s[0], static_cast<unsigned long long>(a));
+      atomicMax(&b->s[1], static_cast<unsigned long long>(c));
+    }
+    close();
+    a = static_cast<uint32_t>(coherent_load(&b->s[0]));
+    c = static_cast<uint32_t>(coherent_load(&b->s[1]));
+  }
+
+  __device__ void add(unsigned long long& v) {
+    MergeBuf* b = open();
+    if (threadIdx.x == 0) atomicAdd(&b->s[0], v);
+    close();
+    v = coherent_load(&b->s[0]);
+  }
+
+  // The minimum as the complement of a maximum, so that the zeroed buffer is its identity.
+  __device__ void count_min(uint32_t& count, uint32_t& kmin) {
+    MergeBuf* b = open();
+    if (threadIdx.x == 0) {
+      atomicAdd(&b->s[0], static_cast<unsigned long long>(count));
+      atomicMax(&b->s[1], static_cast<unsigned long long>(~kmin));
+    }
+    close();
+    count = static_cast<uint32_t>(coherent_load(&b->s[0]));
+    kmin = ~static_cast<uint32_t>(coherent_load(&b->s[1]));
+  }
+
+  // best: packed max; z: 128-bit sum (the low word's old value tells whether this add carried);
+  // bad: max.
+  __device__ void sample(unsigned long long& best, U128& z, uint32_t& bad) {
+    MergeBuf* b = open();
+    if (threadIdx.x == 0) {
+      atomicMax(&b->s[0], best);
+      const unsigned long long old = atomicAdd(&b->s[1], z.lo);
+      atomicAdd(&b->s[2], z.hi + (old + z.lo < old ? 1ull : 0ull));
+      atomicMax(&b->s[3], static_cast<unsigned long long>(bad));
+    }
+    close();
+    best = coherent_load(&b->s[0]);
+    z.lo = coherent_load(&b->s[1]);
+    z.hi = coherent_load(&b->s[2]);
+    bad = static_cast<uint32_t>(coherent_load(&b->s[3]));
+  }
+};
+
+// The entries of a row one block reads: all of it, or (kSplit) slice blockIdx.y.
+template <int D, bool kSplit>
+struct RowPart {
+  const void* data;  // the slice's first entry
+  int begin;         // its index in the row
+  int len;
+  RowSync<kSplit> sync;
+
+  // f(v, x) for the slice's entries, v numbered in the row.
+  template <class F>
+  __device__ __forceinline__ void each(F&& f) const {
+    const int b = begin;
+    for_row<D>(data, len, [&](int i, float x) { f(b + i, x); });
+  }
+
+  // radix_nth over the whole row.
+  template <class KeyFn>
+  __device__ __forceinline__ uint32_t nth(uint32_t n, KeyFn keyfn, Shared& sh, uint32_t* above, uint32_t* ties) {
+    return radix_nth<D>(data, len, n, keyfn, sh, above, ties, begin, [this](uint32_t* h) { sync.hist(h); });
+  }
 };
 
 // Keeps the n largest of the kept set (n <= its size); inside the group of equal values at the
 // boundary the highest (tie_high) or lowest indices.
-template <int D, class YFn>
-__device__ Cut keep_top_n(const void* row, int vocab, const YFn& yof, const Cut cut, uint32_t n, bool tie_high,
-                          Shared& sh) {
+template <int D, bool S, class YFn>
+__device__ Cut keep_top_n(RowPart<D, S>& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, Shared& sh) {
   uint32_t above, ties;
-  const uint32_t k = radix_nth<D>(
-      row, vocab, n,
+  const uint32_t k = part.nth(
+      n,
       [&](int v, float x, uint32_t* key) {
         *key = sort_key(yof(x));
         return kept(cut, *key, v);
@@ -71,8 +298,8 @@ __device__ Cut keep_top_n(const void* row, int vocab, const YFn& yof, const Cut 
   const int hi = cut.key == k ? cut.tie_hi : INT_MAX;
   if (need >= ties) return Cut{k, lo, hi};
   uint32_t a2, t2;
-  const uint32_t pick = radix_nth<D>(
-      row, vocab, need,
+  const uint32_t pick = part.nth(
+      need,
       [&](int v, float x, uint32_t* key) {
         *key = tie_high ? static_cast<uint32_t>(v) : 0xFFFFFFFFu - static_cast<uint32_t>(v);
         const uint32_t sk = sort_key(yof(x));
@@ -85,10 +312,9 @@ __device__ Cut keep_top_n(const void* row, int vocab, const YFn& yof, const Cut 
 // Top-p boundary by a radix descent on mass histograms: the lowest key K of the kept set whose
 // mass strictly above it is < limit. Returns K; *mass_above / *count_above: mass and count of
 // kept entries with a larger key; *ties: kept entries with key K.
-template <int D, class YFn, class EFn>
-__device__ uint32_t mass_descent(const void* row, int vocab, const YFn& yof, const EFn& efix, const Cut cut,
-                                 double limit, Shared& sh, unsigned long long* mass_above, uint32_t* count_above,
-                                 uint32_t* ties) {
+template <int D, bool S, class YFn, class EFn>
+__device__ uint32_t mass_descent(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const Cut cut, double limit,
+                                 Shared& sh, unsigned long long* mass_above, uint32_t* count_above, uint32_t* ties) {
   uint32_t prefix = 0, mask = 0;
   unsigned long long a_hi = 0;
   uint32_t c_hi = 0;
@@ -98,7 +324,7 @@ __device__ uint32_t mass_descent(const void* row, int vocab, const YFn& yof, con
       sh.mass[i] = 0;
     }
     __syncthreads();
-    for_row<D>(row, vocab, [&](int v, float x) {
+    part.each([&](int v, float x) {
       const float y = yof(x);
       const uint32_t key = sort_key(y);
       if (kept(cut, key, v) && (key & mask) == prefix) {
@@ -108,6 +334,7 @@ __device__ uint32_t mass_descent(const void* row, int vocab, const YFn& yof, con
       }
     });
     __syncthreads();
+    part.sync.hist_mass(sh.hist, sh.mass);
     if (threadIdx.x < 32) {
       const int lane = static_cast<int>(threadIdx.x);
       unsigned long long mtot;
@@ -156,15 +383,36 @@ __device__ uint32_t mass_descent(const void* row, int vocab, const YFn& yof, con
 struct ChainArgs {
   RowsIn in;
   ChainSpec spec;
+  int splits = 1;                   // blocks per row (grid.y) of the kSplit kernel
+  SplitScratch* scratch = nullptr;  // rows of it, zeroed (kSplit)
 };
 
-template <int D>
+// The fused chain for row blockIdx.x: one block reads the whole row, or (kSplit) gridDim.y blocks
+// each read one slice and merge every row-wide quantity through RowSync. Both instantiations run
+// the same code on the same merged integers, so they give the same outputs.
+template <int D, bool kSplit>
 __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs a) {
-  __shared__ Shared sh;
+  PYDECODE_BLOCK_SHARED(Shared, sh);
+  using T = typename Elem<D>::T;
   const int row = static_cast<int>(blockIdx.x);
   const int vocab = static_cast<int>(a.in.vocab);
-  const void* src = static_cast<const char*>(a.in.data) +
-                    static_cast<int64_t>(row) * a.in.row_stride * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  const char* src = static_cast<const char*>(a.in.data) +
+                    static_cast<int64_t>(row) * a.in.row_stride * static_cast<int64_t>(sizeof(T));
+  RowPart<D, kSplit> part;
+  part.begin = 0;
+  part.len = vocab;
+  if constexpr (kSplit) {
+    // Slices start at multiples of 8 entries: a 16-byte aligned row gives 16-byte aligned slices.
+    // Trailing slices may be empty; their blocks still take part in every merge.
+    const int64_t chunk = ((static_cast<int64_t>(vocab) + a.splits - 1) / a.splits + 7) & ~int64_t{7};
+    int64_t b = chunk * static_cast<int64_t>(blockIdx.y);
+    b = b < vocab ? b : vocab;
+    part.begin = static_cast<int>(b);
+    part.len = static_cast<int>(chunk < vocab - b ? chunk : vocab - b);
+    part.sync = RowSync<true>{a.scratch + row, static_cast<unsigned long long>(a.splits), 0ull, blockIdx.y == 0};
+  }
+  part.data = src + static_cast<int64_t>(part.begin) * static_cast<int64_t>(sizeof(T));
+  const bool writer = !kSplit || blockIdx.y == 0;  // writes the row's token and log-prob
   const ChainSpec& s = a.spec;
   int tf = s.transform;
   float rcp = 1.0f;
@@ -180,7 +428,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
 
   // Row statistics: the largest non-NaN key, and whether a NaN is present.
   uint32_t kmax = 0, nan = 0;
-  for_row<D>(src, vocab, [&](int, float x) {
+  part.each([&](int, float x) {
     const uint32_t key = sort_key(yof(x));
     if (key == kNanKey) {
       nan = 1;
@@ -190,6 +438,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   });
   kmax = block_reduce(kmax, MaxOp(), sh.u32);
   nan = block_reduce(nan, MaxOp(), sh.u32);
+  part.sync.max2(kmax, nan);
   const float ymax = kmax == 0 ? -kInf : key_to_float(kmax);  // kmax 0: every entry is NaN
   // A row with NaN or +inf, or nothing above -inf, has a NaN softmax: top-p and min-p keep it.
   const bool softmax_ok = nan == 0 && kmax != 0 && ymax < kInf && ymax > -kInf;
@@ -202,8 +451,8 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const int64_t keep = s.top_k[row] > s.min_tokens_to_keep ? s.top_k[row] : s.min_tokens_to_keep;
     if (keep < vocab) {
       uint32_t above, ties;
-      const uint32_t k = radix_nth<D>(
-          src, vocab, static_cast<uint32_t>(keep),
+      const uint32_t k = part.nth(
+          static_cast<uint32_t>(keep),
           [&](int, float x, uint32_t* key) {
             *key = sort_key(yof(x));
             return true;
@@ -225,17 +474,18 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const float threshold = static_cast<float>(1.0 - s.top_p[row]);
     unsigned long long total = 0;
     const Cut c0 = cut;
-    for_row<D>(src, vocab, [&](int v, float x) {
+    part.each([&](int v, float x) {
       const float y = yof(x);
       if (kept(c0, sort_key(y), v)) total += efix(y);
     });
     total = block_reduce(total, AddOp(), sh.u64);
+    part.sync.add(total);
     const double limit = (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
     uint32_t keep_count = 0, group = 0, ties = 0, key = 0;
     if (limit > 0.0) {
       unsigned long long mass_above;
       uint32_t count_above;
-      key = mass_descent<D>(src, vocab, yof, efix, c0, limit, sh, &mass_above, &count_above, &ties);
+      key = mass_descent(part, yof, efix, c0, limit, sh, &mass_above, &count_above, &ties);
       const unsigned long long e = efix(key_to_float(key));
       // The j-th highest member of the group has mass_above + j * e above it; kept while < limit.
       const double room = limit - static_cast<double>(mass_above);
@@ -246,14 +496,14 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     }
     const uint32_t need = mtk < kept_count ? mtk : kept_count;
     if (keep_count < need) {
-      cut = keep_top_n<D>(src, vocab, yof, c0, need, true, sh);
+      cut = keep_top_n(part, yof, c0, need, true, sh);
       kept_count = need;
     } else {
       if (group < ties) {
         // Stable ascending sort: the group's highest indices are the last positions, the kept ones.
         uint32_t a2, t2;
-        const uint32_t pick = radix_nth<D>(
-            src, vocab, group,
+        const uint32_t pick = part.nth(
+            group,
             [&](int v, float x, uint32_t* k2) {
               *k2 = static_cast<uint32_t>(v);
               const uint32_t sk = sort_key(yof(x));
@@ -272,7 +522,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const float mp = static_cast<float>(s.min_p[row]);
     uint32_t count = 0, kmin = 0xFFFFFFFFu;
     const Cut c0 = cut;
-    for_row<D>(src, vocab, [&](int v, float x) {
+    part.each([&](int v, float x) {
       const float y = yof(x);
       const uint32_t key = sort_key(y);
       if (kept(c0, key, v) && expf(y - ymax) >= mp) {
@@ -282,12 +532,13 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     });
     count = block_reduce(count, AddOp(), sh.u32);
     kmin = block_reduce(kmin, MinOp(), sh.u32);
+    part.sync.count_min(count, kmin);
     const uint32_t need = mtk < kept_count ? mtk : kept_count;
     if (count >= need) {
       if (count > 0 && kmin > cut.key) cut = Cut{kmin, 0, INT_MAX};
       kept_count = count;
     } else {
-      cut = keep_top_n<D>(src, vocab, yof, c0, need, false, sh);
+      cut = keep_top_n(part, yof, c0, need, false, sh);
       kept_count = need;
     }
   }
@@ -297,9 +548,10 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const uint64_t offset = static_cast<uint64_t>(s.offset[row]);
     const bool want_lp = s.logprobs != nullptr;
     unsigned long long best = 0;
-    float z = 0.0f;
+    U128 z;
+    uint32_t bad = 0;  // a NaN softmax term (+inf - +inf): the log-prob is NaN
     const Cut c0 = cut;
-    for_row<D>(src, vocab, [&](int v, float x) {
+    part.each([&](int v, float x) {
       const float y = yof(x);
       const uint32_t key = sort_key(y);
       if (key == kNanKey || !kept(c0, key, v)) return;
@@ -309,15 +561,27 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
             (static_cast<unsigned long long>(sort_key(score)) << 32) | (0xFFFFFFFFu - static_cast<uint32_t>(v));
         best = packed > best ? packed : best;
       }
-      if (want_lp) z += expf(y - ymax);
+      if (want_lp) {
+        const float t = expf(y - ymax);  // y <= ymax: t in [0, 1] or NaN
+        if (t != t) {
+          bad = 1;
+        } else {
+          z.add(fix63(t));
+        }
+      }
     });
     best = block_reduce(best, MaxOp(), sh.u64);
-    if (want_lp) z = block_reduce(z, AddOp(), sh.f32);
-    if (threadIdx.x == 0) {
+    if (want_lp) {
+      z = block_sum(z, sh.u64, sh.u64b);
+      bad = block_reduce(bad, MaxOp(), sh.u32);
+    }
+    part.sync.sample(best, z, bad);
+    if (writer && threadIdx.x == 0) {
       const int token = best == 0 ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<uint32_t>(best));
       s.tokens[row] = token;
       if (want_lp) {
-        s.logprobs[row] = best == 0 ? -kInf : (yof(load_one<D>(src, token)) - ymax) - logf(z);
+        const float lse = bad ? NAN : static_cast<float>(log(z.to_double() * 0x1p-63));
+        s.logprobs[row] = best == 0 ? -kInf : (yof(load_one<D>(src, token)) - ymax) - lse;
       }
     }
   }
@@ -327,7 +591,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     float* renorm = s.renorm != nullptr ? s.renorm + static_cast<int64_t>(row) * vocab : nullptr;
     const float fv = s.filter_value;
     const Cut c0 = cut;
-    for_row<D>(src, vocab, [&](int v, float x) {
+    part.each([&](int v, float x) {
       const float y = yof(x);
       const bool keep = kept(c0, sort_key(y), v);
       if (filtered != nullptr) filtered[v] = keep ? y : fv;
@@ -463,11 +727,77 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
   return cudaGetLastError();
 }
 
-cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, cudaStream_t stream) {
+template <int D>
+int split_blocks_per_sm() {
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, filter_chain_kernel<D, true>, kThreads, 0) != cudaSuccess) {
+    return 0;
+  }
+  return n;
+}
+
+int chain_capacity() {
+  // Per device, computed once (host queries only: nothing is enqueued, so this is safe while a
+  // CUDA graph is being captured). 0: unknown yet.
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) {
+    cudaGetLastError();
+    return 0;
+  }
+  if (dev < 64 && cache[dev].load() > 0) return cache[dev].load() - 1;
+  int sms = 0, coop = 0;
+  int capacity = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+      cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev) == cudaSuccess && coop != 0) {
+    int per_sm = split_blocks_per_sm<kDTypeF32>();
+    const int f16 = split_blocks_per_sm<kDTypeF16>();
+    const int bf16 = split_blocks_per_sm<kDTypeBF16>();
+    per_sm = f16 < per_sm ? f16 : per_sm;
+    per_sm = bf16 < per_sm ? bf16 : per_sm;
+    capacity = sms * per_sm;
+  }
+  cudaGetLastError();  // a failed query leaves no sticky error behind
+  if (dev < 64) cache[dev].store(capacity + 1);
+  return capacity;
+}
+
+int chain_splits(int64_t rows, int64_t vocab, int64_t forced) {
+  if (forced > 0) return forced < INT_MAX ? static_cast<int>(forced) : INT_MAX;
+  if (rows <= 0 || vocab < 2 * kChainMinSlice) return 1;
+  // Split while the batch alone leaves most SMs idle: rows * splits up to the resident blocks.
+  const int64_t capacity = chain_capacity();
+  if (rows * 2 > capacity) return 1;
+  int64_t splits = capacity / rows;
+  splits = splits < vocab / kChainMinSlice ? splits : vocab / kChainMinSlice;
+  splits = splits < kChainMaxSplits ? splits : kChainMaxSplits;
+  return splits < 1 ? 1 : static_cast<int>(splits);
+}
+
+template <int D>
+cudaError_t launch_split_chain(const ChainArgs& args, cudaStream_t stream) {
+  // Cooperative: the runtime refuses the launch (an error, not a hang) unless every block can be
+  // resident at once, which the row barrier's spin-wait needs.
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(static_cast<unsigned>(args.in.rows), static_cast<unsigned>(args.splits));
+  config.blockDim = dim3(kThreads);
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeCooperative;
+  attribute[0].val.cooperative = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  return cudaLaunchKernelEx(&config, filter_chain_kernel<D, true>, args);
+}
+
+cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, uint64_t* scratch, int64_t scratch_len,
+                         cudaStream_t stream) {
   check_rows(in);
   require(spec.transform >= 0 && spec.transform <= 2, "transform must be 0 (none), 1 (divide) or 2 (log)");
   require(spec.transform != 1 || in.rows == 0 || spec.temperature != nullptr, "transform 1 needs temperature");
   require(spec.min_tokens_to_keep >= 1, "min_tokens_to_keep must be >= 1");
+  require(splits >= 1 && splits <= 65535, "splits must be in [1, 65535], got " + std::to_string(splits));
   if (spec.tokens != nullptr) {
     require_pointer(reinterpret_cast<uintptr_t>(spec.seed), in.rows, "seed");
     require_pointer(reinterpret_cast<uintptr_t>(spec.offset), in.rows, "offset");
@@ -475,12 +805,27 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, cudaStream_t s
     require(spec.logprobs == nullptr, "logprobs need tokens");
   }
   if (in.rows == 0 || in.vocab == 0) return cudaSuccess;
-  const ChainArgs args{in, spec};
+  ChainArgs args{in, spec};
+  if (splits > 1) {
+    require(scratch != nullptr && scratch_len >= in.rows * kChainScratchWords,
+            "scratch must hold rows * " + std::to_string(kChainScratchWords) + " uint64 for splits > 1");
+    const int capacity = chain_capacity();
+    require(in.rows * splits <= capacity, "rows * splits = " + std::to_string(in.rows * splits) +
+                                              " blocks exceed the " + std::to_string(capacity) +
+                                              " this device runs at once (the split path needs them all resident)");
+    args.splits = splits;
+    args.scratch = reinterpret_cast<SplitScratch*>(scratch);
+    switch (in.dtype) {
+      case kDTypeF32: return launch_split_chain<kDTypeF32>(args, stream);
+      case kDTypeF16: return launch_split_chain<kDTypeF16>(args, stream);
+      default: return launch_split_chain<kDTypeBF16>(args, stream);
+    }
+  }
   const dim3 grid(static_cast<unsigned>(in.rows));
   switch (in.dtype) {
-    case kDTypeF32: filter_chain_kernel<kDTypeF32><<<grid, kThreads, 0, stream>>>(args); break;
-    case kDTypeF16: filter_chain_kernel<kDTypeF16><<<grid, kThreads, 0, stream>>>(args); break;
-    default: filter_chain_kernel<kDTypeBF16><<<grid, kThreads, 0, stream>>>(args); break;
+    case kDTypeF32: filter_chain_kernel<kDTypeF32, false><<<grid, kThreads, 0, stream>>>(args); break;
+    case kDTypeF16: filter_chain_kernel<kDTypeF16, false><<<grid, kThreads, 0, stream>>>(args); break;
+    default: filter_chain_kernel<kDTypeBF16, false><<<grid, kThreads, 0, stream>>>(args); break;
   }
   return cudaGetLastError();
 }

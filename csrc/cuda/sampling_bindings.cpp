@@ -64,7 +64,7 @@ void bind_sampling(py::module_& m) {
       [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, int transform,
          uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p, int64_t min_tokens_to_keep,
          uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs, uintptr_t filtered,
-         float filter_value, uintptr_t renorm, uintptr_t stream) {
+         float filter_value, uintptr_t renorm, int splits, uintptr_t scratch, int64_t scratch_len, uintptr_t stream) {
         const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);
         ChainSpec spec;
         spec.transform = transform;
@@ -81,14 +81,36 @@ void bind_sampling(py::module_& m) {
         spec.filter_value = filter_value;
         spec.renorm = as_device_ptr<float>(renorm);
         require(spec.filtered == nullptr || spec.renorm == nullptr, "filtered and renorm are exclusive");
-        check_cuda(filter_chain(in, spec, reinterpret_cast<cudaStream_t>(stream)), "filter_chain launch");
+        require_nonnegative(scratch_len, "scratch_len");
+        require_pointer(scratch, scratch_len, "scratch");
+        check_cuda(filter_chain(in, spec, splits, as_device_ptr<uint64_t>(scratch), scratch_len,
+                                reinterpret_cast<cudaStream_t>(stream)),
+                   "filter_chain launch");
       },
       py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"),
       py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
       py::arg("min_tokens_to_keep"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
-      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("stream"),
+      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("splits"), py::arg("scratch"),
+      py::arg("scratch_len"), py::arg("stream"),
       "Temperature (transform 1) or log (transform 2) -> top-k -> top-p -> min-p per row on the GPU (a 0 address "
-      "turns a stage off), then any of tokens / logprobs / filtered / renorm, like the CPU module's filter_chain.");
+      "turns a stage off), then any of tokens / logprobs / filtered / renorm, like the CPU module's filter_chain. "
+      "splits > 1: that many blocks per row (chain_splits), with scratch = zeroed uint64 device memory of "
+      "rows * CHAIN_SCRATCH_WORDS.");
+
+  m.attr("CHAIN_SCRATCH_WORDS") = kChainScratchWords;
+  m.def(
+      "chain_splits",
+      [](int64_t rows, int64_t vocab, int64_t forced) {
+        require_nonnegative(rows, "rows");
+        require_nonnegative(vocab, "vocab");
+        require_nonnegative(forced, "forced");
+        return chain_splits(rows, vocab, forced);
+      },
+      py::arg("rows"), py::arg("vocab"), py::arg("forced") = 0,
+      "Blocks per row filter_chain should use on the current device: `forced` when > 0, else 1 unless the batch "
+      "leaves most SMs idle and rows are long (then up to 32 slices of >= 8192 entries).");
+  m.def("chain_capacity", &chain_capacity,
+        "Blocks of the split filter_chain kernel the current device runs at once (0: no cooperative launch).");
 }
 
 }  // namespace pydecode::cuda

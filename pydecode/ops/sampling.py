@@ -25,6 +25,7 @@ Semantics (what every backend must reproduce; the references below are the oracl
 from __future__ import annotations
 
 import functools
+import os
 from numbers import Real
 from typing import NamedTuple, Optional, Union
 
@@ -327,10 +328,7 @@ def _chain(
     tail = (_addr(seed), _addr(offset), _addr(tok), _addr(lp), _addr(rows) if filtered else 0, filter_value,
             _addr(rows) if renorm else 0)
     if dev.type == "cuda":
-        from .. import _ext
-
-        with torch.cuda.device(dev):
-            _ext.cuda_module().filter_chain(*head, *tail, _cuda_stream(x))
+        _chain_cuda(x, head, tail)
     else:
         _cpu.module().filter_chain(*head, _softmax_lanes(), *tail)
     return tok, lp, rows
@@ -948,6 +946,40 @@ def top_k_top_p_sampling_from_probs(
 # the reference's float32 cumsum (see the kernel's header).
 def _cuda_stream(t: torch.Tensor) -> int:
     return torch.cuda.current_stream(t.device).cuda_stream
+
+
+# Rows per block of the fused chain: small batches split each row's vocabulary over several blocks
+# (the module's chain_splits picks how many for the device; same outputs as one block per row).
+# PYDECODE_CUDA_CHAIN_SPLITS=n forces n blocks per row (tests; 1 turns the split path off).
+_CHAIN_SPLITS_ENV = "PYDECODE_CUDA_CHAIN_SPLITS"
+
+
+def _forced_chain_splits() -> int:
+    value = os.environ.get(_CHAIN_SPLITS_ENV, "").strip()
+    if not value:
+        return 0
+    try:
+        splits = int(value)
+    except ValueError:
+        splits = 0
+    if splits < 1:
+        raise ValueError(f"{_CHAIN_SPLITS_ENV} must be a positive integer (blocks per row), got {value!r}")
+    return splits
+
+
+def _chain_cuda(x: torch.Tensor, head: tuple, tail: tuple) -> None:
+    """Launches the cuda filter chain on ``x`` (its unit-stride rows view) with _chain's arguments."""
+    from . import _cuda_launch
+
+    module = _cuda_launch.module()
+    batch, vocab = x.shape
+    with _cuda_launch.on_device(x.device):
+        splits = module.chain_splits(batch, vocab, _forced_chain_splits())
+        # Barrier counters and merge buffers of the split rows, zeroed on the stream (no host sync,
+        # so the step stays CUDA-graph capturable).
+        words = batch * module.CHAIN_SCRATCH_WORDS if splits > 1 else 0
+        scratch = torch.zeros(words, dtype=torch.int64, device=x.device) if words else None
+        module.filter_chain(*head, *tail, splits, _addr(scratch), words, _cuda_launch.stream(x.device))
 
 
 @register("apply_temperature", "cuda")

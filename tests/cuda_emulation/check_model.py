@@ -1,35 +1,56 @@
 """Runs the CUDA kernels on the CPU model (see README.md) against the torch reference and the cpu backend."""
 # ruff: noqa: B023, E501, E702  (a dev script: each lambda runs inside its loop iteration)
+import os
 import sys
 
 import torch
 
-sys.path.insert(0, "/tmp/cs_emu")
+sys.path.insert(0, os.environ.get("PYDECODE_EMU_DIR", "/tmp/cs_emu"))
 import pydecode_cuda_model as M
 
 from pydecode.ops import _cpu
 from pydecode.ops import beam as B
 from pydecode.ops import sampling as S
 from tests.helpers import assert_same
-
-sys.path.insert(0, "/work/wt/cuda-s")
 from tests.ops.test_sampling_cuda import check_near_threshold, rows, stable_cum  # noqa: E402
 
 NEG_INF = float("-inf")
 TH = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+# Split counts of the split-vocabulary chain compared with the one-block path (bit for bit) on
+# every chain call below; "0" as the second argument skips them.
+SPLITS = (2, 3, 7) if len(sys.argv) <= 2 or sys.argv[2] != "0" else ()
 
 def addr(t): return 0 if t is None else t.data_ptr()
 
-def chain(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
-          tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False):
+def chain_once(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
+               tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1):
     x = _cpu.rows_view(x); b, v = x.shape
-    tok = torch.empty(b, dtype=torch.int64) if tokens else None
-    lp = torch.empty(b, dtype=torch.float32) if logprobs else None
-    out = torch.empty(b, v) if (filtered or renorm) else None
+    tok = torch.full((b,), -7, dtype=torch.int64) if tokens else None
+    lp = torch.full((b,), 12345.0) if logprobs else None
+    out = torch.full((b, v), 12345.0) if (filtered or renorm) else None
     M.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], b, v, _cpu.row_stride(x), transform, addr(temperature),
                    addr(top_k), addr(top_p), addr(min_p), mtk, addr(seed), addr(offset), addr(tok), addr(lp),
-                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH)
+                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits)
     return tok, lp, out
+
+split_checks = 0
+def chain(x, **kw):
+    """The one-block result, after checking that every split count in SPLITS gives the same bits
+    (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
+    global split_checks
+    want = chain_once(x, **kw)
+    views = [x]
+    if x.dim() == 2 and x.shape[-1] > 1:
+        wide = torch.full((x.shape[0], x.shape[1] + 3), 7.0, dtype=x.dtype); wide[:, : x.shape[1]] = x
+        views.append(wide[:, : x.shape[1]])
+    for splits in SPLITS:
+        for i, view in enumerate(views if splits == 3 else views[:1]):
+            got = chain_once(view, splits=splits, **kw)
+            for name, g, w in zip(("tokens", "logprobs", "rows"), got, want):
+                if w is not None:
+                    split_checks += 1
+                    report(f"split={splits} view={i} {name} V={x.shape[-1]} {sorted(kw)}", lambda: assert_same(g, w, atol=0, rtol=0))
+    return want
 
 def rowsp(val, n, dt):
     return torch.as_tensor(val, dtype=dt).expand(n).contiguous()
@@ -90,6 +111,7 @@ for vocab in (3, 1000):
     seed = torch.arange(n) * 7919 - 5
     off = torch.full((n,), 11)
     for kw in ({}, {"top_k": 1}, {"top_k": 50}, {"top_k": 40, "temperature": 0.5}, {"top_k": 64, "top_p": 0.8, "min_p": 0.02}):
+        kw = {**kw, "top_k": min(kw["top_k"], vocab)} if "top_k" in kw else kw
         t = rowsp(kw.get("temperature", 1.0), n, torch.float64)
         tok, lp, filt = chain(x, transform=1, temperature=t,
                               top_k=rowsp(kw.get("top_k", 0), n, torch.int64), top_p=rowsp(kw.get("top_p", 1.0), n, torch.float64),
@@ -123,7 +145,7 @@ for vocab in (1, 9, 2000):
     lg = torch.randn(6, vocab, generator=torch.Generator().manual_seed(vocab)) * 2
     lg[1] = 0.0
     probs = torch.softmax(lg, -1); probs[2] = 0.0
-    for k in (0, 1, 5, vocab):
+    for k in sorted({0, 1, min(5, vocab), vocab}):
         kept = chain(probs, transform=2, top_k=rowsp(k, 6, torch.int64), renorm=True)[2]
         total = kept.sum(-1, keepdim=True); got = torch.where(total == 0, 0.0, kept / total)
         report(f"topk renorm V={vocab} k={k}", lambda: assert_same(got, S.top_k_renorm_probs(probs, k, backend="torch")))
@@ -158,3 +180,5 @@ for lsm in (True, False):
         want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=lsm, backend="torch")
         report(f"beam ties k={k} lsm={lsm}", lambda: (assert_same(sc, want.scores, atol=1e-5), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
 print("beam done", fails)
+print("split-vs-unsplit comparisons", split_checks, "threads", TH, "splits", SPLITS)
+sys.exit(1 if fails else 0)

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -35,42 +36,75 @@ struct EmuDim3 {
 };
 
 namespace emu {
+// One block's barriers, shuffle slots and (PYDECODE_BLOCK_SHARED) shared memory.
 struct Block {
-  std::barrier<>* block = nullptr;
-  std::vector<std::barrier<>*> warps;
+  explicit Block(unsigned threads) : block(static_cast<std::ptrdiff_t>(threads)), slots(threads, 0) {
+    for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.emplace_back(std::make_unique<std::barrier<>>(32));
+  }
+  std::barrier<> block;
+  std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<uint64_t> slots;
+  alignas(64) unsigned char shared[16384] = {};
 };
-inline Block* g_block = nullptr;
+inline thread_local Block* g_block = nullptr;
 inline thread_local EmuDim3 t_thread, t_block;
 inline EmuDim3 g_block_dim, g_grid_dim;
 
-// Runs body() for every thread of every block of a (grid_x, grid_y) launch of `threads` threads.
+// Starts the threads of block (bx, by) into `pool`.
+inline void start_block(Block& b, unsigned bx, unsigned by, unsigned threads, const std::function<void()>& body,
+                        std::vector<std::thread>& pool) {
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&b, &body, bx, by, t]() {
+      g_block = &b;
+      t_thread = EmuDim3{t, 0, 0};
+      t_block = EmuDim3{bx, by, 0};
+      body();
+    });
+  }
+}
+
+// Runs body() for every thread of every block of a (grid_x, grid_y) launch of `threads` threads,
+// one block after another.
 inline void launch(unsigned grid_x, unsigned grid_y, unsigned threads, const std::function<void()>& body) {
   g_block_dim = EmuDim3{threads, 1, 1};
   g_grid_dim = EmuDim3{grid_x, grid_y, 1};
   for (unsigned by = 0; by < grid_y; ++by) {
     for (unsigned bx = 0; bx < grid_x; ++bx) {
-      Block b;
-      std::barrier<> all(static_cast<std::ptrdiff_t>(threads));
-      b.block = &all;
-      std::vector<std::unique_ptr<std::barrier<>>> warps;
-      for (unsigned w = 0; w < (threads + 31) / 32; ++w) {
-        warps.emplace_back(std::make_unique<std::barrier<>>(32));
-        b.warps.push_back(warps.back().get());
-      }
-      b.slots.assign(threads, 0);
-      g_block = &b;
+      Block b(threads);
       std::vector<std::thread> pool;
-      for (unsigned t = 0; t < threads; ++t) {
-        pool.emplace_back([&, t]() {
-          t_thread = EmuDim3{t, 0, 0};
-          t_block = EmuDim3{bx, by, 0};
-          body();
-        });
-      }
+      start_block(b, bx, by, threads, body, pool);
       for (auto& th : pool) th.join();
     }
   }
+}
+
+// The same, with the grid_y blocks of each grid x running at once (a cooperative launch whose
+// blocks wait for each other: the split-vocabulary rows). Kernels run this way must declare their
+// shared memory with PYDECODE_BLOCK_SHARED.
+inline void launch_rows_together(unsigned grid_x, unsigned grid_y, unsigned threads,
+                                 const std::function<void()>& body) {
+  g_block_dim = EmuDim3{threads, 1, 1};
+  g_grid_dim = EmuDim3{grid_x, grid_y, 1};
+  for (unsigned bx = 0; bx < grid_x; ++bx) {
+    std::vector<std::unique_ptr<Block>> blocks;
+    std::vector<std::thread> pool;
+    for (unsigned by = 0; by < grid_y; ++by) {
+      blocks.emplace_back(std::make_unique<Block>(threads));
+      start_block(*blocks.back(), bx, by, threads, body, pool);
+    }
+    for (auto& th : pool) th.join();
+  }
+}
+
+template <class T>
+T& block_shared() {
+  static_assert(sizeof(T) <= sizeof(Block::shared), "raise Block::shared");
+  return *reinterpret_cast<T*>(g_block->shared);
+}
+
+template <class T>
+T atomic_load(const T* p) {
+  return std::atomic_ref<T>(*const_cast<T*>(p)).load();
 }
 
 template <class T>
@@ -94,7 +128,9 @@ T exchange(T v, int src_lane) {
 #define blockDim (emu::g_block_dim)
 #define gridDim (emu::g_grid_dim)
 
-inline void __syncthreads() { emu::g_block->block->arrive_and_wait(); }
+inline void __syncthreads() { emu::g_block->block.arrive_and_wait(); }
+inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
+inline void __nanosleep(unsigned) { std::this_thread::yield(); }
 
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int o) {
@@ -140,6 +176,14 @@ inline unsigned long long __float2ull_rn(float x) { return static_cast<unsigned 
 template <class T>
 T atomicAdd(T* p, T v) {
   return std::atomic_ref<T>(*p).fetch_add(v);
+}
+template <class T>
+T atomicMax(T* p, T v) {
+  std::atomic_ref<T> a(*p);
+  T old = a.load();
+  while (old < v && !a.compare_exchange_weak(old, v)) {
+  }
+  return old;
 }
 
 using std::ceil;

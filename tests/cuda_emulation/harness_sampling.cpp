@@ -2,6 +2,9 @@
 // Python with the real module's argument conventions plus the block size to emulate.
 #include <pybind11/pybind11.h>
 
+#include <cstring>
+#include <vector>
+
 #include "../../csrc/cuda/sampling.cu"
 
 namespace py = pybind11;
@@ -37,7 +40,7 @@ void bind_sampling_model(py::module_& m) {
   m.def("filter_chain", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                            int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
                            int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
-                           uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads) {
+                           uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads, int splits) {
     ChainArgs a;
     a.in = rows_in(logits, dtype, rows, vocab, row_stride);
     a.spec.transform = transform;
@@ -53,11 +56,27 @@ void bind_sampling_model(py::module_& m) {
     a.spec.filtered = ptr<float>(filtered);
     a.spec.filter_value = filter_value;
     a.spec.renorm = ptr<float>(renorm);
+    // splits > 1: the split-vocabulary kernel, a row's blocks running together on zeroed scratch.
+    std::vector<SplitScratch> scratch(splits > 1 ? static_cast<size_t>(rows) : 0);
+    if (splits > 1) {
+      std::memset(static_cast<void*>(scratch.data()), 0, scratch.size() * sizeof(SplitScratch));
+      a.splits = splits;
+      a.scratch = scratch.data();
+    }
     py::gil_scoped_release release;
     by_dtype(dtype, [&](auto d) {
-      emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { filter_chain_kernel<decltype(d)::value>(a); });
+      constexpr int D = decltype(d)::value;
+      if (splits > 1) {
+        emu::launch_rows_together(static_cast<unsigned>(rows), static_cast<unsigned>(splits), threads,
+                                  [&]() { filter_chain_kernel<D, true>(a); });
+      } else {
+        emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { filter_chain_kernel<D, false>(a); });
+      }
     });
-  });
+  }, py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"),
+     py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
+     py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
+     py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1);
   m.def("greedy", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out,
                      uintptr_t scratch, int splits, unsigned threads) {
     const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);

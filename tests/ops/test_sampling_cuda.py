@@ -317,3 +317,117 @@ def test_cuda_big_filter_and_sample(dtype: torch.dtype, batch: int, vocab: int) 
     kept_differs = ((got.filtered > NEG_INF) != (want.filtered > NEG_INF)).any(-1)
     assert not bool((differs & ~kept_differs).any()), "a token differs although the kept sets agree"
     assert int(kept_differs.sum()) <= max(1, batch // 10)
+
+
+# --------------------------------------------------------------------------- split-vocabulary path
+# Small batches split each row of the fused chain over several blocks (csrc/cuda/sampling.cu,
+# RowSync). PYDECODE_CUDA_CHAIN_SPLITS forces the count; the outputs must equal the one-block
+# path's bit for bit (the same merged integers decide everything). "thorough" and "big" tests are
+# left out of the compute-sanitizer run (bench/gpu_check.sh); test_cuda_split_chain_small is its share.
+def _chain_outputs(x: torch.Tensor, splits: int, monkeypatch: pytest.MonkeyPatch, **kwargs) -> list[torch.Tensor]:
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", str(splits))
+    seed = torch.arange(x.shape[0], device="cuda") * 7919 - 5
+    got = S.filter_and_sample(x, seed=seed, offset=3, return_logprobs=True, return_filtered=True, backend="cuda",
+                              **kwargs)
+    return [got.tokens, got.logprobs, got.filtered]
+
+
+def _check_splits(x: torch.Tensor, splits: tuple[int, ...], kwargs_list, monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
+                  what: str) -> None:
+    for kwargs in kwargs_list:
+        if "top_k" in kwargs:
+            kwargs = {**kwargs, "top_k": min(kwargs["top_k"], x.shape[1])}
+        want = _chain_outputs(x, 1, monkeypatch, **kwargs)
+        for n in splits:
+            got = _chain_outputs(x, n, monkeypatch, **kwargs)
+            for name, g, w in zip(("tokens", "logprobs", "filtered"), got, want):
+                assert_same(g, w, what=f"{n} splits vs 1: {name} {what} {kwargs}")
+
+
+SPLIT_KWARGS = ({}, {"top_k": 1}, {"top_k": 50, "temperature": 0.7}, {"top_p": 0.9}, {"top_p": 0.0},
+                {"min_p": 0.05}, {"top_k": 64, "top_p": 0.8, "min_p": 0.02, "temperature": 1.3},
+                {"top_p": 0.5, "min_tokens_to_keep": 5}, {"min_p": 0.5, "min_tokens_to_keep": 3})
+
+
+def _edge_block() -> torch.Tensor:
+    return torch.stack([
+        torch.full((7,), NEG_INF), torch.full((7,), NAN), torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),
+        torch.tensor([0.0, INF, 1.0, INF, 2.0, 0.0, -1.0]), torch.tensor([NEG_INF] * 6 + [3.0]),
+    ])
+
+
+def test_cuda_split_chain_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 blocks per row against 1 on edge rows (NaN, +-inf, all -inf, V < block) and an unaligned row."""
+    kwargs_list = ({}, {"top_k": 3, "top_p": 0.8, "min_p": 0.02}, {"top_p": 0.5, "min_tokens_to_keep": 5})
+    _check_splits(gpu(_edge_block()), (3,), kwargs_list, monkeypatch, "edge rows")
+    _check_splits(strided(gpu(rows(1000, seed=3)))["row-strided"], (3,), kwargs_list, monkeypatch, "row-strided")
+
+
+def test_cuda_split_chain_thorough(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2, 3 and 7 blocks per row against 1: every stage and output, ties, every dtype, strided rows,
+    slices that are empty (V < 8 * splits), probability inputs (renorm)."""
+    ties = torch.randint(0, 4, (6, 1000), generator=torch.Generator().manual_seed(2)).float()
+    for x in (_edge_block(), rows(1000, seed=3), ties, rows(4099, seed=4).to(torch.bfloat16),
+              rows(333, seed=5).to(torch.float16)):
+        for name, view in strided(gpu(x)).items():
+            _check_splits(view, (2, 3, 7), SPLIT_KWARGS, monkeypatch, f"{name} {tuple(view.shape)} {view.dtype}")
+    probs = gpu(torch.softmax(torch.randn(5, 3000, generator=torch.Generator().manual_seed(6)) * 2, -1))
+    for op, arg in ((S.top_k_renorm_probs, 20), (S.top_p_renorm_probs, 0.8)):
+        monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", "1")
+        want = op(probs, arg, backend="cuda")
+        for n in (2, 7):
+            monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", str(n))
+            assert_same(op(probs, arg, backend="cuda"), want, what=f"{n} splits {op.__name__}")
+
+
+def test_cuda_split_chain_in_cuda_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The split path (a cooperative kernel, its scratch zeroed on the stream) captured in a CUDA
+    graph: replays equal eager calls, and follow new seeds / offsets written to the same tensors."""
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", "4")
+    monkeypatch.setenv("PYDECODE_CHECK_VALUES", "0")  # value scans would sync with the host
+    x = gpu(torch.randn(2, 40000, generator=torch.Generator().manual_seed(8)) * 3)
+    kw = {"temperature": gpu(torch.tensor([0.8, 1.2], dtype=torch.float64)),
+          "top_k": gpu(torch.tensor([100, 0])), "top_p": gpu(torch.tensor([0.9, 0.7], dtype=torch.float64)),
+          "seed": gpu(torch.tensor([5, 9])), "offset": gpu(torch.tensor([0, 4])), "backend": "cuda",
+          "return_logprobs": True}
+
+    def step():  # noqa: ANN202
+        return S.filter_and_sample(x, **kw)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        step()  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = step()
+    for new_offset in (0, 1, 2):
+        kw["offset"].fill_(new_offset)
+        graph.replay()
+        want = step()
+        assert_same(out.tokens, want.tokens, what=f"graph tokens, offset {new_offset}")
+        assert_same(out.logprobs, want.logprobs, what=f"graph logprobs, offset {new_offset}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("batch", [1, 2, 4, 8])
+@pytest.mark.parametrize("vocab", [32000, 128256, 152064])
+def test_cuda_big_split_chain(dtype: torch.dtype, batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full shapes: the automatic split count (> 1 at these batches) against one block per row,
+    bit for bit, and the tokens against the torch reference where the kept sets agree."""
+    monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS", raising=False)
+    auto = _ext.cuda_module().chain_splits(batch, vocab)
+    assert auto > 1, f"no split at batch {batch}, vocab {vocab}"
+    x = gpu((torch.randn(batch, vocab, generator=torch.Generator().manual_seed(vocab + batch)) * 4).to(dtype))
+    _check_splits(x, (auto,), ({"top_k": 50}, {"top_p": 0.9}, {"min_p": 0.05, "temperature": 0.5}),
+                  monkeypatch, f"{batch}x{vocab}")
+    kwargs = {"top_k": 1000, "top_p": 0.95, "min_p": 0.01, "temperature": 0.8}
+    monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS")
+    seed = torch.arange(batch, device="cuda") * 7919 - 5
+    got = S.filter_and_sample(x, seed=seed, offset=3, return_filtered=True, backend="cuda", **kwargs)
+    want = S.filter_and_sample(x, seed=seed, offset=3, return_filtered=True, backend="torch", **kwargs)
+    differs = got.tokens != want.tokens
+    kept_differs = ((got.filtered > NEG_INF) != (want.filtered > NEG_INF)).any(-1)
+    assert not bool((differs & ~kept_differs).any()), "a token differs although the kept sets agree"
+    assert int(kept_differs.sum()) <= max(1, batch // 4)
