@@ -52,6 +52,7 @@
 #endif
 
 #include "cpu/parallel.h"
+#include "cpu/penalties.h"
 #include "pydecode/check.h"
 #include "pydecode/dtype.h"
 #include "pydecode/float_key.h"
@@ -131,9 +132,14 @@ struct RowSource {
   DType dtype;
   Transform transform;
   float temperature;
+  // Sparse overlay (the penalised entries): (index << 32 | float32 bits of the new value),
+  // ascending; these entries read as the new value, before the transform.
+  const uint64_t* patch = nullptr;
+  int64_t patches = 0;
 
   void load(int64_t begin, int64_t n, float* dst) const {
     convert(data, dtype, begin, n, dst);
+    if (patches > 0) apply_patches(begin, n, dst);
     if (transform == Transform::kDivide) {
       const float t = temperature;
       for (int64_t i = 0; i < n; ++i) dst[i] = dst[i] / t;
@@ -145,6 +151,18 @@ struct RowSource {
     float y;
     load(v, 1, &y);
     return y;
+  }
+  // Whether [begin, begin + n) holds a patched entry.
+  bool patched(int64_t begin, int64_t n) const {
+    if (patches == 0) return false;
+    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
+    return p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n;
+  }
+  void apply_patches(int64_t begin, int64_t n, float* dst) const {
+    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
+    for (; p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n; ++p) {
+      dst[static_cast<int64_t>(*p >> 32) - begin] = bits_to_float(static_cast<uint32_t>(*p));
+    }
   }
 };
 
@@ -495,7 +513,12 @@ bool collect_top_k(Row& row, int64_t keep) {
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t n = std::min(kBlock, end - b);
       const float* x = f32 != nullptr ? f32 + b : buf;
-      if (f32 == nullptr) raw.load(b, n, buf);
+      if (f32 == nullptr) {
+        raw.load(b, n, buf);
+      } else if (raw.patched(b, n)) {  // a penalised entry: read the block through the overlay
+        raw.load(b, n, buf);
+        x = buf;
+      }
       int any = 0;
       for (int64_t i = 0; i < n; ++i) {
         hit[i] = static_cast<uint8_t>((x[i] >= bound) | (x[i] != x[i]));
@@ -1578,6 +1601,13 @@ void run_chain(const LogitRows& in, const ChainSpec& spec) {
   }
   check_unit(spec.top_p, in.rows, "top_p");
   check_unit(spec.min_p, in.rows, "min_p");
+  const bool penalties = spec.state_tokens != nullptr;
+  if (penalties) {
+    require(spec.renorm == nullptr && spec.transform != Transform::kLog, "penalties apply to logits, not probabilities");
+    check_penalty_state(in.rows, in.vocab, spec.state_tokens, spec.state_in_rep, spec.state_counts,
+                        spec.state_lengths, spec.state_capacity, spec.state_stride, spec.repetition_penalty,
+                        spec.presence_penalty, spec.frequency_penalty);
+  }
   const DType dtype = static_cast<DType>(in.dtype);
   // Multi-pass when the row is not reduced to a short list by a small top-k first.
   bool multi_pass = false;
@@ -1593,6 +1623,26 @@ void run_chain(const LogitRows& in, const ChainSpec& spec) {
     Transform tf = spec.transform;
     if (tf == Transform::kDivide && t == 1.0f) tf = Transform::kNone;  // x / 1 == x
     r.src = RowSource{row_ptr(in, b), dtype, tf, t};
+    if (penalties) {
+      // The row's penalised entries as a sorted overlay (thread_local: this row's thread owns it
+      // until process_row returns, also while the row is split across threads).
+      thread_local std::vector<uint64_t> patch;
+      patch.clear();
+      const int64_t* tok = spec.state_tokens + b * spec.state_stride;
+      for (int64_t i = 0; i < spec.state_lengths[b]; ++i) {
+        const int64_t v = tok[i];  // >= 0 (checked); ids >= vocab are never read
+        if (v >= in.vocab) continue;
+        float x;
+        convert(r.src.data, dtype, v, 1, &x);
+        const float s = penalised(x, spec.state_in_rep[b * spec.state_stride + i] != 0,
+                                  spec.state_counts[b * spec.state_stride + i], spec.repetition_penalty,
+                                  spec.presence_penalty, spec.frequency_penalty, b);
+        patch.push_back(static_cast<uint64_t>(v) << 32 | float_to_bits(s));
+      }
+      std::sort(patch.begin(), patch.end());  // a state lists each token once
+      r.src.patch = patch.data();
+      r.src.patches = static_cast<int64_t>(patch.size());
+    }
     r.raw = r.src.data;
     r.raw_dtype = dtype;
     r.vocab = in.vocab;
