@@ -22,8 +22,6 @@ namespace {
 // MiB gain from the second core.
 constexpr int64_t kGrain = int64_t{1} << 18;
 
-inline float repetition(float s, float p) { return s < 0.0f ? s * p : s / p; }
-
 // Per-thread counts over one row segment for presence/frequency. Invariant between uses: all
 // zero (the second pass of a row resets every entry it read).
 std::vector<int32_t>& count_scratch(int64_t size) {
@@ -189,11 +187,9 @@ void apply_penalties(const LogitsIn& logits, float* out, const IdRows& rep_ids, 
   });
 }
 
-void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* tokens, const uint8_t* in_rep,
-                           const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
-                           const float* rep_penalty, const float* presence, const float* frequency) {
-  check_logits(logits, out);
-  const int64_t batch = logits.batch, vocab = logits.vocab;
+void check_penalty_state(int64_t batch, int64_t vocab, const int64_t* tokens, const uint8_t* in_rep,
+                         const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
+                         const float* rep_penalty, const float* presence, const float* frequency) {
   require_nonnegative(capacity, "capacity");
   require_nonnegative(stride, "state row stride");
   require_pointer(reinterpret_cast<uintptr_t>(lengths), batch, "lengths");
@@ -202,13 +198,11 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
   require_pointer(reinterpret_cast<uintptr_t>(counts), batch * capacity, "counts");
   require((presence == nullptr) == (frequency == nullptr),
           "presence and frequency penalties must be given together");
-  int64_t longest = 0;
   for (int64_t b = 0; b < batch; ++b) {
     require(lengths[b] >= 0 && lengths[b] <= capacity, "state length " + std::to_string(lengths[b]) +
                                                            " of row " + std::to_string(b) +
                                                            " is outside [0, capacity=" +
                                                            std::to_string(capacity) + "]");
-    longest = std::max(longest, lengths[b]);
     // A state only holds ids < vocab (update drops or refuses the others), but apply is not told how it
     // was built: ids >= vocab are skipped below, only negative ones are refused.
     check_ids_in_range(IdRows{tokens + b * stride, true, 1, lengths[b], stride}, "state tokens", false, vocab);
@@ -216,6 +210,17 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
   check_rows_in(rep_penalty, batch, "repetition_penalty", "(0, inf]", true);
   check_rows_in(presence, batch, "presence_penalty", "the float32 range", false);
   check_rows_in(frequency, batch, "frequency_penalty", "the float32 range", false);
+}
+
+void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* tokens, const uint8_t* in_rep,
+                           const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
+                           const float* rep_penalty, const float* presence, const float* frequency) {
+  check_logits(logits, out);
+  const int64_t batch = logits.batch, vocab = logits.vocab;
+  check_penalty_state(batch, vocab, tokens, in_rep, counts, lengths, capacity, stride, rep_penalty, presence,
+                      frequency);
+  int64_t longest = 0;
+  for (int64_t b = 0; b < batch; ++b) longest = std::max(longest, lengths[b]);
 
   for_each_segment(batch, vocab, longest, [&](int64_t b, int64_t v0, int64_t v1) {
     float* orow = out + b * vocab;
@@ -223,15 +228,11 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
     const int64_t* tok = tokens + b * stride;
     const uint8_t* rep = in_rep + b * stride;
     const int32_t* cnt = counts + b * stride;
-    const float p = rep_penalty ? rep_penalty[b] : 1.0f;
-    const float pres = presence ? presence[b] : 0.0f, freq = frequency ? frequency[b] : 0.0f;
     for (int64_t i = 0; i < lengths[b]; ++i) {
       const int64_t t = tok[i];  // >= 0, checked above; ids >= vocab are ignored
       if (t < v0 || t >= v1) continue;
-      float s = orow[t];  // this segment's copy: the input as float32
-      if (rep_penalty != nullptr && rep[i]) s = repetition(s, p);
-      if (presence != nullptr && cnt[i] > 0) s = s - (pres + freq * static_cast<float>(cnt[i]));
-      orow[t] = s;
+      // orow[t]: this segment's copy, the input as float32.
+      orow[t] = penalised(orow[t], rep[i] != 0, cnt[i], rep_penalty, presence, frequency, b);
     }
   });
 }

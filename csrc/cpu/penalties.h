@@ -120,6 +120,24 @@ void apply_penalties_state(const LogitsIn& logits, float* out, const int64_t* to
                            const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
                            const float* rep_penalty, const float* presence, const float* frequency);
 
+// apply_penalties_state's checks of the state and the penalties (ValueError before anything runs).
+void check_penalty_state(int64_t batch, int64_t vocab, const int64_t* tokens, const uint8_t* in_rep,
+                         const int32_t* counts, const int64_t* lengths, int64_t capacity, int64_t stride,
+                         const float* rep_penalty, const float* presence, const float* frequency);
+
+// transformers' repetition penalty of one score.
+inline float repetition(float s, float p) { return s < 0.0f ? s * p : s / p; }
+
+// The penalised value of one state entry of row b (the float32 operations of the reference, in
+// its order): the repetition penalty when in_rep, then s - (presence + frequency * count) when
+// count > 0; a null penalty array is off.
+inline float penalised(float s, bool in_rep, int32_t count, const float* rep_penalty, const float* presence,
+                       const float* frequency, int64_t b) {
+  if (rep_penalty != nullptr && in_rep) s = repetition(s, rep_penalty[b]);
+  if (presence != nullptr && count > 0) s = s - (presence[b] + frequency[b] * static_cast<float>(count));
+  return s;
+}
+
 // One step of PenaltyState.update on its CPU tensors (layout above; slot is int32
 // (batch, vocab + 1): a token's index in its row's list or -1). new_tokens must be >= 0, and < vocab
 // when check_vocab (else ids >= vocab are ignored). For each row b with new_tokens[b] < vocab: the token is appended when new (lengths[b] + 1 <= capacity is required),

@@ -52,6 +52,7 @@
 #endif
 
 #include "cpu/parallel.h"
+#include "cpu/penalties.h"
 #include "pydecode/check.h"
 #include "pydecode/dtype.h"
 #include "pydecode/float_key.h"
@@ -72,6 +73,10 @@ constexpr int64_t kBlock = 256;
 // such as greedy only gains from ~200K entries (128K: 131 us split vs 117 us inline; 256K:
 // 194 us vs 242 us). Batches of >= 2 rows split rows instead, one wake-up per call.
 constexpr int64_t kSplitMin = 196608;
+// A batch-1 filter chain that reads its row several times (top-p or min-p without a small top-k:
+// convert, exponentials, gather) splits from this size: the worker's wake-up is paid on the
+// first pass only (it spins between passes), and the passes after it run on both cores.
+constexpr int64_t kSplitMinMultiPass = 65536;
 // Top-k up to this keep uses the candidate buffer (a few compactions of <= 16K entries);
 // larger keeps use radix select (three histogram passes over the row).
 constexpr int64_t kSmallK = 4096;
@@ -127,9 +132,14 @@ struct RowSource {
   DType dtype;
   Transform transform;
   float temperature;
+  // Sparse overlay (the penalised entries): (index << 32 | float32 bits of the new value),
+  // ascending; these entries read as the new value, before the transform.
+  const uint64_t* patch = nullptr;
+  int64_t patches = 0;
 
   void load(int64_t begin, int64_t n, float* dst) const {
     convert(data, dtype, begin, n, dst);
+    if (patches > 0) apply_patches(begin, n, dst);
     if (transform == Transform::kDivide) {
       const float t = temperature;
       for (int64_t i = 0; i < n; ++i) dst[i] = dst[i] / t;
@@ -141,6 +151,18 @@ struct RowSource {
     float y;
     load(v, 1, &y);
     return y;
+  }
+  // Whether [begin, begin + n) holds a patched entry.
+  bool patched(int64_t begin, int64_t n) const {
+    if (patches == 0) return false;
+    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
+    return p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n;
+  }
+  void apply_patches(int64_t begin, int64_t n, float* dst) const {
+    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
+    for (; p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n; ++p) {
+      dst[static_cast<int64_t>(*p >> 32) - begin] = bits_to_float(static_cast<uint32_t>(*p));
+    }
   }
 };
 
@@ -237,6 +259,23 @@ void for_chunks(int64_t n, int nt, const F& fn) {
     const int64_t end = c + 1 == nt ? n : ((n * (c + 1) / nt) & ~int64_t{63});
     if (begin < end) fn(static_cast<int>(c), begin, end);
   });
+}
+
+// Runs fn(segment, begin, end) over fixed segments of kSegment entries on `nt` threads. For the
+// float sums of a row (compute_e's masses, the top-p mass histogram): each segment has its own
+// partial, combined in segment order, so the sums (and so the tokens) do not depend on how many
+// threads split the row: a batch-1 row is split, the same row in a batch is not.
+constexpr int64_t kSegment = 32768;  // a multiple of kBlock: segments never cut a block
+inline int segments_of(int64_t n) { return static_cast<int>(std::max<int64_t>(1, (n + kSegment - 1) / kSegment)); }
+template <class F>
+void for_segments(int64_t n, int nt, const F& fn) {
+  const int segments = segments_of(n);
+  auto one = [&](int64_t g) { fn(static_cast<int>(g), g * kSegment, std::min(n, (g + 1) * kSegment)); };
+  if (nt <= 1 || segments == 1) {
+    for (int g = 0; g < segments; ++g) one(g);
+  } else {
+    parallel_tasks(segments, one);
+  }
 }
 
 struct Scratch {
@@ -474,7 +513,12 @@ bool collect_top_k(Row& row, int64_t keep) {
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t n = std::min(kBlock, end - b);
       const float* x = f32 != nullptr ? f32 + b : buf;
-      if (f32 == nullptr) raw.load(b, n, buf);
+      if (f32 == nullptr) {
+        raw.load(b, n, buf);
+      } else if (raw.patched(b, n)) {  // a penalised entry: read the block through the overlay
+        raw.load(b, n, buf);
+        x = buf;
+      }
       int any = 0;
       for (int64_t i = 0; i < n; ++i) {
         hit[i] = static_cast<uint8_t>((x[i] >= bound) | (x[i] != x[i]));
@@ -598,8 +642,8 @@ void compute_e(Row& row) {
     int64_t nonzero[16] = {};
     int64_t level_count[kLevels][16] = {};
   };
-  std::vector<Part> parts(nt);
-  for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
+  std::vector<Part> parts(segments_of(vocab));
+  for_segments(vocab, nt, [&](int c, int64_t begin, int64_t end) {
     Part& part = parts[c];
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t stop = std::min(end, b + kBlock);
@@ -614,6 +658,39 @@ void compute_e(Row& row) {
       int32_t lcount[kLevels][16] = {};
       int32_t nz[16] = {};
       int64_t v = b;
+#if defined(__AVX512F__)
+      // The same lane sums as the loop below, as masked adds (adding the zero of an entry outside
+      // a level changes no sum). Random 128K rows have ~4% of their entries at or above the last
+      // level, so about half of the vectors have none and skip the four levels.
+      {
+        __m512 vacc = _mm512_loadu_ps(acc);
+        __m512i vnz = _mm512_loadu_si512(nz);
+        __m512 vmass[kLevels];
+        __m512i vcount[kLevels];
+        for (int k = 0; k < kLevels; ++k) {
+          vmass[k] = _mm512_loadu_ps(lmass[k]);
+          vcount[k] = _mm512_loadu_si512(lcount[k]);
+        }
+        const __m512i one = _mm512_set1_epi32(1);
+        for (; v + 16 <= stop; v += 16) {
+          const __m512 x = _mm512_loadu_ps(ew + v);
+          vacc = _mm512_add_ps(vacc, x);
+          vnz = _mm512_mask_add_epi32(vnz, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), vnz, one);
+          if (!kWithLevels || _mm512_cmp_ps_mask(x, _mm512_set1_ps(kLevel[kLevels - 1]), _CMP_GE_OQ) == 0) continue;
+          for (int k = 0; k < kLevels; ++k) {
+            const __mmask16 in = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kLevel[k]), _CMP_GE_OQ);
+            vmass[k] = _mm512_mask_add_ps(vmass[k], in, vmass[k], x);
+            vcount[k] = _mm512_mask_add_epi32(vcount[k], in, vcount[k], one);
+          }
+        }
+        _mm512_storeu_ps(acc, vacc);
+        _mm512_storeu_si512(nz, vnz);
+        for (int k = 0; k < kLevels; ++k) {
+          _mm512_storeu_ps(lmass[k], vmass[k]);
+          _mm512_storeu_si512(lcount[k], vcount[k]);
+        }
+      }
+#endif
       for (; v + 16 <= stop; v += 16) {
         for (int l = 0; l < 16; ++l) {
           const float x = ew[v + l];
@@ -937,7 +1014,13 @@ void top_p_row(Row& row) {
       }
       above += static_cast<double>(e[entry_index(asc[i])] * rsum);
     }
-    keep_top_n(row, std::max(static_cast<int64_t>(asc.size()), r.mtk));  // the band's sum rounded the other way
+    // The band's sum rounded the other way (~1.5% of random 128K rows): the whole list is kept.
+    // Entries outside it have a smaller e, so the list never splits a tie group.
+    if (static_cast<int64_t>(asc.size()) >= r.mtk) {
+      set_listed(row, asc, 0);
+    } else {
+      keep_top_n(row, r.mtk);
+    }
     return;
   }
   if (in_band <= kExactTopP) {
@@ -949,10 +1032,11 @@ void top_p_row(Row& row) {
   // A wide band (flat rows): mass histogram of the band, 64 buckets per octave of e, then only
   // the buckets at the boundary are sorted, from the top down.
   const int nt = row.nt;
+  const int segments = segments_of(vocab);
   const size_t stride = static_cast<size_t>(kBuckets) + 1;  // + the spare bucket
-  s.mass.assign(stride * nt, 0.0);
-  s.count.assign(stride * nt, 0);
-  for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
+  s.mass.assign(stride * segments, 0.0);
+  s.count.assign(stride * segments, 0);
+  for_segments(vocab, nt, [&](int c, int64_t begin, int64_t end) {
     double* mass = s.mass.data() + stride * c;
     uint32_t* count = s.count.data() + stride * c;
     int32_t bucket[kBlock];
@@ -970,7 +1054,7 @@ void top_p_row(Row& row) {
       }
     }
   });
-  for (int c = 1; c < nt; ++c) {
+  for (int c = 1; c < segments; ++c) {
     for (int b = 0; b < kBuckets; ++b) {
       s.mass[b] += s.mass[stride * c + b];
       s.count[b] += s.count[stride * c + b];
@@ -1246,7 +1330,7 @@ void outputs_cut(const Row& row) {
 }
 
 void process_row(const RowCtx& r) {
-  Row row(r, thread_scratch(), r.nt > 1 && r.vocab >= kSplitMin ? r.nt : 1);
+  Row row(r, thread_scratch(), r.nt);  // for_rows gives nt > 1 only to rows worth splitting
   const int64_t keep = std::max(r.top_k, r.mtk);
   bool top_k_on = r.top_k > 0 && keep < r.vocab;
   if (top_k_on && keep <= kSmallK && !collect_top_k(row, keep)) top_k_on = false;
@@ -1320,14 +1404,15 @@ const void* row_ptr(const LogitRows& in, int64_t b) {
 }
 
 // Rows in parallel when there are enough of them; otherwise one row at a time, split.
+// A single row is split across threads from `split_min` entries.
 template <class F>
-void for_rows(const LogitRows& in, const F& fn) {
+void for_rows(const LogitRows& in, const F& fn, int64_t split_min = kSplitMin) {
   const int threads = num_threads();
   if (in.rows == 0 || in.vocab == 0) return;
   // Below ~64K entries in all (~60 us of work) a call runs inline: the wake-up would cost more.
-  if (in.rows < 2 ? in.vocab < kSplitMin : in.rows * in.vocab < 65536) {
+  if (in.rows < 2 ? in.vocab < split_min : in.rows * in.vocab < 65536) {
     for (int64_t b = 0; b < in.rows; ++b) fn(b, 1);
-  } else if (in.rows >= threads || in.vocab < kSplitMin) {
+  } else if (in.rows >= threads || in.vocab < split_min) {
     parallel_tasks(in.rows, [&](int64_t b) { fn(b, 1); });
   } else {
     for (int64_t b = 0; b < in.rows; ++b) fn(b, threads);
@@ -1516,13 +1601,48 @@ void run_chain(const LogitRows& in, const ChainSpec& spec) {
   }
   check_unit(spec.top_p, in.rows, "top_p");
   check_unit(spec.min_p, in.rows, "min_p");
+  const bool penalties = spec.state_tokens != nullptr;
+  if (penalties) {
+    require(spec.renorm == nullptr && spec.transform != Transform::kLog, "penalties apply to logits, not probabilities");
+    check_penalty_state(in.rows, in.vocab, spec.state_tokens, spec.state_in_rep, spec.state_counts,
+                        spec.state_lengths, spec.state_capacity, spec.state_stride, spec.repetition_penalty,
+                        spec.presence_penalty, spec.frequency_penalty);
+  }
   const DType dtype = static_cast<DType>(in.dtype);
+  // Multi-pass when the row is not reduced to a short list by a small top-k first.
+  bool multi_pass = false;
+  for (int64_t b = 0; b < in.rows && !multi_pass; ++b) {
+    const int64_t k = spec.top_k != nullptr ? spec.top_k[b] : 0;
+    const bool small_k = k > 0 && std::max(k, spec.min_tokens_to_keep) <= kSmallK;
+    const bool filters = (spec.top_p != nullptr && spec.top_p[b] < 1.0) || (spec.min_p != nullptr && spec.min_p[b] > 0.0);
+    multi_pass = filters && !small_k;
+  }
   for_rows(in, [&](int64_t b, int nt) {
     RowCtx r;
     const float t = spec.temperature != nullptr ? static_cast<float>(spec.temperature[b]) : 1.0f;
     Transform tf = spec.transform;
     if (tf == Transform::kDivide && t == 1.0f) tf = Transform::kNone;  // x / 1 == x
     r.src = RowSource{row_ptr(in, b), dtype, tf, t};
+    if (penalties) {
+      // The row's penalised entries as a sorted overlay (thread_local: this row's thread owns it
+      // until process_row returns, also while the row is split across threads).
+      thread_local std::vector<uint64_t> patch;
+      patch.clear();
+      const int64_t* tok = spec.state_tokens + b * spec.state_stride;
+      for (int64_t i = 0; i < spec.state_lengths[b]; ++i) {
+        const int64_t v = tok[i];  // >= 0 (checked); ids >= vocab are never read
+        if (v >= in.vocab) continue;
+        float x;
+        convert(r.src.data, dtype, v, 1, &x);
+        const float s = penalised(x, spec.state_in_rep[b * spec.state_stride + i] != 0,
+                                  spec.state_counts[b * spec.state_stride + i], spec.repetition_penalty,
+                                  spec.presence_penalty, spec.frequency_penalty, b);
+        patch.push_back(static_cast<uint64_t>(v) << 32 | float_to_bits(s));
+      }
+      std::sort(patch.begin(), patch.end());  // a state lists each token once
+      r.src.patch = patch.data();
+      r.src.patches = static_cast<int64_t>(patch.size());
+    }
     r.raw = r.src.data;
     r.raw_dtype = dtype;
     r.vocab = in.vocab;
@@ -1540,7 +1660,7 @@ void run_chain(const LogitRows& in, const ChainSpec& spec) {
     r.filter_value = spec.filter_value;
     r.renorm = spec.renorm != nullptr ? spec.renorm + b * in.vocab : nullptr;
     process_row(r);
-  });
+  }, multi_pass ? kSplitMinMultiPass : kSplitMin);
 }
 
 }  // namespace pydecode::cpu

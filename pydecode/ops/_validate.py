@@ -15,6 +15,7 @@ kernels themselves at small vocabularies, and the kernels raise the same ``Value
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from numbers import Integral, Real
@@ -195,7 +196,20 @@ def row_param(
         raise TypeError(f"{name} must be an integer, got {value!r}")
     if not _in_range(float(value), low, high, low_open, high_open):
         raise ValueError(f"{name} must be in {allowed}, got {value}")
+    return constant_rows(value, batch, dtype, device)
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _constant_rows(value: Union[int, float], batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.full((batch,), value, dtype=dtype, device=device)
+
+
+def constant_rows(value: Union[int, float], batch: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.full((batch,), value)``, cached: a decode step passes the same Python numbers
+    (temperature, top-p, offsets of a fixed seed...) every call, and creating them was about a
+    third of a batch-1 sampling call's Python time. The tensors are shared: ops only read their
+    parameters, never write them."""
+    return _constant_rows(value if isinstance(value, int) else float(value), batch, dtype, torch.device(device))
 
 
 def check_int(value: object, name: str, *, low: int) -> int:

@@ -877,6 +877,20 @@ def apply_penalties_from_state(
         state was fed (see :class:`PenaltyState`).
     """
     check_logits(logits)
+    rep, presence, frequency = _state_penalties(
+        logits, state, repetition_penalty, presence_penalty, frequency_penalty, "apply_penalties_state", backend
+    )
+    return call(
+        "apply_penalties_state", backend, logits, state.tokens, state.in_rep, state.counts, state.lengths,
+        rep, presence, frequency,
+    )
+
+
+def _state_penalties(
+    logits: torch.Tensor, state: PenaltyState, repetition_penalty: RowParam, presence_penalty: RowParam,
+    frequency_penalty: RowParam, op: str, backend: Optional[str],
+) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """The state checked against the logits and the three penalties as rows (None = off)."""
     if not isinstance(state, PenaltyState):
         raise TypeError(f"state must be a PenaltyState, got {type(state).__name__}")
     if tuple(logits.shape) != (state.batch, state.vocab_size):
@@ -886,7 +900,7 @@ def apply_penalties_from_state(
         )
     check_device(logits, "logits", state.device)
     batch, device = logits.shape[0], logits.device
-    scan = scan_values("apply_penalties_state", device, backend)
+    scan = scan_values(op, device, backend)
     rep = presence = frequency = None
     if repetition_penalty is not None:
         rep = row_param(
@@ -899,10 +913,17 @@ def apply_penalties_from_state(
         frequency = _finite_rows(
             0.0 if frequency_penalty is None else frequency_penalty, "frequency_penalty", batch, device, scan
         )
-    return call(
-        "apply_penalties_state", backend, logits, state.tokens, state.in_rep, state.counts, state.lengths,
-        rep, presence, frequency,
-    )
+    return rep, presence, frequency
+
+
+def penalty_state_args(
+    logits: torch.Tensor, state: PenaltyState, repetition_penalty: RowParam, presence_penalty: RowParam,
+    frequency_penalty: RowParam, op: str, backend: Optional[str],
+) -> tuple[list, list]:
+    """The cpu kernels' view of a state and its penalties: contiguous (tokens int64, in_rep bool,
+    counts int32, lengths int64) and float32 (repetition, presence, frequency) rows or None."""
+    params = _state_penalties(logits, state, repetition_penalty, presence_penalty, frequency_penalty, op, backend)
+    return _state_tensors(state.tokens, state.in_rep, state.counts, state.lengths, logits.shape[0], params)
 
 
 # --------------------------------------------------------------------------- cuda backend

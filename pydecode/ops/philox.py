@@ -21,7 +21,7 @@ import torch
 from .. import _ext
 from ._library import call, define_op
 from ._registry import register
-from ._validate import check_device
+from ._validate import check_device, constant_rows
 
 # Counter word 3: independent streams for independent uses of one seed.
 STREAM_SAMPLE = 0
@@ -200,7 +200,7 @@ def _as_rows(value: Union[int, torch.Tensor], name: str, batch: int, device: tor
         raise ValueError(f"{name} must fit in 64 bits, got {value}")
     if value > _INT64_RANGE[1]:  # a uint64 seed: same bits as int64
         value -= 2**64
-    return torch.full((batch,), value, dtype=torch.int64, device=device)
+    return constant_rows(value, batch, torch.int64, device)
 
 
 def philox_uniform(

@@ -27,13 +27,13 @@ from __future__ import annotations
 import functools
 import os
 from numbers import Real
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import torch
 
 from . import _cpu
 from ._library import call, define_op
-from ._registry import register
+from ._registry import register, resolve_name
 from ._validate import RowParam, check_int, check_logits, row_param, scan_values
 from .philox import STREAM_SAMPLE, SeedLike, gumbel_from_uniform, philox_uniform_at, resolve_seed
 
@@ -42,6 +42,7 @@ __all__ = [
     "apply_temperature",
     "argmax",
     "filter_and_sample",
+    "filter_and_sample_from_state",
     "greedy",
     "min_p_mask_logits",
     "min_p_sampling_from_probs",
@@ -306,10 +307,13 @@ def _chain(
     filtered: bool = False,
     filter_value: float = _NEG_INF,
     renorm: bool = False,
+    state: Optional[tuple[list, list]] = None,
 ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
     """The filter chain kernel of the cpu backend (csrc/cpu/sampling.cpp) or, for CUDA tensors, of
     the cuda backend (csrc/cuda/sampling.cu): (tokens int64 (B,), logprobs float32 (B,),
-    filtered-or-renormalised float32 (B, V)), None where not asked; every tensor on ``logits.device``."""
+    filtered-or-renormalised float32 (B, V)), None where not asked; every tensor on ``logits.device``.
+    ``state`` (cpu only): a PenaltyState's contiguous (tokens, in_rep, counts, lengths) and the
+    float32 (repetition, presence, frequency) penalties (None = off), applied as the rows are read."""
     x = _cpu.rows_view(logits)
     batch, vocab = x.shape
     dev = x.device
@@ -328,9 +332,15 @@ def _chain(
     tail = (_addr(seed), _addr(offset), _addr(tok), _addr(lp), _addr(rows) if filtered else 0, filter_value,
             _addr(rows) if renorm else 0)
     if dev.type == "cuda":
+        assert state is None, "the cuda chain has no fused penalties"
         _chain_cuda(x, head, tail)
-    else:
+    elif state is None:
         _cpu.module().filter_chain(*head, _softmax_lanes(), *tail)
+    else:
+        (tokens_t, in_rep, counts, lengths), penalties = state
+        _cpu.module().filter_chain(*head, _softmax_lanes(), *tail, tokens_t.data_ptr(), in_rep.data_ptr(),
+                                   counts.data_ptr(), lengths.data_ptr(), tokens_t.shape[1],
+                                   *(_addr(t) for t in penalties))
     return tok, lp, rows
 
 
@@ -790,6 +800,71 @@ def filter_and_sample(
         bool(return_logprobs), bool(return_filtered),
     )
     return SampleOutput(tokens, logprobs if return_logprobs else None, filtered if return_filtered else None)
+
+
+def filter_and_sample_from_state(
+    logits: torch.Tensor,
+    state: Any,
+    *,
+    repetition_penalty: RowParam = None,
+    presence_penalty: RowParam = None,
+    frequency_penalty: RowParam = None,
+    temperature: RowParam = None,
+    top_k: RowParam = None,
+    top_p: RowParam = None,
+    min_p: RowParam = None,
+    min_tokens_to_keep: int = 1,
+    seed: SeedLike = None,
+    offset: SeedLike = 0,
+    generator: Optional[torch.Generator] = None,
+    return_logprobs: bool = False,
+    return_filtered: bool = False,
+    backend: Optional[str] = None,
+) -> SampleOutput:
+    """Penalties from a :class:`~pydecode.ops.PenaltyState`, then :func:`filter_and_sample`: the
+    same outputs, bit for bit, as ``filter_and_sample(apply_penalties_from_state(logits, state,
+    ...), ...)`` with the same arguments.
+
+    On the cpu backend this is one pass: the penalised entries (O(distinct tokens) per row) are
+    patched into each row as the filter chain reads it, so no penalised float32 copy of the
+    logits is written and read back (at batch 32 x 128256 that copy is about as long as the rest
+    of the chain with top-k). Other backends run the two ops. Arguments: as
+    :func:`apply_penalties_from_state` (``logits``, ``state``, the three penalties; None = off) and
+    :func:`filter_and_sample` (the rest).
+    """
+    from .penalties import penalty_state_args
+
+    _check_scores(logits, "logits")
+    fused = not torch.compiler.is_compiling() and resolve_name("filter_and_sample", logits.device, backend) == "cpu"
+    if not fused:
+        from .penalties import apply_penalties_from_state
+
+        penalised = apply_penalties_from_state(
+            logits, state, repetition_penalty=repetition_penalty, presence_penalty=presence_penalty,
+            frequency_penalty=frequency_penalty, backend=backend,
+        )
+        return filter_and_sample(
+            penalised, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+            min_tokens_to_keep=min_tokens_to_keep, seed=seed, offset=offset, generator=generator,
+            return_logprobs=return_logprobs, return_filtered=return_filtered, backend=backend,
+        )
+    state_args = penalty_state_args(
+        logits, state, repetition_penalty, presence_penalty, frequency_penalty, "filter_and_sample", backend
+    )
+    min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
+    scan = scan_values("filter_and_sample", logits.device, backend)
+    temperature_rows = _temperature_rows(1.0 if temperature is None else temperature, logits, scan)
+    seeds, offsets = resolve_seed(seed, offset, logits.shape[0], logits.device, generator)
+    tokens, logprobs, filtered = _chain(
+        logits, transform=_TRANSFORM_DIVIDE, temperature=temperature_rows,
+        top_k=_top_k_rows(0 if top_k is None else top_k, logits, scan),
+        top_p=_unit_rows(1.0 if top_p is None else top_p, "top_p", logits, scan),
+        min_p=_unit_rows(0.0 if min_p is None else min_p, "min_p", logits, scan),
+        min_tokens_to_keep=min_tokens_to_keep, seed=seeds, offset=offsets, tokens=True,
+        logprobs=bool(return_logprobs), filtered=bool(return_filtered), state=state_args,
+    )
+    assert tokens is not None
+    return SampleOutput(tokens, logprobs, filtered)
 
 
 def sampling_from_logits(

@@ -179,6 +179,8 @@ def test_sampling_determinism_and_fused_equals_unfused():
     fused = build_plan(ours, None, strategy="sample")
     # The same list with a no-op user processor at the end: the tail can no longer sample in place.
     unfused = build_plan(list(ours) + [lambda i, s: s], None, strategy="sample")
+    assert fused._fused_penalties is not None  # the penalties run inside filter_and_sample_from_state
+    assert unfused._fused_tail is None
     scores = torch.randn(B, V) * 2
     seeds, offsets = torch.tensor([11, 12, 13, 14]), torch.tensor([0, 5, 2, 9])
     a, _ = fused.next_tokens(prompt, scores, seeds, offsets, False)

@@ -34,6 +34,7 @@ import pytest
 import torch
 
 from pydecode import _ext
+from pydecode.ops import penalties as P
 from pydecode.ops import sampling as S
 from tests.helpers import assert_same, clamp_top_k
 from tests.helpers import edge_rows as rows
@@ -340,18 +341,23 @@ def test_sampling_from_probs() -> None:
 
 def test_row_split_and_batch_positions_agree() -> None:
     """Batch 1 splits the vocabulary across threads, larger batches split rows: same results,
-    whatever the row's position in the batch."""
+    whatever the row's position in the batch. The row sums of the approximate top-p path are
+    accumulated per fixed segment, so they are the same bits however the row is split."""
     g = torch.Generator().manual_seed(9)
     x = torch.randn(3, 262144, generator=g) * 3  # >= 192K entries: batch 1 splits the row
-    params = {"temperature": 0.8, "top_p": 0.9, "min_p": 0.01}
-    seed = torch.tensor([5, 6, 7])
-    batched = S.filter_and_sample(x, seed=seed, return_logprobs=True, return_filtered=True, backend="cpu", **params)
-    for r in range(3):
-        one = S.filter_and_sample(x[r : r + 1], seed=seed[r : r + 1], return_logprobs=True, return_filtered=True,
-                                  backend="cpu", **params)
-        assert_same(one.tokens, batched.tokens[r : r + 1], what="tokens")
-        assert_same(one.logprobs, batched.logprobs[r : r + 1], what="logprobs")
-        assert_same(one.filtered, batched.filtered[r : r + 1], what="filtered")
+    # >= 64K entries with top-p: batch 1 splits the row; flat rows take the mass-histogram path.
+    flat = torch.randn(3, 100000, generator=g) * torch.tensor([[3.0], [0.5], [0.2]])
+    for batch, params in ((x, {"temperature": 0.8, "top_p": 0.9, "min_p": 0.01}),
+                         (flat, {"temperature": 0.7, "top_p": 0.9}), (flat, {"top_p": 0.5})):
+        seed = torch.tensor([5, 6, 7])
+        batched = S.filter_and_sample(batch, seed=seed, return_logprobs=True, return_filtered=True, backend="cpu",
+                                      **params)
+        for r in range(3):
+            one = S.filter_and_sample(batch[r : r + 1], seed=seed[r : r + 1], return_logprobs=True,
+                                      return_filtered=True, backend="cpu", **params)
+            assert_same(one.tokens, batched.tokens[r : r + 1], what="tokens")
+            assert_same(one.logprobs, batched.logprobs[r : r + 1], what="logprobs")
+            assert_same(one.filtered, batched.filtered[r : r + 1], what="filtered")
     for k in (50, 5000):
         one = S.top_k_mask_logits(x[:1], k, backend="cpu")
         assert_same(one, S.top_k_mask_logits(x, k, backend="cpu")[:1], what=f"top-k {k}")
@@ -449,3 +455,66 @@ def test_malformed_calls_raise() -> None:
                  (p, 3, 2, 8, 8, tok.data_ptr())):
         with pytest.raises(ValueError):
             m.greedy(*args)
+
+
+def _state_for(x: torch.Tensor, seed: int) -> P.PenaltyState:
+    g = torch.Generator().manual_seed(seed)
+    batch, vocab = x.shape
+    # Penalise the top entries too (where the penalties change the kept set and the token).
+    prompt = torch.cat([torch.randint(0, vocab, (batch, 24), generator=g),
+                        x.float().nan_to_num(nan=0.0).topk(min(4, vocab), dim=-1).indices], dim=1)
+    state = P.PenaltyState(prompt, vocab)
+    for _ in range(3):
+        state.update(torch.randint(0, vocab, (batch,), generator=g))
+    state.update(prompt[:, -1])
+    return state
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_filter_and_sample_from_state_is_the_two_ops(dtype: torch.dtype) -> None:
+    """The fused cpu op (penalties patched into the rows as they are read) against
+    apply_penalties_from_state then filter_and_sample: tokens, log-probs and filtered rows equal,
+    on the edge rows and on a row split across threads (batch 1, >= 64K entries with top-p)."""
+    cases = [rows(1000, seed=3), torch.randn(1, 70000, generator=torch.Generator().manual_seed(2)) * 3]
+    cases.append(rows(300, seed=4).t().contiguous().t())  # strided rows
+    settings = ({"temperature": 0.7, "top_k": 50, "top_p": 0.9}, {"temperature": 0.7, "top_p": 0.9},
+                {"top_p": 0.5, "min_p": 0.05}, {"top_k": 300}, {})
+    penalties = ({"repetition_penalty": 1.3}, {"presence_penalty": 0.5, "frequency_penalty": -0.7},
+                 {"repetition_penalty": 0.8, "presence_penalty": -2.0})
+    for i, x in enumerate(cases):
+        x = x.to(dtype)
+        state = _state_for(x, i)
+        seed = torch.arange(x.shape[0]) + 11
+        for kw in settings:
+            for pen in penalties:
+                got = S.filter_and_sample_from_state(x, state, **pen, **kw, seed=seed, offset=3, return_logprobs=True,
+                                                     return_filtered=True, backend="cpu")
+                penalised = P.apply_penalties_from_state(x, state, **pen, backend="cpu")
+                want = S.filter_and_sample(penalised, **kw, seed=seed, offset=3, return_logprobs=True,
+                                           return_filtered=True, backend="cpu")
+                what = f"case {i} {dtype} {kw} {pen}"
+                assert_same(got.tokens, want.tokens, what=f"tokens {what}")
+                assert_same(got.logprobs, want.logprobs, what=f"logprobs {what}")
+                assert_same(got.filtered, want.filtered, what=f"filtered {what}")
+    # Other backends run the two ops: the torch reference gives the same tokens.
+    x = rows(500, seed=5)
+    state = _state_for(x, 5)
+    a = S.filter_and_sample_from_state(x, state, repetition_penalty=1.2, top_k=20, seed=1, backend="cpu")
+    b = S.filter_and_sample_from_state(x, state, repetition_penalty=1.2, top_k=20, seed=1, backend="torch")
+    assert_same(a.tokens, b.tokens, what="cpu vs torch")
+
+
+def test_filter_and_sample_from_state_refuses_malformed_calls() -> None:
+    x = torch.randn(2, 100)
+    state = P.PenaltyState(torch.randint(0, 100, (2, 5)), 100)
+    with pytest.raises(TypeError, match="state must be a PenaltyState"):
+        S.filter_and_sample_from_state(x, object(), repetition_penalty=1.1, backend="cpu")
+    with pytest.raises(ValueError, match="shape"):
+        S.filter_and_sample_from_state(torch.randn(3, 100), state, repetition_penalty=1.1, backend="cpu")
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        S.filter_and_sample_from_state(x, state, repetition_penalty=0.0, backend="cpu")
+    with pytest.raises(ValueError, match="top_p"):
+        S.filter_and_sample_from_state(x, state, repetition_penalty=1.1, top_p=1.5, backend="cpu")
+    state.tokens[0, 0] = -3  # a corrupted state: the kernel checks every live id
+    with pytest.raises(ValueError, match="state tokens"):
+        S.filter_and_sample_from_state(x, state, repetition_penalty=1.1, backend="cpu")
