@@ -22,7 +22,7 @@ times and never sorting it:
   plus the largest possible noise (16.64) cannot beat the running best skip the Philox rounds.
 
 Small batches (rows too few to fill the GPU, ``_common.split_count``) spread the decode-loop
-call (tokens, a top-k, ``min_tokens_to_keep == 1``) over several programs per row:
+call (tokens and log-probs, a top-k) over several programs per row:
 ``_split_pass_kernel`` runs the stats, radix and candidate-copy passes over slices of the row and
 ``_filter_chain_kernel`` (``SPLIT``) merges them and finishes each row as before; greedy splits
 too. The merges are exact (maxima, integer histograms; the float sums run over the same tile in
@@ -210,25 +210,55 @@ def _split_stats(parts_ptr, row, splits):
 
 
 @triton.jit
-def _split_kth(parts_ptr, state_ptr, row, splits, k_eff):
-    """(key, n_ge) of the k-th largest entry as _radix_select returns them: the state after pass 3
-    and the last digit from pass 3's histograms."""
-    prefix = tl.load(state_ptr + row * 8 + 6)
-    remaining = tl.load(state_ptr + row * 8 + 7).to(tl.int32)
-    prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, 0, 3, prefix, remaining)
+def _split_kth(hists_ptr, st_ptr, row, splits, k_eff):
+    """(key, n_ge) of the k-th largest entry as _radix_select returns them: the select's state
+    after pass 3 (``st_ptr``: the row's slots) and the last digit from pass 3's histograms."""
+    prefix = tl.load(st_ptr + 6)
+    remaining = tl.load(st_ptr + 7).to(tl.int32)
+    prefix, remaining, at_digit, _, _ = merged_digit(hists_ptr, row, splits, 0, 3, prefix, remaining)
     return prefix - 2147483648, k_eff.to(tl.int32) - remaining + at_digit
+
+
+@triton.jit
+def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, splits, s, k, PASS: tl.constexpr,
+                  TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
+    """One step of the radix select of the k-th largest key (``k``: int32) over a split row.
+    PASS 1-3: merge digit PASS - 1 from every slice's histograms (the top byte's in ``parts_ptr``,
+    the later digits' in ``hists_ptr``), record the prefix and rank left (slot PASS of the row's
+    ``st_ptr``, by slice 0) and histogram this slice's digit PASS into ``hists_ptr``; PASS 4 only
+    merges. Returns (prefix, remaining, at_digit) after the merge."""
+    prefix = tl.full((), 0, tl.int64)
+    remaining = k
+    if PASS > 1:
+        prefix = tl.load(st_ptr + 2 * (PASS - 1))
+        remaining = tl.load(st_ptr + 2 * (PASS - 1) + 1).to(tl.int32)
+    if PASS == 1:
+        prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, s, 0, prefix, remaining)
+    else:
+        prefix, remaining, at_digit, _, _ = merged_digit(hists_ptr, row, splits, s, PASS - 1, prefix, remaining)
+    if PASS < 4:
+        if s == 0:
+            tl.store(st_ptr + 2 * PASS, prefix)
+            tl.store(st_ptr + 2 * PASS + 1, remaining.to(tl.int64))
+        hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
+        bins = tl.arange(0, 512)
+        tl.store(hists_ptr + (row * splits + s) * 2048 + PASS * 512 + bins, hist, mask=bins < 256)
+    return prefix, remaining, at_digit
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "splits", "slice_len"])
 def _split_pass_kernel(
     x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep,
-    parts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
+    parts_ptr, kparts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
     PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
+    MIN_KEEP_GT1: tl.constexpr,
 ):
     """One pass over slice ``program_id(1)`` of row ``program_id(0)``: PASS 0 the stats (maximum,
-    NaN count, top-byte histogram); PASS 1-3 the radix digit histograms of the top-k select;
-    PASS 4 copies the slice's entries >= the k-th largest to its candidate buffer when the row
-    finishes on the candidate tile (the same rule as _filter_chain_kernel's use_tile)."""
+    NaN count, top-byte histogram); PASS 1-3 the radix digit histograms of the top-k select (and
+    of the keep-floor select, histograms in ``kparts``, with MIN_KEEP_GT1); PASS 4 copies the
+    slice's entries >= the k-th largest to its candidate buffer when the row finishes on the
+    candidate tile (the same rule as _filter_chain_kernel's use_tile). ``state``: 16 int64 per
+    row, the top-k select's slots then the keep-floor select's."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1).to(tl.int64)
     row_ptr = x_ptr + row * stride
@@ -246,19 +276,10 @@ def _split_pass_kernel(
         k = tl.load(top_k_ptr + row)
         k_eff = tl.maximum(k, min_keep)
         if (k > 0) & (k_eff < vocab):  # the chain kernel's top-k condition
-            prefix = tl.full((), 0, tl.int64)
-            remaining = k_eff.to(tl.int32)
-            if PASS > 1:
-                prefix = tl.load(state_ptr + row * 8 + 2 * (PASS - 1))
-                remaining = tl.load(state_ptr + row * 8 + 2 * (PASS - 1) + 1).to(tl.int32)
-            prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, s, PASS - 1, prefix, remaining)
-            if PASS < 4:
-                if s == 0:
-                    tl.store(state_ptr + row * 8 + 2 * PASS, prefix)
-                    tl.store(state_ptr + row * 8 + 2 * PASS + 1, remaining.to(tl.int64))
-                hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
-                tl.store(part + PASS * 512 + bins, hist, mask=bins < 256)
-            else:
+            prefix, remaining, at_digit = _split_select(row_ptr, lo, hi, scale, parts_ptr, parts_ptr,
+                                                        state_ptr + row * 16, row, splits, s, k_eff.to(tl.int32),
+                                                        PASS, TRANSFORM, PRECISE, BLOCK)
+            if PASS == 4:
                 kth = key_value(prefix - 2147483648)
                 n_ge = k_eff.to(tl.int32) - remaining + at_digit
                 if (n_ge <= CAP) & (kth == kth):
@@ -266,6 +287,10 @@ def _split_pass_kernel(
                     written = _copy_candidates(row_ptr, lo, hi, scale, kth, part_x_ptr + dst, part_i_ptr + dst,
                                                TRANSFORM, PRECISE, BLOCK, CAP)
                     tl.store(part_n_ptr + row * splits + s, written)
+        if MIN_KEEP_GT1:
+            if PASS < 4:  # the chain kernel merges the last digit
+                _split_select(row_ptr, lo, hi, scale, parts_ptr, kparts_ptr, state_ptr + row * 16 + 8, row, splits, s,
+                              tl.minimum(min_keep, vocab).to(tl.int32), PASS, TRANSFORM, PRECISE, BLOCK)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "filter_value", "use_top_k", "use_top_p", "use_min_p",
@@ -277,7 +302,7 @@ def _filter_chain_kernel(
     tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
     use_top_k, use_top_p, use_min_p,
     cand_x_ptr, cand_i_ptr,
-    parts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
+    parts_ptr, kparts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
@@ -291,7 +316,6 @@ def _filter_chain_kernel(
 
     # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
     if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
-        tl.static_assert(not MIN_KEEP_GT1, "the split path has no keep-floor select")
         m, n_nan = _split_stats(parts_ptr, row, splits)
         hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
     else:
@@ -307,7 +331,7 @@ def _filter_chain_kernel(
         k_eff = tl.maximum(k, min_keep)
         if (k > 0) & (k_eff < vocab):
             if SPLIT:  # the last digit, from the slices' histograms (radix passes in _split_pass_kernel)
-                kth_key, n_ge = _split_kth(parts_ptr, state_ptr, row, splits, k_eff)
+                kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
             else:
                 kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
             kth = key_value(kth_key)
@@ -315,8 +339,12 @@ def _filter_chain_kernel(
     # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
     keep_floor = m
     if MIN_KEEP_GT1:
-        floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
-                                     TRANSFORM, PRECISE, BLOCK)
+        if SPLIT:
+            floor_key, n_floor = _split_kth(kparts_ptr, state_ptr + row * 16 + 8, row, splits,
+                                            tl.minimum(min_keep, vocab))
+        else:
+            floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
+                                               TRANSFORM, PRECISE, BLOCK)
         keep_floor = key_value(floor_key)
 
     topp_on = tl.full((), 0, tl.int1)
@@ -630,14 +658,16 @@ def _chain(
     # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
     cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
     cand_i = torch.empty((batch, _CAP) if tile else (1,), dtype=torch.int32, device=device)
-    # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) without
-    # the keep floor: the passes over the row run over `splits` slices, the tile stage per row.
-    splits = split_count(batch, vocab, x) if tile and min_keep == 1 else 1
-    parts, state, part_x, part_i, part_n = cand_i, cand_i, cand_x, cand_i, cand_i  # typed dummies
+    # The split path serves the candidate-tile calls (tokens, a top-k, no full row written): the
+    # passes over the row run over `splits` slices, the tile stage per row.
+    splits = split_count(batch, vocab, x) if tile else 1
+    parts, kparts, state, part_x, part_i, part_n = cand_i, cand_i, cand_i, cand_x, cand_i, cand_i  # typed dummies
     if splits > 1:
         slice_len, splits = slices(vocab, splits)
         parts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
-        state = torch.empty((batch, 8), dtype=torch.int64, device=device)
+        if min_keep > 1:
+            kparts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
+        state = torch.empty((batch, 16), dtype=torch.int64, device=device)
         part_x = torch.empty((batch, splits, _CAP), dtype=torch.float32, device=device)
         part_i = torch.empty((batch, splits, _CAP), dtype=torch.int32, device=device)
         part_n = torch.empty((batch, splits), dtype=torch.int32, device=device)
@@ -645,9 +675,9 @@ def _chain(
         for p in range(5):
             _split_pass_kernel[(batch, splits)](
                 x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(),
-                top_k.contiguous(), min_keep, parts, state, part_x, part_i, part_n, splits, slice_len,
+                top_k.contiguous(), min_keep, parts, kparts, state, part_x, part_i, part_n, splits, slice_len,
                 PASS=p, TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP,
-                num_warps=8 if sblock >= 1024 else 4,
+                MIN_KEEP_GT1=min_keep > 1, num_warps=8 if sblock >= 1024 else 4,
             )
     _filter_chain_kernel[(batch,)](
         x, x.stride(0), vocab,
@@ -665,7 +695,7 @@ def _chain(
         # which filters exist are runtime flags: one compiled variant serves every mask op
         int(top_k is not None), int(top_p is not None), int(min_p is not None),
         cand_x, cand_i,
-        parts, state, part_x, part_i, part_n, splits,
+        parts, kparts, state, part_x, part_i, part_n, splits,
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU

@@ -228,7 +228,7 @@ def test_split_path_matches_one_program(monkeypatch: pytest.MonkeyPatch) -> None
     """Forced split counts (rows spread over 2, 3, 7 programs, slices of several blocks or less than
     one) give bit for bit the tokens and log-probs of the one-program path, on edge rows, per-row
     top-k below and above the candidate tile (the latter finishing on the row path), top-p, min-p,
-    temperature tensors and probability inputs; greedy too. And the reference's tokens where the
+    min_tokens_to_keep, temperature tensors and probability inputs; greedy too. And the reference's tokens where the
     chain is exact (top-k only)."""
     monkeypatch.setattr(_common, "INTERPRET_BLOCK", 256)
     passes = Launches(triton_sampling._split_pass_kernel)
@@ -243,8 +243,9 @@ def test_split_path_matches_one_program(monkeypatch: pytest.MonkeyPatch) -> None
     settings = [
         dict(temperature=0.7, top_k=50, top_p=0.9),
         # per-row k: the flat and tied rows (700, 40) exceed the tile (row path), k = V: no top-k
+        # and the keep floor (min_tokens_to_keep 3: its own split radix select)
         dict(temperature=torch.linspace(0.3, 2.0, n, dtype=torch.float64),
-             top_k=torch.tensor([5, 700, 40, 1, 1200, 12]), min_p=0.05, top_p=0.95),
+             top_k=torch.tensor([5, 700, 40, 1, 1200, 12]), min_p=0.3, top_p=0.6, min_tokens_to_keep=3),
     ]
     probs = torch.softmax(x.float() * 0.5, dim=-1)
 
