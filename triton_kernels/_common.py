@@ -144,7 +144,9 @@ def split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
     least MIN_SLICE entries) that rows * splits reaches ~2x the SM count. Unmeasured on a GPU so far."""
     forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
     if forced is not None:
-        return max(1, min(int(forced), vocab))
+        if not str(forced).strip().isdigit() or int(forced) < 1:
+            raise ValueError(f"PYDECODE_TRITON_SPLITS must be a positive integer (1: never split), got {forced!r}")
+        return min(int(forced), vocab)
     if interpreting(x):
         return 1
     sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())

@@ -273,6 +273,13 @@ def test_split_path_matches_one_program(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @interpreted
+def test_bad_split_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYDECODE_TRITON_SPLITS", "two")
+    with pytest.raises(ValueError, match="PYDECODE_TRITON_SPLITS must be a positive integer"):
+        S.greedy(torch.randn(2, 50), backend="triton")
+
+
+@interpreted
 def test_torch_compile_traces_the_op() -> None:
     """filter_and_sample on the triton backend inside torch.compile(fullgraph=True)."""
     x = torch.randn(3, 500)
