@@ -247,16 +247,23 @@ void noise_for(uint64_t seed, uint64_t offset, const uint32_t* tok, int64_t n, f
 }
 
 
-// Runs fn(chunk, begin, end) over [0, n) in `nt` pieces (64-aligned), inline when nt == 1.
+// A row split across nt > 1 threads is cut into 4 chunks per thread, claimed dynamically: a
+// thread that starts late (the second core busy, e.g. with torch's OpenMP worker spinning after
+// the model's last op) then holds up a quarter of its share, not all of it.
+inline int chunk_count(int nt) { return nt <= 1 ? 1 : 4 * nt; }
+
+// Runs fn(chunk, begin, end) over [0, n) in chunk_count(nt) pieces (64-aligned, in order of c),
+// inline when nt == 1. Per-chunk partials are indexed by c < chunk_count(nt).
 template <class F>
 void for_chunks(int64_t n, int nt, const F& fn) {
   if (nt <= 1) {
     fn(0, int64_t{0}, n);
     return;
   }
-  parallel_tasks(nt, [&](int64_t c) {
-    const int64_t begin = (n * c / nt) & ~int64_t{63};
-    const int64_t end = c + 1 == nt ? n : ((n * (c + 1) / nt) & ~int64_t{63});
+  const int chunks = chunk_count(nt);
+  parallel_tasks(chunks, [&](int64_t c) {
+    const int64_t begin = (n * c / chunks) & ~int64_t{63};
+    const int64_t end = c + 1 == chunks ? n : ((n * (c + 1) / chunks) & ~int64_t{63});
     if (begin < end) fn(static_cast<int>(c), begin, end);
   });
 }
@@ -281,6 +288,8 @@ void for_segments(int64_t n, int nt, const F& fn) {
 struct Scratch {
   std::vector<float> y;  // the transformed row (full path)
   std::vector<float> e;  // exponentials (full path)
+  std::vector<uint32_t> cand;      // compute_e<true>: per segment, the indices with e >= the last level
+  std::vector<int64_t> cand_count;  // how many of each segment's slots hold one
   std::vector<float> small;
   std::vector<uint64_t> list, list2, tmp, order;
   std::vector<ValueIndex> pairs;
@@ -465,6 +474,7 @@ struct Row {
   Cut cut;
   float* y = nullptr;        // materialised transformed row (not listed from the source)
   const float* e = nullptr;  // exponentials of y inside the cut (0 outside), once computed
+  bool cands = false;        // s.cand lists every entry with e >= kLevel[kLevels - 1]
   int64_t nonzero = 0;       // entries with e > 0
   double esum = 0.0;         // their sum (double; the approximate top-p path's row sum)
   double level_mass[8] = {};  // compute_e's levels (kLevels)
@@ -479,8 +489,9 @@ bool collect_top_k(Row& row, int64_t keep) {
   const RowCtx& r = row.r;
   Scratch& s = row.s;
   const int nt = row.nt;
-  if (static_cast<int>(s.collectors.size()) < nt) s.collectors.resize(nt);
-  for (int c = 0; c < nt; ++c) s.collectors[c].reset(keep);
+  const int chunks = chunk_count(nt);
+  if (static_cast<int>(s.collectors.size()) < chunks) s.collectors.resize(chunks);
+  for (int c = 0; c < chunks; ++c) s.collectors[c].reset(keep);
   // With a temperature, select on x and divide only the candidates: y = x / T is monotone in x,
   // and y >= y_thr needs x >= (y_thr - ulp(y_thr)) * T, so x is compared with that bound widened
   // by 2^-22 relative (vdivps was a fifth of this loop's time).
@@ -546,7 +557,7 @@ bool collect_top_k(Row& row, int64_t keep) {
     }
   });
   TopCollector& col = s.collectors[0];
-  for (int c = 1; c < nt; ++c) col.merge(s.collectors[c]);
+  for (int c = 1; c < chunks; ++c) col.merge(s.collectors[c]);
   if (col.finish() == kNanKey) return false;
   std::vector<uint64_t>& asc = col.entries();
   sort_entries(asc, s.tmp);
@@ -568,7 +579,7 @@ void load_row(Row& row) {
   s.y.resize(static_cast<size_t>(r.vocab));
   float* y = s.y.data();
   row.y = y;
-  std::vector<Stats> stats(nt);
+  std::vector<Stats> stats(chunk_count(nt));
   for_chunks(r.vocab, nt, [&](int c, int64_t begin, int64_t end) {
     uint32_t top = 0;  // largest non-NaN key (0: none)
     uint32_t nan = 0;
@@ -602,7 +613,7 @@ uint32_t radix_kth_key(const Row& row, int64_t keep) {
       keep,
       [&](int shift, int width, uint32_t prefix, uint32_t prefix_mask, int64_t* counts) {
         const uint32_t mask = (1u << width) - 1;
-        std::vector<std::vector<int64_t>> part(nt, std::vector<int64_t>(size_t{1} << width));
+        std::vector<std::vector<int64_t>> part(chunk_count(nt), std::vector<int64_t>(size_t{1} << width));
         for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
           int64_t* h = part[c].data();
           for (int64_t v = begin; v < end; ++v) {
@@ -610,8 +621,8 @@ uint32_t radix_kth_key(const Row& row, int64_t keep) {
             if ((k & prefix_mask) == prefix) ++h[(k >> shift) & mask];
           }
         });
-        for (int c = 0; c < nt; ++c)
-          for (size_t d = 0; d < part[c].size(); ++d) counts[d] += part[c][d];
+        for (const std::vector<int64_t>& h : part)
+          for (size_t d = 0; d < h.size(); ++d) counts[d] += h[d];
       },
       &greater);
 }
@@ -643,8 +654,16 @@ void compute_e(Row& row) {
     int64_t level_count[kLevels][16] = {};
   };
   std::vector<Part> parts(segments_of(vocab));
+  // With the levels, the entries at or above the last one (~4% of a random 128K row) are listed
+  // as they are met, so the band gather reads only them (segment g's in slots [g * kSegment, ...)).
+  if (kWithLevels) {
+    row.s.cand.resize(static_cast<size_t>(vocab));
+    row.s.cand_count.assign(parts.size(), 0);
+  }
+  uint32_t* cand = row.s.cand.data();
   for_segments(vocab, nt, [&](int c, int64_t begin, int64_t end) {
     Part& part = parts[c];
+    int64_t listed = 0;  // candidates of this segment, at cand[begin + ...]
     for (int64_t b = begin; b < end; b += kBlock) {
       const int64_t stop = std::min(end, b + kBlock);
       for (int64_t v = b; v < stop; ++v) {
@@ -672,11 +691,17 @@ void compute_e(Row& row) {
           vcount[k] = _mm512_loadu_si512(lcount[k]);
         }
         const __m512i one = _mm512_set1_epi32(1);
+        const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
         for (; v + 16 <= stop; v += 16) {
           const __m512 x = _mm512_loadu_ps(ew + v);
           vacc = _mm512_add_ps(vacc, x);
           vnz = _mm512_mask_add_epi32(vnz, _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ), vnz, one);
-          if (!kWithLevels || _mm512_cmp_ps_mask(x, _mm512_set1_ps(kLevel[kLevels - 1]), _CMP_GE_OQ) == 0) continue;
+          if (!kWithLevels) continue;
+          const __mmask16 last = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kLevel[kLevels - 1]), _CMP_GE_OQ);
+          if (last == 0) continue;
+          const __m512i index = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(v)), lane);
+          _mm512_mask_compressstoreu_epi32(cand + begin + listed, last, index);
+          listed += __builtin_popcount(last);
           for (int k = 0; k < kLevels; ++k) {
             const __mmask16 in = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kLevel[k]), _CMP_GE_OQ);
             vmass[k] = _mm512_mask_add_ps(vmass[k], in, vmass[k], x);
@@ -691,6 +716,7 @@ void compute_e(Row& row) {
         }
       }
 #endif
+      const int64_t scalar_from = v;
       for (; v + 16 <= stop; v += 16) {
         for (int l = 0; l < 16; ++l) {
           const float x = ew[v + l];
@@ -712,6 +738,9 @@ void compute_e(Row& row) {
           lcount[k][0] += x >= kLevel[k] ? 1 : 0;
         }
       }
+      for (int64_t i = scalar_from; kWithLevels && i < stop; ++i) {  // the entries the vector loop left
+        if (ew[i] >= kLevel[kLevels - 1]) cand[begin + listed++] = static_cast<uint32_t>(i);
+      }
       for (int l = 0; l < 16; ++l) {
         part.sum[l] += acc[l];
         part.nonzero[l] += nz[l];
@@ -723,8 +752,10 @@ void compute_e(Row& row) {
         }
       }
     }
+    if (kWithLevels) row.s.cand_count[c] = listed;
   });
   row.e = ew;
+  row.cands = kWithLevels;
   row.nonzero = 0;
   row.esum = 0.0;
   for (int k = 0; k < kLevels; ++k) {
@@ -750,7 +781,8 @@ void gather_sorted(const Row& row, const Want& want, std::vector<uint64_t>& out)
   Scratch& s = row.s;
   const float* y = row.y;
   const float* e = row.e;
-  if (static_cast<int>(s.gathered.size()) < row.nt) s.gathered.resize(row.nt);
+  const int chunks = chunk_count(row.nt);
+  if (static_cast<int>(s.gathered.size()) < chunks) s.gathered.resize(chunks);
   for_chunks(row.r.vocab, row.nt, [&](int c, int64_t begin, int64_t end) {
     std::vector<uint64_t>& g = s.gathered[c];
     g.clear();
@@ -772,8 +804,22 @@ void gather_sorted(const Row& row, const Want& want, std::vector<uint64_t>& out)
     }
   });
   out.clear();
-  for (int c = 0; c < row.nt; ++c) out.insert(out.end(), s.gathered[c].begin(), s.gathered[c].end());
+  for (int c = 0; c < chunks; ++c) out.insert(out.end(), s.gathered[c].begin(), s.gathered[c].end());
   sort_entries(out, s.tmp);
+}
+
+// gather_sorted(row, e >= lo) for lo >= kLevel[kLevels - 1], from compute_e<true>'s candidates.
+void gather_candidates(const Row& row, float lo, std::vector<uint64_t>& out) {
+  const Scratch& s = row.s;
+  out.clear();
+  for (size_t g = 0; g < s.cand_count.size(); ++g) {
+    const uint32_t* c = s.cand.data() + g * kSegment;
+    for (int64_t j = 0; j < s.cand_count[g]; ++j) {
+      const uint32_t i = c[j];
+      if (row.e[i] >= lo) out.push_back(pack_entry(nan_high_key(row.y[i]), i));
+    }
+  }
+  sort_entries(out, row.s.tmp);
 }
 
 void set_listed(Row& row, std::vector<uint64_t>& asc, size_t start) {
@@ -997,7 +1043,11 @@ void top_p_row(Row& row) {
   if (from_band <= kExactTopP) {
     // Few enough: sort the band and everything above it, and keep a list (sampling, log-probs and
     // outputs then touch only the list).
-    gather_sorted(row, [lo](float x) { return (x > 0.0f) & (x >= lo); }, s.list);
+    if (band < kLevels && row.cands) {
+      gather_candidates(row, lo, s.list);  // lo >= the last level: every such entry was listed
+    } else {
+      gather_sorted(row, [lo](float x) { return (x > 0.0f) & (x >= lo); }, s.list);
+    }
     std::vector<uint64_t>& asc = s.list;
     above = 0.0;
     for (size_t i = asc.size(); i-- > 0;) {
@@ -1134,7 +1184,7 @@ void min_p_row(Row& row) {
   const float rsum = 1.0f / lane_sum(r.lanes, y, e, vocab, cut, row.ymax);
   const float limit = static_cast<float>(r.min_p) * rsum;
   // p is monotone in y, so min-p keeps {y >= y*}: find the smallest kept key that passes.
-  std::vector<uint32_t> low(nt, kNanKey);
+  std::vector<uint32_t> low(chunk_count(nt), kNanKey);
   for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
     uint32_t m = kNanKey;
     for (int64_t v = begin; v < end; ++v) {
@@ -1147,7 +1197,7 @@ void min_p_row(Row& row) {
   Cut out = cut;
   if (smallest > cut.key) out = Cut{smallest};
   if (r.mtk > 1) {
-    std::vector<int64_t> counts(nt, 0);
+    std::vector<int64_t> counts(chunk_count(nt), 0);
     for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
       int64_t k = 0;
       for (int64_t v = begin; v < end; ++v) k += cut_mask(nan_high_key(y[v]), out) & 1;
@@ -1253,7 +1303,7 @@ void outputs_cut(const Row& row) {
       // Scores with approximate noise first (a block is skipped when its largest kept value
       // plus the largest possible noise cannot reach the best so far); the tokens within the
       // noise error of the best get the exact noise.
-      std::vector<Finalists> part(nt);
+      std::vector<Finalists> part(chunk_count(nt));
       for_chunks(vocab, nt, [&](int c, int64_t begin, int64_t end) {
         Finalists& fin = part[c];
         uint32_t tok[64];
@@ -1283,7 +1333,7 @@ void outputs_cut(const Row& row) {
         }
       });
       Finalists& all = part[0];
-      for (int c = 1; c < nt; ++c) {
+      for (size_t c = 1; c < part.size(); ++c) {
         all.best = std::max(all.best, part[c].best);
         all.tok.insert(all.tok.end(), part[c].tok.begin(), part[c].tok.end());
         all.score.insert(all.score.end(), part[c].score.begin(), part[c].score.end());
@@ -1529,10 +1579,11 @@ void greedy(const LogitRows& in, bool nan_is_max, int64_t* out) {
   const DType dtype = static_cast<DType>(in.dtype);
   auto row_argmax = [&](int64_t b, int nt) {
     const RowSource src{row_ptr(in, b), dtype, Transform::kNone, 1.0f};
-    const int nchunks = in.vocab >= kSplitMin ? nt : 1;
+    const int split = in.vocab >= kSplitMin ? nt : 1;
+    const int nchunks = chunk_count(split);
     std::vector<Best> part(nchunks);
     std::vector<char> part_nan(nchunks, 0);
-    for_chunks(in.vocab, nchunks, [&](int c, int64_t begin, int64_t end) {
+    for_chunks(in.vocab, split, [&](int c, int64_t begin, int64_t end) {
       Best local;
       bool saw_nan = false;
       if (dtype == DType::kFloat32) {
