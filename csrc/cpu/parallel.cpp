@@ -1,5 +1,7 @@
 #include "parallel.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -162,6 +165,56 @@ Pool& pool() {
   return *g_pool;
 }
 
+// ------------------------------------------------------------------ torch's OpenMP team
+// Right after a torch op (the model's lm_head), torch's OpenMP worker spins for ~0.5 ms waiting
+// for its next parallel region. A thread of the pool above then has to share a core with it
+// (on the 2-vCPU VM the whole spin), so a kernel called between two model steps ran close to
+// single-threaded. When torch's GNU OpenMP runtime is loaded, the tasks run on its team instead:
+// the spinning worker takes them at once. Its entry point is GOMP_parallel, the libgomp ABI a
+// `#pragma omp parallel` compiles to: fn(data) on every thread of a team of num_threads,
+// the caller included, returning when all have finished.
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+
+struct OmpJob {
+  const std::function<void(int64_t)>* fn;
+  int64_t n_tasks;
+  std::atomic<int64_t> next{0};
+  std::mutex mutex;
+  std::exception_ptr error;
+};
+
+void omp_body(void* data) {
+  OmpJob& job = *static_cast<OmpJob*>(data);
+  const bool outer = tl_inside_task;
+  tl_inside_task = true;  // nested parallel calls run inline
+  for (int64_t task = job.next.fetch_add(1); task < job.n_tasks; task = job.next.fetch_add(1)) {
+    try {
+      (*job.fn)(task);
+    } catch (...) {  // an exception must not unwind through libgomp's C frames
+      std::lock_guard<std::mutex> lock(job.mutex);
+      if (!job.error) job.error = std::current_exception();
+    }
+  }
+  tl_inside_task = outer;
+}
+
+// GOMP_parallel of the libgomp this process already has loaded (torch's), or null: when
+// PYDECODE_PARALLEL=pool, when no libgomp is loaded (a torch built with another OpenMP), and in
+// a forked child (libgomp's team does not survive fork()).
+std::atomic<bool> g_forked{false};
+const int g_fork_handler = pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+
+GompParallel torch_omp() {
+  static const GompParallel entry = []() -> GompParallel {
+    const char* env = std::getenv("PYDECODE_PARALLEL");
+    if (env != nullptr && std::strcmp(env, "pool") == 0) return nullptr;
+    void* lib = dlopen("libgomp.so.1", RTLD_NOW | RTLD_NOLOAD);  // only if already loaded
+    if (lib == nullptr) return nullptr;
+    return reinterpret_cast<GompParallel>(dlsym(lib, "GOMP_parallel"));
+  }();
+  return g_forked.load(std::memory_order_relaxed) ? nullptr : entry;
+}
+
 }  // namespace
 
 int num_threads() {
@@ -180,6 +233,14 @@ void parallel_tasks(int64_t n_tasks, const std::function<void(int64_t)>& fn) {
   if (n_tasks <= 0) return;
   if (n_tasks == 1 || tl_inside_task || num_threads() == 1) {
     for (int64_t t = 0; t < n_tasks; ++t) fn(t);
+    return;
+  }
+  if (const GompParallel gomp = torch_omp()) {
+    OmpJob job;
+    job.fn = &fn;
+    job.n_tasks = n_tasks;
+    gomp(omp_body, &job, static_cast<unsigned>(std::min<int64_t>(num_threads(), n_tasks)), 0);
+    if (job.error) std::rethrow_exception(job.error);
     return;
   }
   pool().run(n_tasks, fn);
