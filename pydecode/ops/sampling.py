@@ -743,6 +743,20 @@ def argmax(logits: torch.Tensor, *, backend: Optional[str] = None) -> torch.Tens
     return call("argmax", backend, logits)
 
 
+def _filter_rows(
+    logits: torch.Tensor, temperature: RowParam, top_k: RowParam, top_p: RowParam, min_p: RowParam,
+    backend: Optional[str],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """filter_and_sample's per-row parameters, checked, with None as the stage's "off" value."""
+    scan = scan_values("filter_and_sample", logits.device, backend)
+    return (
+        _temperature_rows(1.0 if temperature is None else temperature, logits, scan),
+        _top_k_rows(0 if top_k is None else top_k, logits, scan),
+        _unit_rows(1.0 if top_p is None else top_p, "top_p", logits, scan),
+        _unit_rows(0.0 if min_p is None else min_p, "min_p", logits, scan),
+    )
+
+
 def filter_and_sample(
     logits: torch.Tensor,
     *,
@@ -787,13 +801,7 @@ def filter_and_sample(
     """
     _check_scores(logits, "logits")
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
-    scan = scan_values("filter_and_sample", logits.device, backend)
-    rows = (
-        _temperature_rows(1.0 if temperature is None else temperature, logits, scan),
-        _top_k_rows(0 if top_k is None else top_k, logits, scan),
-        _unit_rows(1.0 if top_p is None else top_p, "top_p", logits, scan),
-        _unit_rows(0.0 if min_p is None else min_p, "min_p", logits, scan),
-    )
+    rows = _filter_rows(logits, temperature, top_k, top_p, min_p, backend)
     seeds, offsets = resolve_seed(seed, offset, logits.shape[0], logits.device, generator)
     tokens, logprobs, filtered = call(
         "filter_and_sample", backend, logits, *rows, min_tokens_to_keep, seeds, offsets,
@@ -852,15 +860,12 @@ def filter_and_sample_from_state(
         logits, state, repetition_penalty, presence_penalty, frequency_penalty, "filter_and_sample", backend
     )
     min_tokens_to_keep = check_int(min_tokens_to_keep, "min_tokens_to_keep", low=1)
-    scan = scan_values("filter_and_sample", logits.device, backend)
-    temperature_rows = _temperature_rows(1.0 if temperature is None else temperature, logits, scan)
+    temperature_rows, top_k_rows, top_p_rows, min_p_rows = _filter_rows(logits, temperature, top_k, top_p, min_p,
+                                                                        backend)
     seeds, offsets = resolve_seed(seed, offset, logits.shape[0], logits.device, generator)
     tokens, logprobs, filtered = _chain(
-        logits, transform=_TRANSFORM_DIVIDE, temperature=temperature_rows,
-        top_k=_top_k_rows(0 if top_k is None else top_k, logits, scan),
-        top_p=_unit_rows(1.0 if top_p is None else top_p, "top_p", logits, scan),
-        min_p=_unit_rows(0.0 if min_p is None else min_p, "min_p", logits, scan),
-        min_tokens_to_keep=min_tokens_to_keep, seed=seeds, offset=offsets, tokens=True,
+        logits, transform=_TRANSFORM_DIVIDE, temperature=temperature_rows, top_k=top_k_rows, top_p=top_p_rows,
+        min_p=min_p_rows, min_tokens_to_keep=min_tokens_to_keep, seed=seeds, offset=offsets, tokens=True,
         logprobs=bool(return_logprobs), filtered=bool(return_filtered), state=state_args,
     )
     assert tokens is not None
