@@ -154,16 +154,19 @@ struct RowSource {
   }
   // Whether [begin, begin + n) holds a patched entry.
   bool patched(int64_t begin, int64_t n) const {
-    if (patches == 0) return false;
-    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
-    return p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n;
+    const uint64_t* p = first_patch(begin);
+    return p != patch + patches && patch_index(*p) < begin + n;
   }
   void apply_patches(int64_t begin, int64_t n, float* dst) const {
-    const uint64_t* p = std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
-    for (; p != patch + patches && static_cast<int64_t>(*p >> 32) < begin + n; ++p) {
-      dst[static_cast<int64_t>(*p >> 32) - begin] = bits_to_float(static_cast<uint32_t>(*p));
+    for (const uint64_t* p = first_patch(begin); p != patch + patches && patch_index(*p) < begin + n; ++p) {
+      dst[patch_index(*p) - begin] = bits_to_float(static_cast<uint32_t>(*p));
     }
   }
+  // The first patch at or after index `begin`.
+  const uint64_t* first_patch(int64_t begin) const {
+    return std::lower_bound(patch, patch + patches, static_cast<uint64_t>(begin) << 32);
+  }
+  static int64_t patch_index(uint64_t p) { return static_cast<int64_t>(p >> 32); }
 };
 
 // The kept set of a row in cut form: every entry with key >= key (a cut that would split a
@@ -810,7 +813,7 @@ void gather_sorted(const Row& row, const Want& want, std::vector<uint64_t>& out)
 
 // gather_sorted(row, e >= lo) for lo >= kLevel[kLevels - 1], from compute_e<true>'s candidates.
 void gather_candidates(const Row& row, float lo, std::vector<uint64_t>& out) {
-  const Scratch& s = row.s;
+  Scratch& s = row.s;
   out.clear();
   for (size_t g = 0; g < s.cand_count.size(); ++g) {
     const uint32_t* c = s.cand.data() + g * kSegment;
@@ -819,7 +822,7 @@ void gather_candidates(const Row& row, float lo, std::vector<uint64_t>& out) {
       if (row.e[i] >= lo) out.push_back(pack_entry(nan_high_key(row.y[i]), i));
     }
   }
-  sort_entries(out, row.s.tmp);
+  sort_entries(out, s.tmp);
 }
 
 void set_listed(Row& row, std::vector<uint64_t>& asc, size_t start) {

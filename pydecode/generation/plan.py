@@ -162,11 +162,11 @@ class _PenaltyStage(_Stage):
         P._check_2d(scores, "the penalties")
         if input_ids.dim() == 1:
             input_ids = input_ids[:, None]
-        if not self.use_state or self._builds >= self.MAX_BUILDS:
+        state = self.state_for(input_ids, scores)
+        if state is None:
             if self.state is not None:
                 self.reset()
             return P._cast_back(self._stateless(input_ids, scores), scores)
-        state = self._current_state(input_ids, scores.shape[1])
         return P._cast_back(ops.apply_penalties_from_state(scores, state, **self._kwargs()), scores)
 
 
