@@ -10,7 +10,7 @@ Both must generate the same number of tokens (EOS is disabled so every row runs 
 and beam outputs are also checked to be identical).
 
     python -m bench.bench_generate [--vocab 32000 128256] [--repeats 7] [--threads 2]
-        [--csv bench/results/generate_cpu.csv]
+        [--device cpu|cuda] [--csv bench/results/generate_cpu.csv]
 """
 
 from __future__ import annotations
@@ -51,14 +51,16 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--device", default="cpu", help="cpu (issue 4's benchmark) or cuda")
     parser.add_argument("--csv", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
     for vocab in args.vocab:
-        model = tiny_llama(vocab)
+        model = tiny_llama(vocab).to(args.device)
         ids = torch.randint(3, vocab, (args.batch, args.prompt), generator=torch.Generator().manual_seed(1))
+        ids = ids.to(args.device)
         tokens = args.batch * args.new
         for case in args.cases:
             kw = dict(max_new_tokens=args.new, eos_token_id=None, pad_token_id=0, **CASES[case])
