@@ -19,8 +19,16 @@ status=0
 # summary is always printed and the logs are always complete.
 budget="${GPU_CHECK_BUDGET:-480}"
 
+# GPU_CHECK_ONLY="build gpu-tests ..." runs just the named steps (a second, shorter pass on the same
+# lease, say); the others are skipped.
+only="${GPU_CHECK_ONLY:-}"
+
 step() {  # step NAME TIMEOUT_S COMMAND...: run under a timeout, log to $out/NAME.log, record the outcome
   local name="$1" limit="$2"; shift 2
+  if [ -n "$only" ] && [[ " $only " != *" $name "* ]]; then
+    summary+=("SKIP  $name (not in GPU_CHECK_ONLY)")
+    return
+  fi
   local left=$((budget - SECONDS))
   if [ "$left" -lt 15 ]; then
     summary+=("SKIP  $name (budget of ${budget} s spent)")
@@ -51,9 +59,10 @@ step show-config 30 python -m pydecode show-config
 # GPU tests: in 8 processes when pytest-xdist is there (Triton compiles dominate), with a per-test
 # limit when pytest-timeout is there (a hung kernel fails its test, not the whole step).
 pytest_opts=(-m gpu -q -rs -p no:cacheprovider --maxfail=60 --durations=15)
-python -c "import xdist" 2>/dev/null && pytest_opts+=(-n 8)
+python -c "import xdist" 2>/dev/null && pytest_opts+=(-n 12)
 python -c "import pytest_timeout" 2>/dev/null && pytest_opts+=(--timeout 120)
-step gpu-tests 200 python -m pytest "${pytest_opts[@]}"
+# Failures (with tracebacks) and slow tests go to gpu-tests-report.log as they happen (tests/conftest.py).
+step gpu-tests 240 env PYDECODE_TEST_REPORT="$out/gpu-tests-report.log" python -m pytest "${pytest_opts[@]}"
 # Op benchmarks on the GPU: every backend vs the torch reference vs transformers vs FlashInfer (when
 # importable), ratio to the one-pass floor measured in the same run. Sampling + beam cases on the
 # issue's grid (batch 1/8/64/256 x vocab 32000/128256/152064, bfloat16 logits); the logits-processor
@@ -72,8 +81,8 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
   # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
   # ("big" / "thorough" in the test id).
   for tool in memcheck racecheck; do
-    step "sanitizer-$tool" 40 compute-sanitizer --tool "$tool" --error-exitcode 1 \
-      python -m pytest -m gpu -q -x -p no:cacheprovider -k "cuda and not big and not thorough" tests/ops
+    step "sanitizer-$tool" 60 compute-sanitizer --tool "$tool" --error-exitcode 1 \
+      python -m pytest -m gpu -q -p no:cacheprovider -k "cuda and not big and not thorough" tests/ops
   done
 else
   summary+=("SKIP  compute-sanitizer (not installed)")

@@ -13,6 +13,29 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+# PYDECODE_TEST_REPORT=FILE: every failed test (with its traceback) and every test slower than 5 s
+# is appended to FILE as soon as it finishes, so a run killed by a time limit (the GPU check's)
+# still says what failed; pytest's own summary only comes at the end. Written by the main process
+# only (pytest-xdist forwards the workers' reports to it).
+_REPORT_FILE = os.environ.get("PYDECODE_TEST_REPORT")
+_IS_XDIST_WORKER = False
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _IS_XDIST_WORKER
+    _IS_XDIST_WORKER = hasattr(config, "workerinput")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not _REPORT_FILE or _IS_XDIST_WORKER:
+        return
+    if report.failed or (report.when == "call" and report.duration > 5.0):
+        with open(_REPORT_FILE, "a") as handle:
+            handle.write(f"{report.outcome.upper()} {report.nodeid} [{report.when}] {report.duration:.1f} s\n")
+            if report.failed:
+                handle.write(report.longreprtext[-6000:] + "\n\n")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if torch.cuda.is_available():
         return

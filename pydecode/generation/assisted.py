@@ -66,6 +66,7 @@ import torch
 from .. import ops
 from ..ops.philox import STREAM_SPECULATIVE, philox_uniform_at
 from .outputs import output_object
+from .runner import prepare_encoder_kwargs
 from .scheduler import request_seeds
 
 __all__ = [
@@ -372,7 +373,7 @@ class AssistantCandidateGenerator:
         gen_config = assistant_model.generation_config
         inputs, input_name, kwargs = assistant_model._prepare_model_inputs(inputs_tensor, gen_config.bos_token_id,
                                                                            kwargs)
-        kwargs = assistant_model._maybe_prepare_encoder_kwargs_for_generation(inputs, kwargs, input_name, gen_config)
+        kwargs = prepare_encoder_kwargs(assistant_model, inputs, kwargs, input_name, gen_config)
         kwargs["cache"] = EncoderDecoderCache(
             DynamicCache(config=assistant_model.config), DynamicCache(config=assistant_model.config)
         )

@@ -36,7 +36,7 @@ import torch
 
 from . import components
 from .beam import beam_search
-from .runner import CACHE_NAMES, CallableRunner, HFModelRunner
+from .runner import CACHE_NAMES, CallableRunner, HFModelRunner, prepare_encoder_kwargs
 from .scheduler import DecodeSettings, StopRule, check_sampling_options, decode
 
 __all__ = ["custom_generate", "generate", "patch", "unpatch"]
@@ -255,9 +255,8 @@ def _generate_hf(
         model_kwargs["position_ids"] = model._prepare_position_ids_for_generation(inputs_tensor, model_kwargs)
     _drop_all_ones_mask(model, generation_config, model_kwargs, accepts_attention_mask)
     if model_kwargs.get("encoder_outputs") is None or model_kwargs.get("mm_encoder_outputs") is None:
-        model_kwargs = model._maybe_prepare_encoder_kwargs_for_generation(
-            inputs_tensor, model_kwargs, model_input_name, generation_config
-        )
+        model_kwargs = prepare_encoder_kwargs(model, inputs_tensor, model_kwargs, model_input_name,
+                                              generation_config)
     if model.config.is_encoder_decoder:
         input_ids, model_kwargs = model._prepare_decoder_input_ids_for_generation(
             batch_size=batch_size,

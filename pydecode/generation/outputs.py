@@ -110,9 +110,13 @@ def output_object(
         fields.update(encoder_attentions=encoder_attentions, encoder_hidden_states=encoder_hidden_states,
                       decoder_attentions=attentions, cross_attentions=cross_attentions,
                       decoder_hidden_states=hidden_states)
-        return (GenerateBeamEncoderDecoderOutput if beam else GenerateEncoderDecoderOutput)(**fields)
-    fields.update(attentions=attentions, hidden_states=hidden_states)
-    return (GenerateBeamDecoderOnlyOutput if beam else GenerateDecoderOnlyOutput)(**fields)
+        cls = GenerateBeamEncoderDecoderOutput if beam else GenerateEncoderDecoderOutput
+    else:
+        fields.update(attentions=attentions, hidden_states=hidden_states)
+        cls = GenerateBeamDecoderOnlyOutput if beam else GenerateDecoderOnlyOutput
+    if "cache" not in getattr(cls, "__dataclass_fields__", {"cache": None}):
+        fields["past_key_values"] = fields.pop("cache")  # transformers before 5.24 (5.17, say) names it so
+    return cls(**fields)
 
 
 def compute_transition_scores(

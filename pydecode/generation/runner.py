@@ -15,7 +15,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["CallableRunner", "HFModelRunner", "StepFunction"]
+__all__ = ["CallableRunner", "HFModelRunner", "StepFunction", "prepare_encoder_kwargs"]
 
 CACHE_NAMES = ("cache", "past_key_values", "cache_params", "state", "mems", "past_buckets_states")
 
@@ -38,6 +38,23 @@ class StepFunction(Protocol):
     """
 
     def __call__(self, input_ids: torch.Tensor, cache: Any) -> tuple[torch.Tensor, Any]: ...
+
+
+def prepare_encoder_kwargs(model: Any, inputs: torch.Tensor, model_kwargs: dict, input_name: Optional[str],
+                           generation_config: Any) -> dict:
+    """Run the model's encoder once before decoding, as ``generate`` does, and return the model kwargs.
+
+    transformers 5.24 has one entry point for text and multimodal encoders
+    (``_maybe_prepare_encoder_kwargs_for_generation``); earlier 5.x releases (5.17, say) only have
+    the encoder-decoder one, called when the model is an encoder-decoder without ``encoder_outputs``.
+    """
+    prepare = getattr(model, "_maybe_prepare_encoder_kwargs_for_generation", None)
+    if prepare is not None:
+        return prepare(inputs, model_kwargs, input_name, generation_config)
+    if model.config.is_encoder_decoder and model_kwargs.get("encoder_outputs") is None:
+        return model._prepare_encoder_decoder_kwargs_for_generation(inputs, model_kwargs, input_name,
+                                                                    generation_config)
+    return model_kwargs
 
 
 def _last_logits(logits: torch.Tensor, device: torch.device) -> torch.Tensor:
