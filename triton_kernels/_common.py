@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-try:  # libdevice's logf is accurate to 1 ulp; the interpreter has no libdevice
+try:  # libdevice's logf / expf are accurate to 1-2 ulp; the interpreter has no libdevice
     from triton.language.extra import libdevice as _libdevice
 except ImportError:  # pragma: no cover - very old triton
     _libdevice = None
@@ -44,6 +44,18 @@ def precise_log(x, PRECISE: tl.constexpr):
         return _libdevice.log(x)
     else:
         return tl.log(x)
+
+
+@triton.jit
+def precise_exp(x, PRECISE: tl.constexpr):
+    """exp(x) as torch computes it on CUDA (libdevice expf, <= 2 ulp) when PRECISE. On NVIDIA,
+    tl.exp of float32 is ``ex2.approx(x * log2(e))``, whose product's rounding alone costs up to
+    |x| * 2^-24 relative (several ulp of the result at x = -20), so sums of exponentials that set
+    a returned score or log-prob take this path."""
+    if PRECISE:
+        return _libdevice.exp(x)
+    else:
+        return tl.exp(x)
 
 
 @triton.jit

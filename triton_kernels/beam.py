@@ -6,9 +6,11 @@ pass that writes the row's top candidates in index order (all scores above the k
 lowest-index ties). The merge of ``num_beams * k`` candidates per batch item is a torch top-k
 over the same unique 64-bit keys as the reference (score key, then lowest flat index), so the
 ranking and tie rule are the reference's. Scores are ``(x - max) - log(sum)`` + beam score,
-torch's log_softmax formula; the sum is taken in fixed point (``_mass_q``: exact, so independent
-of the order) rather than torch's float order, so scores can differ from the reference in the
-last bit.
+torch's log_softmax formula; the sum is taken in fixed point (``_row_mass``: exact, so independent
+of the order) rather than torch's float order, so scores can differ from the reference in the last
+bits, and are closer to the exact log-softmax than torch's CPU float32 sum at V = 152064. On a GPU the
+exponentials and the log are libdevice's (``precise_exp`` / ``precise_log``: tl.exp's approximate
+ex2 would move the sum by a few ulps).
 
 Small batches (rows too few to fill the GPU, triton_kernels/_common.py ``split_count``) spread each
 row over several programs, ``_beam_split_kernel``: the same passes over slices of the row, merged
@@ -29,6 +31,7 @@ from ._common import (
     float_key,
     interpreting,
     merged_digit,
+    precise_exp,
     precise_log,
     precise_log_available,
     radix_digit,
@@ -65,7 +68,7 @@ def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _row_mass(row_ptr, lo, hi, m, BLOCK: tl.constexpr):
+def _row_mass(row_ptr, lo, hi, m, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
     """Sum over [lo, hi) of exp(x - m) in fixed point (int64 units of 2^-40, each weight truncated):
     integer sums are exact, so the total does not depend on the order or on how the row is split.
     NaN weights (rows whose scores are all NaN anyway) count 0."""
@@ -73,7 +76,7 @@ def _row_mass(row_ptr, lo, hi, m, BLOCK: tl.constexpr):
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
-        w = tl.exp(x - m)
+        w = precise_exp(x - m, PRECISE)
         z += tl.sum((tl.where(w == w, w, 0.0) * _MASS_ONE).to(tl.int64), axis=0)
     return z
 
@@ -139,7 +142,7 @@ def _beam_row_topk_kernel(
     bad = tl.full((), 0, tl.int1)
     if LOG_SOFTMAX:
         m, n_nan = _row_stats(row_ptr, 0, vocab, BLOCK)
-        log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, BLOCK), PRECISE)
+        log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
         # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
         bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
 
@@ -201,7 +204,7 @@ def _beam_split_kernel(
             bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
         if PASS == 1:
             if LOG_SOFTMAX:
-                tl.store(aux + 2, _row_mass(row_ptr, lo, hi, m, BLOCK))
+                tl.store(aux + 2, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK))
         else:
             p = PASS - 2  # the digit this pass histograms (6: none, the write)
             prefix = tl.full((), 0, tl.int64)

@@ -51,6 +51,7 @@ from ._common import (
     key_value,
     load_row,
     merged_digit,
+    precise_exp,
     precise_log,
     precise_log_available,
     radix_digit,
@@ -420,7 +421,8 @@ def _filter_chain_kernel(
             removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
         cand = (~removed) & (xs > neg_inf)
         best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
-        z_final = tl.sum(tl.where(cand, w, 0.0), axis=0)
+        if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
+            z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
     else:
         # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has
         z = tl.full((), 1.0, tl.float32)
@@ -542,7 +544,7 @@ def _filter_chain_kernel(
                 cand = mask & (~removed) & (x > neg_inf)
                 xc = tl.where(cand, x, neg_inf)
                 if WANT_LOGPROBS:
-                    z_final += tl.sum(tl.where(cand, tl.exp(xc - m), 0.0), axis=0)
+                    z_final += tl.sum(tl.where(cand, precise_exp(xc - m, PRECISE), 0.0), axis=0)
                 # a block whose best entry plus the largest noise cannot beat the best skips Philox
                 if tl.max(xc, axis=0) + 17.0 > best:
                     block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
