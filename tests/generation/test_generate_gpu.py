@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import pydecode
-from pydecode.ops import _library, _registry
 
-from ._generate_models import VOCAB, frequent_tokens, prompts, tiny_model
+from ._generate_models import VOCAB, count_backend_calls, frequent_tokens, prompts, tiny_model
 
 pytestmark = pytest.mark.gpu
 FULL = {"return_dict_in_generate": True, "output_scores": True}
@@ -29,16 +28,7 @@ def cuda_model(kind: str):
 
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
-    """Count (op, backend) of every op call generate makes."""
-    seen: Counter = Counter()
-    resolve = _library.resolve
-
-    def spy(op: str, device: torch.device, backend=None):
-        seen[(op, _registry.resolve_name(op, device, backend))] += 1
-        return resolve(op, device, backend)
-
-    monkeypatch.setattr(_library, "resolve", spy)
-    return seen
+    return count_backend_calls(monkeypatch)
 
 
 def unpadded_prompts(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
