@@ -66,7 +66,7 @@ import torch
 from .. import ops
 from ..ops.philox import STREAM_SPECULATIVE, philox_uniform_at
 from .outputs import output_object
-from .runner import prepare_encoder_kwargs
+from .runner import model_cache_key, output_cache, prepare_encoder_kwargs
 from .scheduler import request_seeds
 
 __all__ = [
@@ -184,15 +184,16 @@ class _Stepper:
         self.is_encoder_decoder = bool(getattr(model.config, "is_encoder_decoder", False))
         self.mask_key = "decoder_attention_mask" if self.is_encoder_decoder else "attention_mask"
         self.position_key = "decoder_position_ids" if self.is_encoder_decoder else "position_ids"
-        if self.kwargs.get("cache") is None:
+        self.cache_key = model_cache_key(model)
+        if self.kwargs.get(self.cache_key) is None:
             from transformers import DynamicCache
 
-            self.kwargs["cache"] = DynamicCache(config=model.config)
+            self.kwargs[self.cache_key] = DynamicCache(config=model.config)
         self.first = True
 
     @property
     def cache(self) -> Any:
-        return self.kwargs.get("cache")
+        return self.kwargs.get(self.cache_key)
 
     def cached_length(self) -> int:
         return int(self.cache.get_seq_length())
@@ -228,15 +229,14 @@ class _Stepper:
         if "logits_to_keep" in inputs:
             inputs["logits_to_keep"] = rows
         outputs = self.model(**inputs, return_dict=True)
-        if self.first and hasattr(outputs, "cache") and outputs.cache is not None and not getattr(
-            outputs.cache, "is_croppable", True
-        ):
+        cache = output_cache(outputs)
+        if self.first and cache is not None and not getattr(cache, "is_croppable", True):
             raise ValueError(
                 "Assisted decoding requires a cache that can be cropped to restore the states after draft verification"
             )
         self.first = False
-        if getattr(outputs, "cache", None) is not None:
-            self.kwargs["cache"] = outputs.cache
+        if cache is not None:
+            self.kwargs[self.cache_key] = cache
         return outputs.logits[:, -rows:].to(dtype=torch.float32, device=input_ids.device)
 
 
@@ -374,7 +374,7 @@ class AssistantCandidateGenerator:
         inputs, input_name, kwargs = assistant_model._prepare_model_inputs(inputs_tensor, gen_config.bos_token_id,
                                                                            kwargs)
         kwargs = prepare_encoder_kwargs(assistant_model, inputs, kwargs, input_name, gen_config)
-        kwargs["cache"] = EncoderDecoderCache(
+        kwargs[model_cache_key(assistant_model)] = EncoderDecoderCache(
             DynamicCache(config=assistant_model.config), DynamicCache(config=assistant_model.config)
         )
         return kwargs

@@ -15,7 +15,8 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["CallableRunner", "HFModelRunner", "StepFunction", "prepare_encoder_kwargs"]
+__all__ = ["CallableRunner", "HFModelRunner", "StepFunction", "model_cache_key", "output_cache",
+           "prepare_encoder_kwargs"]
 
 CACHE_NAMES = ("cache", "past_key_values", "cache_params", "state", "mems", "past_buckets_states")
 
@@ -55,6 +56,24 @@ def prepare_encoder_kwargs(model: Any, inputs: torch.Tensor, model_kwargs: dict,
         return model._prepare_encoder_decoder_kwargs_for_generation(inputs, model_kwargs, input_name,
                                                                     generation_config)
     return model_kwargs
+
+
+def model_cache_key(model: Any) -> str:
+    """The keyword that carries the cache into ``prepare_inputs_for_generation`` and the forward:
+    ``cache`` in transformers 5.24, ``past_key_values`` in earlier 5.x releases."""
+    import inspect
+
+    params = inspect.signature(model.prepare_inputs_for_generation).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def output_cache(outputs: Any) -> Any:
+    """The cache a forward returned, under either name (see :func:`model_cache_key`)."""
+    for name in ("cache", "past_key_values"):
+        value = getattr(outputs, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def _last_logits(logits: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -119,7 +138,7 @@ class HFModelRunner:
             from transformers.generation.utils import MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL, GenerationMixin
 
             model, kw = self.model, self.kwargs
-            cache = kw.get("cache")
+            cache = self.cache
             special = {"inputs_embeds", "token_type_ids", "mm_token_type_ids", "moe_mm_token_type_ids",
                        *MULTIMODAL_INPUTS_TO_DROP_OUTSIDE_PREFILL}
             self._fast = bool(
@@ -141,7 +160,7 @@ class HFModelRunner:
         for key, value in self.kwargs.items():
             if key in ("labels", "next_sequence_length", "inputs_embeds", "is_first_iteration"):
                 continue
-            if key in ("cache", "attention_mask") and value is None:
+            if key in ("cache", "past_key_values", "attention_mask") and value is None:
                 continue
             inputs[key] = value
         position_ids = self.kwargs.get("position_ids")

@@ -31,6 +31,7 @@ _AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
 GPU_KERNELS_VERIFIED = False
 
 _IMPLS: dict[str, dict[str, Callable]] = {}
+_assume_constant_result = getattr(getattr(torch, "compiler", None), "assume_constant_result", lambda fn: fn)
 _default_backend: Optional[str] = None
 _triton_kernels_loaded = False
 
@@ -136,13 +137,14 @@ def _load_triton_kernels() -> None:
 def resolve(op: str, device: torch.device, backend: Optional[str] = None) -> Callable:
     """The implementation of ``op`` to run for tensors on ``device``."""
     requested = _check_name(backend) if backend is not None else get_backend()
-    return _resolve_cached(op, device.type, requested, _interpret(), gpu_kernels_enabled())[1]
+    name = _resolve_cached(op, device.type, requested, _interpret(), gpu_kernels_enabled())
+    return _IMPLS[op][name]
 
 
 def resolve_name(op: str, device: torch.device, backend: Optional[str] = None) -> str:
     """The name of the backend :func:`resolve` picks (for logs, benchmarks and tests)."""
     requested = _check_name(backend) if backend is not None else get_backend()
-    return _resolve_cached(op, torch.device(device).type, requested, _interpret(), gpu_kernels_enabled())[0]
+    return _resolve_cached(op, torch.device(device).type, requested, _interpret(), gpu_kernels_enabled())
 
 
 def gpu_kernels_enabled() -> bool:
@@ -154,10 +156,15 @@ def _interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+# torch.compile traces the public ops' Python code: the backend choice must be a constant to it, not
+# code it steps into (it refuses importlib.util.find_spec, module loading, ...). So the cached
+# resolution returns only the backend's name, and dynamo calls it at trace time and keeps the
+# result (assume_constant_result); the implementation is then a plain dict lookup.
 @functools.cache
+@_assume_constant_result  # inside the cache: dynamo looks through functools.cache to this function
 def _resolve_cached(
     op: str, device_type: str, requested: Optional[str], interpret: bool, gpu_kernels: bool
-) -> tuple[str, Callable]:
+) -> str:
     # `interpret` is part of the cache key only: TRITON_INTERPRET changes triton's reach.
     if op not in _IMPLS:
         raise KeyError(f"unknown pydecode op {op!r}")
@@ -171,9 +178,9 @@ def _resolve_cached(
             why = f"op {op!r} has no {requested} implementation (it has: {', '.join(impls)})"
         if why:
             raise BackendUnavailableError(f"backend {requested!r} requested for {op!r} is unavailable: {why}")
-        return requested, impls[requested]
+        return requested
     order = _AUTO_ORDER.get(device_type, ("torch",)) if device_type != "cuda" or gpu_kernels else ("torch",)
     for name in order:
         if name in impls and not backend_unavailable_reason(name, device):
-            return name, impls[name]
+            return name
     raise BackendUnavailableError(f"no backend can run {op!r} on {device_type} tensors")

@@ -7,7 +7,8 @@ logits' device, whatever the caller passed (a Python scalar or a tensor).
 
 Checking the *values* of a parameter tensor (range, NaN) needs one device-to-host sync per
 call; set ``PYDECODE_CHECK_VALUES=0`` to skip those checks in a hot loop whose parameters
-were validated once (shapes, dtypes and devices are always checked: they cost nothing).
+were validated once (shapes, dtypes and devices are always checked: they cost nothing). They
+are skipped on their own inside a CUDA graph capture and under torch.compile (:func:`values_checked`).
 Ops whose ``cpu`` kernels check every value again in C++ skip the Python scans when that
 backend runs (:func:`scan_values`): the scans cost 35-93 us per call at batch 1, more than the
 kernels themselves at small vocabularies, and the kernels raise the same ``ValueError``.
@@ -31,7 +32,20 @@ RowParam = Union[float, int, torch.Tensor, None]
 
 
 def values_checked() -> bool:
-    return os.environ.get("PYDECODE_CHECK_VALUES", "1") != "0"
+    """Whether parameter values are scanned: not with ``PYDECODE_CHECK_VALUES=0``, and not while a
+    CUDA graph is being captured or torch.compile traces, which both forbid reading a value back
+    (capture fails with cudaErrorStreamCaptureUnsupported; tracing would break the graph). Checking
+    the eager call before a capture, as every warm-up does, is what validates those values."""
+    if os.environ.get("PYDECODE_CHECK_VALUES", "1") == "0":
+        return False
+    if _compiling():
+        return False
+    return not (torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing())
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def scan_values(op: str, device: torch.device, backend: Optional[str]) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections import Counter
 
 import pytest
 import torch
@@ -74,3 +75,18 @@ def frequent_tokens(kind: str, n: int = 3) -> tuple[int, ...]:
     counts = torch.bincount(new.flatten(), minlength=VOCAB)
     counts[:3] = 0
     return tuple(int(t) for t in counts.argsort(descending=True)[:n])
+
+
+def count_backend_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """Count (op, backend) of every op call pydecode makes from now on (the dispatcher is spied)."""
+    from pydecode.ops import _library, _registry
+
+    calls: Counter = Counter()
+    resolve = _library.resolve
+
+    def spy(op: str, device: torch.device, backend=None):  # noqa: ANN001, ANN202
+        calls[(op, _registry.resolve_name(op, device, backend))] += 1
+        return resolve(op, device, backend)
+
+    monkeypatch.setattr(_library, "resolve", spy)
+    return calls

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import pydecode
-from pydecode.ops import _library, _registry, backend_unavailable_reason, registered_ops
+from pydecode.ops import backend_unavailable_reason, registered_ops
 
-from ._generate_models import frequent_tokens, prompts, tiny_model
+from ._generate_models import count_backend_calls, frequent_tokens, prompts, tiny_model
 
 pytestmark = pytest.mark.skipif(
     bool(backend_unavailable_reason("triton", torch.device("cpu"))),
@@ -26,15 +26,7 @@ FULL = {"return_dict_in_generate": True, "output_scores": True}
 def triton_calls(monkeypatch: pytest.MonkeyPatch) -> Counter:
     """Force the triton backend and count (op, backend) of every op call generate makes."""
     monkeypatch.setenv("PYDECODE_BACKEND", "triton")
-    calls: Counter = Counter()
-    resolve = _library.resolve
-
-    def spy(op: str, device: torch.device, backend=None):
-        calls[(op, _registry.resolve_name(op, device, backend))] += 1
-        return resolve(op, device, backend)
-
-    monkeypatch.setattr(_library, "resolve", spy)
-    return calls
+    return count_backend_calls(monkeypatch)
 
 
 def _generate_both(model, ids, mask, **kw):

@@ -38,3 +38,21 @@ def test_fake_tensor_shapes() -> None:
             torch.empty(3, dtype=torch.int64), torch.empty(3, dtype=torch.int64), 7, 0
         )
     assert out.shape == (3, 7) and out.dtype == torch.float32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_public_sampling_op_compiles_with_fullgraph(backend: str) -> None:
+    """torch.compile traces the public op's Python code (validation, dispatch) without a graph break:
+    the backend choice is a trace-time constant, and tensor parameters follow the inputs."""
+    from pydecode.ops import sampling
+
+    x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(0)) * 3
+    seed, offset = torch.full((4,), 5, dtype=torch.int64), torch.zeros(4, dtype=torch.int64)
+
+    def step(logits: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        return sampling.filter_and_sample(logits * 1.0, top_k=20, seed=seed, offset=offset, backend=backend).tokens
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x, offset), step(x, offset))
+    assert torch.equal(compiled(x, offset + 1), step(x, offset + 1))
