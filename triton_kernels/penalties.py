@@ -21,9 +21,11 @@ Ids outside ``[0, vocab)`` are skipped by the kernels. ``out_of_vocab="raise"`` 
 is enforced by the public op's Python scan before launch, as negative ids are: the launchers
 accept the flag and do not read it.
 
-Exactness: the arithmetic is the reference's, operation for operation, in float32.
-``s / p`` is a correctly rounded division on CPU (the interpreter) and, on CUDA, ``s * (1/p)``
-with ``1/p`` correctly rounded, which is what torch does on CUDA for the reference. FMA contraction
+Exactness: the arithmetic is the reference's, operation for operation, in float32 (see
+``pydecode.ops.penalties.hf_penalize``). The repetition penalty ``p`` arrives as float64 rows:
+``s * float32(p)`` for ``s < 0``; else ``s / float32(p)`` correctly rounded on CPU tensors (the
+interpreter), and on CUDA ``s * float32(1 / p)`` with the reciprocal taken in float64, which is
+what torch does on CUDA for transformers' division by a Python float. FMA contraction
 is turned off (``enable_fp_fusion=False``): the reference computes
 ``presence + frequency * count`` as a rounded product, then a rounded sum.
 """
@@ -44,12 +46,15 @@ _NO_FMA = {"enable_fp_fusion": False}
 
 
 @triton.jit
-def _rep(s, p, USE_RECIP: tl.constexpr):
-    # transformers: s < 0 ? s * p : s / p. On CUDA torch divides through the float32 reciprocal.
-    # div_rn, not `/`: triton lowers `/` to the approximate div.full.f32 on NVIDIA GPUs.
+def _rep(s, p64, USE_RECIP: tl.constexpr):
+    # transformers: s < 0 ? s * p : s / p, p a Python float (here float64 rows).
+    p = p64.to(tl.float32)
     if USE_RECIP:
-        q = s * tl.math.div_rn(tl.full(p.shape, 1.0, tl.float32), p)
+        # torch on CUDA: s * float32(1.0 / p) with the reciprocal in double. A float64 `/` is
+        # correctly rounded (div.rn.f64); only the float32 `/` is approximate (div.full.f32).
+        q = s * (1.0 / p64).to(tl.float32)
     else:
+        # div_rn, not `/`: triton lowers a float32 `/` to the approximate div.full.f32 on NVIDIA GPUs.
         q = tl.math.div_rn(s, p)
     return tl.where(s < 0, s * p, q)
 
@@ -80,7 +85,7 @@ def _penalties_rows_kernel(
     lanes = tl.arange(0, BLOCK)[None, :]
     out_rows = out_ptr + rows * vocab
     if HAS_REP:
-        p = tl.load(pen_ptr + rows, mask=row_ok[:, None], other=1.0)
+        p = tl.load(pen_ptr + rows, mask=row_ok[:, None], other=1.0).to(tl.float64)
         first_pos = tl.zeros([ROWS, 1], dtype=tl.int64)
         if HAS_IGNORE:
             first_pos = tl.load(ignore_ptr + rows, mask=row_ok[:, None], other=0)
@@ -143,7 +148,7 @@ def _penalties_state_kernel(
     ok = ok & (v >= 0) & (v < vocab)
     s = load_f32(x_ptr + rows * stride_b + v * stride_v, ok)
     if HAS_REP:
-        p = tl.load(pen_ptr + rows, mask=row_ok, other=1.0)
+        p = tl.load(pen_ptr + rows, mask=row_ok, other=1.0).to(tl.float64)
         flagged = tl.load(in_rep_ptr + entry, mask=ok, other=0) != 0
         s = tl.where(flagged, _rep(s, p, USE_RECIP), s)
     if HAS_PF:
@@ -161,6 +166,15 @@ _GPU_LANES = 256
 
 def _f32(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if t is None else t.to(torch.float32).contiguous()
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    # Repetition penalties: float64, so that the CUDA rule takes the reciprocal of the double.
+    return t.to(torch.float64).contiguous()
+
+
+def _use_recip(logits: torch.Tensor, reciprocal: Optional[bool]) -> bool:
+    return logits.device.type == "cuda" if reciprocal is None else reciprocal
 
 
 def _sorted_generated(output_ids: torch.Tensor, output_mask: Optional[torch.Tensor], vocab: int) -> torch.Tensor:
@@ -181,7 +195,10 @@ def _launch(
     output_mask: Optional[torch.Tensor],
     presence: Optional[torch.Tensor],
     frequency: Optional[torch.Tensor],
+    reciprocal: Optional[bool] = None,
 ) -> torch.Tensor:
+    """The float32 copy, then the sparse kernel. ``reciprocal``: the CUDA rule for ``s / p`` (default:
+    the logits are on CUDA); tests force it on CPU tensors to run that path under the interpreter."""
     out = float32_copy(logits)
     batch, vocab = logits.shape
     has_rep = penalty is not None and rep_ids is not None and rep_ids.shape[1] > 0
@@ -194,7 +211,7 @@ def _launch(
     if has_rep:
         assert rep_ids is not None and penalty is not None
         rep_len, rep_sb, rep_sl = rep_ids.shape[1], rep_ids.stride(0), rep_ids.stride(1)
-        pen = _f32(penalty)
+        pen = _f64(penalty)
         if ignore is not None:
             ign = ignore.to(torch.int64).contiguous()
     gen_len = gen_steps = 0
@@ -208,7 +225,7 @@ def _launch(
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         rep_ids if has_rep else dummy, rep_sb, rep_sl, rep_len, rep_group, pen, ign,
         gen, gen_len, gen_steps, pres, freq,
-        HAS_REP=has_rep, HAS_IGNORE=has_rep and ignore is not None, USE_RECIP=logits.device.type == "cuda",
+        HAS_REP=has_rep, HAS_IGNORE=has_rep and ignore is not None, USE_RECIP=_use_recip(logits, reciprocal),
         HAS_PF=has_pf, ROWS=rows, BLOCK=block, num_warps=4, **_NO_FMA,
     )
     return out
@@ -276,6 +293,23 @@ def apply_penalties_state_triton(
     presence_penalty: Optional[torch.Tensor],
     frequency_penalty: Optional[torch.Tensor],
 ) -> torch.Tensor:
+    return _launch_state(
+        logits, tokens, in_rep, counts, lengths, repetition_penalty, presence_penalty, frequency_penalty
+    )
+
+
+def _launch_state(
+    logits: torch.Tensor,
+    tokens: torch.Tensor,
+    in_rep: torch.Tensor,
+    counts: torch.Tensor,
+    lengths: torch.Tensor,
+    repetition_penalty: Optional[torch.Tensor],
+    presence_penalty: Optional[torch.Tensor],
+    frequency_penalty: Optional[torch.Tensor],
+    reciprocal: Optional[bool] = None,
+) -> torch.Tensor:
+    """apply_penalties_state_triton; ``reciprocal`` as in :func:`_launch`."""
     batch, vocab = logits.shape
     if in_rep.shape != tokens.shape or counts.shape != tokens.shape or tuple(lengths.shape) != (batch,):
         raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
@@ -291,7 +325,7 @@ def apply_penalties_state_triton(
     in_rep = in_rep.contiguous().view(torch.int8) if in_rep.dtype == torch.bool else in_rep.to(torch.int8).contiguous()
     counts = counts.to(torch.int32).contiguous()
     lengths = lengths.to(torch.int64).contiguous()
-    pen = _f32(repetition_penalty) if has_rep else out
+    pen = out if repetition_penalty is None else _f64(repetition_penalty)
     pres, freq = (_f32(presence_penalty), _f32(frequency_penalty)) if has_pf else (out, out)
     rows, block = tile(batch, width, logits.device, _GPU_LANES)
     grid = (triton.cdiv(batch, rows), triton.cdiv(width, block))
@@ -299,7 +333,8 @@ def apply_penalties_state_triton(
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         tokens, in_rep, counts, lengths, width,
         pen, pres, freq,
-        HAS_REP=has_rep, USE_RECIP=logits.device.type == "cuda", HAS_PF=has_pf, ROWS=rows, BLOCK=block, num_warps=4,
+        HAS_REP=has_rep, USE_RECIP=_use_recip(logits, reciprocal), HAS_PF=has_pf, ROWS=rows, BLOCK=block,
+        num_warps=4,
         **_NO_FMA,
     )
     return out

@@ -167,7 +167,9 @@ def _row_scale(temp_ptr, row, TRANSFORM: tl.constexpr):
     if TRANSFORM == 1:
         scale = tl.load(temp_ptr + row).to(tl.float32)
     elif TRANSFORM == 2:
-        scale = tl.math.div_rn(1.0, tl.load(temp_ptr + row).to(tl.float32))
+        # torch on CUDA: x * float32(1.0 / T), the reciprocal of the float64 temperature in float64
+        # (a float64 `/` is correctly rounded; see pydecode.ops.sampling._temperature).
+        scale = (1.0 / tl.load(temp_ptr + row).to(tl.float64)).to(tl.float32)
     return scale
 
 
@@ -565,10 +567,10 @@ def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.c
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < vocab
-    t = tl.load(temp_ptr + row).to(tl.float32)
-    scale = t
+    scale = tl.load(temp_ptr + row).to(tl.float32)
     if TRANSFORM == 2:
-        scale = tl.math.div_rn(1.0, t)
+        # as in _row_scale: float32(1.0 / T) with the reciprocal in float64
+        scale = (1.0 / tl.load(temp_ptr + row).to(tl.float64)).to(tl.float32)
     x = load_row(x_ptr + row * stride, cols, mask, scale, TRANSFORM, False)
     tl.store(out_ptr + row * vocab + cols, x, mask=mask)
 

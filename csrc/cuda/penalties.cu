@@ -3,8 +3,10 @@
 //   2. a sparse kernel that rewrites just the history's tokens: O(history) per row.
 // Float arithmetic is that of the torch references on CUDA, operation for operation, with the
 // _rn intrinsics so that nvcc cannot contract a multiply and an add into an FMA:
-//   repetition  s < 0 ? s * p : s * (1 / p)     (torch divides by a CPU scalar through its
-//                                                 reciprocal on CUDA; the reference does too)
+//   repetition  s < 0 ? s * float(p) : s * float(1.0 / p)   with p a double: transformers divides
+//               by a Python float, and torch on CUDA multiplies by that scalar's reciprocal taken in
+//               double and rounded to float32 (measured on an H200: for p = 3.1 this differs from
+//               1.0f / float(p) by one ulp). The encoder penalty passes q = 1 / penalty here.
 //   presence    s - (presence + frequency * float(count))
 #include <cuda_runtime.h>
 
@@ -29,8 +31,19 @@ constexpr int64_t kMaxSparseBlocks = 264;
 // (generations of more than ~30K tokens at large batch).
 constexpr int64_t kMaxWorkspaceBytes = int64_t{64} << 20;
 
-__device__ __forceinline__ float repetition(float s, float p) {
-  return s < 0.0f ? __fmul_rn(s, p) : __fmul_rn(s, __frcp_rn(p));
+// The two float32 factors of the repetition penalty p (a double per row): s < 0 takes float(p),
+// torch's `s * p`; s >= 0 takes float(1.0 / p), torch's CUDA `s / p`. Computed once per row.
+struct RepFactors {
+  float negative;
+  float positive;
+};
+
+__device__ __forceinline__ RepFactors repetition_factors(double p) {
+  return RepFactors{__double2float_rn(p), __double2float_rn(__drcp_rn(p))};
+}
+
+__device__ __forceinline__ float repetition(float s, RepFactors f) {
+  return s < 0.0f ? __fmul_rn(s, f.negative) : __fmul_rn(s, f.positive);
 }
 
 __device__ __forceinline__ float presence_frequency(float s, float presence, float frequency, int32_t count) {
@@ -74,7 +87,7 @@ __device__ __forceinline__ void count_token(int32_t* keys, int32_t* counts, uint
 // table, then updates each once, after the repetition writes (ordered by __syncthreads).
 __global__ void __launch_bounds__(kRowThreads)
     penalties_sparse_kernel(LogitsView x, float* __restrict__ out, int64_t batch, int64_t vocab, IdView rep_ids,
-                            int64_t group, const float* __restrict__ rep_penalty, const int64_t* __restrict__ ignore,
+                            int64_t group, const double* __restrict__ rep_penalty, const int64_t* __restrict__ ignore,
                             IdView out_ids, const uint8_t* __restrict__ mask, int64_t mask_stride,
                             const float* __restrict__ presence, const float* __restrict__ frequency,
                             int32_t* __restrict__ global_table, int slots_log2) {
@@ -90,7 +103,7 @@ __global__ void __launch_bounds__(kRowThreads)
     float* orow = out + b * vocab;
     if (rep_penalty != nullptr) {
       const int64_t r = b / group;
-      const float p = rep_penalty[b];
+      const RepFactors p = repetition_factors(rep_penalty[b]);
       int64_t start = ignore != nullptr ? ignore[b] : 0;
       start = start < 0 ? 0 : (start > rep_ids.len ? rep_ids.len : start);
       for (int64_t j = start + threadIdx.x; j < rep_ids.len; j += blockDim.x) {
@@ -126,12 +139,12 @@ __global__ void __launch_bounds__(kRowThreads)
     penalties_state_kernel(LogitsView x, float* __restrict__ out, int64_t batch, int64_t vocab,
                            const int64_t* __restrict__ tokens, const uint8_t* __restrict__ in_rep,
                            const int32_t* __restrict__ counts, const int64_t* __restrict__ lengths, int64_t capacity,
-                           int64_t stride, const float* __restrict__ rep_penalty, const float* __restrict__ presence,
+                           int64_t stride, const double* __restrict__ rep_penalty, const float* __restrict__ presence,
                            const float* __restrict__ frequency) {
   for (int64_t b = blockIdx.y; b < batch; b += gridDim.y) {
     int64_t n = lengths[b];
     n = n < 0 ? 0 : (n > capacity ? capacity : n);  // a corrupted length cannot reach past the row
-    const float p = rep_penalty != nullptr ? rep_penalty[b] : 1.0f;
+    const RepFactors p = repetition_factors(rep_penalty != nullptr ? rep_penalty[b] : 1.0);
     const float pres = presence != nullptr ? presence[b] : 0.0f;
     const float freq = frequency != nullptr ? frequency[b] : 0.0f;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
@@ -175,7 +188,7 @@ int64_t penalties_workspace_size(int64_t batch, int64_t out_len) {
 }
 
 cudaError_t apply_penalties(const LogitsView& logits, int64_t batch, int64_t vocab, float* out,
-                            const IdView& rep_ids, const float* rep_penalty, const int64_t* ignore,
+                            const IdView& rep_ids, const double* rep_penalty, const int64_t* ignore,
                             const IdView& out_ids, const uint8_t* out_mask, int64_t mask_stride,
                             const float* presence, const float* frequency, int32_t* workspace,
                             int64_t workspace_size, cudaStream_t stream) {
@@ -218,7 +231,7 @@ cudaError_t apply_penalties(const LogitsView& logits, int64_t batch, int64_t voc
 cudaError_t apply_penalties_state(const LogitsView& logits, int64_t batch, int64_t vocab, float* out,
                                   const int64_t* tokens, const uint8_t* in_rep, const int32_t* counts,
                                   const int64_t* lengths, int64_t capacity, int64_t stride,
-                                  const float* rep_penalty, const float* presence, const float* frequency,
+                                  const double* rep_penalty, const float* presence, const float* frequency,
                                   cudaStream_t stream) {
   check_common(logits, batch, vocab, out);
   require_nonnegative(capacity, "capacity");

@@ -23,11 +23,11 @@ void bind_penalties(py::module_& m) {
         const LogitsView in{device_ptr<const void>(logits), dtype_from_code(dtype), logits_stride};
         const IdView rep{device_ptr<const void>(rep_ids), rep_ids64, rep_rows, rep_len, rep_stride};
         const IdView gen{device_ptr<const void>(out_ids), out_ids64, batch, out_len, out_stride};
-        throw_on_error(apply_penalties(in, batch, vocab, device_ptr<float>(out), rep, device_ptr<const float>(rep_penalty),
-                                       device_ptr<const int64_t>(ignore), gen, device_ptr<const uint8_t>(out_mask),
-                                       mask_stride, device_ptr<const float>(presence),
-                                       device_ptr<const float>(frequency), device_ptr<int32_t>(workspace),
-                                       workspace_size, as_stream(stream)),
+        throw_on_error(apply_penalties(in, batch, vocab, device_ptr<float>(out), rep,
+                                       device_ptr<const double>(rep_penalty), device_ptr<const int64_t>(ignore), gen,
+                                       device_ptr<const uint8_t>(out_mask), mask_stride,
+                                       device_ptr<const float>(presence), device_ptr<const float>(frequency),
+                                       device_ptr<int32_t>(workspace), workspace_size, as_stream(stream)),
                        "apply_penalties launch");
       },
       py::arg("logits"), py::arg("dtype"), py::arg("batch"), py::arg("vocab"), py::arg("logits_stride"),
@@ -35,9 +35,9 @@ void bind_penalties(py::module_& m) {
       py::arg("rep_stride"), py::arg("rep_penalty"), py::arg("ignore"), py::arg("out_ids"), py::arg("out_ids64"),
       py::arg("out_len"), py::arg("out_stride"), py::arg("out_mask"), py::arg("mask_stride"), py::arg("presence"),
       py::arg("frequency"), py::arg("workspace"), py::arg("workspace_size"), py::arg("stream"),
-      "out = float32(logits), then the repetition penalty (rep_penalty != 0) over rep_ids (row b uses ids row "
-      "b / (batch / rep_rows), from position ignore[b]), then presence/frequency (presence != 0) over out_ids "
-      "where out_mask. Device addresses; 0 = absent.");
+      "out = float32(logits), then the repetition penalty (rep_penalty != 0: float64 rows) over rep_ids (row b "
+      "uses ids row b / (batch / rep_rows), from position ignore[b]), then presence/frequency (presence != 0: "
+      "float32 rows) over out_ids where out_mask. Device addresses; 0 = absent.");
 
   m.def(
       "apply_penalties_state",
@@ -48,7 +48,7 @@ void bind_penalties(py::module_& m) {
         throw_on_error(apply_penalties_state(in, batch, vocab, device_ptr<float>(out), device_ptr<const int64_t>(tokens),
                                              device_ptr<const uint8_t>(in_rep), device_ptr<const int32_t>(counts),
                                              device_ptr<const int64_t>(lengths), capacity, stride,
-                                             device_ptr<const float>(rep_penalty), device_ptr<const float>(presence),
+                                             device_ptr<const double>(rep_penalty), device_ptr<const float>(presence),
                                              device_ptr<const float>(frequency), as_stream(stream)),
                        "apply_penalties_state launch");
       },
@@ -56,7 +56,8 @@ void bind_penalties(py::module_& m) {
       py::arg("out"), py::arg("tokens"), py::arg("in_rep"), py::arg("counts"), py::arg("lengths"),
       py::arg("capacity"), py::arg("stride"), py::arg("rep_penalty"), py::arg("presence"), py::arg("frequency"),
       py::arg("stream"),
-      "out = float32(logits) with the penalties of a PenaltyState's distinct tokens. Device addresses; 0 = off.");
+      "out = float32(logits) with the penalties of a PenaltyState's distinct tokens (rep_penalty float64, "
+      "presence and frequency float32). Device addresses; 0 = off.");
 }
 
 }  // namespace pydecode::cuda

@@ -2,8 +2,9 @@
 // fused filter chain (temperature or log -> top-k -> top-p -> min-p -> outputs), one thread block
 // per row. What they reproduce is the torch reference run on CUDA (= transformers' warpers):
 //
-// * y = float32(x) * (1 / float32(T)) (torch turns the division by a Python float into that
-//   reciprocal multiply on CUDA), or log(x) for probability inputs.
+// * y = float32(x) * float32(1.0 / T), the reciprocal of the double T taken in double: torch on
+//   CUDA turns transformers' division by a Python float into that multiply (measured on an H200;
+//   1.0f / float32(T) differs by one ulp for T = 1.1, 0.85, 3.1, ...), or log(x) for probabilities.
 // * Top-k: radix select of the keep-th largest order-preserving key (NaN ranks highest, like
 //   torch.topk): 4 passes of 8 bits with integer shared-memory histograms. Every tie of the
 //   k-th value is kept, as transformers keeps it.
@@ -40,6 +41,9 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr float kInf = INFINITY;
+
+// The float32 factor of `x / T` as torch computes it on CUDA for a Python float T (see the top).
+__device__ __forceinline__ float temperature_factor(double t) { return __double2float_rn(__drcp_rn(t)); }
 
 // The kept set of a row: key > key, or key == key and tie_lo <= index <= tie_hi.
 struct Cut {
@@ -417,11 +421,11 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   int tf = s.transform;
   float rcp = 1.0f;
   if (tf == 1) {
-    const float t = static_cast<float>(s.temperature[row]);
-    if (t == 1.0f) {
+    const double t = s.temperature[row];
+    if (t == 1.0) {
       tf = 0;
     } else {
-      rcp = 1.0f / t;
+      rcp = temperature_factor(t);
     }
   }
   const auto yof = [tf, rcp](float x) -> float { return tf == 0 ? x : (tf == 1 ? x * rcp : log_cr(x)); };
@@ -656,7 +660,7 @@ __global__ void temperature_kernel(const RowsIn in, const double* temperature, f
   const int row = static_cast<int>(blockIdx.y);
   const int vocab = static_cast<int>(in.vocab);
   const typename Elem<D>::T* src = static_cast<const typename Elem<D>::T*>(in.data) + row * in.row_stride;
-  const float rcp = 1.0f / static_cast<float>(temperature[row]);
+  const float rcp = temperature_factor(temperature[row]);
   float* dst = out + static_cast<int64_t>(row) * vocab;
   for (int v = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x); v < vocab;
        v += static_cast<int>(gridDim.x * blockDim.x)) {

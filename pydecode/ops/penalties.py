@@ -3,8 +3,10 @@ presence/frequency (OpenAI), plus the combined form kernels fuse.
 
 Every op returns new float32 ``(batch, vocab)`` logits: transformers' processors see float32,
 so float16/bfloat16 inputs are upcast first and the result equals the processor's output on
-``logits.float()``, bit for bit, on the same device (on CUDA torch divides by a Python float
-through its reciprocal, and the references do the same there).
+``logits.float()``, bit for bit, on the same device. transformers divides by a Python float: a true
+division on CPU, but on CUDA torch multiplies by the reciprocal computed in double and rounded to
+float32 (see :func:`hf_penalize`); every backend does the same on the same device. Penalties
+travel as float64 rows so that the reciprocal is taken from the Python float, not its float32.
 
 Token ids must be >= 0: a negative id raises ``ValueError`` on every backend. Ids ``>= vocab``
 follow the keyword ``out_of_vocab`` of every op and of :class:`PenaltyState`:
@@ -87,13 +89,26 @@ def _ignore_prompt(
     return input_ids.masked_fill(positions[None, :] < prompt_ignore_length[:, None], vocab)
 
 
-def _hf_divide(score: torch.Tensor, divisor: torch.Tensor) -> torch.Tensor:
-    """``score / divisor`` as transformers gets it when dividing by a Python float: a true
-    division on CPU, but on CUDA torch turns division by a CPU scalar into multiplication by
-    its float32 reciprocal (BinaryDivTrueKernel.cu), which can differ by one ulp."""
-    if score.device.type == "cuda":
-        return score * torch.reciprocal(divisor)
-    return score / divisor
+def _reciprocal_rule(device: torch.device) -> bool:
+    """True where transformers' ``scores / x`` (x a Python float) is a multiplication: on CUDA."""
+    return device.type == "cuda"
+
+
+def hf_penalize(score: torch.Tensor, penalty: torch.Tensor, reciprocal: bool) -> torch.Tensor:
+    """``score < 0 ? score * p : score / p`` on float32 ``score`` as transformers computes it with
+    ``p`` a Python float; ``penalty`` holds ``p`` (float64, or float32 taken exactly), broadcastable.
+
+    ``score * p`` is ``score * float32(p)`` on every device. ``score / p`` is a true division by
+    ``float32(p)`` on CPU, but on CUDA torch multiplies by the reciprocal of the CPU scalar,
+    computed in double and then rounded to float32 (measured on an H200: penalty 3.1 turns 1.5 into
+    1.5 * float32(1/3.1), not 1.5 * (1.0f / float32(3.1)); the two differ by one ulp for 3.1, 1.1,
+    0.85, ... and agree for 1.3, 0.7). ``reciprocal`` picks the CUDA rule (see _reciprocal_rule)."""
+    p32 = penalty.to(torch.float32)
+    if reciprocal:
+        divided = score * torch.reciprocal(penalty.to(torch.float64)).to(torch.float32)
+    else:
+        divided = score / p32
+    return torch.where(score < 0, score * p32, divided)
 
 
 def _repetition_padded(padded: torch.Tensor, ids: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
@@ -104,8 +119,7 @@ def _repetition_padded(padded: torch.Tensor, ids: torch.Tensor, penalty: torch.T
     """
     ids = ids.to(torch.int64).clamp(max=padded.shape[1] - 1)
     score = padded.gather(1, ids)
-    p = penalty[:, None]
-    score = torch.where(score < 0, score * p, _hf_divide(score, p))
+    score = hf_penalize(score, penalty[:, None], _reciprocal_rule(padded.device))
     return padded.scatter(1, ids, score)
 
 
@@ -142,7 +156,7 @@ def repetition_penalty_torch(
     prompt_ignore_length: Optional[torch.Tensor],
     check_vocab: bool = False,
 ) -> torch.Tensor:
-    """Reference of :func:`repetition_penalty`: ``penalty`` float32 ``(batch,)``,
+    """Reference of :func:`repetition_penalty`: ``penalty`` float64 ``(batch,)`` (float32 is taken exactly),
     ``prompt_ignore_length`` int64 ``(batch,)`` or None. Returns float32 ``(batch, vocab)``.
 
     ``check_vocab`` (``out_of_vocab="raise"``) is what the public op checked in Python before this
@@ -156,8 +170,9 @@ def repetition_penalty_torch(
 def encoder_repetition_penalty_torch(
     logits: torch.Tensor, encoder_input_ids: torch.Tensor, inv_penalty: torch.Tensor, check_vocab: bool = False
 ) -> torch.Tensor:
-    """Reference of :func:`encoder_repetition_penalty`: ``inv_penalty`` is float32 ``(batch,)``
-    holding ``1 / penalty`` computed in float64 (transformers stores that Python float), and
+    """Reference of :func:`encoder_repetition_penalty`: ``inv_penalty`` is float64 ``(batch,)``
+    holding ``q = 1 / penalty`` (transformers stores that Python float and computes
+    ``s < 0 ? s * q : s / q``, so on CUDA the second factor is float32(1 / q) in double), and
     ``encoder_input_ids`` has ``batch // k`` rows, repeated ``k`` times (beams of one prompt)."""
     batch = logits.shape[0]
     if encoder_input_ids.shape[0] < batch:
@@ -165,8 +180,7 @@ def encoder_repetition_penalty_torch(
     ids = encoder_input_ids.to(torch.int64).clamp(max=logits.shape[1])
     padded = _padded_float32(logits)
     score = padded.gather(1, ids)
-    p = inv_penalty[:, None]
-    score = torch.where(score < 0, score * p, _hf_divide(score, p))
+    score = hf_penalize(score, inv_penalty[:, None], _reciprocal_rule(padded.device))
     return _unpad(padded.scatter(1, ids, score))
 
 
@@ -227,18 +241,18 @@ def apply_penalties_state_torch(
     """Reference of :func:`apply_penalties_from_state` on a :class:`PenaltyState`'s tensors:
     ``tokens`` int64, ``in_rep`` bool and ``counts`` int32, all ``(batch, capacity)``, of which
     the first ``lengths[b]`` (int64 ``(batch,)``) entries of row ``b`` are live and distinct.
-    Penalties float32 ``(batch,)`` or None (``presence_penalty`` and ``frequency_penalty`` come
-    together). A live token gets the repetition penalty where ``in_rep``, then
-    ``s -= presence + frequency * count`` where ``count > 0``: the float32 operations of
-    :func:`apply_penalties_torch`, on the same padded copy."""
+    Penalties ``(batch,)`` (repetition float64, presence/frequency float32) or None
+    (``presence_penalty`` and ``frequency_penalty`` come together). A live token gets the
+    repetition penalty where ``in_rep``, then ``s -= presence + frequency * count`` where
+    ``count > 0``: the float32 operations of :func:`apply_penalties_torch`, on the same padded copy."""
     padded = _padded_float32(logits)
     vocab = logits.shape[1]
     live = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths[:, None]
     ids = torch.where(live, tokens.clamp(max=vocab), vocab)
     score = padded.gather(1, ids)
     if repetition_penalty is not None:
-        p = repetition_penalty[:, None]
-        score = torch.where(in_rep, torch.where(score < 0, score * p, _hf_divide(score, p)), score)
+        penalised = hf_penalize(score, repetition_penalty[:, None], _reciprocal_rule(padded.device))
+        score = torch.where(in_rep, penalised, score)
     if presence_penalty is not None and frequency_penalty is not None:
         delta = presence_penalty[:, None] + frequency_penalty[:, None] * counts.to(torch.float32)
         score = torch.where(counts > 0, score - delta, score)
@@ -331,16 +345,18 @@ def _register_penalty_ops(backend: str, launch: Callable[..., torch.Tensor]) -> 
 
 def _state_tensors(
     tokens: torch.Tensor, in_rep: torch.Tensor, counts: torch.Tensor, lengths: torch.Tensor, batch: int,
-    params: tuple[Optional[torch.Tensor], ...],
+    params: tuple[Optional[torch.Tensor], ...], rep_dtype: torch.dtype = torch.float32,
 ) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
     """The apply_penalties_state kernels' inputs (both backends), checked and contiguous: the four
-    state tensors, and the repetition / presence / frequency penalties (None = off; presence and
-    frequency only together)."""
+    state tensors, and the repetition (``rep_dtype``: float32 for the cpu kernels, which divide;
+    float64 for the cuda kernels, which take the reciprocal in double) / presence / frequency
+    (float32) penalties (None = off; presence and frequency only together)."""
     if in_rep.shape != tokens.shape or counts.shape != tokens.shape or lengths.shape != (batch,):
         raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")
     state = [_cpu.contiguous(t, dtype) for t, dtype in
              ((tokens, torch.int64), (in_rep, torch.bool), (counts, torch.int32), (lengths, torch.int64))]
-    penalties = [None if t is None else _cpu.contiguous(t, torch.float32) for t in params]
+    penalties = [None if t is None else _cpu.contiguous(t, dtype)
+                 for t, dtype in zip(params, (rep_dtype, torch.float32, torch.float32))]
     if penalties[1] is None or penalties[2] is None:
         penalties[1] = penalties[2] = None
     return state, penalties
@@ -510,7 +526,9 @@ def repetition_penalty(
     check_vocab = _raises_out_of_vocab(out_of_vocab)
     scan = scan_values("repetition_penalty", logits.device, backend)
     input_ids = _check_ids(input_ids, "input_ids", logits, scan, check_vocab)
-    penalty_rows = row_param(penalty, "penalty", batch, logits.device, low=0.0, low_open=True, values=scan)
+    penalty_rows = row_param(
+        penalty, "penalty", batch, logits.device, dtype=torch.float64, low=0.0, low_open=True, values=scan
+    )
     ignore = _ignore_length_rows(prompt_ignore_length, batch, logits.device, scan)
     return call("repetition_penalty", backend, logits, input_ids, penalty_rows, ignore, check_vocab)
 
@@ -551,7 +569,7 @@ def encoder_repetition_penalty(
     penalty_rows = row_param(
         penalty, "penalty", batch, logits.device, dtype=torch.float64, low=0.0, low_open=True
     )
-    inv_penalty = (1.0 / penalty_rows).to(torch.float32)
+    inv_penalty = 1.0 / penalty_rows  # float64, transformers' `1 / penalty`
     return call("encoder_repetition_penalty", backend, logits, encoder_input_ids, inv_penalty, check_vocab)
 
 
@@ -638,7 +656,8 @@ def apply_penalties(
             raise ValueError("input_ids must be given when repetition_penalty is set")
         input_ids = _check_ids(input_ids, "input_ids", logits, scan, check_vocab)
         rep = row_param(
-            repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True, values=scan
+            repetition_penalty, "repetition_penalty", batch, device, dtype=torch.float64, low=0.0, low_open=True,
+            values=scan,
         )
         ignore = _ignore_length_rows(prompt_ignore_length, batch, device, scan)
     else:
@@ -904,7 +923,8 @@ def _state_penalties(
     rep = presence = frequency = None
     if repetition_penalty is not None:
         rep = row_param(
-            repetition_penalty, "repetition_penalty", batch, device, low=0.0, low_open=True, values=scan
+            repetition_penalty, "repetition_penalty", batch, device, dtype=torch.float64, low=0.0, low_open=True,
+            values=scan,
         )
     if presence_penalty is not None or frequency_penalty is not None:
         presence = _finite_rows(
@@ -956,7 +976,7 @@ def _cuda_penalties(
     if rep is not None and rep_ids is not None:
         rep_ids, (ptr, is64, length, stride) = _cu.id_args(rep_ids)
         rep_args = (ptr, is64, rep_ids.shape[0], length, stride)
-        rep = _cpu.contiguous(rep, torch.float32)
+        rep = _cpu.contiguous(rep, torch.float64)  # the kernel takes float32(p) and float32(1 / p) from it
         rep_ptr = rep.data_ptr()
         if ignore is not None:
             ignore = _cpu.contiguous(ignore, torch.int64)
@@ -996,7 +1016,8 @@ def _apply_penalties_state_cuda(
     frequency_penalty: Optional[torch.Tensor],
 ) -> torch.Tensor:
     state, penalties = _state_tensors(
-        tokens, in_rep, counts, lengths, logits.shape[0], (repetition_penalty, presence_penalty, frequency_penalty)
+        tokens, in_rep, counts, lengths, logits.shape[0], (repetition_penalty, presence_penalty, frequency_penalty),
+        rep_dtype=torch.float64,
     )
     mod = _cu.module()
     x, out, args = _cu.logits_args(logits)

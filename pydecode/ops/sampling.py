@@ -66,14 +66,17 @@ _Mask = Optional[torch.Tensor]
 # The `_*_remove` helpers return the boolean mask of entries a stage filters out (None when
 # no row is active), so the logit masks, the renormalised-probability ops and the fused
 # samplers share one definition of each keep rule.
-def _temperature(scores: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-    t = temperature.to(torch.float32)[:, None]
-    if scores.device.type == "cuda":
-        # transformers divides by a Python float; on CUDA torch turns division by a CPU scalar
-        # into a multiplication by its float32 reciprocal (BinaryDivTrueKernel.cu), on CPU it
-        # divides. Doing the same keeps the reference bit-equal to transformers on both.
-        return scores * torch.reciprocal(t)
-    return scores / t
+def _temperature(scores: torch.Tensor, temperature: torch.Tensor, reciprocal: Optional[bool] = None) -> torch.Tensor:
+    """``scores / T`` as transformers computes it with ``T`` a Python float (``temperature``: float64
+    rows, or float32 taken exactly). On CPU torch divides by ``float32(T)``; on CUDA it multiplies by
+    the reciprocal taken in double and rounded to float32 (measured on an H200: for T = 1.1 this
+    differs from ``1 / float32(T)`` by one ulp). ``reciprocal`` (default: the scores are on CUDA)
+    picks the CUDA rule."""
+    if reciprocal is None:
+        reciprocal = scores.device.type == "cuda"
+    if reciprocal:
+        return scores * torch.reciprocal(temperature.to(torch.float64)).to(torch.float32)[:, None]
+    return scores / temperature.to(torch.float32)[:, None]
 
 
 def _top_k_remove(scores: torch.Tensor, top_k: torch.Tensor, min_tokens_to_keep: int) -> _Mask:

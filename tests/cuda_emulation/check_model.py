@@ -123,6 +123,22 @@ for vocab in (3, 1000):
         report(f"sample lp V={vocab} {kw}", lambda: assert_same(lp, want.logprobs, atol=2e-5, rtol=1e-5))
 print("sample done", fails)
 
+# temperature: torch on CUDA multiplies by float32(1.0 / T), the reciprocal in double (transformers
+# divides by a Python float); these T make 1.0f / float32(T) differ from it by one ulp.
+for vocab in (7, 1000):
+    x = torch.randn(5, vocab, generator=torch.Generator().manual_seed(vocab)) * 3
+    x[:, ::4] = 1.5
+    for T in (3.1, 1.1, 0.85, 2.3, 0.7):
+        t = rowsp(T, 5, torch.float64)
+        want = S._temperature(x, t, reciprocal=True)
+        report(f"temperature reference T={T}", lambda: assert_same(want, x * float(torch.tensor(1.0 / T, dtype=torch.float32))))
+        filt = chain(x, transform=1, temperature=t, filtered=True)[2]
+        report(f"temperature chain V={vocab} T={T}", lambda: assert_same(filt, want))
+        out = torch.full_like(x, 12345.0)
+        M.temperature(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], 5, vocab, vocab, t.data_ptr(), out.data_ptr(), TH)
+        report(f"temperature kernel V={vocab} T={T}", lambda: assert_same(out, want))
+print("temperature done", fails)
+
 # edge rows
 INF, NAN = float("inf"), float("nan")
 x = torch.stack([torch.full((7,), NEG_INF), torch.full((7,), NAN), torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),

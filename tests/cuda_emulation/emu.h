@@ -172,6 +172,9 @@ inline float __uint_as_float(unsigned u) {
   return f;
 }
 inline unsigned long long __float2ull_rn(float x) { return static_cast<unsigned long long>(std::nearbyint(x)); }
+// IEEE double division and the round-to-nearest double -> float conversion: exactly the host's.
+inline double __drcp_rn(double x) { return 1.0 / x; }
+inline float __double2float_rn(double x) { return static_cast<float>(x); }
 
 template <class T>
 T atomicAdd(T* p, T v) {

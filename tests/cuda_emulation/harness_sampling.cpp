@@ -77,6 +77,16 @@ void bind_sampling_model(py::module_& m) {
      py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
      py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1);
+  m.def("temperature", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
+                          uintptr_t temperature, uintptr_t out, unsigned threads) {
+    const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);
+    py::gil_scoped_release release;
+    const unsigned blocks = static_cast<unsigned>((vocab + threads - 1) / threads);
+    by_dtype(dtype, [&](auto d) {
+      emu::launch(blocks, static_cast<unsigned>(rows), threads,
+                  [&]() { temperature_kernel<decltype(d)::value>(in, ptr<const double>(temperature), ptr<float>(out)); });
+    });
+  });
   m.def("greedy", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride, uintptr_t out,
                      uintptr_t scratch, int splits, unsigned threads) {
     const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);

@@ -207,16 +207,26 @@ def test_repetition_errors() -> None:
 
 
 @pytest.mark.gpu
-def test_repetition_matches_hf_on_cuda() -> None:
-    # transformers' division by a Python float is a multiply by the reciprocal on CUDA.
+@pytest.mark.parametrize("backend", ["torch", "cuda", "triton"])
+def test_repetition_matches_hf_on_cuda(backend: str) -> None:
+    # transformers' division by a Python float is, on CUDA, a multiply by float32(1.0 / p) with the
+    # reciprocal in double; for 3.1 that differs from 1.0f / float32(3.1) (tests/ops/test_penalties_hf_division.py).
+    if backend_unavailable_reason(backend, torch.device("cuda")):
+        pytest.skip(f"{backend}: {backend_unavailable_reason(backend, torch.device('cuda'))}")
     logits = make_logits(7, 5000, seed=41).cuda()
     ids = make_ids(7, 300, 5000, seed=42).cuda()
     for penalty in (1.3, 0.7, 1.17, 3.1):
-        assert_same(P.repetition_penalty(logits, ids, penalty), hf_repetition(logits, ids, penalty))
-        rows = torch.full((7,), penalty, device="cuda")
-        assert_same(P.repetition_penalty(logits, ids, rows), hf_repetition(logits, ids, penalty))
+        want = hf_repetition(logits, ids, penalty)
+        assert_same(P.repetition_penalty(logits, ids, penalty, backend=backend), want, what=f"p={penalty}")
+        rows = torch.full((7,), penalty, dtype=torch.float64, device="cuda")
+        assert_same(P.repetition_penalty(logits, ids, rows, backend=backend), want, what=f"float64 rows p={penalty}")
+        # float32 rows hold float32(p): transformers given that value (as a Python float).
+        rows32 = rows.float()
+        assert_same(P.repetition_penalty(logits, ids, rows32, backend=backend),
+                    hf_repetition(logits, ids, float(rows32[0])), what=f"float32 rows p={penalty}")
         enc = ids[:, :40]  # one encoder row per logits row: transformers does not broadcast a single row
-        assert_same(P.encoder_repetition_penalty(logits, enc, penalty), hf_encoder_repetition(logits, enc, penalty))
+        assert_same(P.encoder_repetition_penalty(logits, enc, penalty, backend=backend),
+                    hf_encoder_repetition(logits, enc, penalty), what=f"encoder p={penalty}")
 
 
 # --------------------------------------------------------------------------- encoder repetition
