@@ -83,9 +83,16 @@ def watermark_scatter_bias_torch(
 ) -> torch.Tensor:
     out = logits.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     rows, cols = (green_ids >= 0).nonzero(as_tuple=True)
-    # accumulate=True is a scatter-add: each listed (row, id) gets exactly one float32 addition,
-    # the same `x + bias` transformers computes on its gathered greenlist.
-    out.index_put_((rows, green_ids[rows, cols].to(torch.int64)), bias[rows], accumulate=True)
+    flat = out.view(-1)
+    entries = rows * out.shape[1] + green_ids[rows, cols].to(torch.int64)
+    # Each listed (row, id) is one float32 addition of the row's bias, the same `x + bias`
+    # transformers computes on its gathered greenlist; an id listed m times gets m additions in a
+    # row, ((x + b) + b) + ... Not index_put_(accumulate=True): on CUDA that sums the repeated
+    # values first (x + 4b for an id listed four times: 1 ulp off, found on an H200), on CPU not.
+    entries, repeats = torch.unique(entries, return_counts=True)
+    for times in range(int(repeats.max()) if entries.numel() else 0):
+        step = entries[repeats > times]
+        flat[step] = flat[step] + bias[step // out.shape[1]]
     return out
 
 

@@ -590,3 +590,19 @@ def test_transformers_detector_finds_pydecode_watermark(scheme: str) -> None:
     detector = WatermarkDetector(GPT2Config(vocab_size=vocab, bos_token_id=vocab + 1), "cpu", config)
     assert detector(marked[:, 3:]).tolist() == [True, True]
     assert detector(plain[:, 3:]).tolist() == [False, False]
+
+
+def test_scatter_bias_repeated_id_adds_one_at_a_time() -> None:
+    """An id listed m times gets m float32 additions in a row, on every device's reference: with
+    these values x + 4b (what index_put_(accumulate=True) computes on CUDA) is 1 ulp away."""
+    from pydecode.ops.watermark import watermark_scatter_bias_torch
+
+    x, b = 1.8249409198760986, -2.904761791229248
+    logits = torch.tensor([[x, 0.0, -1.0]])
+    ids = torch.tensor([[0, 0, 2, 0, 0, -1]])
+    out = watermark_scatter_bias_torch(logits, ids, torch.tensor([b]))
+    one_at_a_time = torch.tensor(x)
+    for _ in range(4):
+        one_at_a_time = one_at_a_time + torch.tensor(b)
+    assert out[0, 0] == one_at_a_time and out[0, 0] != torch.tensor(x) + 4 * torch.tensor(b)
+    assert out[0, 1] == 0.0 and out[0, 2] == torch.tensor(-1.0) + torch.tensor(b)
