@@ -292,24 +292,9 @@ def apply_penalties_state_triton(
     repetition_penalty: Optional[torch.Tensor],
     presence_penalty: Optional[torch.Tensor],
     frequency_penalty: Optional[torch.Tensor],
-) -> torch.Tensor:
-    return _launch_state(
-        logits, tokens, in_rep, counts, lengths, repetition_penalty, presence_penalty, frequency_penalty
-    )
-
-
-def _launch_state(
-    logits: torch.Tensor,
-    tokens: torch.Tensor,
-    in_rep: torch.Tensor,
-    counts: torch.Tensor,
-    lengths: torch.Tensor,
-    repetition_penalty: Optional[torch.Tensor],
-    presence_penalty: Optional[torch.Tensor],
-    frequency_penalty: Optional[torch.Tensor],
     reciprocal: Optional[bool] = None,
 ) -> torch.Tensor:
-    """apply_penalties_state_triton; ``reciprocal`` as in :func:`_launch`."""
+    """The triton ``apply_penalties_state``; ``reciprocal`` (tests only) as in :func:`_launch`."""
     batch, vocab = logits.shape
     if in_rep.shape != tokens.shape or counts.shape != tokens.shape or tuple(lengths.shape) != (batch,):
         raise ValueError("tokens, in_rep and counts must share one (batch, capacity) shape, lengths be (batch,)")

@@ -134,8 +134,8 @@ def test_triton_penalty_kernels_cuda_rule_on_the_interpreter(cuda_rule_on_cpu: N
         got = TP._launch(logits, ids, 1, p, None, None, None, None, None, reciprocal=True)
         assert_same(got, want, what=f"triton rows kernel {p.dtype}")
         state = P.PenaltyState(ids, 200)
-        got = TP._launch_state(logits, state.tokens, state.in_rep, state.counts, state.lengths, p, None, None,
-                               reciprocal=True)
+        got = TP.apply_penalties_state_triton(logits, state.tokens, state.in_rep, state.counts, state.lengths, p,
+                                              None, None, reciprocal=True)
         assert_same(got, want, what=f"triton state kernel {p.dtype}")
     enc = ids[:1, :40]  # one encoder row serving every logits row
     q = 1.0 / rows
