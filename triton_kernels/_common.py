@@ -62,8 +62,9 @@ def precise_exp(x, PRECISE: tl.constexpr):
 def load_row(row_ptr, cols, mask, scale, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr):
     """float32 values of one row block, transformed as torch does it (missing entries: -inf).
 
-    T_DIVIDE: ``x / t`` correctly rounded (torch on CPU); T_MUL_RECIP: ``x * (1/t)`` (torch on
-    CUDA turns the division by a scalar into a multiplication by its float32 reciprocal);
+    T_DIVIDE: ``x / t`` correctly rounded (torch on CPU); T_MUL_RECIP: ``x * scale`` with
+    ``scale = float32(1/t)`` (torch on CUDA turns the division by a scalar into a multiplication
+    by its reciprocal, computed in double: see ``sampling._row_scale``);
     T_LOG: ``log(x)`` for probability inputs.
     """
     if TRANSFORM == 3:

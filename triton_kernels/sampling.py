@@ -567,11 +567,7 @@ def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.c
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < vocab
-    scale = tl.load(temp_ptr + row).to(tl.float32)
-    if TRANSFORM == 2:
-        # as in _row_scale: float32(1.0 / T) with the reciprocal in float64
-        scale = (1.0 / tl.load(temp_ptr + row).to(tl.float64)).to(tl.float32)
-    x = load_row(x_ptr + row * stride, cols, mask, scale, TRANSFORM, False)
+    x = load_row(x_ptr + row * stride, cols, mask, _row_scale(temp_ptr, row, TRANSFORM), TRANSFORM, False)
     tl.store(out_ptr + row * vocab + cols, x, mask=mask)
 
 

@@ -11,6 +11,7 @@ Two kinds, one interface (``prefill``, ``step``, ``reorder_cache``, ``cache``):
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Optional, Protocol, runtime_checkable
 
 import torch
@@ -61,8 +62,6 @@ def prepare_encoder_kwargs(model: Any, inputs: torch.Tensor, model_kwargs: dict,
 def model_cache_key(model: Any) -> str:
     """The keyword that carries the cache into ``prepare_inputs_for_generation`` and the forward:
     ``cache`` in transformers 5.24, ``past_key_values`` in earlier 5.x releases."""
-    import inspect
-
     params = inspect.signature(model.prepare_inputs_for_generation).parameters
     return "cache" if "cache" in params else "past_key_values"
 

@@ -31,7 +31,6 @@ _AUTO_ORDER = {"cuda": ("cuda", "triton", "torch"), "cpu": ("cpu", "torch")}
 GPU_KERNELS_VERIFIED = False
 
 _IMPLS: dict[str, dict[str, Callable]] = {}
-_assume_constant_result = getattr(getattr(torch, "compiler", None), "assume_constant_result", lambda fn: fn)
 _default_backend: Optional[str] = None
 _triton_kernels_loaded = False
 
@@ -161,7 +160,7 @@ def _interpret() -> bool:
 # resolution returns only the backend's name, and dynamo calls it at trace time and keeps the
 # result (assume_constant_result); the implementation is then a plain dict lookup.
 @functools.cache
-@_assume_constant_result  # inside the cache: dynamo looks through functools.cache to this function
+@torch.compiler.assume_constant_result  # inside the cache: dynamo looks through functools.cache to this function
 def _resolve_cached(
     op: str, device_type: str, requested: Optional[str], interpret: bool, gpu_kernels: bool
 ) -> str:

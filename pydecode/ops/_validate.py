@@ -38,14 +38,9 @@ def values_checked() -> bool:
     the eager call before a capture, as every warm-up does, is what validates those values."""
     if os.environ.get("PYDECODE_CHECK_VALUES", "1") == "0":
         return False
-    if _compiling():
+    if torch.compiler.is_compiling():
         return False
     return not (torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing())
-
-
-def _compiling() -> bool:
-    is_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
-    return bool(is_compiling()) if is_compiling is not None else False
 
 
 def scan_values(op: str, device: torch.device, backend: Optional[str]) -> bool:
