@@ -141,6 +141,10 @@ class BuildExt(build_ext):
     def build_extension(self, ext: Extension) -> None:
         self.compiler.compile = types.MethodType(_parallel_compile, self.compiler)
         cu_sources = [s for s in ext.sources if s.endswith(".cu")]
+        # Relink when a kernel or a header changed, not only a host source (setuptools compares
+        # the target with sources + depends; the .cu files leave `sources` below).
+        ext.depends = [*ext.depends, *cu_sources, *glob(f"{CSRC}/**/*.h", recursive=True),
+                       *glob(f"{CSRC}/**/*.cuh", recursive=True)]
         if cu_sources:
             ext.sources = [s for s in ext.sources if not s.endswith(".cu")]
             ext.extra_objects = list(ext.extra_objects or []) + self._nvcc_compile(ext, cu_sources)
