@@ -4,7 +4,8 @@ program per row, on a GPU.
 
 For batch 1/2/4/8 x vocab 32000/128256/152064 (bfloat16 logits ``randn * 3``), times ``greedy``,
 ``filter_and_sample`` (temperature 0.7, top-k 50, top-p 0.9; tokens only: the decode-loop call)
-and ``beam_topk`` (batch items x 4 beams, k = 8) with the default split count and with one
+and ``beam_topk`` (batch items x 4 beams, k = 8) with the general rule's split count (forced, also for the
+ops that only split when forced: greedy, beam top-k below vocab 65536) and with one
 program per row, checks that both give the same tokens, prints a table and appends CSV rows
 (``--csv``). Times are CUDA-event medians over ``--repeats`` calls each, after a warm-up.
 """
@@ -64,10 +65,11 @@ def main() -> None:
                     beams, beam_scores, 4, 8, backend="triton").token_ids,
             }
             for name, fn in ops.items():
+                # the slice count of the general rule, forced: some ops only split when forced
                 splits = _common.split_count(batch * 4 if name.startswith("beam") else batch, vocab, x)
                 result = {}
                 for mode in ("split", "one"):
-                    _common.SPLITS_OVERRIDE = None if mode == "split" else 1
+                    _common.SPLITS_OVERRIDE = splits if mode == "split" else 1
                     result[mode] = (_time_us(fn, args.repeats), fn())
                 _common.SPLITS_OVERRIDE = None
                 same = bool(torch.equal(result["split"][1], result["one"][1]))

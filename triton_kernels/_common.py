@@ -145,6 +145,12 @@ def merged_digit(parts_ptr, row, splits, s, p, prefix, remaining):
 SPLITS_OVERRIDE: int | None = None
 # A slice should amortise its program's fixed costs (the merges read every slice's histograms).
 MIN_SLICE = 8192
+# Ops that measured slower split (bench/bench_triton_split.py on an H200, batch 1-8,
+# bench/results/triton_split_h200.csv) pass these as split_count's min_vocab: greedy was slower at
+# every shape (74-76 us split vs 37-53 us), beam top-k at vocab 32000 (468-478 vs 354-362 us) but
+# not at 128256 (473-487 vs 1126-1143 us).
+NEVER = 1 << 62
+BEAM_SPLIT_MIN_VOCAB = 65536
 
 
 @functools.cache
@@ -152,9 +158,11 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
-def split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
-    """Programs per row: 1 unless the rows are too few to fill the GPU; then enough slices (of at
-    least MIN_SLICE entries) that rows * splits reaches ~2x the SM count. Unmeasured on a GPU so far."""
+def split_count(rows: int, vocab: int, x: torch.Tensor, min_vocab: int = 0) -> int:
+    """Programs per row: 1 unless the rows are too few to fill the GPU (and the rows have at least
+    ``min_vocab`` entries: an op's own measured threshold); then enough slices (of at least
+    MIN_SLICE entries) that rows * splits reaches ~2x the SM count. A forced count
+    (SPLITS_OVERRIDE, PYDECODE_TRITON_SPLITS) applies to every op."""
     forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
     if forced is not None:
         if not str(forced).strip().isdigit() or int(forced) < 1:
@@ -163,7 +171,7 @@ def split_count(rows: int, vocab: int, x: torch.Tensor) -> int:
     if interpreting(x):
         return 1
     sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
-    if rows >= sms:
+    if rows >= sms or vocab < min_vocab:
         return 1
     return max(1, min(vocab // MIN_SLICE, triton.cdiv(2 * sms, rows)))
 

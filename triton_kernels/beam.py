@@ -27,6 +27,7 @@ from pydecode.ops._registry import register
 from pydecode.ops.beam import _LOW32, _MAX_FLAT, _score_key
 
 from ._common import (
+    BEAM_SPLIT_MIN_VOCAB,
     block_for,
     float_key,
     interpreting,
@@ -244,7 +245,7 @@ def beam_topk_triton(
     k_row = min(k, vocab)
     cand_scores = torch.empty((rows, k_row), dtype=torch.float32, device=x.device)
     cand_tokens = torch.empty((rows, k_row), dtype=torch.int64, device=x.device)
-    splits = split_count(rows, vocab, x) if rows else 1
+    splits = split_count(rows, vocab, x, min_vocab=BEAM_SPLIT_MIN_VOCAB) if rows else 1
     if splits > 1:
         slice_len, splits = slices(vocab, splits)
         block = block_for(slice_len, interpret=interpreting(x))

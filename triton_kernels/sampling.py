@@ -41,6 +41,7 @@ import triton.language as tl
 from pydecode.ops._registry import register
 
 from ._common import (
+    NEVER,
     T_DIVIDE,
     T_LOG,
     T_MUL_RECIP,
@@ -769,7 +770,7 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
     out = torch.empty(batch, dtype=torch.int64, device=x.device)
     if batch == 0:
         return out
-    splits = split_count(batch, vocab, x)
+    splits = split_count(batch, vocab, x, min_vocab=NEVER)  # split only when forced (see NEVER)
     if splits > 1:
         slice_len, splits = slices(vocab, splits)
         block = block_for(slice_len, 4096, interpreting(x))

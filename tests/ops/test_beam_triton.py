@@ -155,12 +155,14 @@ def test_gpu_beam_topk_triton(rows: int, vocab: int, dtype: torch.dtype) -> None
 @pytest.mark.gpu
 @pytest.mark.parametrize("rows,vocab", [(4, 32000), (4, 152064), (8, 128256)])
 def test_gpu_beam_split_rows_triton(rows: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """At these row counts the default rule splits the rows over several programs: the output is
-    the one-program kernel's, bit for bit (also forced to 7 slices)."""
+    """At these row counts the default rule splits the rows over several programs from vocab 65536
+    on (below, beam top-k measured faster unsplit): the output is the one-program kernel's, bit for
+    bit (also forced to 7 slices)."""
     g = torch.Generator().manual_seed(rows * vocab)
     logits = (torch.randn(rows, vocab, generator=g) * 3).to(torch.bfloat16).cuda()
     beam_scores = (-5 * torch.rand(rows, generator=g)).cuda()
-    assert _common.split_count(rows, vocab, logits) > 1
+    auto = _common.split_count(rows, vocab, logits, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB)
+    assert (auto > 1) == (vocab >= _common.BEAM_SPLIT_MIN_VOCAB)
     for log_softmax in (True, False):
         outs = {}
         for splits in (None, 1, 7):

@@ -295,6 +295,25 @@ def test_bad_split_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @interpreted
+def test_split_count_per_op_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The automatic rule as on a 132-SM GPU: enough slices for ~2x the SMs, none for an op whose
+    min_vocab the row does not reach (greedy: never; beam: below 65536); a forced count wins."""
+    monkeypatch.setattr(_common, "interpreting", lambda x: False)
+    monkeypatch.setattr(_common, "_sm_count", lambda index: 132)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.delenv("PYDECODE_TRITON_SPLITS", raising=False)
+    x = torch.empty(0)
+    assert _common.split_count(1, 128256, x) == 15  # 128256 // MIN_SLICE
+    assert _common.split_count(8, 32000, x) == 3
+    assert _common.split_count(132, 128256, x) == 1  # the rows fill the SMs
+    assert _common.split_count(1, 128256, x, min_vocab=_common.NEVER) == 1
+    assert _common.split_count(4, 32000, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 1
+    assert _common.split_count(4, 128256, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 15
+    monkeypatch.setattr(_common, "SPLITS_OVERRIDE", 7)
+    assert _common.split_count(1, 128256, x, min_vocab=_common.NEVER) == 7
+
+
+@interpreted
 def test_torch_compile_traces_the_op() -> None:
     """filter_and_sample on the triton backend inside torch.compile(fullgraph=True)."""
     x = torch.randn(3, 500)
@@ -390,8 +409,11 @@ def test_gpu_split_path_triton(batch: int, vocab: int, monkeypatch: pytest.Monke
         for splits in modes:
             assert_same(outs[splits].tokens, outs[1].tokens, what=f"splits={splits} tokens {kw}")
             assert_same(outs[splits].logprobs, outs[1].logprobs, what=f"splits={splits} logprobs {kw}")
-    monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
-    assert_same(S.greedy(x, backend="triton"), S.greedy(x, backend="torch"), what="split greedy")
+    # greedy measured slower split: it splits only when forced
+    assert _common.split_count(batch, vocab, x, min_vocab=_common.NEVER) == 1
+    for splits in (None, 7):
+        monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+        assert_same(S.greedy(x, backend="triton"), S.greedy(x, backend="torch"), what=f"greedy, splits={splits}")
 
 
 @pytest.mark.gpu
