@@ -77,13 +77,18 @@ step bench-triton-split 45 python -m bench.bench_triton_split --csv "$out/triton
 # per row: the same cases at batch 1 and 8 with the split turned off (compare with ops_cuda.csv).
 step bench-ops-chain-unsplit 40 env PYDECODE_CUDA_CHAIN_SPLITS=1 "${bench_ops[@]/ops_cuda.csv/ops_cuda_unsplit.csv}" \
   --batch 1 8 --backends cuda --no-transformers --no-flashinfer --cases temp_topk_topp_sample temp_topp_sample
+# The chain's compact path (stages on a candidate list in shared memory) against every stage on the
+# full row (PYDECODE_CUDA_CHAIN_COMPACT=0): same outputs; compare with ops_cuda.csv.
+step bench-ops-chain-full-row 40 env PYDECODE_CUDA_CHAIN_COMPACT=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_full_row.csv}" \
+  --batch 1 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
+  --cases temp_topk_topp_sample temp_topp_sample
 if command -v compute-sanitizer >/dev/null 2>&1; then
   # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
   # ("big" / "thorough" in the test id). racecheck is slower again (on the H200 it got through 3
   # tests in 40 s): it runs one small test per kernel that shares memory between threads.
   step sanitizer-memcheck 70 compute-sanitizer --tool memcheck --error-exitcode 1 \
     python -m pytest -m gpu -q -p no:cacheprovider -k "cuda and not big and not thorough" tests/ops
-  race_tests="split_chain_small or greedy_split_rows or beam_topk_ties_and_bad_rows or penalties_degenerate_shapes"
+  race_tests="split_chain_small or compact_path_small or greedy_split_rows or beam_topk_ties_and_bad_rows or penalties_degenerate_shapes"
   race_tests+=" or long_generation_uses_the_global_table or sequence_bias_sums_in_table_order or hash_extreme_thresholds"
   step sanitizer-racecheck 70 compute-sanitizer --tool racecheck --error-exitcode 1 \
     python -m pytest -m gpu -q -p no:cacheprovider -k "cuda and ($race_tests)" tests/ops
@@ -99,7 +104,7 @@ step bench-generate 60 python -m bench.bench_generate --device cuda --vocab 3200
 step bench-dispatch 20 python -m bench.bench_dispatch --repeats 300 --csv "$out/dispatch.csv"
 step bench-philox 20 python -m bench.bench_philox --device cuda --batch 1 8 64 256 --vocab 32000 128256 152064 \
   --csv "$out/philox.csv"
-for csv_name in ops_cuda ops_cuda_unsplit; do
+for csv_name in ops_cuda ops_cuda_unsplit ops_cuda_full_row; do
 if [ -f "$out/$csv_name.csv" ]; then
   echo
   echo "== $csv_name on $(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null): median us (x one-pass floor)"

@@ -3,8 +3,9 @@
 // 1. one block per beam row: log-softmax statistics (max, then a deterministic float sum of
 //    exp(x - max); score = ((x - max) - log(sum)) + beam_score, the operation order of torch's
 //    CUDA log_softmax epilogue plus transformers' add), then the row's own top min(k, vocab) by a
-//    radix select on the score key, ties at the boundary to the lowest index, written as 64-bit
-//    ranks (score key << 32 | ~flat index) to scratch;
+//    radix select on the score key (on a candidate list in shared memory when the row's top
+//    entries fit on one: the compact path below), ties at the boundary to the lowest index,
+//    written as 64-bit ranks (score key << 32 | ~flat index) to scratch;
 // 2. one block per batch item: the num_beams * min(k, vocab) ranks sorted in shared memory
 //    (bitonic), the first k written out. Ranks are unique, so the top k of the union of each
 //    row's top k is the batch item's top k (beam_merge.h's argument) whatever the order the
@@ -64,48 +65,94 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   __shared__ float fscratch[32];
   __shared__ uint32_t uscratch[32];
   __shared__ uint32_t fill;
+  __shared__ unsigned long long list[kCandCap];
   const int row = static_cast<int>(blockIdx.x);
   const int vocab = static_cast<int>(a.in.vocab);
   const void* src = row_ptr<D>(a.in, row);
-  float m = 0.0f, lse = 0.0f;
-  if (a.log_softmax) {
-    float mx = -kInf;
-    uint32_t nan = 0;
-    for_row<D>(src, vocab, [&](int, float x) {
+  const bool select = a.row_k < vocab;
+  // Row statistics: the largest and smallest finite-or-not non-NaN value (log-softmax's max; the
+  // compact path's bins), whether a NaN is present.
+  float mx = -kInf, mn = kInf;
+  uint32_t nan = 0;
+  if (a.log_softmax || select) {
+    for_row<D, kFastLoads>(src, vocab, [&](int, float x) {
       if (x != x) {
         nan = 1;
       } else {
         mx = x > mx ? x : mx;
+        if (x > -kInf) mn = x < mn ? x : mn;
       }
     });
     mx = block_reduce(mx, MaxOp(), fscratch);
+    mn = block_reduce(mn, MinOp(), fscratch);
     nan = block_reduce(nan, MaxOp(), uscratch);
+  }
+  float m = 0.0f, lse = 0.0f;
+  if (a.log_softmax) {
     m = nan ? NAN : mx;  // torch's max propagates NaN: the whole row's log-softmax is NaN
     float z = 0.0f;
-    for_row<D>(src, vocab, [&](int, float x) { z += expf(x - m); });
+    for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z += expf(x - m); });
     z = block_reduce(z, AddOp(), fscratch);
     lse = logf(z);
   }
   const float bs = a.beam_scores[row];
   const bool lsm = a.log_softmax;
-  const auto key_of = [=](float x) { return beam_key(beam_score(x, m, lse, bs, lsm)); };
+  const auto score_of = [=](float x) { return beam_score(x, m, lse, bs, lsm); };
+  const auto key_of = [=](float x) { return beam_key(score_of(x)); };
+
+  // The compact path (device.cuh's candidate lists): when the row's top row_k fit on a list, the
+  // radix selects run on the list and the candidates are written from it; the row is read twice
+  // (histogram, copy) instead of 5 times. Rows with NaN, +inf or nothing finite read the row.
+  int listed = -1;  // the list's length; -1: the selects read the row
+  KeyRange keys;
+  if (select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf) {
+    const float smax = score_of(mx), smin = score_of(mn);
+    if (smax < kInf && smin > -kInf && smax - smin < kInf) {
+      const GapBins bins = GapBins::over(smax, smin);
+      select_top_bins([&](auto&& f) { for_row<D, kFastLoads>(src, vocab, f); }, score_of, [](float) {}, bins,
+                      static_cast<uint32_t>(a.row_k), kCandCap, NoMerge(), sh);
+      const int low = sh.bin;
+      if (low >= 0) {
+        listed = static_cast<int>(sh.bin_count);
+        if (threadIdx.x == 0) fill = 0;
+        __syncthreads();
+        append_entries<D>(src, vocab, 0, [&](float x) { return bins(score_of(x)) >= low; }, list, &fill, kCandCap);
+        __syncthreads();
+        uint32_t lo = 0xFFFFFFFFu;
+        for_list(list, listed, [&](int, float x) {
+          const uint32_t key = key_of(x);
+          lo = key < lo ? key : lo;
+        });
+        lo = block_reduce(lo, MinOp(), uscratch);
+        const uint32_t hi = beam_key(smax);
+        keys = KeyRange{lo < hi ? lo : hi, hi};
+      }
+    }
+  }
+  const auto visit = [&](auto&& f) {
+    if (listed >= 0) {
+      for_list(list, listed, f);
+    } else {
+      for_row<D>(src, vocab, f);
+    }
+  };
 
   uint32_t cut = 0;
   int last = INT_MAX;  // entries with key == cut are kept up to this index
-  if (a.row_k < vocab) {
+  if (select) {
     uint32_t above, ties;
-    cut = radix_nth<D>(
-        src, vocab, static_cast<uint32_t>(a.row_k),
+    cut = radix_nth_each(
+        visit, static_cast<uint32_t>(a.row_k),
         [&](int, float x, uint32_t* key) {
           *key = key_of(x);
           return true;
         },
-        sh, &above, &ties);
+        sh, &above, &ties, NoMerge(), keys);
     const uint32_t need = static_cast<uint32_t>(a.row_k) - above;
     if (need < ties) {
       uint32_t a2, t2;
-      const uint32_t pick = radix_nth<D>(
-          src, vocab, need,
+      const uint32_t pick = radix_nth_each(
+          visit, need,
           [&](int v, float x, uint32_t* key) {
             *key = 0xFFFFFFFFu - static_cast<uint32_t>(v);
             return key_of(x) == cut;
@@ -119,7 +166,7 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   const uint32_t flat0 = static_cast<uint32_t>(row % a.num_beams) * static_cast<uint32_t>(vocab);
   unsigned long long* out = a.candidates + static_cast<int64_t>(row) * a.row_k;
   const int row_k = a.row_k;
-  for_row<D>(src, vocab, [&](int v, float x) {
+  visit([&](int v, float x) {
     const uint32_t key = key_of(x);
     if (key > cut || (key == cut && v <= last)) {
       const uint32_t pos = atomicAdd(&fill, 1u);

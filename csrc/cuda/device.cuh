@@ -50,8 +50,13 @@ struct Elem<kDTypeBF16> {
 // f(v, x) for every element v of the row [0, vocab) this thread owns. With a 16-byte aligned row
 // a thread owns runs of 16 bytes (4 float32 or 8 half/bfloat16 values, one vector load each),
 // else single elements. The assignment depends only on (vocab, alignment, blockDim), so a
-// per-thread accumulation followed by a fixed-shape tree is deterministic.
-template <int D, class F>
+// per-thread accumulation followed by a fixed-shape tree is deterministic. With kLoads > 1 a
+// thread issues that many vector loads before it uses the first: one block per row is
+// latency-bound otherwise (1024 threads x 16 bytes in flight per SM); the order of the f calls is
+// the same either way. Only the passes every call makes use it (kFastLoads): it multiplies the
+// code of f, and the kernels' compile time (x3 for the sampling chain with it everywhere).
+constexpr int kFastLoads = 4;
+template <int D, int kLoads = 1, class F>
 __device__ __forceinline__ void for_row(const void* row, int vocab, F&& f) {
   using T = typename Elem<D>::T;
   constexpr int kVec = 16 / static_cast<int>(sizeof(T));
@@ -59,15 +64,24 @@ __device__ __forceinline__ void for_row(const void* row, int vocab, F&& f) {
   int tail = 0;
   if ((reinterpret_cast<uintptr_t>(p) & 15u) == 0) {
     const int nvec = vocab / kVec;
+    const int step = static_cast<int>(blockDim.x);
     const uint4* pv = reinterpret_cast<const uint4*>(p);
-    for (int i = threadIdx.x; i < nvec; i += blockDim.x) {
-      const uint4 raw = __ldg(pv + i);
+    const auto use = [&](int i, const uint4& raw) {
       T vals[kVec];
       static_assert(sizeof(vals) == sizeof(raw), "one 16-byte load");
       memcpy(vals, &raw, sizeof(raw));
 #pragma unroll
       for (int j = 0; j < kVec; ++j) f(i * kVec + j, Elem<D>::get(vals[j]));
+    };
+    int i = static_cast<int>(threadIdx.x);
+    for (; i + (kLoads - 1) * step < nvec; i += kLoads * step) {
+      uint4 raw[kLoads];
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) raw[u] = __ldg(pv + i + u * step);
+#pragma unroll
+      for (int u = 0; u < kLoads; ++u) use(i + u * step, raw[u]);
     }
+    for (; i < nvec; i += step) use(i, __ldg(pv + i));
     tail = nvec * kVec;
   }
   for (int v = tail + static_cast<int>(threadIdx.x); v < vocab; v += blockDim.x) f(v, Elem<D>::get(__ldg(p + v)));
@@ -208,21 +222,40 @@ struct NoMerge {
   __device__ __forceinline__ void operator()(uint32_t*) const {}
 };
 
+// Bounds on the keys a radix descent sees: the leading bytes where lo and hi agree are common to
+// every key, so the descent starts below them (one pass per byte saved, and the first passes are
+// the ones whose histogram atomics all hit one or two bins).
+struct KeyRange {
+  uint32_t lo = 0;
+  uint32_t hi = 0xFFFFFFFFu;
+  // The first byte's shift to histogram; *prefix / *mask: the common bytes above it.
+  __device__ __forceinline__ int start(uint32_t* prefix, uint32_t* mask) const {
+    int shift = 24;
+    *mask = 0;
+    while (shift > 0 && ((lo ^ hi) >> shift) == 0) {
+      *mask |= 255u << shift;
+      shift -= 8;
+    }
+    *prefix = lo & *mask;
+    return shift;
+  }
+};
+
 // The n-th largest (1-based) key among the elements where keyfn(v, x, &key) is true (n must not
-// exceed their count). *above: how many have a larger key; *ties: how many have this key.
-// `row` may be one slice of a longer row: its entries are numbered from `base` for keyfn, and
-// merge(sh.hist) turns the slice's histogram into the row's (the split-vocabulary path; it must
-// end with the merged counts in sh.hist, visible to the whole block).
-template <int D, class KeyFn, class Merge = NoMerge>
-__device__ uint32_t radix_nth(const void* row, int vocab, uint32_t n, KeyFn keyfn, RadixShared& sh, uint32_t* above,
-                              uint32_t* ties, int base = 0, Merge merge = Merge()) {
-  uint32_t prefix = 0, mask = 0, remaining = n;
-  for (int shift = 24; shift >= 0; shift -= 8) {
+// exceed their count; every such key in `range`). *above: how many have a larger key; *ties: how
+// many have this key. each(f) calls f(v, x) for every element the block reads (v numbered in the
+// row); merge(sh.hist) turns the block's histogram into the row's (the split-vocabulary path; it
+// must end with the merged counts in sh.hist, visible to the whole block).
+template <class Each, class KeyFn, class Merge = NoMerge>
+__device__ uint32_t radix_nth_each(const Each& each, uint32_t n, KeyFn keyfn, RadixShared& sh, uint32_t* above,
+                                   uint32_t* ties, Merge merge = Merge(), KeyRange range = KeyRange()) {
+  uint32_t prefix, mask, remaining = n;
+  for (int shift = range.start(&prefix, &mask); shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) sh.hist[i] = 0;
     __syncthreads();
-    for_row<D>(row, vocab, [&](int v, float x) {
+    each([&](int v, float x) {
       uint32_t key;
-      if (keyfn(base + v, x, &key) && (key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
+      if (keyfn(v, x, &key) && (key & mask) == prefix) atomicAdd(&sh.hist[(key >> shift) & 255u], 1u);
     });
     __syncthreads();
     merge(sh.hist);
@@ -245,6 +278,148 @@ __device__ uint32_t radix_nth(const void* row, int vocab, uint32_t n, KeyFn keyf
   }
   *above = n - remaining;
   return prefix;
+}
+
+// radix_nth_each over the row [0, vocab) at `row`, its entries numbered from `base`.
+template <int D, class KeyFn, class Merge = NoMerge>
+__device__ uint32_t radix_nth(const void* row, int vocab, uint32_t n, KeyFn keyfn, RadixShared& sh, uint32_t* above,
+                              uint32_t* ties, int base = 0, Merge merge = Merge()) {
+  return radix_nth_each([&](auto&& f) { for_row<D>(row, vocab, [&](int v, float x) { f(base + v, x); }); }, n,
+                        keyfn, sh, above, ties, merge);
+}
+
+// ------------------------------------------------------------------------- candidate lists
+// The compact paths of the sampling chain and of beam top-k only need a row's highest entries.
+// They histogram the gap smax - score(x) in 256 equal bins (GapBins), keep the entries of the top
+// bins on a list in shared memory (append_entries) and run their radix selects on the list
+// instead of the row. The bin is monotone in the score, so the listed entries are exactly the
+// entries whose score is at or above some value: a top prefix of the sorted row with equal scores
+// always on the same side, and every entry off the list scores below every entry on it.
+constexpr int kCandCap = 4096;  // list entries (32 KiB of shared memory)
+
+// A list entry: the input value's bits and its index in the row.
+__device__ __forceinline__ unsigned long long pack_cand(int v, float x) {
+  return (static_cast<unsigned long long>(static_cast<uint32_t>(v)) << 32) | __float_as_uint(x);
+}
+
+// f(v, x) for the entries of a list, strided over the block.
+template <class F>
+__device__ __forceinline__ void for_list(const unsigned long long* list, int count, F&& f) {
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const unsigned long long c = list[i];
+    f(static_cast<int>(c >> 32), __uint_as_float(static_cast<uint32_t>(c)));
+  }
+}
+
+// bin(score) in [0, 255] (255: the largest scores), or -1 for -inf (never listed).
+struct GapBins {
+  float smax;
+  float scale;  // 256 / (smax - smin) for the smallest finite score smin; 0 when smax == smin
+  __device__ __forceinline__ static GapBins over(float smax, float smin) {
+    const float range = smax - smin;
+    return GapBins{smax, range > 0.0f ? 256.0f / range : 0.0f};
+  }
+  __device__ __forceinline__ int operator()(float score) const {
+    if (!(score > -INFINITY)) return -1;
+    float g = (smax - score) * scale;
+    g = g < 255.0f ? g : 255.0f;
+    return 255 - static_cast<int>(g);
+  }
+};
+
+// Histogram of bins(score(x)) over what each(f) visits (also(score) runs for each such entry,
+// listed or not), merged by merge(sh.hist) (see radix_nth_each), then the lowest bin of the list:
+// keep > 0: the top bins down to the one holding the keep-th largest score (all its ties in);
+// keep == 0: the top bins holding at most cap entries. Leaves that bin in sh.bin (-1: no list
+// fits) and the list's length in sh.bin_count, visible to the whole block.
+template <class Each, class ScoreFn, class Also, class Merge>
+__device__ void select_top_bins(const Each& each, const ScoreFn& score, const Also& also, const GapBins& bins,
+                                uint32_t keep, uint32_t cap, Merge merge, RadixShared& sh) {
+  for (int i = threadIdx.x; i < 256; i += blockDim.x) sh.hist[i] = 0;
+  __syncthreads();
+  each([&](int, float x) {
+    const float y = score(x);
+    const int b = bins(y);
+    if (b >= 0) atomicAdd(&sh.hist[b], 1u);
+    also(y);
+  });
+  __syncthreads();
+  merge(sh.hist);
+  if (threadIdx.x < 32) {
+    int bin;
+    uint32_t above;
+    select_bin(sh.hist, keep > 0 ? keep : cap + 1u, &bin, &above);
+    if (threadIdx.x == 0) {
+      int low = -1;
+      uint32_t n = 0;
+      if (keep > 0) {
+        // bin < 0: fewer finite scores than keep, so the selection reaches -inf entries.
+        if (bin >= 0 && above + sh.hist[bin] <= cap) {
+          low = bin;
+          n = above + sh.hist[bin];
+        }
+      } else if (bin < 0) {  // every finite entry fits
+        low = 0;
+        for (int i = 0; i < 256; ++i) n += sh.hist[i];
+      } else if (above > 0) {
+        low = bin + 1;
+        n = above;
+      }
+      sh.bin = low;
+      sh.bin_count = n;
+    }
+  }
+  __syncthreads();
+}
+
+// Appends pack_cand(base + i, x) for the entries i of [0, len) at `data` where take(x) holds to
+// list[*count ...] (at most cap). Every thread runs the same number of iterations (whole 16-byte
+// chunks per thread), so the warp collectives that take the slots are uniform; one atomic per
+// warp and chunk that has entries to append.
+template <int D, class Take>
+__device__ void append_entries(const void* data, int len, int base, const Take& take, unsigned long long* list,
+                               unsigned int* count, uint32_t cap) {
+  using T = typename Elem<D>::T;
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  const T* p = static_cast<const T*>(data);
+  const bool aligned = (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+  const int chunks = (len + kVec - 1) / kVec;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  for (int c0 = 0; c0 < chunks; c0 += static_cast<int>(blockDim.x)) {
+    const int c = c0 + static_cast<int>(threadIdx.x);
+    float xs[kVec];
+    uint32_t hits = 0;
+    if (c < chunks) {
+      const int first = c * kVec;
+      const int n = len - first < kVec ? len - first : kVec;
+      if (aligned && n == kVec) {
+        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p) + c);
+        T vals[kVec];
+        memcpy(vals, &raw, sizeof(raw));
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) xs[j] = Elem<D>::get(vals[j]);
+      } else {
+        for (int j = 0; j < n; ++j) xs[j] = Elem<D>::get(__ldg(p + first + j));
+      }
+      for (int j = 0; j < n; ++j) {
+        if (take(xs[j])) hits |= 1u << j;
+      }
+    }
+    const uint32_t mine = static_cast<uint32_t>(__popc(hits));
+    if (__ballot_sync(0xFFFFFFFFu, mine != 0) == 0) continue;  // the common case: nothing here
+    uint32_t incl = mine;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const uint32_t up = __shfl_up_sync(0xFFFFFFFFu, incl, o);
+      if (lane >= o) incl += up;
+    }
+    uint32_t start = 0;
+    if (lane == 31) start = atomicAdd(count, incl);
+    start = __shfl_sync(0xFFFFFFFFu, start, 31) + incl - mine;
+    for (int j = 0; hits != 0; ++j, hits >>= 1) {
+      if ((hits & 1u) && start < cap) list[start++] = pack_cand(base + c * kVec + j, xs[j]);
+    }
+  }
 }
 
 }  // namespace pydecode::cuda

@@ -62,6 +62,8 @@ struct Shared : RadixShared {
   unsigned long long u64[32];
   unsigned long long u64b[32];
   unsigned long long mass_above;
+  uint32_t cand_count;
+  unsigned long long cand[kCandCap];
 };
 
 // ------------------------------------------------------------------------------ exact sums
@@ -138,6 +140,8 @@ struct MergeBuf {
 struct SplitScratch {
   unsigned long long counter;
   MergeBuf buf[3];
+  unsigned long long cand_count;        // the row's candidate list (the compact path), filled once
+  unsigned long long cand[kCandCap];
 };
 static_assert(sizeof(SplitScratch) == kChainScratchWords * sizeof(uint64_t), "launch.h's kChainScratchWords");
 
@@ -149,7 +153,8 @@ template <>
 struct RowSync<false> {
   __device__ __forceinline__ void hist(uint32_t*) {}
   __device__ __forceinline__ void hist_mass(uint32_t*, unsigned long long*) {}
-  __device__ __forceinline__ void max2(uint32_t&, uint32_t&) {}
+  __device__ __forceinline__ void stats(uint32_t&, uint32_t&, uint32_t&) {}
+  __device__ __forceinline__ void barrier() { __syncthreads(); }
   __device__ __forceinline__ void add(unsigned long long&) {}
   __device__ __forceinline__ void count_min(uint32_t&, uint32_t&) {}
   __device__ __forceinline__ void sample(unsigned long long&, U128&, uint32_t&) {}
@@ -215,15 +220,24 @@ struct RowSync<true> {
     __syncthreads();
   }
 
-  __device__ void max2(uint32_t& a, uint32_t& c) {
+  // Two maxima and a minimum (as the complement of a maximum: the zeroed buffer is its identity).
+  __device__ void stats(uint32_t& a, uint32_t& c, uint32_t& kmin) {
     MergeBuf* b = open();
     if (threadIdx.x == 0) {
       atomicMax(&b->s[0], static_cast<unsigned long long>(a));
       atomicMax(&b->s[1], static_cast<unsigned long long>(c));
+      atomicMax(&b->s[2], static_cast<unsigned long long>(~kmin));
     }
     close();
     a = static_cast<uint32_t>(coherent_load(&b->s[0]));
     c = static_cast<uint32_t>(coherent_load(&b->s[1]));
+    kmin = ~static_cast<uint32_t>(coherent_load(&b->s[2]));
+  }
+
+  // Every block's writes before it are visible to every block after it.
+  __device__ void barrier() {
+    open();
+    close();
   }
 
   __device__ void add(unsigned long long& v) {
@@ -270,25 +284,48 @@ struct RowPart {
   int begin;         // its index in the row
   int len;
   RowSync<kSplit> sync;
+  KeyRange values;  // the sort keys of the row's values: any
 
-  // f(v, x) for the slice's entries, v numbered in the row.
-  template <class F>
+  // f(v, x) for the slice's entries, v numbered in the row (kLoads: see for_row).
+  template <int kLoads = 1, class F>
   __device__ __forceinline__ void each(F&& f) const {
     const int b = begin;
-    for_row<D>(data, len, [&](int i, float x) { f(b + i, x); });
+    for_row<D, kLoads>(data, len, [&](int i, float x) { f(b + i, x); });
   }
 
   // radix_nth over the whole row.
   template <class KeyFn>
-  __device__ __forceinline__ uint32_t nth(uint32_t n, KeyFn keyfn, Shared& sh, uint32_t* above, uint32_t* ties) {
+  __device__ __forceinline__ uint32_t nth(uint32_t n, KeyFn keyfn, Shared& sh, uint32_t* above, uint32_t* ties,
+                                          KeyRange = KeyRange()) {
     return radix_nth<D>(data, len, n, keyfn, sh, above, ties, begin, [this](uint32_t* h) { sync.hist(h); });
+  }
+};
+
+// The candidate list in shared memory (the compact path): every block of the row holds all of it,
+// so nothing is merged. Same interface as RowPart for the stages that only visit kept entries.
+struct CandPart {
+  const unsigned long long* cand;
+  int count;
+  RowSync<false> sync;
+  KeyRange values;  // the smallest and largest sort key of the listed values
+
+  template <class F>
+  __device__ __forceinline__ void each(F&& f) const {
+    for_list(cand, count, f);
+  }
+
+  // range: bounds on the keys keyfn returns (part.values for sort keys of the values).
+  template <class KeyFn>
+  __device__ __forceinline__ uint32_t nth(uint32_t n, KeyFn keyfn, Shared& sh, uint32_t* above, uint32_t* ties,
+                                          KeyRange range = KeyRange()) {
+    return radix_nth_each([this](auto&& f) { each(f); }, n, keyfn, sh, above, ties, NoMerge(), range);
   }
 };
 
 // Keeps the n largest of the kept set (n <= its size); inside the group of equal values at the
 // boundary the highest (tie_high) or lowest indices.
-template <int D, bool S, class YFn>
-__device__ Cut keep_top_n(RowPart<D, S>& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, Shared& sh) {
+template <class Part, class YFn>
+__device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, Shared& sh) {
   uint32_t above, ties;
   const uint32_t k = part.nth(
       n,
@@ -296,7 +333,7 @@ __device__ Cut keep_top_n(RowPart<D, S>& part, const YFn& yof, const Cut cut, ui
         *key = sort_key(yof(x));
         return kept(cut, *key, v);
       },
-      sh, &above, &ties);
+      sh, &above, &ties, part.values);
   const uint32_t need = n - above;
   const int lo = cut.key == k ? cut.tie_lo : 0;
   const int hi = cut.key == k ? cut.tie_hi : INT_MAX;
@@ -316,13 +353,13 @@ __device__ Cut keep_top_n(RowPart<D, S>& part, const YFn& yof, const Cut cut, ui
 // Top-p boundary by a radix descent on mass histograms: the lowest key K of the kept set whose
 // mass strictly above it is < limit. Returns K; *mass_above / *count_above: mass and count of
 // kept entries with a larger key; *ties: kept entries with key K.
-template <int D, bool S, class YFn, class EFn>
-__device__ uint32_t mass_descent(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const Cut cut, double limit,
+template <class Part, class YFn, class EFn>
+__device__ uint32_t mass_descent(Part& part, const YFn& yof, const EFn& efix, const Cut cut, double limit,
                                  Shared& sh, unsigned long long* mass_above, uint32_t* count_above, uint32_t* ties) {
-  uint32_t prefix = 0, mask = 0;
+  uint32_t prefix, mask;
   unsigned long long a_hi = 0;
   uint32_t c_hi = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
+  for (int shift = part.values.start(&prefix, &mask); shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       sh.hist[i] = 0;
       sh.mass[i] = 0;
@@ -391,99 +428,109 @@ struct ChainArgs {
   SplitScratch* scratch = nullptr;  // rows of it, zeroed (kSplit)
 };
 
-// The fused chain for row blockIdx.x: one block reads the whole row, or (kSplit) gridDim.y blocks
-// each read one slice and merge every row-wide quantity through RowSync. Both instantiations run
-// the same code on the same merged integers, so they give the same outputs.
-template <int D, bool kSplit>
-__global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs a) {
-  PYDECODE_BLOCK_SHARED(Shared, sh);
-  using T = typename Elem<D>::T;
-  const int row = static_cast<int>(blockIdx.x);
-  const int vocab = static_cast<int>(a.in.vocab);
-  const char* src = static_cast<const char*>(a.in.data) +
-                    static_cast<int64_t>(row) * a.in.row_stride * static_cast<int64_t>(sizeof(T));
-  RowPart<D, kSplit> part;
-  part.begin = 0;
-  part.len = vocab;
-  if constexpr (kSplit) {
-    // Slices start at multiples of 8 entries: a 16-byte aligned row gives 16-byte aligned slices.
-    // Trailing slices may be empty; their blocks still take part in every merge.
-    const int64_t chunk = ((static_cast<int64_t>(vocab) + a.splits - 1) / a.splits + 7) & ~int64_t{7};
-    int64_t b = chunk * static_cast<int64_t>(blockIdx.y);
-    b = b < vocab ? b : vocab;
-    part.begin = static_cast<int>(b);
-    part.len = static_cast<int>(chunk < vocab - b ? chunk : vocab - b);
-    part.sync = RowSync<true>{a.scratch + row, static_cast<unsigned long long>(a.splits), 0ull, blockIdx.y == 0};
+// What the stages of one row share.
+struct RowCtx {
+  const ChainSpec* spec;
+  int row;
+  float ymax;
+  bool softmax_ok;
+  uint32_t mtk;        // min_tokens_to_keep, at most vocab
+  const void* src;     // the row's first entry
+  bool writer;         // this block writes the row's token and log-prob
+};
+
+// ------------------------------------------------------------------------------ compact path
+// Top-k with a small k, and top-p whose nucleus is small, only ever look at the row's highest
+// entries. The compact path lists a superset of them (select_top_bins + append_entries, device.cuh:
+// a histogram read and a copy read of the row, the gap binned on y) and runs every later stage on
+// the list in shared memory, instead of re-reading the row for each radix digit (4 reads for
+// top-k, 5 for top-p, 1 for sampling; the H200 run measured those passes, whose first digits send
+// every shared-memory atomic to one or two bins, as the chain's cost). The list's order is
+// arbitrary and every later reduction is order-free (integer histograms, masses and maxima), so
+// the outputs equal the full-row path's bit for bit.
+//
+// Top-k (k <= kCandCap): the bins down to the one holding the k-th largest entry; the k-th value
+// and all its ties are in. Top-p with no top-k: the top bins holding at most kCandCap entries,
+// used only when their mass reaches the top-p limit (then the boundary is among them, since every
+// entry outside is below every entry inside) and min_tokens_to_keep fits; else the full-row path
+// runs. So do lists that would not fit (ties, a long flat row, k > kCandCap) and rows with NaN or
+// inf.
+// Builds the row's candidate list in sh.cand (top-k: `keep` > 0; top-p: keep == 0, and *total
+// gets the mass of the whole row, exp(y - ymax) in 32.32 fixed point). Returns its length, or -1
+// when it would not fit (the full-row path runs).
+template <int D, bool S, class YFn, class EFn>
+__device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const GapBins& bins,
+                                uint32_t keep, unsigned long long* total, Shared& sh) {
+  unsigned long long mass = 0;
+  select_top_bins([&](auto&& f) { part.template each<kFastLoads>(f); }, yof,
+                  [&](float y) {
+                    if (keep == 0) mass += efix(y);
+                  },
+                  bins, keep, kCandCap, [&](uint32_t* h) { part.sync.hist(h); }, sh);
+  if (keep == 0) {
+    mass = block_reduce(mass, AddOp(), sh.u64);
+    part.sync.add(mass);
+    *total = mass;
   }
-  part.data = src + static_cast<int64_t>(part.begin) * static_cast<int64_t>(sizeof(T));
-  const bool writer = !kSplit || blockIdx.y == 0;  // writes the row's token and log-prob
-  const ChainSpec& s = a.spec;
-  int tf = s.transform;
-  float rcp = 1.0f;
-  if (tf == 1) {
-    const double t = s.temperature[row];
-    if (t == 1.0) {
-      tf = 0;
-    } else {
-      rcp = temperature_factor(t);
-    }
+  const int low = sh.bin;
+  const int n = static_cast<int>(sh.bin_count);
+  if (low < 0) return -1;
+  if (threadIdx.x == 0) sh.cand_count = 0;
+  __syncthreads();
+  const auto take = [&](float x) { return bins(yof(x)) >= low; };
+  if constexpr (S) {
+    SplitScratch* rs = part.sync.rs;
+    append_entries<D>(part.data, part.len, part.begin, take, rs->cand,
+                      reinterpret_cast<unsigned int*>(&rs->cand_count), kCandCap);
+    part.sync.barrier();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) sh.cand[i] = coherent_load(&rs->cand[i]);
+  } else {
+    append_entries<D>(part.data, part.len, part.begin, take, sh.cand, &sh.cand_count, kCandCap);
   }
-  const auto yof = [tf, rcp](float x) -> float { return tf == 0 ? x : (tf == 1 ? x * rcp : log_cr(x)); };
+  __syncthreads();
+  return n;
+}
 
-  // Row statistics: the largest non-NaN key, and whether a NaN is present.
-  uint32_t kmax = 0, nan = 0;
-  part.each([&](int, float x) {
-    const uint32_t key = sort_key(yof(x));
-    if (key == kNanKey) {
-      nan = 1;
-    } else {
-      kmax = key > kmax ? key : kmax;
-    }
-  });
-  kmax = block_reduce(kmax, MaxOp(), sh.u32);
-  nan = block_reduce(nan, MaxOp(), sh.u32);
-  part.sync.max2(kmax, nan);
-  const float ymax = kmax == 0 ? -kInf : key_to_float(kmax);  // kmax 0: every entry is NaN
-  // A row with NaN or +inf, or nothing above -inf, has a NaN softmax: top-p and min-p keep it.
-  const bool softmax_ok = nan == 0 && kmax != 0 && ymax < kInf && ymax > -kInf;
-  const uint32_t mtk = static_cast<uint32_t>(s.min_tokens_to_keep < vocab ? s.min_tokens_to_keep : vocab);
-
-  Cut cut{0u, 0, INT_MAX};
-  uint32_t kept_count = static_cast<uint32_t>(vocab);
-
-  if (s.top_k != nullptr && s.top_k[row] > 0) {
-    const int64_t keep = s.top_k[row] > s.min_tokens_to_keep ? s.top_k[row] : s.min_tokens_to_keep;
-    if (keep < vocab) {
-      uint32_t above, ties;
-      const uint32_t k = part.nth(
-          static_cast<uint32_t>(keep),
-          [&](int, float x, uint32_t* key) {
-            *key = sort_key(yof(x));
-            return true;
-          },
-          sh, &above, &ties);
-      // (>= keep NaNs: the k-th value is NaN and transformers removes nothing.)
-      if (k != kNanKey) {
-        cut = Cut{k, 0, INT_MAX};
-        kept_count = above + ties;
-      }
-    }
+// Top-k on any part: the cut keeping the `keep` largest and all their ties (kept_count: its size).
+template <class Part, class YFn>
+__device__ void top_k_cut(Part& part, const YFn& yof, uint32_t keep, Shared& sh, Cut* cut, uint32_t* kept_count) {
+  uint32_t above, ties;
+  const uint32_t k = part.nth(
+      keep,
+      [&](int, float x, uint32_t* key) {
+        *key = sort_key(yof(x));
+        return true;
+      },
+      sh, &above, &ties, part.values);
+  // (>= keep NaNs: the k-th value is NaN and transformers removes nothing.)
+  if (k != kNanKey) {
+    *cut = Cut{k, 0, INT_MAX};
+    *kept_count = above + ties;
   }
+}
 
-  const auto efix = [ymax](float y) -> unsigned long long {
-    return __float2ull_rn(expf(y - ymax) * 4294967296.0f);  // 32.32 fixed point, exact scaling
-  };
-
-  if (s.top_p != nullptr && s.top_p[row] < 1.0 && softmax_ok) {
+// Top-p, min-p and sampling on `part` (the row, or its candidate list), from the cut top-k left.
+// row_total: the mass of the kept set when the caller has it (the compact top-p path), else null.
+// Returns the final cut.
+template <int D, class Part, class YFn, class EFn>
+__device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const EFn& efix, Cut cut,
+                            uint32_t kept_count, const unsigned long long* row_total, Shared& sh) {
+  const ChainSpec& s = *r.spec;
+  const int row = r.row;
+  if (s.top_p != nullptr && s.top_p[row] < 1.0 && r.softmax_ok) {
     const float threshold = static_cast<float>(1.0 - s.top_p[row]);
     unsigned long long total = 0;
     const Cut c0 = cut;
-    part.each([&](int v, float x) {
-      const float y = yof(x);
-      if (kept(c0, sort_key(y), v)) total += efix(y);
-    });
-    total = block_reduce(total, AddOp(), sh.u64);
-    part.sync.add(total);
+    if (row_total != nullptr) {
+      total = *row_total;
+    } else {
+      part.each([&](int v, float x) {
+        const float y = yof(x);
+        if (kept(c0, sort_key(y), v)) total += efix(y);
+      });
+      total = block_reduce(total, AddOp(), sh.u64);
+      part.sync.add(total);
+    }
     const double limit = (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
     uint32_t keep_count = 0, group = 0, ties = 0, key = 0;
     if (limit > 0.0) {
@@ -498,7 +545,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       group = static_cast<uint32_t>(n);
       keep_count = count_above + group;
     }
-    const uint32_t need = mtk < kept_count ? mtk : kept_count;
+    const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
     if (keep_count < need) {
       cut = keep_top_n(part, yof, c0, need, true, sh);
       kept_count = need;
@@ -522,10 +569,11 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     }
   }
 
-  if (s.min_p != nullptr && s.min_p[row] > 0.0 && softmax_ok) {
+  if (s.min_p != nullptr && s.min_p[row] > 0.0 && r.softmax_ok) {
     const float mp = static_cast<float>(s.min_p[row]);
     uint32_t count = 0, kmin = 0xFFFFFFFFu;
     const Cut c0 = cut;
+    const float ymax = r.ymax;
     part.each([&](int v, float x) {
       const float y = yof(x);
       const uint32_t key = sort_key(y);
@@ -537,7 +585,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     count = block_reduce(count, AddOp(), sh.u32);
     kmin = block_reduce(kmin, MinOp(), sh.u32);
     part.sync.count_min(count, kmin);
-    const uint32_t need = mtk < kept_count ? mtk : kept_count;
+    const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
     if (count >= need) {
       if (count > 0 && kmin > cut.key) cut = Cut{kmin, 0, INT_MAX};
       kept_count = count;
@@ -551,6 +599,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const uint64_t seed = static_cast<uint64_t>(s.seed[row]);
     const uint64_t offset = static_cast<uint64_t>(s.offset[row]);
     const bool want_lp = s.logprobs != nullptr;
+    const float ymax = r.ymax;
     unsigned long long best = 0;
     U128 z;
     uint32_t bad = 0;  // a NaN softmax term (+inf - +inf): the log-prob is NaN
@@ -580,14 +629,128 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       bad = block_reduce(bad, MaxOp(), sh.u32);
     }
     part.sync.sample(best, z, bad);
-    if (writer && threadIdx.x == 0) {
+    if (r.writer && threadIdx.x == 0) {
       const int token = best == 0 ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<uint32_t>(best));
       s.tokens[row] = token;
       if (want_lp) {
         const float lse = bad ? NAN : static_cast<float>(log(z.to_double() * 0x1p-63));
-        s.logprobs[row] = best == 0 ? -kInf : (yof(load_one<D>(src, token)) - ymax) - lse;
+        s.logprobs[row] = best == 0 ? -kInf : (yof(load_one<D>(r.src, token)) - ymax) - lse;
       }
     }
+  }
+  return cut;
+}
+
+// The fused chain for row blockIdx.x: one block reads the whole row, or (kSplit) gridDim.y blocks
+// each read one slice and merge every row-wide quantity through RowSync. Both instantiations run
+// the same code on the same merged integers, so they give the same outputs.
+template <int D, bool kSplit>
+__global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs a) {
+  PYDECODE_BLOCK_SHARED(Shared, sh);
+  using T = typename Elem<D>::T;
+  const int row = static_cast<int>(blockIdx.x);
+  const int vocab = static_cast<int>(a.in.vocab);
+  const char* src = static_cast<const char*>(a.in.data) +
+                    static_cast<int64_t>(row) * a.in.row_stride * static_cast<int64_t>(sizeof(T));
+  RowPart<D, kSplit> part;
+  part.begin = 0;
+  part.len = vocab;
+  if constexpr (kSplit) {
+    // Slices start at multiples of 8 entries: a 16-byte aligned row gives 16-byte aligned slices.
+    // Trailing slices may be empty; their blocks still take part in every merge.
+    const int64_t chunk = ((static_cast<int64_t>(vocab) + a.splits - 1) / a.splits + 7) & ~int64_t{7};
+    int64_t b = chunk * static_cast<int64_t>(blockIdx.y);
+    b = b < vocab ? b : vocab;
+    part.begin = static_cast<int>(b);
+    part.len = static_cast<int>(chunk < vocab - b ? chunk : vocab - b);
+    part.sync = RowSync<true>{a.scratch + row, static_cast<unsigned long long>(a.splits), 0ull, blockIdx.y == 0};
+  }
+  part.data = src + static_cast<int64_t>(part.begin) * static_cast<int64_t>(sizeof(T));
+  const ChainSpec& s = a.spec;
+  int tf = s.transform;
+  float rcp = 1.0f;
+  if (tf == 1) {
+    const double t = s.temperature[row];
+    if (t == 1.0) {
+      tf = 0;
+    } else {
+      rcp = temperature_factor(t);
+    }
+  }
+  const auto yof = [tf, rcp](float x) -> float { return tf == 0 ? x : (tf == 1 ? x * rcp : log_cr(x)); };
+
+  // Row statistics: the largest non-NaN key, whether a NaN is present, the smallest finite key.
+  uint32_t kmax = 0, nan = 0, kmin = 0xFFFFFFFFu;
+  part.template each<kFastLoads>([&](int, float x) {
+    const float y = yof(x);
+    const uint32_t key = sort_key(y);
+    if (key == kNanKey) {
+      nan = 1;
+    } else {
+      kmax = key > kmax ? key : kmax;
+      if (y > -kInf) kmin = key < kmin ? key : kmin;
+    }
+  });
+  kmax = block_reduce(kmax, MaxOp(), sh.u32);
+  nan = block_reduce(nan, MaxOp(), sh.u32);
+  kmin = block_reduce(kmin, MinOp(), sh.u32);
+  part.sync.stats(kmax, nan, kmin);
+  const float ymax = kmax == 0 ? -kInf : key_to_float(kmax);  // kmax 0: every entry is NaN
+  // A row with NaN or +inf, or nothing above -inf, has a NaN softmax: top-p and min-p keep it.
+  const bool softmax_ok = nan == 0 && kmax != 0 && ymax < kInf && ymax > -kInf;
+  const RowCtx ctx{&s, row, ymax, softmax_ok,
+                   static_cast<uint32_t>(s.min_tokens_to_keep < vocab ? s.min_tokens_to_keep : vocab), src,
+                   !kSplit || blockIdx.y == 0};
+  const auto efix = [ymax](float y) -> unsigned long long {
+    return __float2ull_rn(expf(y - ymax) * 4294967296.0f);  // 32.32 fixed point, exact scaling
+  };
+
+  int64_t keep = 0;  // top-k's keep, 0: no top-k
+  if (s.top_k != nullptr && s.top_k[row] > 0) {
+    keep = s.top_k[row] > s.min_tokens_to_keep ? s.top_k[row] : s.min_tokens_to_keep;
+    keep = keep < vocab ? keep : 0;
+  }
+  const bool top_p = s.top_p != nullptr && s.top_p[row] < 1.0;
+
+  Cut cut{0u, 0, INT_MAX};
+  bool done = false;
+  // The compact path (see above), for the rows where it can apply.
+  const float range = key_to_float(kmax) - key_to_float(kmin);
+  if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && range < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
+    const GapBins bins = GapBins::over(ymax, key_to_float(kmin));
+    unsigned long long total = 0;
+    const int n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), &total, sh);
+    if (n >= 0) {
+      uint32_t lo = 0xFFFFFFFFu;
+      for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const uint32_t key = sort_key(yof(__uint_as_float(static_cast<uint32_t>(sh.cand[i]))));
+        lo = key < lo ? key : lo;
+      }
+      lo = block_reduce(lo, MinOp(), sh.u32);
+      CandPart cands{sh.cand, n, {}, KeyRange{lo < kmax ? lo : kmax, kmax}};
+      if (keep > 0) {
+        uint32_t kept_count = static_cast<uint32_t>(vocab);
+        top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
+        cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
+        done = true;
+      } else {
+        // The list decides top-p when its mass reaches the limit and min_tokens_to_keep fits in it.
+        unsigned long long listed = 0;
+        cands.each([&](int, float x) { listed += efix(yof(x)); });
+        listed = block_reduce(listed, AddOp(), sh.u64);
+        const float threshold = static_cast<float>(1.0 - s.top_p[row]);
+        const double limit = (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
+        if (static_cast<double>(listed) >= limit && ctx.mtk <= static_cast<uint32_t>(n)) {
+          cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), &total, sh);
+          done = true;
+        }
+      }
+    }
+  }
+  if (!done) {
+    uint32_t kept_count = static_cast<uint32_t>(vocab);
+    if (keep > 0) top_k_cut(part, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
+    cut = chain_stages<D>(part, ctx, yof, efix, cut, kept_count, nullptr, sh);
   }
 
   if (s.filtered != nullptr || s.renorm != nullptr) {
@@ -597,9 +760,9 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     const Cut c0 = cut;
     part.each([&](int v, float x) {
       const float y = yof(x);
-      const bool keep = kept(c0, sort_key(y), v);
-      if (filtered != nullptr) filtered[v] = keep ? y : fv;
-      if (renorm != nullptr) renorm[v] = keep ? x : 0.0f;
+      const bool keep_v = kept(c0, sort_key(y), v);
+      if (filtered != nullptr) filtered[v] = keep_v ? y : fv;
+      if (renorm != nullptr) renorm[v] = keep_v ? x : 0.0f;
     });
   }
 }
@@ -620,7 +783,7 @@ __global__ void __launch_bounds__(kThreads) greedy_kernel(const RowsIn in, int s
   const char* src = static_cast<const char*>(in.data) +
                     (static_cast<int64_t>(row) * in.row_stride + begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
   unsigned long long best = 0;
-  for_row<D>(src, end > begin ? end - begin : 0, [&](int v, float x) {
+  for_row<D, kFastLoads>(src, end > begin ? end - begin : 0, [&](int v, float x) {
     const uint32_t key = sort_key(x);
     if (key == kNanKey) return;
     const unsigned long long packed =

@@ -1050,6 +1050,18 @@ def _forced_chain_splits() -> int:
     return splits
 
 
+# PYDECODE_CUDA_CHAIN_COMPACT=0 turns off the chain's candidate-list path (csrc/cuda/sampling.cu:
+# same outputs, every stage on the full row), for the GPU tests and benchmarks that compare the two.
+_CHAIN_COMPACT_ENV = "PYDECODE_CUDA_CHAIN_COMPACT"
+
+
+def _chain_compact() -> bool:
+    value = os.environ.get(_CHAIN_COMPACT_ENV, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{_CHAIN_COMPACT_ENV} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def _chain_cuda(x: torch.Tensor, head: tuple, tail: tuple) -> None:
     """Launches the cuda filter chain on ``x`` (its unit-stride rows view) with _chain's arguments."""
     from . import _cuda_launch
@@ -1062,7 +1074,8 @@ def _chain_cuda(x: torch.Tensor, head: tuple, tail: tuple) -> None:
         # so the step stays CUDA-graph capturable).
         words = batch * module.CHAIN_SCRATCH_WORDS if splits > 1 else 0
         scratch = torch.zeros(words, dtype=torch.int64, device=x.device) if words else None
-        module.filter_chain(*head, *tail, splits, _addr(scratch), words, _cuda_launch.stream(x.device))
+        module.filter_chain(*head, *tail, splits, _addr(scratch), words, _cuda_launch.stream(x.device),
+                            _chain_compact())
 
 
 @register("apply_temperature", "cuda")

@@ -23,22 +23,29 @@ SPLITS = (2, 3, 7) if len(sys.argv) <= 2 or sys.argv[2] != "0" else ()
 def addr(t): return 0 if t is None else t.data_ptr()
 
 def chain_once(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
-               tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1):
+               tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1, compact=True):
     x = _cpu.rows_view(x); b, v = x.shape
     tok = torch.full((b,), -7, dtype=torch.int64) if tokens else None
     lp = torch.full((b,), 12345.0) if logprobs else None
     out = torch.full((b, v), 12345.0) if (filtered or renorm) else None
     M.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], b, v, _cpu.row_stride(x), transform, addr(temperature),
                    addr(top_k), addr(top_p), addr(min_p), mtk, addr(seed), addr(offset), addr(tok), addr(lp),
-                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits)
+                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits, compact)
     return tok, lp, out
 
 split_checks = 0
+compact_checks = 0
 def chain(x, **kw):
-    """The one-block result, after checking that every split count in SPLITS gives the same bits
-    (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
-    global split_checks
+    """The one-block result, after checking that the full-row path (compact=False) and every split
+    count in SPLITS give the same bits (with 3 splits also on a row-strided copy, whose rows are
+    not 16-byte aligned)."""
+    global split_checks, compact_checks
     want = chain_once(x, **kw)
+    full_row = chain_once(x, compact=False, **kw)
+    for name, g, w in zip(("tokens", "logprobs", "rows"), full_row, want):
+        if w is not None:
+            compact_checks += 1
+            report(f"compact=False {name} V={x.shape[-1]} {sorted(kw)}", lambda: assert_same(g, w, atol=0, rtol=0))
     views = [x]
     if x.dim() == 2 and x.shape[-1] > 1:
         wide = torch.full((x.shape[0], x.shape[1] + 3), 7.0, dtype=x.dtype); wide[:, : x.shape[1]] = x
@@ -139,6 +146,28 @@ for vocab in (7, 1000):
         report(f"temperature kernel V={vocab} T={T}", lambda: assert_same(out, want))
 print("temperature done", fails)
 
+# compact path (candidate list) on rows longer than its 4096 entries: top-k lists, top-p lists
+# whose mass reaches the limit, and top-p on a flat row (the list's mass falls short: the full-row
+# path). chain() compares every call with compact=False and with split rows, bit for bit.
+g = torch.Generator().manual_seed(11)
+x = torch.cat([torch.randn(3, 9000, generator=g) * 3, torch.randn(2, 9000, generator=g) * 0.3,
+               torch.randint(0, 3, (1, 9000), generator=g).float()])
+x[1, ::3] = NEG_INF
+x[2, 17] = -1e30
+n = x.shape[0]
+for kw in ({"top_k": 50, "temperature": 0.5, "top_p": 0.9}, {"top_p": 0.9, "temperature": 0.5}, {"top_k": 4096},
+           {"top_p": 0.5, "mtk": 40}, {"top_k": 20, "min_p": 0.1}):
+    seed = torch.arange(n) * 7919 - 5
+    tok, lp, filt = chain(x, transform=1, temperature=rowsp(kw.get("temperature", 1.0), n, torch.float64),
+                          top_k=rowsp(kw.get("top_k", 0), n, torch.int64), top_p=rowsp(kw.get("top_p", 1.0), n, torch.float64),
+                          min_p=rowsp(kw.get("min_p", 0.0), n, torch.float64), mtk=kw.get("mtk", 1), seed=seed,
+                          offset=rowsp(3, n, torch.int64), tokens=True, logprobs=True, filtered=True)
+    ref = {k: v for k, v in kw.items() if k != "mtk"}
+    want = S.filter_and_sample(x, seed=seed, offset=3, min_tokens_to_keep=kw.get("mtk", 1), return_filtered=True, backend="cpu", **ref)
+    # (row 5's ties: at a top-p boundary inside a tied group the backends may keep different members)
+    report(f"compact tokens {kw}", lambda: assert_same(tok[:5], want.tokens[:5]))
+print("compact done", fails)
+
 # edge rows
 INF, NAN = float("inf"), float("nan")
 x = torch.stack([torch.full((7,), NEG_INF), torch.full((7,), NAN), torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),
@@ -195,6 +224,17 @@ for lsm in (True, False):
         sc, tk, bm = beam(logits, scores, 4, k, lsm)
         want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=lsm, backend="torch")
         report(f"beam ties k={k} lsm={lsm}", lambda: (assert_same(sc, want.scores, atol=1e-5), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
+# beam rows longer than a candidate list: the compact path (randn rows) and the full-row path (a
+# row of two values, whose top bin holds more than 4096 entries; a NaN row).
+logits = torch.randn(8, 9000, generator=torch.Generator().manual_seed(2)) * 3
+logits[1] = torch.randint(0, 2, (9000,), generator=torch.Generator().manual_seed(3)).float()
+logits[2, 77] = NAN; logits[3, ::2] = NEG_INF
+scores = torch.randn(8, generator=torch.Generator().manual_seed(4)) - 3
+for lsm in (True, False):
+    for k in (8, 40):
+        sc, tk, bm = beam(logits, scores, 4, k, lsm)
+        want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=lsm, backend="torch")
+        report(f"beam long rows k={k} lsm={lsm}", lambda: (assert_same(sc, want.scores, atol=1e-5), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
 print("beam done", fails)
-print("split-vs-unsplit comparisons", split_checks, "threads", TH, "splits", SPLITS)
+print("split-vs-unsplit comparisons", split_checks, "compact-vs-full-row", compact_checks, "threads", TH, "splits", SPLITS)
 sys.exit(1 if fails else 0)

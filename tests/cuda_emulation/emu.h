@@ -44,7 +44,7 @@ struct Block {
   std::barrier<> block;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<uint64_t> slots;
-  alignas(64) unsigned char shared[16384] = {};
+  alignas(64) unsigned char shared[65536] = {};
 };
 inline thread_local Block* g_block = nullptr;
 inline thread_local EmuDim3 t_thread, t_block;
@@ -155,6 +155,7 @@ inline unsigned __ballot_sync(unsigned, int pred) {
   return r;
 }
 inline int __ffs(unsigned x) { return __builtin_ffs(static_cast<int>(x)); }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __clz(unsigned x) { return x == 0 ? 32 : __builtin_clz(x); }
 
 template <class T>

@@ -431,3 +431,51 @@ def test_cuda_big_split_chain(dtype: torch.dtype, batch: int, vocab: int, monkey
     kept_differs = ((got.filtered > NEG_INF) != (want.filtered > NEG_INF)).any(-1)
     assert not bool((differs & ~kept_differs).any()), "a token differs although the kept sets agree"
     assert int(kept_differs.sum()) <= max(1, batch // 4)
+
+
+# --------------------------------------------------------------------------- compact path
+# Top-k with k <= 4096 and top-p with a small nucleus run their stages on a candidate list in
+# shared memory (csrc/cuda/sampling.cu, "compact path"); PYDECODE_CUDA_CHAIN_COMPACT=0 runs every
+# stage on the full row. The two must agree bit for bit, with one block per row and split rows.
+COMPACT_KWARGS = ({"top_k": 50, "temperature": 0.7, "top_p": 0.9}, {"top_k": 1}, {"top_k": 4096},
+                  {"top_k": 4097, "top_p": 0.9}, {"top_p": 0.9, "temperature": 0.7}, {"top_p": 0.99},
+                  {"top_p": 0.3, "min_tokens_to_keep": 40}, {"top_k": 20, "min_p": 0.1},
+                  {"top_p": 0.9, "min_p": 0.05, "temperature": 1.5}, {"top_k": 7, "top_p": 0.0})
+
+
+def _compact_outputs(x: torch.Tensor, compact: str, splits: int, monkeypatch: pytest.MonkeyPatch,
+                     **kwargs) -> list[torch.Tensor]:
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_COMPACT", compact)
+    return _chain_outputs(x, splits, monkeypatch, **kwargs)
+
+
+def _check_compact(x: torch.Tensor, splits: tuple[int, ...], monkeypatch: pytest.MonkeyPatch, what: str) -> None:
+    for kwargs in COMPACT_KWARGS:
+        if "top_k" in kwargs:
+            kwargs = {**kwargs, "top_k": min(kwargs["top_k"], x.shape[1])}
+        for n in splits:
+            want = _compact_outputs(x, "0", n, monkeypatch, **kwargs)
+            got = _compact_outputs(x, "1", n, monkeypatch, **kwargs)
+            for name, g, w in zip(("tokens", "logprobs", "filtered"), got, want):
+                assert_same(g, w, what=f"compact vs full row, {n} splits: {name} {what} {kwargs}")
+
+
+def test_cuda_compact_path_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Edge rows (NaN, +-inf, all -inf: the full-row path), ties, a row of one value, unaligned rows."""
+    ties = torch.randint(0, 4, (6, 1000), generator=torch.Generator().manual_seed(2)).float()
+    flat = torch.full((2, 5000), 1.5)
+    for x in (_edge_block(), rows(1000, seed=3), ties, flat):
+        for name, view in strided(gpu(x)).items():
+            _check_compact(view, (1, 3), monkeypatch, f"{name} {tuple(view.shape)}")
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("std", [1.0, 3.0, 8.0])
+def test_cuda_big_compact_path(dtype: torch.dtype, std: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Full shapes, logits randn * std (nuclei from thousands of tokens to a few), a row with -inf
+    entries and one with a -1e30 outlier (a range too wide for the gap bins)."""
+    g = torch.Generator().manual_seed(int(std * 10))
+    x = torch.randn(6, 128256, generator=g) * std
+    x[1, ::3] = NEG_INF
+    x[2, 5] = -1e30
+    _check_compact(gpu(x.to(dtype)), (1, 4), monkeypatch, f"std {std} {dtype}")

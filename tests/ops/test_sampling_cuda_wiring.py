@@ -77,3 +77,18 @@ def test_forced_splits_must_be_positive(monkeypatch: pytest.MonkeyPatch, value: 
     monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", value)
     with pytest.raises(ValueError, match="PYDECODE_CUDA_CHAIN_SPLITS must be a positive integer"):
         _launch(X)
+
+
+@pytest.mark.parametrize("value", ["2", "off", "-1"])
+def test_compact_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_COMPACT", value)
+    with pytest.raises(ValueError, match="PYDECODE_CUDA_CHAIN_COMPACT must be 0 or 1"):
+        _launch(X)
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_compact_switch_reaches_the_launch(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS", raising=False)
+    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_COMPACT", value)
+    with pytest.raises(RuntimeError, match=r"^filter_chain launch: "):
+        _launch(X)
