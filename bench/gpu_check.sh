@@ -95,6 +95,13 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
 else
   summary+=("SKIP  compute-sanitizer (not installed)")
 fi
+# Triton's persistent programs (batch 1024: 528 programs looping over rows on a 132-SM card) against
+# one program per row (PYDECODE_TRITON_PROGRAMS=1024).
+persistent=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.1 --repeats 15 --wait-idle 0
+            --retries 0 --no-llama --batch 1024 --vocab 128256 --backends triton --no-transformers --no-flashinfer
+            --cases temp_topk_topp_sample beam_topk)
+step bench-triton-persistent 40 "${persistent[@]}" --csv "$out/triton_persistent.csv"
+step bench-triton-one-per-row 40 env PYDECODE_TRITON_PROGRAMS=1024 "${persistent[@]}" --csv "$out/triton_one_per_row.csv"
 step bench-ops-processors 35 "${bench_ops[@]}" --batch 64 256 --vocab 128256 \
   --cases repetition_penalty watermark_hash watermark_hf no_repeat_ngram
 # End to end on the GPU: the tiny Llama of issue 4's benchmark moved to CUDA (per-step overhead, not

@@ -176,6 +176,32 @@ def split_count(rows: int, vocab: int, x: torch.Tensor, min_vocab: int = 0) -> i
     return max(1, min(vocab // MIN_SLICE, triton.cdiv(2 * sms, rows)))
 
 
+# Programs of the one-program-per-row kernels (None: by row_programs' rule). Tests set it to run
+# several rows per program; PYDECODE_TRITON_PROGRAMS (an integer, read per call) does the same for
+# benchmarks.
+PROGRAMS_OVERRIDE: int | None = None
+# Row programs resident per SM that the rule aims at; beyond PROGRAMS_PER_SM x SMs rows, programs
+# loop over rows instead of the grid growing. Unmeasured: chosen so that batches up to 256 on an
+# H100/H200 (132 SMs, 528 programs) launch one program per row as before.
+PROGRAMS_PER_SM = 4
+
+
+def row_programs(rows: int, x: torch.Tensor) -> int:
+    """Grid size of a one-program-per-row kernel over ``rows`` rows (>= 1): persistent programs
+    for large batches. Program p runs rows p, p + programs, ...; each row's result does not depend
+    on which program runs it."""
+    forced = PROGRAMS_OVERRIDE if PROGRAMS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_PROGRAMS")
+    if forced is not None:
+        if not str(forced).strip().isdigit() or int(forced) < 1:
+            raise ValueError(f"PYDECODE_TRITON_PROGRAMS must be a positive integer (programs per launch), "
+                             f"got {forced!r}")
+        return max(1, min(int(forced), rows))
+    if interpreting(x):
+        return max(1, rows)
+    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+    return max(1, min(rows, PROGRAMS_PER_SM * sms))
+
+
 def slices(vocab: int, splits: int) -> tuple[int, int]:
     """(slice length, slice count): equal slices, a multiple of 16 long, none empty."""
     slice_len = triton.cdiv(triton.cdiv(vocab, splits), 16) * 16

@@ -36,6 +36,7 @@ from ._common import (
     precise_log,
     precise_log_available,
     radix_digit,
+    row_programs,
     rows_2d,
     slices,
     split_count,
@@ -129,37 +130,38 @@ def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, w
         written_ties += tl.sum(tie.to(tl.int32), axis=0)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "k_row"])
+@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row"])
 def _beam_row_topk_kernel(
-    x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
+    x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
     LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    row_ptr = x_ptr + row * stride
-    bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
+    for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
+        row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
+        row_ptr = x_ptr + row * stride
+        bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
 
-    m = tl.full((), float("-inf"), tl.float32)
-    log_z = tl.full((), 0.0, tl.float32)
-    bad = tl.full((), 0, tl.int1)
-    if LOG_SOFTMAX:
-        m, n_nan = _row_stats(row_ptr, 0, vocab, BLOCK)
-        log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
-        # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
-        bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+        m = tl.full((), float("-inf"), tl.float32)
+        log_z = tl.full((), 0.0, tl.float32)
+        bad = tl.full((), 0, tl.int1)
+        if LOG_SOFTMAX:
+            m, n_nan = _row_stats(row_ptr, 0, vocab, BLOCK)
+            log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
+            # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
+            bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
 
-    # radix select of the k_row-th largest score key (NaN ranks highest)
-    bins = tl.arange(0, 512)
-    prefix = tl.full((), 0, tl.int64)
-    remaining = tl.full((), 0, tl.int32) + k_row
-    for p in tl.static_range(4):
-        hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
-        prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
-    kth = (prefix - 2147483648).to(tl.int32)
-    # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
-    # fill the first k_row - remaining slots.
-    zero = tl.full((), 0, tl.int32)
-    _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
-               out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+        # radix select of the k_row-th largest score key (NaN ranks highest)
+        bins = tl.arange(0, 512)
+        prefix = tl.full((), 0, tl.int64)
+        remaining = tl.full((), 0, tl.int32) + k_row
+        for p in tl.static_range(4):
+            hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
+            prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
+        kth = (prefix - 2147483648).to(tl.int32)
+        # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
+        # fill the first k_row - remaining slots.
+        zero = tl.full((), 0, tl.int32)
+        _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
+                   out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "k_row", "splits", "slice_len"])
@@ -261,8 +263,8 @@ def beam_topk_triton(
             )
     elif rows:
         block = block_for(vocab, interpret=interpreting(x))
-        _beam_row_topk_kernel[(rows,)](
-            x, x.stride(0), vocab, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
+        _beam_row_topk_kernel[(row_programs(rows, x),)](
+            x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
             LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block,
             num_warps=8 if block >= 1024 else 4,
         )

@@ -56,6 +56,7 @@ from ._common import (
     precise_log,
     precise_log_available,
     radix_digit,
+    row_programs,
     rows_2d,
     slices,
     split_count,
@@ -297,10 +298,10 @@ def _split_pass_kernel(
                               tl.minimum(min_keep, vocab).to(tl.int32), PASS, TRANSFORM, PRECISE, BLOCK)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "filter_value", "use_top_k", "use_top_p", "use_min_p",
-                             "splits"])
+@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
+                             "use_min_p", "splits"])
 def _filter_chain_kernel(
-    x_ptr, stride, vocab,
+    x_ptr, stride, vocab, n_rows,
     temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, min_keep,
     seed_ptr, offset_ptr,
     tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
@@ -312,255 +313,258 @@ def _filter_chain_kernel(
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
     SPLIT: tl.constexpr,
 ):
-    row = tl.program_id(0).to(tl.int64)
-    row_ptr = x_ptr + row * stride
-    neg_inf = float("-inf")
+    # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
+    # while the batch is small enough).
+    for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):
+        row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
+        row_ptr = x_ptr + row * stride
+        neg_inf = float("-inf")
 
-    scale = _row_scale(temp_ptr, row, TRANSFORM)
+        scale = _row_scale(temp_ptr, row, TRANSFORM)
 
-    # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
-    if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
-        m, n_nan = _split_stats(parts_ptr, row, splits)
-        hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
-    else:
-        m, n_nan, hist0 = _stats_range(row_ptr, 0, vocab, scale, TRANSFORM, PRECISE, BLOCK)
-    # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
-    bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
+        # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
+        if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
+            m, n_nan = _split_stats(parts_ptr, row, splits)
+            hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
+        else:
+            m, n_nan, hist0 = _stats_range(row_ptr, 0, vocab, scale, TRANSFORM, PRECISE, BLOCK)
+        # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
+        bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
 
-    # ---- top-k: entries below the k-th largest value are removed (ties kept)
-    kth = tl.full((), neg_inf, tl.float32)
-    n_ge = tl.full((), 2147483647, tl.int32)
-    if use_top_k != 0:
-        k = tl.load(top_k_ptr + row)
-        k_eff = tl.maximum(k, min_keep)
-        if (k > 0) & (k_eff < vocab):
-            if SPLIT:  # the last digit, from the slices' histograms (radix passes in _split_pass_kernel)
-                kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
+        # ---- top-k: entries below the k-th largest value are removed (ties kept)
+        kth = tl.full((), neg_inf, tl.float32)
+        n_ge = tl.full((), 2147483647, tl.int32)
+        if use_top_k != 0:
+            k = tl.load(top_k_ptr + row)
+            k_eff = tl.maximum(k, min_keep)
+            if (k > 0) & (k_eff < vocab):
+                if SPLIT:  # the last digit, from the slices' histograms (radix passes in _split_pass_kernel)
+                    kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
+                else:
+                    kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
+                kth = key_value(kth_key)
+
+        # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
+        keep_floor = m
+        if MIN_KEEP_GT1:
+            if SPLIT:
+                floor_key, n_floor = _split_kth(kparts_ptr, state_ptr + row * 16 + 8, row, splits,
+                                                tl.minimum(min_keep, vocab))
             else:
-                kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
-            kth = key_value(kth_key)
+                floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64),
+                                                   hist0, TRANSFORM, PRECISE, BLOCK)
+            keep_floor = key_value(floor_key)
 
-    # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
-    keep_floor = m
-    if MIN_KEEP_GT1:
-        if SPLIT:
-            floor_key, n_floor = _split_kth(kparts_ptr, state_ptr + row * 16 + 8, row, splits,
-                                            tl.minimum(min_keep, vocab))
+        topp_on = tl.full((), 0, tl.int1)
+        minp_on = tl.full((), 0, tl.int1)
+        threshold = tl.full((), 0.0, tl.float32)
+        min_p32 = tl.full((), 0.0, tl.float32)
+        if use_top_p != 0:
+            p = tl.load(top_p_ptr + row)
+            topp_on = (p < 1.0) & (~bad)
+            threshold = (1.0 - p).to(tl.float32)
+        if use_min_p != 0:
+            min_p = tl.load(min_p_ptr + row)
+            minp_on = (min_p > 0.0) & (~bad)
+            min_p32 = min_p.to(tl.float32)
+
+        best = tl.full((), neg_inf, tl.float32)
+        best_idx = tl.full((), 0, tl.int64)
+        z_final = tl.full((), 0.0, tl.float32)
+        seed = tl.full((), 0, tl.int64)
+        off_lo = tl.full((), 0, tl.uint32)
+        off_hi = tl.full((), 0, tl.uint32)
+        if WANT_TOKENS:
+            seed = tl.load(seed_ptr + row)
+            offset = tl.load(offset_ptr + row)
+            off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
+            off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
+
+        # ---- candidate path: after top-k, at most CAP entries (k plus ties) can survive. They are
+        # copied once to a per-row buffer and top-p, min-p and the sample run on that tile, instead of
+        # ~8 more passes over the row. Only when no full row is written (the decode-loop case).
+        use_tile = tl.full((), 0, tl.int1)
+        if TILE:
+            use_tile = (n_ge <= CAP) & (kth == kth)
+        if use_tile:
+            written = tl.full((), 0, tl.int32)
+            if SPLIT:
+                # the slices copied their candidates (PASS 4); concatenated in slice order they are the
+                # row-order tile below, so every sum over it rounds as on the one-program path
+                offs_c = tl.arange(0, CAP)
+                for s in range(0, splits):
+                    part = (row * splits + s) * CAP
+                    n = tl.load(part_n_ptr + row * splits + s)
+                    ok = offs_c < n
+                    ok &= written + offs_c < CAP  # n <= n_ge <= CAP: never false, a guard for the writes
+                    tl.store(cand_x_ptr + row * CAP + written + offs_c,
+                             tl.load(part_x_ptr + part + offs_c, mask=ok, other=neg_inf), mask=ok)
+                    tl.store(cand_i_ptr + row * CAP + written + offs_c,
+                             tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
+                    written += n
+            else:
+                written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
+                                           cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
+            tl.debug_barrier()  # the tile is read back by other threads of this program
+            offs = tl.arange(0, CAP)
+            valid = offs < written
+            xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=neg_inf)
+            ids = tl.load(cand_i_ptr + row * CAP + offs, mask=valid, other=0)
+            w = tl.where(valid, tl.exp(xs - m), 0.0)
+            keys = float_key(xs)
+            protected = xs >= keep_floor
+            removed = ~valid
+            z_kept = tl.sum(w, axis=0)
+            if topp_on:
+                target = threshold * z_kept
+                cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
+                if z_kept > target:
+                    cut, tile_mass = _refine_cut(keys, w, tl.full((), _BELOW_KEYS, tl.int64), float_key(m).to(tl.int64),
+                                         tl.full((), 0.0, tl.float32), target, NP)
+                removed |= (keys <= cut) & (~protected)
+                z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
+            if minp_on:
+                min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
+                removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
+            cand = (~removed) & (xs > neg_inf)
+            best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
+            if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
+                z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
         else:
-            floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64), hist0,
-                                               TRANSFORM, PRECISE, BLOCK)
-        keep_floor = key_value(floor_key)
+            # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has
+            z = tl.full((), 1.0, tl.float32)
+            n_kept = tl.full((), 0, tl.int32)
+            if topp_on | minp_on:
+                z = tl.full((), 0.0, tl.float32)
+                for start in range(0, vocab, BLOCK):
+                    cols = start + tl.arange(0, BLOCK)
+                    mask = cols < vocab
+                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                    kept = mask & (x >= kth)
+                    z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
+                    n_kept += tl.sum(kept.to(tl.int32), axis=0)
 
-    topp_on = tl.full((), 0, tl.int1)
-    minp_on = tl.full((), 0, tl.int1)
-    threshold = tl.full((), 0.0, tl.float32)
-    min_p32 = tl.full((), 0.0, tl.float32)
-    if use_top_p != 0:
-        p = tl.load(top_p_ptr + row)
-        topp_on = (p < 1.0) & (~bad)
-        threshold = (1.0 - p).to(tl.float32)
-    if use_min_p != 0:
-        min_p = tl.load(min_p_ptr + row)
-        minp_on = (min_p > 0.0) & (~bad)
-        min_p32 = min_p.to(tl.float32)
+            # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
+            # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
+            # most CAP entries lie strictly between; those are copied to a tile and the exact key is
+            # found there. lo starts where all V entries below it weigh less than the target (with a 5%
+            # margin for the float sums; a start that is not feasible after all falls back to m - 200,
+            # below which every weight is exactly 0).
+            cut = tl.full((), _BELOW_KEYS, tl.int32)  # below every key: nothing removed
+            z_kept = z
+            if topp_on:
+                target = threshold * z
+                if z <= target:
+                    cut = float_key(m)  # top_p 0: everything is at or below the threshold; the kept floor survives
+                    z_kept = tl.full((), 0.0, tl.float32)
+                else:
+                    floor_v = m - 200.0
+                    hi_v = m
+                    lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
+                    lo_mass = tl.full((), 0.0, tl.float32)
+                    lo_cnt = tl.full((), 0, tl.int32)
+                    hi_cnt = n_kept
+                    fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0 is lo itself
+                    searching = tl.full((), 1, tl.int1)
+                    while searching:
+                        pivots = lo_v + (hi_v - lo_v) * fractions
+                        acc = tl.zeros([NP], dtype=tl.float32)
+                        cnt = tl.zeros([NP], dtype=tl.int32)
+                        for start in range(0, vocab, BLOCK_P):
+                            cols = start + tl.arange(0, BLOCK_P)
+                            mask = cols < vocab
+                            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                            kept = mask & (x >= kth)
+                            # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites
+                            # `x - m` to use the 2-D layout of x built for `le` below it ("operand does
+                            # not dominate this use"); triton 3.9 compiles either order.
+                            le = kept[:, None] & (x[:, None] <= pivots[None, :])
+                            w = tl.where(kept, tl.exp(x - m), 0.0)
+                            acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
+                            cnt += tl.sum(le.to(tl.int32), axis=0)
+                        feasible = acc <= target
+                        any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
+                        new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
+                        new_lo_mass = tl.max(tl.where(feasible, acc, 0.0), axis=0)
+                        new_lo_cnt = tl.max(tl.where(feasible, cnt, 0), axis=0)
+                        new_hi = tl.min(tl.where(feasible, hi_v, pivots), axis=0)
+                        new_hi_cnt = tl.min(tl.where(feasible, hi_cnt, cnt), axis=0)
+                        # no pivot strictly inside (lo, hi): they are adjacent floats, nothing lies between
+                        progress = (new_lo != lo_v) | (new_hi != hi_v)
+                        lo_v = new_lo
+                        hi_v = new_hi
+                        lo_mass = new_lo_mass
+                        lo_cnt = new_lo_cnt
+                        hi_cnt = new_hi_cnt
+                        searching = progress & (hi_cnt - lo_cnt > CAP)
+                    # the entries strictly between lo and hi (at most CAP) go to the tile
+                    written = tl.full((), 0, tl.int32)
+                    for start in range(0, vocab, BLOCK):
+                        cols = start + tl.arange(0, BLOCK)
+                        mask = cols < vocab
+                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                        sel = mask & (x >= kth) & (x > lo_v) & (x < hi_v)
+                        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+                        tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel & (pos < CAP))
+                        written += tl.sum(sel.to(tl.int32), axis=0)
+                    tl.debug_barrier()  # the tile is read back by other threads of this program
+                    offs = tl.arange(0, CAP)
+                    valid = offs < written
+                    xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=float("-inf"))
+                    ws = tl.where(valid, tl.exp(xs - m), 0.0)
+                    cut, lo_mass = _refine_cut(float_key(xs), ws, float_key(lo_v).to(tl.int64),
+                                               float_key(hi_v).to(tl.int64), lo_mass, target, NP)
+                    z_kept = z - lo_mass
+                if minp_on:
+                    # min-p normalises by the softmax of the top-p filtered row: its own sum, so that the
+                    # fused chain and the standalone masks applied one after another decide alike.
+                    z_kept = tl.full((), 0.0, tl.float32)
+                    for start in range(0, vocab, BLOCK):
+                        cols = start + tl.arange(0, BLOCK)
+                        mask = cols < vocab
+                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+                        kept = mask & (x >= kth) & ((float_key(x) > cut) | (x >= keep_floor))
+                        z_kept += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
 
-    best = tl.full((), neg_inf, tl.float32)
-    best_idx = tl.full((), 0, tl.int64)
-    z_final = tl.full((), 0.0, tl.float32)
-    seed = tl.full((), 0, tl.int64)
-    off_lo = tl.full((), 0, tl.uint32)
-    off_hi = tl.full((), 0, tl.uint32)
-    if WANT_TOKENS:
-        seed = tl.load(seed_ptr + row)
-        offset = tl.load(offset_ptr + row)
-        off_lo = (offset & 0xFFFFFFFF).to(tl.uint32)
-        off_hi = ((offset >> 32) & 0xFFFFFFFF).to(tl.uint32)
+            min_p_cut = tl.full((), 0.0, tl.float32)
+            if minp_on:
+                min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
 
-    # ---- candidate path: after top-k, at most CAP entries (k plus ties) can survive. They are
-    # copied once to a per-row buffer and top-p, min-p and the sample run on that tile, instead of
-    # ~8 more passes over the row. Only when no full row is written (the decode-loop case).
-    use_tile = tl.full((), 0, tl.int1)
-    if TILE:
-        use_tile = (n_ge <= CAP) & (kth == kth)
-    if use_tile:
-        written = tl.full((), 0, tl.int32)
-        if SPLIT:
-            # the slices copied their candidates (PASS 4); concatenated in slice order they are the
-            # row-order tile below, so every sum over it rounds as on the one-program path
-            offs_c = tl.arange(0, CAP)
-            for s in range(0, splits):
-                part = (row * splits + s) * CAP
-                n = tl.load(part_n_ptr + row * splits + s)
-                ok = offs_c < n
-                ok &= written + offs_c < CAP  # n <= n_ge <= CAP: never false, a guard for the writes
-                tl.store(cand_x_ptr + row * CAP + written + offs_c,
-                         tl.load(part_x_ptr + part + offs_c, mask=ok, other=neg_inf), mask=ok)
-                tl.store(cand_i_ptr + row * CAP + written + offs_c,
-                         tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
-                written += n
-        else:
-            written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                       TRANSFORM, PRECISE, BLOCK, CAP)
-        tl.debug_barrier()  # the tile is read back by other threads of this program
-        offs = tl.arange(0, CAP)
-        valid = offs < written
-        xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=neg_inf)
-        ids = tl.load(cand_i_ptr + row * CAP + offs, mask=valid, other=0)
-        w = tl.where(valid, tl.exp(xs - m), 0.0)
-        keys = float_key(xs)
-        protected = xs >= keep_floor
-        removed = ~valid
-        z_kept = tl.sum(w, axis=0)
-        if topp_on:
-            target = threshold * z_kept
-            cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
-            if z_kept > target:
-                cut, tile_mass = _refine_cut(keys, w, tl.full((), _BELOW_KEYS, tl.int64), float_key(m).to(tl.int64),
-                                     tl.full((), 0.0, tl.float32), target, NP)
-            removed |= (keys <= cut) & (~protected)
-            z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
-        if minp_on:
-            min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
-            removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
-        cand = (~removed) & (xs > neg_inf)
-        best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
-        if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
-            z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
-    else:
-        # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has
-        z = tl.full((), 1.0, tl.float32)
-        n_kept = tl.full((), 0, tl.int32)
-        if topp_on | minp_on:
-            z = tl.full((), 0.0, tl.float32)
+            # ---- final pass: write outputs, sample
             for start in range(0, vocab, BLOCK):
                 cols = start + tl.arange(0, BLOCK)
                 mask = cols < vocab
                 x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                kept = mask & (x >= kth)
-                z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
-                n_kept += tl.sum(kept.to(tl.int32), axis=0)
-
-        # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
-        # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
-        # most CAP entries lie strictly between; those are copied to a tile and the exact key is
-        # found there. lo starts where all V entries below it weigh less than the target (with a 5%
-        # margin for the float sums; a start that is not feasible after all falls back to m - 200,
-        # below which every weight is exactly 0).
-        cut = tl.full((), _BELOW_KEYS, tl.int32)  # below every key: nothing removed
-        z_kept = z
-        if topp_on:
-            target = threshold * z
-            if z <= target:
-                cut = float_key(m)  # top_p 0: everything is at or below the threshold; the kept floor survives
-                z_kept = tl.full((), 0.0, tl.float32)
-            else:
-                floor_v = m - 200.0
-                hi_v = m
-                lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
-                lo_mass = tl.full((), 0.0, tl.float32)
-                lo_cnt = tl.full((), 0, tl.int32)
-                hi_cnt = n_kept
-                fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0 is lo itself
-                searching = tl.full((), 1, tl.int1)
-                while searching:
-                    pivots = lo_v + (hi_v - lo_v) * fractions
-                    acc = tl.zeros([NP], dtype=tl.float32)
-                    cnt = tl.zeros([NP], dtype=tl.int32)
-                    for start in range(0, vocab, BLOCK_P):
-                        cols = start + tl.arange(0, BLOCK_P)
-                        mask = cols < vocab
-                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                        kept = mask & (x >= kth)
-                        # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites
-                        # `x - m` to use the 2-D layout of x built for `le` below it ("operand does
-                        # not dominate this use"); triton 3.9 compiles either order.
-                        le = kept[:, None] & (x[:, None] <= pivots[None, :])
-                        w = tl.where(kept, tl.exp(x - m), 0.0)
-                        acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
-                        cnt += tl.sum(le.to(tl.int32), axis=0)
-                    feasible = acc <= target
-                    any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
-                    new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
-                    new_lo_mass = tl.max(tl.where(feasible, acc, 0.0), axis=0)
-                    new_lo_cnt = tl.max(tl.where(feasible, cnt, 0), axis=0)
-                    new_hi = tl.min(tl.where(feasible, hi_v, pivots), axis=0)
-                    new_hi_cnt = tl.min(tl.where(feasible, hi_cnt, cnt), axis=0)
-                    # no pivot strictly inside (lo, hi): they are adjacent floats, nothing lies between
-                    progress = (new_lo != lo_v) | (new_hi != hi_v)
-                    lo_v = new_lo
-                    hi_v = new_hi
-                    lo_mass = new_lo_mass
-                    lo_cnt = new_lo_cnt
-                    hi_cnt = new_hi_cnt
-                    searching = progress & (hi_cnt - lo_cnt > CAP)
-                # the entries strictly between lo and hi (at most CAP) go to the tile
-                written = tl.full((), 0, tl.int32)
-                for start in range(0, vocab, BLOCK):
-                    cols = start + tl.arange(0, BLOCK)
-                    mask = cols < vocab
-                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    sel = mask & (x >= kth) & (x > lo_v) & (x < hi_v)
-                    pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-                    tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel & (pos < CAP))
-                    written += tl.sum(sel.to(tl.int32), axis=0)
-                tl.debug_barrier()  # the tile is read back by other threads of this program
-                offs = tl.arange(0, CAP)
-                valid = offs < written
-                xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=float("-inf"))
-                ws = tl.where(valid, tl.exp(xs - m), 0.0)
-                cut, lo_mass = _refine_cut(float_key(xs), ws, float_key(lo_v).to(tl.int64),
-                                           float_key(hi_v).to(tl.int64), lo_mass, target, NP)
-                z_kept = z - lo_mass
-            if minp_on:
-                # min-p normalises by the softmax of the top-p filtered row: its own sum, so that the
-                # fused chain and the standalone masks applied one after another decide alike.
-                z_kept = tl.full((), 0.0, tl.float32)
-                for start in range(0, vocab, BLOCK):
-                    cols = start + tl.arange(0, BLOCK)
-                    mask = cols < vocab
-                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    kept = mask & (x >= kth) & ((float_key(x) > cut) | (x >= keep_floor))
-                    z_kept += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
-
-        min_p_cut = tl.full((), 0.0, tl.float32)
-        if minp_on:
-            min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
-
-        # ---- final pass: write outputs, sample
-        for start in range(0, vocab, BLOCK):
-            cols = start + tl.arange(0, BLOCK)
-            mask = cols < vocab
-            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-            removed = x < kth
-            protected = x >= keep_floor
-            if topp_on:
-                removed |= (float_key(x) <= cut) & (~protected)
-            if minp_on:
-                prob = tl.math.div_rn(tl.exp(x - m), z_kept)
-                removed |= (prob < min_p_cut) & (~protected)
-            if WRITE_FILTERED:
-                tl.store(rows_ptr + row * vocab + cols, tl.where(removed, filter_value, x), mask=mask)
-            if WRITE_KEPT_INPUT:
-                raw = tl.load(row_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-                tl.store(rows_ptr + row * vocab + cols, tl.where(removed, 0.0, raw), mask=mask)
-            if WANT_TOKENS:
-                cand = mask & (~removed) & (x > neg_inf)
-                xc = tl.where(cand, x, neg_inf)
-                if WANT_LOGPROBS:
-                    z_final += tl.sum(tl.where(cand, precise_exp(xc - m, PRECISE), 0.0), axis=0)
-                # a block whose best entry plus the largest noise cannot beat the best skips Philox
-                if tl.max(xc, axis=0) + 17.0 > best:
-                    block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
-                    if block_best > best:
-                        best = block_best
-                        best_idx = block_idx
-    if WANT_TOKENS:
-        tl.store(tokens_ptr + row, best_idx)
-        if WANT_LOGPROBS:
-            x_tok = load_row(row_ptr, best_idx, True, scale, TRANSFORM, PRECISE)
-            lp = (x_tok - m) - precise_log(z_final, PRECISE)
-            lp = tl.where(best == neg_inf, neg_inf, lp)
-            tl.store(logprobs_ptr + row, lp)
+                removed = x < kth
+                protected = x >= keep_floor
+                if topp_on:
+                    removed |= (float_key(x) <= cut) & (~protected)
+                if minp_on:
+                    prob = tl.math.div_rn(tl.exp(x - m), z_kept)
+                    removed |= (prob < min_p_cut) & (~protected)
+                if WRITE_FILTERED:
+                    tl.store(rows_ptr + row * vocab + cols, tl.where(removed, filter_value, x), mask=mask)
+                if WRITE_KEPT_INPUT:
+                    raw = tl.load(row_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+                    tl.store(rows_ptr + row * vocab + cols, tl.where(removed, 0.0, raw), mask=mask)
+                if WANT_TOKENS:
+                    cand = mask & (~removed) & (x > neg_inf)
+                    xc = tl.where(cand, x, neg_inf)
+                    if WANT_LOGPROBS:
+                        z_final += tl.sum(tl.where(cand, precise_exp(xc - m, PRECISE), 0.0), axis=0)
+                    # a block whose best entry plus the largest noise cannot beat the best skips Philox
+                    if tl.max(xc, axis=0) + 17.0 > best:
+                        block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
+                        if block_best > best:
+                            best = block_best
+                            best_idx = block_idx
+        if WANT_TOKENS:
+            tl.store(tokens_ptr + row, best_idx)
+            if WANT_LOGPROBS:
+                x_tok = load_row(row_ptr, best_idx, True, scale, TRANSFORM, PRECISE)
+                lp = (x_tok - m) - precise_log(z_final, PRECISE)
+                lp = tl.where(best == neg_inf, neg_inf, lp)
+                tl.store(logprobs_ptr + row, lp)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab"])
@@ -588,11 +592,12 @@ def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
     return best, best_idx
 
 
-@triton.jit(do_not_specialize=["stride", "vocab"])
-def _greedy_kernel(x_ptr, stride, vocab, out_ptr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    _, best_idx = _argmax_range(x_ptr + row * stride, 0, vocab, BLOCK)
-    tl.store(out_ptr + row, best_idx)
+@triton.jit(do_not_specialize=["stride", "vocab", "n_rows"])
+def _greedy_kernel(x_ptr, stride, vocab, n_rows, out_ptr, BLOCK: tl.constexpr):
+    for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
+        row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
+        _, best_idx = _argmax_range(x_ptr + row * stride, 0, vocab, BLOCK)
+        tl.store(out_ptr + row, best_idx)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "slice_len"])
@@ -680,8 +685,8 @@ def _chain(
                 PASS=p, TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP,
                 MIN_KEEP_GT1=min_keep > 1, num_warps=8 if sblock >= 1024 else 4,
             )
-    _filter_chain_kernel[(batch,)](
-        x, x.stride(0), vocab,
+    _filter_chain_kernel[(row_programs(batch, x),)](
+        x, x.stride(0), vocab, batch,
         dummy if temperature is None else temperature.contiguous(),
         dummy if top_k is None else top_k.contiguous(),
         dummy if top_p is None else top_p.contiguous(),
@@ -781,7 +786,8 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
         _greedy_merge_kernel[(batch,)](best, idx, out, splits, SPLITS_P2=max(16, triton.next_power_of_2(splits)))
         return out
     block = block_for(vocab, 4096, interpreting(x))
-    _greedy_kernel[(batch,)](x, x.stride(0), vocab, out, BLOCK=block, num_warps=8 if block >= 2048 else 4)
+    _greedy_kernel[(row_programs(batch, x),)](x, x.stride(0), vocab, batch, out, BLOCK=block,
+                                              num_warps=8 if block >= 2048 else 4)
     return out
 
 

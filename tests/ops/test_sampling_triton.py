@@ -14,6 +14,7 @@ import torch
 
 from pydecode import _ext
 from pydecode.ops import _registry
+from pydecode.ops import beam as B
 from pydecode.ops import sampling as S
 from pydecode.triton_kernels import _common
 from pydecode.triton_kernels import sampling as triton_sampling
@@ -311,6 +312,40 @@ def test_split_count_per_op_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _common.split_count(4, 128256, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 15
     monkeypatch.setattr(_common, "SPLITS_OVERRIDE", 7)
     assert _common.split_count(1, 128256, x, min_vocab=_common.NEVER) == 7
+
+
+@interpreted
+def test_persistent_programs_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """3 programs looping over 7 rows (row_programs' persistent launch) against one program per
+    row: the chain on its tile path (top-k) and its row path (top-p, written rows), greedy, beam."""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(7, 3000, generator=g) * 3
+    x[2, ::5] = NEG_INF
+    seed, offset = seeds(7, x.device)
+    calls = {
+        "tile": lambda: S.filter_and_sample(x, temperature=0.7, top_k=40, top_p=0.9, seed=seed, offset=offset,
+                                            return_logprobs=True, backend="triton"),
+        "row": lambda: S.filter_and_sample(x, top_p=0.8, min_p=0.02, seed=seed, offset=offset,
+                                           return_logprobs=True, return_filtered=True, backend="triton"),
+        "greedy": lambda: S.greedy(x, backend="triton"),
+        "beam": lambda: B.beam_topk(x[:6], torch.zeros(6), 3, 4, apply_log_softmax=True, backend="triton"),
+    }
+    for name, call in calls.items():
+        monkeypatch.setattr(_common, "PROGRAMS_OVERRIDE", None)
+        want = call()
+        monkeypatch.setattr(_common, "PROGRAMS_OVERRIDE", 3)
+        got = call()
+        for g_, w in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            if w is not None:
+                assert_same(g_, w, what=f"3 persistent programs vs one per row: {name}")
+
+
+@interpreted
+@pytest.mark.parametrize("value", ["0", "-1", "many"])
+def test_bad_programs_setting(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PYDECODE_TRITON_PROGRAMS", value)
+    with pytest.raises(ValueError, match="PYDECODE_TRITON_PROGRAMS must be a positive integer"):
+        S.greedy(torch.randn(2, 50), backend="triton")
 
 
 @interpreted
