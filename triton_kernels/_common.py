@@ -153,6 +153,16 @@ NEVER = 1 << 62
 BEAM_SPLIT_MIN_VOCAB = 65536
 
 
+def _forced_count(override: int | None, env: str, meaning: str) -> int | None:
+    """A count forced by a test (``override``) or the environment variable ``env``; None if neither."""
+    forced = override if override is not None else os.environ.get(env)
+    if forced is None:
+        return None
+    if not str(forced).strip().isdigit() or int(forced) < 1:
+        raise ValueError(f"{env} must be a positive integer ({meaning}), got {forced!r}")
+    return int(forced)
+
+
 @functools.cache
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -163,11 +173,9 @@ def split_count(rows: int, vocab: int, x: torch.Tensor, min_vocab: int = 0) -> i
     ``min_vocab`` entries: an op's own measured threshold); then enough slices (of at least
     MIN_SLICE entries) that rows * splits reaches ~2x the SM count. A forced count
     (SPLITS_OVERRIDE, PYDECODE_TRITON_SPLITS) applies to every op."""
-    forced = SPLITS_OVERRIDE if SPLITS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_SPLITS")
+    forced = _forced_count(SPLITS_OVERRIDE, "PYDECODE_TRITON_SPLITS", "1: never split")
     if forced is not None:
-        if not str(forced).strip().isdigit() or int(forced) < 1:
-            raise ValueError(f"PYDECODE_TRITON_SPLITS must be a positive integer (1: never split), got {forced!r}")
-        return min(int(forced), vocab)
+        return min(forced, vocab)
     if interpreting(x):
         return 1
     sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
@@ -190,12 +198,9 @@ def row_programs(rows: int, x: torch.Tensor) -> int:
     """Grid size of a one-program-per-row kernel over ``rows`` rows (>= 1): persistent programs
     for large batches. Program p runs rows p, p + programs, ...; each row's result does not depend
     on which program runs it."""
-    forced = PROGRAMS_OVERRIDE if PROGRAMS_OVERRIDE is not None else os.environ.get("PYDECODE_TRITON_PROGRAMS")
+    forced = _forced_count(PROGRAMS_OVERRIDE, "PYDECODE_TRITON_PROGRAMS", "programs per launch")
     if forced is not None:
-        if not str(forced).strip().isdigit() or int(forced) < 1:
-            raise ValueError(f"PYDECODE_TRITON_PROGRAMS must be a positive integer (programs per launch), "
-                             f"got {forced!r}")
-        return max(1, min(int(forced), rows))
+        return max(1, min(forced, rows))
     if interpreting(x):
         return max(1, rows)
     sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
