@@ -491,6 +491,14 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
   return n;
 }
 
+// The top-p limit on the mass strictly above a kept entry: transformers removes an entry when the
+// mass at or below it is <= float32(1 - top_p), i.e. keeps it while the mass above it is
+// < 1 - float32(1 - top_p) (masses here are unnormalised: times the kept set's total).
+__device__ __forceinline__ double top_p_limit(double top_p, unsigned long long total) {
+  const float threshold = static_cast<float>(1.0 - top_p);
+  return (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
+}
+
 // Top-k on any part: the cut keeping the `keep` largest and all their ties (kept_count: its size).
 template <class Part, class YFn>
 __device__ void top_k_cut(Part& part, const YFn& yof, uint32_t keep, Shared& sh, Cut* cut, uint32_t* kept_count) {
@@ -518,7 +526,6 @@ __device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const E
   const ChainSpec& s = *r.spec;
   const int row = r.row;
   if (s.top_p != nullptr && s.top_p[row] < 1.0 && r.softmax_ok) {
-    const float threshold = static_cast<float>(1.0 - s.top_p[row]);
     unsigned long long total = 0;
     const Cut c0 = cut;
     if (row_total != nullptr) {
@@ -531,7 +538,7 @@ __device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const E
       total = block_reduce(total, AddOp(), sh.u64);
       part.sync.add(total);
     }
-    const double limit = (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
+    const double limit = top_p_limit(s.top_p[row], total);
     uint32_t keep_count = 0, group = 0, ties = 0, key = 0;
     if (limit > 0.0) {
       unsigned long long mass_above;
@@ -738,9 +745,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
         unsigned long long listed = 0;
         cands.each([&](int, float x) { listed += efix(yof(x)); });
         listed = block_reduce(listed, AddOp(), sh.u64);
-        const float threshold = static_cast<float>(1.0 - s.top_p[row]);
-        const double limit = (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
-        if (static_cast<double>(listed) >= limit && ctx.mtk <= static_cast<uint32_t>(n)) {
+        if (static_cast<double>(listed) >= top_p_limit(s.top_p[row], total) && ctx.mtk <= static_cast<uint32_t>(n)) {
           cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), &total, sh);
           done = true;
         }
