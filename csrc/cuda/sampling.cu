@@ -455,12 +455,53 @@ struct RowCtx {
 // entry outside is below every entry inside) and min_tokens_to_keep fits; else the full-row path
 // runs. So do lists that would not fit (ties, a long flat row, k > kCandCap) and rows with NaN or
 // inf.
+// The top-p limit on the mass strictly above a kept entry: transformers removes an entry when the
+// mass at or below it is <= float32(1 - top_p), i.e. keeps it while the mass above it is
+// < 1 - float32(1 - top_p) (masses here are unnormalised: times the kept set's total).
+__device__ __forceinline__ double top_p_limit(double top_p, unsigned long long total) {
+  const float threshold = static_cast<float>(1.0 - top_p);
+  return (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
+}
+
+// Top-p's list need only reach the nucleus' boundary. Each bin's count and gap edges bound the
+// mass of the top bins: when even the upper bound falls short of the limit, the full-row path runs
+// without the copy read; else the list shrinks to the top bins whose lower bound reaches the limit
+// (holding at least min_tokens_to_keep). Margins cover expf's error and the fixed-point rounding.
+// The bounds only choose the list: the kernel then checks the list's exact mass. Thread 0 decides
+// from the merged histogram, so every block of a split row decides alike.
+__device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint32_t mtk) {
+  if (threadIdx.x == 0 && sh.bin >= 0 && bins.scale > 0.0f) {
+    const double width = 1.0 / static_cast<double>(bins.scale);  // of a bin, in y
+    double lower = 0.0, upper = 0.0;  // bounds on sum exp(y - ymax) over bins b..255
+    uint32_t count = 0;
+    int fit = -1;
+    uint32_t fit_count = 0;
+    for (int b = 255; b >= sh.bin; --b) {
+      const double c = static_cast<double>(sh.hist[b]);
+      upper += c * exp(-(255 - b) * width);
+      if (b > 0) lower += c * exp(-(256 - b) * width);  // bin 0 also holds the gaps past the range
+      count += sh.hist[b];
+      if (fit < 0 && count >= mtk && lower * 4294967296.0 * (1.0 - 1e-6) - count >= limit) {
+        fit = b;
+        fit_count = count;
+      }
+    }
+    if (upper * 4294967296.0 * (1.0 + 1e-6) + count < limit) {
+      sh.bin = -1;
+    } else if (fit >= 0) {
+      sh.bin = fit;
+      sh.bin_count = fit_count;
+    }
+  }
+  __syncthreads();
+}
+
 // Builds the row's candidate list in sh.cand (top-k: `keep` > 0; top-p: keep == 0, and *total
 // gets the mass of the whole row, exp(y - ymax) in 32.32 fixed point). Returns its length, or -1
-// when it would not fit (the full-row path runs).
+// when it would not fit or (top-p) cannot reach the limit: the full-row path runs.
 template <int D, bool S, class YFn, class EFn>
 __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const GapBins& bins,
-                                uint32_t keep, unsigned long long* total, Shared& sh) {
+                                uint32_t keep, double top_p, uint32_t mtk, unsigned long long* total, Shared& sh) {
   unsigned long long mass = 0;
   select_top_bins([&](auto&& f) { part.template each<kFastLoads>(f); }, yof,
                   [&](float y) {
@@ -471,6 +512,7 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
     mass = block_reduce(mass, AddOp(), sh.u64);
     part.sync.add(mass);
     *total = mass;
+    fit_nucleus(sh, bins, top_p_limit(top_p, mass), mtk);
   }
   const int low = sh.bin;
   const int n = static_cast<int>(sh.bin_count);
@@ -489,14 +531,6 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
   }
   __syncthreads();
   return n;
-}
-
-// The top-p limit on the mass strictly above a kept entry: transformers removes an entry when the
-// mass at or below it is <= float32(1 - top_p), i.e. keeps it while the mass above it is
-// < 1 - float32(1 - top_p) (masses here are unnormalised: times the kept set's total).
-__device__ __forceinline__ double top_p_limit(double top_p, unsigned long long total) {
-  const float threshold = static_cast<float>(1.0 - top_p);
-  return (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
 }
 
 // Top-k on any part: the cut keeping the `keep` largest and all their ties (kept_count: its size).
@@ -726,7 +760,8 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && range < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
     const GapBins bins = GapBins::over(ymax, key_to_float(kmin));
     unsigned long long total = 0;
-    const int n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), &total, sh);
+    const int n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0,
+                                   ctx.mtk, &total, sh);
     if (n >= 0) {
       uint32_t lo = 0xFFFFFFFFu;
       for (int i = threadIdx.x; i < n; i += blockDim.x) {
