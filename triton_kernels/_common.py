@@ -168,6 +168,11 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def _sm_count_of(x: torch.Tensor) -> int:
+    """SMs of the GPU holding ``x``."""
+    return _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+
+
 def split_count(rows: int, vocab: int, x: torch.Tensor, min_vocab: int = 0) -> int:
     """Programs per row: 1 unless the rows are too few to fill the GPU (and the rows have at least
     ``min_vocab`` entries: an op's own measured threshold); then enough slices (of at least
@@ -178,7 +183,7 @@ def split_count(rows: int, vocab: int, x: torch.Tensor, min_vocab: int = 0) -> i
         return min(forced, vocab)
     if interpreting(x):
         return 1
-    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
+    sms = _sm_count_of(x)
     if rows >= sms or vocab < min_vocab:
         return 1
     return max(1, min(vocab // MIN_SLICE, triton.cdiv(2 * sms, rows)))
@@ -203,8 +208,7 @@ def row_programs(rows: int, x: torch.Tensor) -> int:
         return max(1, min(forced, rows))
     if interpreting(x):
         return max(1, rows)
-    sms = _sm_count(x.device.index if x.device.index is not None else torch.cuda.current_device())
-    return max(1, min(rows, PROGRAMS_PER_SM * sms))
+    return max(1, min(rows, PROGRAMS_PER_SM * _sm_count_of(x)))
 
 
 def slices(vocab: int, splits: int) -> tuple[int, int]:

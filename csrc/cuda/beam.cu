@@ -70,8 +70,8 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   const int vocab = static_cast<int>(a.in.vocab);
   const void* src = row_ptr<D>(a.in, row);
   const bool select = a.row_k < vocab;
-  // Row statistics: the largest and smallest finite-or-not non-NaN value (log-softmax's max; the
-  // compact path's bins), whether a NaN is present.
+  // Row statistics: the largest non-NaN value (log-softmax's max), the smallest finite one (with
+  // the largest, the compact path's bin range), whether a NaN is present.
   float mx = -kInf, mn = kInf;
   uint32_t nan = 0;
   if (a.log_softmax || select) {
@@ -118,14 +118,7 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
         __syncthreads();
         append_entries<D>(src, vocab, 0, [&](float x) { return bins(score_of(x)) >= low; }, list, &fill, kCandCap);
         __syncthreads();
-        uint32_t lo = 0xFFFFFFFFu;
-        for_list(list, listed, [&](int, float x) {
-          const uint32_t key = key_of(x);
-          lo = key < lo ? key : lo;
-        });
-        lo = block_reduce(lo, MinOp(), uscratch);
-        const uint32_t hi = beam_key(smax);
-        keys = KeyRange{lo < hi ? lo : hi, hi};
+        keys = list_keys(list, listed, key_of, beam_key(smax), uscratch);
       }
     }
   }

@@ -209,7 +209,7 @@ __device__ __forceinline__ void select_bin(const uint32_t* hist, uint32_t remain
   *above_out = __shfl_sync(0xFFFFFFFFu, found_above, src);
 }
 
-// Shared state of radix_nth.
+// Shared state of radix_nth_each.
 struct RadixShared {
   uint32_t hist[256];
   int bin;
@@ -280,14 +280,6 @@ __device__ uint32_t radix_nth_each(const Each& each, uint32_t n, KeyFn keyfn, Ra
   return prefix;
 }
 
-// radix_nth_each over the row [0, vocab) at `row`, its entries numbered from `base`.
-template <int D, class KeyFn, class Merge = NoMerge>
-__device__ uint32_t radix_nth(const void* row, int vocab, uint32_t n, KeyFn keyfn, RadixShared& sh, uint32_t* above,
-                              uint32_t* ties, int base = 0, Merge merge = Merge()) {
-  return radix_nth_each([&](auto&& f) { for_row<D>(row, vocab, [&](int v, float x) { f(base + v, x); }); }, n,
-                        keyfn, sh, above, ties, merge);
-}
-
 // ------------------------------------------------------------------------- candidate lists
 // The compact paths of the sampling chain and of beam top-k only need a row's highest entries.
 // They histogram the gap smax - score(x) in 256 equal bins (GapBins), keep the entries of the top
@@ -309,6 +301,20 @@ __device__ __forceinline__ void for_list(const unsigned long long* list, int cou
     const unsigned long long c = list[i];
     f(static_cast<int>(c >> 32), __uint_as_float(static_cast<uint32_t>(c)));
   }
+}
+
+// The range of key_of over a list whose largest key is hi (radix_nth_each's `range`); scratch
+// holds >= 32 values.
+template <class KeyOf>
+__device__ KeyRange list_keys(const unsigned long long* list, int count, const KeyOf& key_of, uint32_t hi,
+                              uint32_t* scratch) {
+  uint32_t lo = 0xFFFFFFFFu;
+  for_list(list, count, [&](int, float x) {
+    const uint32_t key = key_of(x);
+    lo = key < lo ? key : lo;
+  });
+  lo = block_reduce(lo, MinOp(), scratch);
+  return KeyRange{lo < hi ? lo : hi, hi};
 }
 
 // bin(score) in [0, 255] (255: the largest scores), or -1 for -inf (never listed).

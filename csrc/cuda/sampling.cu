@@ -293,11 +293,12 @@ struct RowPart {
     for_row<D, kLoads>(data, len, [&](int i, float x) { f(b + i, x); });
   }
 
-  // radix_nth over the whole row.
+  // radix_nth_each over the whole row (range: bounds on the keys keyfn returns).
   template <class KeyFn>
   __device__ __forceinline__ uint32_t nth(uint32_t n, KeyFn keyfn, Shared& sh, uint32_t* above, uint32_t* ties,
-                                          KeyRange = KeyRange()) {
-    return radix_nth<D>(data, len, n, keyfn, sh, above, ties, begin, [this](uint32_t* h) { sync.hist(h); });
+                                          KeyRange range = KeyRange()) {
+    return radix_nth_each([this](auto&& f) { each(f); }, n, keyfn, sh, above, ties,
+                          [this](uint32_t* h) { sync.hist(h); }, range);
   }
 };
 
@@ -455,6 +456,7 @@ struct RowCtx {
 // entry outside is below every entry inside) and min_tokens_to_keep fits; else the full-row path
 // runs. So do lists that would not fit (ties, a long flat row, k > kCandCap) and rows with NaN or
 // inf.
+
 // The top-p limit on the mass strictly above a kept entry: transformers removes an entry when the
 // mass at or below it is <= float32(1 - top_p), i.e. keeps it while the mass above it is
 // < 1 - float32(1 - top_p) (masses here are unnormalised: times the kept set's total).
@@ -756,20 +758,15 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   Cut cut{0u, 0, INT_MAX};
   bool done = false;
   // The compact path (see above), for the rows where it can apply.
-  const float range = key_to_float(kmax) - key_to_float(kmin);
-  if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && range < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
-    const GapBins bins = GapBins::over(ymax, key_to_float(kmin));
+  const float ymin = key_to_float(kmin);  // NaN when nothing is finite
+  if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
+    const GapBins bins = GapBins::over(ymax, ymin);
     unsigned long long total = 0;
     const int n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0,
                                    ctx.mtk, &total, sh);
     if (n >= 0) {
-      uint32_t lo = 0xFFFFFFFFu;
-      for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        const uint32_t key = sort_key(yof(__uint_as_float(static_cast<uint32_t>(sh.cand[i]))));
-        lo = key < lo ? key : lo;
-      }
-      lo = block_reduce(lo, MinOp(), sh.u32);
-      CandPart cands{sh.cand, n, {}, KeyRange{lo < kmax ? lo : kmax, kmax}};
+      CandPart cands{sh.cand, n, {},
+                     list_keys(sh.cand, n, [&](float x) { return sort_key(yof(x)); }, kmax, sh.u32)};
       if (keep > 0) {
         uint32_t kept_count = static_cast<uint32_t>(vocab);
         top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
