@@ -82,6 +82,12 @@ step bench-ops-chain-unsplit 40 env PYDECODE_CUDA_CHAIN_SPLITS=1 "${bench_ops[@]
 step bench-ops-chain-full-row 40 env PYDECODE_CUDA_CHAIN_COMPACT=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_full_row.csv}" \
   --batch 1 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample temp_topp_sample
+# Triton's early tiles (the top-k select copies the candidates once they fit and finishes on them;
+# top-p without top-k finishes on the entries above the 513th largest when the nucleus lies there)
+# against PYDECODE_TRITON_EARLY_TILE=0: same tokens; compare with ops_cuda.csv.
+step bench-triton-early-off 40 env PYDECODE_TRITON_EARLY_TILE=0 "${bench_ops[@]/ops_cuda.csv/ops_triton_early_off.csv}" \
+  --batch 1 64 256 --vocab 128256 --backends triton --no-transformers --no-flashinfer \
+  --cases temp_topk_topp_sample temp_topp_sample beam_topk
 if command -v compute-sanitizer >/dev/null 2>&1; then
   # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
   # ("big" / "thorough" in the test id). racecheck is slower again (on the H200 it got through 3

@@ -11,6 +11,8 @@ import torch
 import triton
 import triton.language as tl
 
+from pydecode.ops._validate import env_switch
+
 try:  # libdevice's logf / expf are accurate to 1-2 ulp; the interpreter has no libdevice
     from triton.language.extra import libdevice as _libdevice
 except ImportError:  # pragma: no cover - very old triton
@@ -79,6 +81,16 @@ def load_row(row_ptr, cols, mask, scale, TRANSFORM: tl.constexpr, PRECISE: tl.co
         return x
 
 
+# PYDECODE_TRITON_EARLY_TILE=0 makes the radix selects of the sampling chain and beam top-k take
+# every digit from the row (no early tile: see sampling._radix_select): the same outputs, for the
+# benchmarks and tests that compare the two.
+EARLY_TILE_ENV = "PYDECODE_TRITON_EARLY_TILE"
+
+
+def early_tile() -> bool:
+    return env_switch(EARLY_TILE_ENV)
+
+
 def interpreting(t: torch.Tensor) -> bool:
     """True when kernels on ``t`` run under the Triton interpreter (CPU tensors)."""
     return t.device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
@@ -115,6 +127,36 @@ def radix_digit(hist, bins, prefix, remaining):
     remaining -= tl.sum(tl.where(bins > chosen, hist, 0), axis=0)
     at_digit = tl.sum(tl.where(bins == chosen, hist, 0), axis=0)
     return (prefix << 8) | chosen.to(tl.int64), remaining, at_digit
+
+
+@triton.jit
+def prefix_at_least(x, shift, prefix):
+    """Whether each value's unsigned key (float_key + 2^31), shifted right by ``shift``, is >= ``prefix``."""
+    return ((float_key(x).to(tl.int64) + 2147483648) >> shift) >= prefix
+
+
+@triton.jit
+def append_selected(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP: tl.constexpr):
+    """Store a block's ``sel`` entries (values and int32 columns, in order) after the ``written``
+    already in a CAP-entry buffer; returns the new count (callers ensure it stays <= CAP: the
+    writes past CAP are dropped)."""
+    pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+    ok = sel & (pos < CAP)
+    tl.store(dst_x_ptr + pos, values, mask=ok)
+    tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
+    return written + tl.sum(sel.to(tl.int32), axis=0)
+
+
+@triton.jit
+def tile_digit_hist(tile_ptr, listed, shift, prefix, CAP: tl.constexpr):
+    """A radix pass over a tile instead of a row: the histogram of the keys' 8-bit digit at
+    ``shift`` among the first ``listed`` float32 values whose higher digits are ``prefix``."""
+    offs = tl.arange(0, CAP)
+    valid = offs < listed
+    ukey = float_key(tl.load(tile_ptr + offs, mask=valid, other=0.0)).to(tl.int64) + 2147483648
+    digit = ((ukey >> shift) & 255).to(tl.int32)
+    match = valid & ((ukey >> (shift + 8)) == prefix)
+    return tl.histogram(tl.where(match, digit, 256), 512)
 
 
 # ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),

@@ -1,10 +1,13 @@
 """Triton backend of ``beam_topk`` (reference: ``pydecode.ops.beam.beam_topk_torch``).
 
 One program per beam row: the log-softmax statistics (max, sum of exponentials), the row's
-``min(k, vocab)``-th largest score key by radix select (4 histogram passes, no sort), then one
+``min(k, vocab)``-th largest score key by radix select (up to 4 histogram passes, no sort), then one
 pass that writes the row's top candidates in index order (all scores above the k-th, then the
-lowest-index ties). The merge of ``num_beams * k`` candidates per batch item is a torch top-k
-over the same unique 64-bit keys as the reference (score key, then lowest flat index), so the
+lowest-index ties). Early tile: once the scores at or above the select's chosen key prefix number
+at most 512, one pass copies them (with their columns) to a per-row tile and the later digits and
+the write run on it, so a usual row is read 2 times after the statistics instead of 5.
+The merge of ``num_beams * k`` candidates per batch item is a torch top-k over the same unique
+64-bit keys as the reference (score key, then lowest flat index), so the
 ranking and tie rule are the reference's. Scores are ``(x - max) - log(sum)`` + beam score,
 torch's log_softmax formula; the sum is taken in fixed point (``_row_mass``: exact, so independent
 of the order) rather than torch's float order, so scores can differ from the reference in the last
@@ -14,7 +17,8 @@ ex2 would move the sum by a few ulps).
 
 Small batches (rows too few to fill the GPU, triton_kernels/_common.py ``split_count``) spread each
 row over several programs, ``_beam_split_kernel``: the same passes over slices of the row, merged
-exactly (maximum, integer histograms and sums), so the output is the one-program kernel's, bit for bit.
+exactly (maximum, integer histograms and sums), so the output is the one-program kernel's, bit for bit;
+with the early tile each slice copies its share and the write pass merges the slices' tiles.
 """
 
 from __future__ import annotations
@@ -28,22 +32,29 @@ from pydecode.ops.beam import _LOW32, _MAX_FLAT, _score_key
 
 from ._common import (
     BEAM_SPLIT_MIN_VOCAB,
+    append_selected,
     block_for,
+    early_tile,
     float_key,
     interpreting,
     merged_digit,
     precise_exp,
     precise_log,
     precise_log_available,
+    prefix_at_least,
     radix_digit,
     row_programs,
     rows_2d,
     slices,
     split_count,
+    tile_digit_hist,
 )
 
 # Fixed-point unit of the log-softmax sum: 2^-40 (sums of up to 2^23 weights <= 1 fit in int64).
 _MASS_ONE = tl.constexpr(1099511627776.0)
+# Entries of a row's early tile (_beam_row_topk_kernel): rows whose k_row-th score lies among at
+# most this many candidates finish the select and the write on it.
+_TILE = 512
 
 
 @triton.jit
@@ -106,6 +117,24 @@ def _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, shift, prefix, LOG_SOFTMA
 
 
 @triton.jit
+def _write_block(s, cols, mask, kth, n_above, remaining, written_above, written_ties, out_scores_ptr, out_tokens_ptr,
+                 out_base):
+    """_write_top's step over one block of scores ``s`` at columns ``cols`` (ascending); returns
+    the updated (written_above, written_ties)."""
+    key = float_key(s)
+    above = mask & (key > kth)
+    tie = mask & (key == kth)
+    pos_above = written_above + tl.cumsum(above.to(tl.int32), axis=0) - 1
+    pos_tie = written_ties + tl.cumsum(tie.to(tl.int32), axis=0) - 1
+    take_tie = tie & (pos_tie < remaining)
+    slot = tl.where(above, pos_above, n_above + pos_tie)
+    keep = above | take_tie
+    tl.store(out_scores_ptr + out_base + slot, s, mask=keep)
+    tl.store(out_tokens_ptr + out_base + slot, cols.to(tl.int64), mask=keep)
+    return written_above + tl.sum(above.to(tl.int32), axis=0), written_ties + tl.sum(tie.to(tl.int32), axis=0)
+
+
+@triton.jit
 def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, written_above, written_ties,
                out_scores_ptr, out_tokens_ptr, out_base, LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr):
     """Write the candidates of [lo, hi): scores above the k-th key at slots ``written_above`` on
@@ -115,25 +144,31 @@ def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, w
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
+        written_above, written_ties = _write_block(_scores(x, m, log_z, bonus, bad, LOG_SOFTMAX), cols, mask, kth,
+                                                   n_above, remaining, written_above, written_ties, out_scores_ptr,
+                                                   out_tokens_ptr, out_base)
+
+
+@triton.jit
+def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s_ptr, dst_i_ptr,
+                     LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+    """Copy the scores of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
+    ``prefix`` (with their columns, in column order) to a CAP-entry tile; returns how many
+    (callers ensure <= CAP)."""
+    written = tl.full((), 0, tl.int32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
         s = _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX)
-        key = float_key(s)
-        above = mask & (key > kth)
-        tie = mask & (key == kth)
-        pos_above = written_above + tl.cumsum(above.to(tl.int32), axis=0) - 1
-        pos_tie = written_ties + tl.cumsum(tie.to(tl.int32), axis=0) - 1
-        take_tie = tie & (pos_tie < remaining)
-        slot = tl.where(above, pos_above, n_above + pos_tie)
-        keep = above | take_tie
-        tl.store(out_scores_ptr + out_base + slot, s, mask=keep)
-        tl.store(out_tokens_ptr + out_base + slot, cols.to(tl.int64), mask=keep)
-        written_above += tl.sum(above.to(tl.int32), axis=0)
-        written_ties += tl.sum(tie.to(tl.int32), axis=0)
+        written = append_selected(s, cols, mask & prefix_at_least(s, shift, prefix), written, dst_s_ptr, dst_i_ptr, CAP)
+    return tl.minimum(written, CAP)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row"])
 def _beam_row_topk_kernel(
-    x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
-    LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr, tile_s_ptr, tile_i_ptr,
+    LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr,
 ):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
@@ -149,26 +184,49 @@ def _beam_row_topk_kernel(
             # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
             bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
 
-        # radix select of the k_row-th largest score key (NaN ranks highest)
+        # radix select of the k_row-th largest score key (NaN ranks highest). With EARLY, once the
+        # scores whose key prefix is >= the chosen one fit the row's tile, one pass copies them
+        # (with their columns, in column order) and the later digits and the write read the tile:
+        # the same digits and writes, in 2 reads of the row after the statistics instead of 5.
         bins = tl.arange(0, 512)
         prefix = tl.full((), 0, tl.int64)
         remaining = tl.full((), 0, tl.int32) + k_row
+        at_digit = tl.full((), 0, tl.int32)
+        listed = tl.full((), 0, tl.int32)
+        tile_s = tile_s_ptr + row * CAP
+        tile_i = tile_i_ptr + row * CAP
         for p in tl.static_range(4):
-            hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
-            prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
+            if EARLY and p > 0:
+                if (listed == 0) & (k_row - remaining + at_digit <= CAP):
+                    listed = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 32 - 8 * p, tile_s,
+                                              tile_i, LOG_SOFTMAX, BLOCK, CAP)
+                    tl.debug_barrier()  # the tile is read back by other threads of this program
+            if listed > 0:
+                hist = tile_digit_hist(tile_s, listed, 24 - 8 * p, prefix, CAP)
+            else:
+                hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
+            prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
         kth = (prefix - 2147483648).to(tl.int32)
         # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
         # fill the first k_row - remaining slots.
         zero = tl.full((), 0, tl.int32)
-        _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
-                   out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+        if listed > 0:
+            offs = tl.arange(0, CAP)
+            valid = offs < listed
+            _write_block(tl.load(tile_s + offs, mask=valid, other=float("-inf")),
+                         tl.load(tile_i + offs, mask=valid, other=0), valid, kth, k_row - remaining, remaining, zero,
+                         zero, out_scores_ptr, out_tokens_ptr, row * k_row)
+        else:
+            _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
+                       out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "k_row", "splits", "slice_len"])
 def _beam_split_kernel(
     x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
-    parts_ptr, aux_ptr, state_ptr, splits, slice_len,
-    PASS: tl.constexpr, LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+    parts_ptr, aux_ptr, state_ptr, tile_s_ptr, tile_i_ptr, tile_n_ptr, splits, slice_len,
+    PASS: tl.constexpr, LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
+    EARLY: tl.constexpr,
 ):
     """_beam_row_topk_kernel's passes over slice ``program_id(1)`` of row ``program_id(0)``:
     PASS 0 the slice's maximum and NaN count, 1 its fixed-point exponential sum (both only with
@@ -176,8 +234,14 @@ def _beam_split_kernel(
 
     Scratch: ``parts`` (4 x 512 int32 per slice), ``aux`` (per slice: NaN count, maximum's bits,
     sum, candidates above the k-th key in earlier slices), ``state`` (per row: prefix and rank
-    left after digit p at [2p, 2p + 1], written by the slice-0 program of digit pass p + 2).
-    Every program merges what it needs from all slices itself."""
+    left after digit p at [2p, 2p + 1], written by the slice-0 program of digit pass p + 2; slot 1:
+    the digit pass that copied the early tile, 0 if none). Every program merges what it needs from
+    all slices itself.
+
+    EARLY (the one-program kernel's early tile, split): a digit pass p = 1-3 whose merge leaves at
+    most CAP scores at or above the chosen prefix copies this slice's share of them to its tile
+    (``tile_s/tile_i``, count in ``tile_n``) instead of histogramming; the later digit passes skip
+    the row, and the write pass finishes the select on the slices' tiles and writes from its own."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1).to(tl.int64)
     row_ptr = x_ptr + row * stride
@@ -209,32 +273,97 @@ def _beam_split_kernel(
             if LOG_SOFTMAX:
                 tl.store(aux + 2, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK))
         else:
-            p = PASS - 2  # the digit this pass histograms (6: none, the write)
-            prefix = tl.full((), 0, tl.int64)
-            remaining = tl.full((), 0, tl.int32) + k_row
-            above_before = tl.full((), 0, tl.int32)
-            at_before = tl.full((), 0, tl.int32)
-            if p > 0:
-                if p > 1:
-                    prefix = tl.load(state_ptr + row * 8 + 2 * (p - 1))
-                    remaining = tl.load(state_ptr + row * 8 + 2 * (p - 1) + 1).to(tl.int32)
-                    above_before = tl.load(aux + 3).to(tl.int32)
-                prefix, remaining, _, above, at_before = merged_digit(parts_ptr, row, splits, s, p - 1, prefix,
-                                                                     remaining)
-                above_before += above
-            if p < 4:
-                if p > 0:
-                    if s == 0:
-                        tl.store(state_ptr + row * 8 + 2 * p, prefix)
-                        tl.store(state_ptr + row * 8 + 2 * p + 1, remaining.to(tl.int64))
-                    tl.store(aux + 3, above_before.to(tl.int64))
-                hist = _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
-                bins = tl.arange(0, 512)
-                tl.store(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, hist, mask=bins < 256)
+            # digit pass PASS - 2 (0-3), or the write (PASS 6). PASS itself in the conditions: a local
+            # assigned from a constexpr is a runtime value in compiled Triton (not in the interpreter)
+            copied = tl.full((), 0, tl.int64)
+            if PASS == 2:
+                if s == 0:
+                    tl.store(state_ptr + row * 8 + 1, copied)  # no early tile yet
             else:
-                kth = (prefix - 2147483648).to(tl.int32)
-                _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, k_row - remaining, remaining, above_before,
-                           at_before, out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+                copied = tl.load(state_ptr + row * 8 + 1)
+            tile = (row * splits + s) * CAP
+            if (copied > 0) & (copied < PASS - 2):  # an earlier digit pass copied the slices' candidates
+                if PASS == 6:
+                    _write_from_tiles(tile_s_ptr, tile_i_ptr, tile_n_ptr, state_ptr + row * 8, copied, row, splits,
+                                      s, k_row, out_scores_ptr, out_tokens_ptr, CAP)
+            else:
+                _split_digit_pass(row_ptr, lo, hi, m, log_z, bonus, bad, parts_ptr, aux, state_ptr, tile_s_ptr + tile,
+                                  tile_i_ptr + tile, tile_n_ptr + row * splits + s, row, splits, s, k_row,
+                                  out_scores_ptr, out_tokens_ptr, PASS - 2, LOG_SOFTMAX, BLOCK, CAP, EARLY)
+
+
+@triton.jit
+def _write_from_tiles(tile_s_ptr, tile_i_ptr, tile_n_ptr, st_ptr, copied, row, splits, s, k_row, out_scores_ptr,
+                      out_tokens_ptr, CAP: tl.constexpr):
+    """_beam_split_kernel's write after an early copy at digit pass ``copied``: the select's last
+    digits from the histograms of every slice's tile, then this slice's tile written at the slots
+    its earlier slices' counts above and at the k-th key give (as _write_top from the row)."""
+    bins = tl.arange(0, 512)
+    prefix = tl.load(st_ptr + 2 * copied)
+    remaining = tl.load(st_ptr + 2 * copied + 1).to(tl.int32)
+    for p in tl.static_range(1, 4):
+        if p >= copied:
+            hist = tl.zeros([512], dtype=tl.int32)
+            for t in range(0, splits):
+                tile = (row * splits + t) * CAP
+                hist += tile_digit_hist(tile_s_ptr + tile, tl.load(tile_n_ptr + row * splits + t), 24 - 8 * p, prefix,
+                                        CAP)
+            prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
+    kth = (prefix - 2147483648).to(tl.int32)
+    offs = tl.arange(0, CAP)
+    above_before = tl.full((), 0, tl.int32)
+    at_before = tl.full((), 0, tl.int32)
+    for t in range(0, s):
+        valid = offs < tl.load(tile_n_ptr + row * splits + t)
+        key = float_key(tl.load(tile_s_ptr + (row * splits + t) * CAP + offs, mask=valid, other=float("-inf")))
+        above_before += tl.sum((valid & (key > kth)).to(tl.int32), axis=0)
+        at_before += tl.sum((valid & (key == kth)).to(tl.int32), axis=0)
+    tile = (row * splits + s) * CAP
+    valid = offs < tl.load(tile_n_ptr + row * splits + s)
+    _write_block(tl.load(tile_s_ptr + tile + offs, mask=valid, other=float("-inf")),
+                 tl.load(tile_i_ptr + tile + offs, mask=valid, other=0), valid, kth, k_row - remaining, remaining,
+                 above_before, at_before, out_scores_ptr, out_tokens_ptr, row * k_row)
+
+
+@triton.jit
+def _split_digit_pass(row_ptr, lo, hi, m, log_z, bonus, bad, parts_ptr, aux, state_ptr, tile_s_ptr, tile_i_ptr,
+                      tile_n_ptr, row, splits, s, k_row, out_scores_ptr, out_tokens_ptr, p: tl.constexpr,
+                      LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr):
+    """Digit pass p (0-3) of _beam_split_kernel over this slice, or (p = 4) its write."""
+    prefix = tl.full((), 0, tl.int64)
+    remaining = tl.full((), 0, tl.int32) + k_row
+    above_before = tl.full((), 0, tl.int32)
+    at_before = tl.full((), 0, tl.int32)
+    if p > 0:
+        if p > 1:
+            prefix = tl.load(state_ptr + row * 8 + 2 * (p - 1))
+            remaining = tl.load(state_ptr + row * 8 + 2 * (p - 1) + 1).to(tl.int32)
+            above_before = tl.load(aux + 3).to(tl.int32)
+        prefix, remaining, at_digit, above, at_before = merged_digit(parts_ptr, row, splits, s, p - 1, prefix,
+                                                                    remaining)
+        above_before += above
+    if p < 4:
+        fits = tl.full((), 0, tl.int1)
+        if p > 0:
+            if s == 0:
+                tl.store(state_ptr + row * 8 + 2 * p, prefix)
+                tl.store(state_ptr + row * 8 + 2 * p + 1, remaining.to(tl.int64))
+            tl.store(aux + 3, above_before.to(tl.int64))
+            if EARLY:
+                fits = k_row - remaining + at_digit <= CAP
+        if fits:
+            tl.store(tile_n_ptr, _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, 32 - 8 * p,
+                                                  tile_s_ptr, tile_i_ptr, LOG_SOFTMAX, BLOCK, CAP))
+            if s == 0:
+                tl.store(state_ptr + row * 8 + 1, tl.full((), p, tl.int64))
+        else:
+            hist = _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
+            bins = tl.arange(0, 512)
+            tl.store(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, hist, mask=bins < 256)
+    else:
+        kth = (prefix - 2147483648).to(tl.int32)
+        _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, k_row - remaining, remaining, above_before,
+                   at_before, out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
 
 
 @register("beam_topk", "triton")
@@ -254,19 +383,27 @@ def beam_topk_triton(
         parts = torch.empty((rows, splits, 4, 512), dtype=torch.int32, device=x.device)
         aux = torch.empty((rows, splits, 4), dtype=torch.int64, device=x.device)
         state = torch.empty((rows, 8), dtype=torch.int64, device=x.device)
+        early = k_row <= _TILE and early_tile()
+        tile_shape = (rows, splits, _TILE) if early else (1,)
+        tile_s = torch.empty(tile_shape, dtype=torch.float32, device=x.device)
+        tile_i = torch.empty(tile_shape, dtype=torch.int32, device=x.device)
+        tile_n = torch.empty((rows, splits) if early else (1,), dtype=torch.int32, device=x.device)
         for p in range(0 if apply_log_softmax else 2, 7):
             _beam_split_kernel[(rows, splits)](
                 x, x.stride(0), vocab, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
-                parts, aux, state, splits, slice_len,
+                parts, aux, state, tile_s, tile_i, tile_n, splits, slice_len,
                 PASS=p, LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block,
-                num_warps=8 if block >= 1024 else 4,
+                CAP=_TILE, EARLY=early, num_warps=8 if block >= 1024 else 4,
             )
     elif rows:
         block = block_for(vocab, interpret=interpreting(x))
+        early = k_row <= _TILE and early_tile()
+        tile_s = torch.empty((rows, _TILE) if early else (1,), dtype=torch.float32, device=x.device)
+        tile_i = torch.empty((rows, _TILE) if early else (1,), dtype=torch.int32, device=x.device)
         _beam_row_topk_kernel[(row_programs(rows, x),)](
-            x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
-            LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block,
-            num_warps=8 if block >= 1024 else 4,
+            x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,
+            LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block, CAP=_TILE,
+            EARLY=early, num_warps=8 if block >= 1024 else 4,
         )
     # Merge: num_beams * k_row candidates per item, ranked by the reference's unique keys.
     beam_of_row = torch.arange(rows, device=x.device, dtype=torch.int64) % num_beams

@@ -7,7 +7,8 @@ times and never sorting it:
 
 * top-k: the k-th largest order-preserving key by radix select (4 passes of 8-bit digits,
   ``tl.histogram``), then ``x < kth`` is removed (ties kept, NaN never removed), as in
-  transformers;
+  transformers; the select copies the entries to a tile as soon as at most CAP of them share or
+  exceed its key prefix and takes the remaining digits there (the early tile, _radix_select);
 * top-p: transformers removes the ascending-sorted entries whose float32 cumulative softmax is
   ``<= 1 - p``; here the kept set is ``key > K*`` with ``K*`` the largest key whose mass at or
   below it is ``<= (1 - p) * Z``, found by a 16-pivot search over the key range (each pass
@@ -46,7 +47,9 @@ from ._common import (
     T_LOG,
     T_MUL_RECIP,
     T_NONE,
+    append_selected,
     block_for,
+    early_tile,
     float_key,
     interpreting,
     key_value,
@@ -55,11 +58,13 @@ from ._common import (
     precise_exp,
     precise_log,
     precise_log_available,
+    prefix_at_least,
     radix_digit,
     row_programs,
     rows_2d,
     slices,
     split_count,
+    tile_digit_hist,
 )
 
 _NEG_INF = float("-inf")
@@ -74,21 +79,70 @@ _CAP = 512
 
 
 @triton.jit
-def _radix_select(row_ptr, vocab, scale, k, hist0, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-                  BLOCK: tl.constexpr):
-    """(key, n_ge): the key (int64 holding an int32) of the k-th largest entry of the row, NaN
-    ranking highest, and how many entries have a key >= it.
+def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
+                  PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr):
+    """(key, n_ge, listed): the key (int64 holding an int32) of the k-th largest entry of the row,
+    NaN ranking highest, how many entries have a key >= it, and how many entries went to the tile.
 
     ``hist0`` is the histogram of the top 8 bits of every key (taken in the stats pass); three
-    more passes histogram the next 8 bits among the entries sharing the digits chosen so far
-    (the others go to an ignored bin).
+    more digits follow, each from a histogram of the next 8 bits among the entries sharing the
+    digits chosen so far (the others go to an ignored bin). With EARLY, as soon as the entries
+    whose key prefix is >= the chosen one number at most CAP, one pass copies them to the tile
+    (values and columns, column order: ``listed`` of them) and the remaining digits are
+    histogrammed on the tile instead of the row: the same digits, so the same key and count, in
+    2-3 reads of the row instead of 4 when the k-th value's neighbourhood is sparse (the usual
+    decode-step row). Otherwise ``listed`` is 0.
     """
     bins = tl.arange(0, 512)
     prefix, remaining, at_digit = radix_digit(hist0, bins, tl.full((), 0, tl.int64), k.to(tl.int32))
+    listed = tl.full((), 0, tl.int32)
     for p in tl.static_range(1, 4):
-        hist = _digit_hist(row_ptr, 0, vocab, scale, 24 - 8 * p, prefix, TRANSFORM, PRECISE, BLOCK)
+        if EARLY:
+            if (listed == 0) & (k.to(tl.int32) - remaining + at_digit <= CAP):
+                listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix, 32 - 8 * p, tile_x_ptr,
+                                                   tile_i_ptr, scale, TRANSFORM, PRECISE, BLOCK, CAP, False)
+                tl.debug_barrier()  # the tile is read back by other threads of this program
+        if listed > 0:
+            hist = tile_digit_hist(tile_x_ptr, listed, 24 - 8 * p, prefix, CAP)
+        else:
+            hist = _digit_hist(row_ptr, 0, vocab, scale, 24 - 8 * p, prefix, TRANSFORM, PRECISE, BLOCK)
         prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
-    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
+    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit, listed
+
+
+@triton.jit
+def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, m, TRANSFORM: tl.constexpr,
+                 PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, MASS: tl.constexpr):
+    """Copy the entries of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
+    ``prefix`` (values and columns, in column order) to a CAP-entry buffer; returns how many
+    (callers ensure <= CAP) and, with MASS, the sum of ``exp(x - m)`` over the others (else 0)."""
+    written = tl.full((), 0, tl.int32)
+    below = tl.full((), 0.0, tl.float32)
+    for start in range(lo, hi, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < hi
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        sel = mask & prefix_at_least(x, shift, prefix)
+        written = append_selected(x, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP)
+        if MASS:
+            below += tl.sum(tl.where(mask & (~sel), tl.exp(x - m), 0.0), axis=0)
+    return tl.minimum(written, CAP), below
+
+
+@triton.jit
+def _keep_from_kth(tile_x_ptr, tile_i_ptr, listed, kth, CAP: tl.constexpr):
+    """Compact the tile's first ``listed`` entries to those >= kth, keeping their order (what
+    _copy_candidates copies from the row); returns how many."""
+    offs = tl.arange(0, CAP)
+    valid = offs < listed
+    xs = tl.load(tile_x_ptr + offs, mask=valid, other=float("-inf"))
+    ids = tl.load(tile_i_ptr + offs, mask=valid, other=0)
+    tl.debug_barrier()  # every thread holds its entries before any moves
+    sel = valid & (xs >= kth)
+    pos = tl.cumsum(sel.to(tl.int32), axis=0) - 1
+    tl.store(tile_x_ptr + pos, xs, mask=sel)
+    tl.store(tile_i_ptr + pos, ids, mask=sel)
+    return tl.sum(sel.to(tl.int32), axis=0)
 
 
 @triton.jit
@@ -118,13 +172,31 @@ def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFOR
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-        sel = mask & (x >= kth)
-        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-        ok = sel & (pos < CAP)
-        tl.store(dst_x_ptr + pos, x, mask=ok)
-        tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
-        written += tl.sum(sel.to(tl.int32), axis=0)
+        written = append_selected(x, cols, mask & (x >= kth), written, dst_x_ptr, dst_i_ptr, CAP)
     return written
+
+
+@triton.jit
+def _row_mass(row_ptr, vocab, scale, m, kth, prefix8, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+              BLOCK: tl.constexpr, HIST: tl.constexpr):
+    """(Z, n): the sum of ``exp(x - m)`` over the entries >= kth (the top-k filtered row's softmax
+    denominator) and their count; with HIST also the histogram of the keys' second byte among the
+    entries whose top byte is ``prefix8`` (the top-p tile's radix digit), else zeros."""
+    z = tl.full((), 0.0, tl.float32)
+    n_kept = tl.full((), 0, tl.int32)
+    hist = tl.zeros([512], dtype=tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        kept = mask & (x >= kth)
+        z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
+        n_kept += tl.sum(kept.to(tl.int32), axis=0)
+        if HIST:
+            ukey = float_key(x).to(tl.int64) + 2147483648
+            match = mask & ((ukey >> 24) == prefix8)
+            hist += tl.histogram(tl.where(match, ((ukey >> 16) & 255).to(tl.int32), 256), 512)
+    return z, n_kept, hist
 
 
 @triton.jit
@@ -225,13 +297,18 @@ def _split_kth(hists_ptr, st_ptr, row, splits, k_eff):
 
 
 @triton.jit
-def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, splits, s, k, PASS: tl.constexpr,
-                  TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
+def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, splits, s, k, tile_x_ptr, tile_i_ptr,
+                  tile_n_ptr, PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+                  CAP: tl.constexpr, EARLY: tl.constexpr):
     """One step of the radix select of the k-th largest key (``k``: int32) over a split row.
     PASS 1-3: merge digit PASS - 1 from every slice's histograms (the top byte's in ``parts_ptr``,
     the later digits' in ``hists_ptr``), record the prefix and rank left (slot PASS of the row's
     ``st_ptr``, by slice 0) and histogram this slice's digit PASS into ``hists_ptr``; PASS 4 only
-    merges. Returns (prefix, remaining, at_digit) after the merge."""
+    merges. With EARLY, a PASS 1-3 whose merge leaves at most CAP entries at or above the chosen
+    prefix copies this slice's share of them to its tile instead (``tile_n_ptr``: how many; slot 1
+    of the row's ``st_ptr``: PASS, by slice 0) and the later passes skip the select (the chain
+    kernel finishes it on the slices' tiles, as _radix_select on the row's). Returns (prefix,
+    remaining, at_digit) after the merge."""
     prefix = tl.full((), 0, tl.int64)
     remaining = k
     if PASS > 1:
@@ -245,10 +322,51 @@ def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, spl
         if s == 0:
             tl.store(st_ptr + 2 * PASS, prefix)
             tl.store(st_ptr + 2 * PASS + 1, remaining.to(tl.int64))
-        hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
-        bins = tl.arange(0, 512)
-        tl.store(hists_ptr + (row * splits + s) * 2048 + PASS * 512 + bins, hist, mask=bins < 256)
+        fits = tl.full((), 0, tl.int1)
+        if EARLY:
+            fits = k - remaining + at_digit <= CAP
+        if fits:
+            n, unused_mass = _copy_prefix(row_ptr, lo, hi, scale, prefix, 32 - 8 * PASS, tile_x_ptr, tile_i_ptr,
+                                          scale, TRANSFORM, PRECISE, BLOCK, CAP, False)
+            tl.store(tile_n_ptr, n)
+            if s == 0:
+                tl.store(st_ptr + 1, tl.full((), PASS, tl.int64))
+        else:
+            hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
+            bins = tl.arange(0, 512)
+            tl.store(hists_ptr + (row * splits + s) * 2048 + PASS * 512 + bins, hist, mask=bins < 256)
     return prefix, remaining, at_digit
+
+
+@triton.jit
+def _tile_select(tile_x_ptr, listed, prefix, remaining, first, k, CAP: tl.constexpr):
+    """(key, n_ge) of the k-th largest entry from digit ``first`` (1-3) on, on a tile holding every
+    entry whose key starts with a prefix >= ``prefix`` (the select's state before that digit)."""
+    bins = tl.arange(0, 512)
+    at_digit = tl.full((), 0, tl.int32)
+    for p in tl.static_range(1, 4):
+        if p >= first:
+            hist = tile_digit_hist(tile_x_ptr, listed, 24 - 8 * p, prefix, CAP)
+            prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
+    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
+
+
+@triton.jit
+def _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, dst_x_ptr, dst_i_ptr, row, splits, CAP: tl.constexpr):
+    """Concatenate the row's slice tiles in slice order (so in column order) into a CAP-entry tile;
+    returns how many entries (callers ensure <= CAP)."""
+    written = tl.full((), 0, tl.int32)
+    offs_c = tl.arange(0, CAP)
+    for s in range(0, splits):
+        part = (row * splits + s) * CAP
+        n = tl.load(part_n_ptr + row * splits + s)
+        ok = offs_c < n
+        ok &= written + offs_c < CAP  # never false when the callers' bound holds: a guard for the writes
+        tl.store(dst_x_ptr + written + offs_c, tl.load(part_x_ptr + part + offs_c, mask=ok, other=float("-inf")),
+                 mask=ok)
+        tl.store(dst_i_ptr + written + offs_c, tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
+        written += n
+    return tl.minimum(written, CAP)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "splits", "slice_len"])
@@ -256,14 +374,15 @@ def _split_pass_kernel(
     x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep,
     parts_ptr, kparts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
     PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-    MIN_KEEP_GT1: tl.constexpr,
+    MIN_KEEP_GT1: tl.constexpr, EARLY_TILE: tl.constexpr,
 ):
     """One pass over slice ``program_id(1)`` of row ``program_id(0)``: PASS 0 the stats (maximum,
     NaN count, top-byte histogram); PASS 1-3 the radix digit histograms of the top-k select (and
-    of the keep-floor select, histograms in ``kparts``, with MIN_KEEP_GT1); PASS 4 copies the
-    slice's entries >= the k-th largest to its candidate buffer when the row finishes on the
-    candidate tile (the same rule as _filter_chain_kernel's use_tile). ``state``: 16 int64 per
-    row, the top-k select's slots then the keep-floor select's."""
+    of the keep-floor select, histograms in ``kparts``, with MIN_KEEP_GT1), or with EARLY_TILE the
+    copy of the slice's candidates once they fit (_split_select); PASS 4 copies the slice's
+    entries >= the k-th largest to its candidate buffer when the row finishes on the candidate
+    tile (the same rule as _filter_chain_kernel's use_tile) and no earlier pass copied. ``state``:
+    16 int64 per row, the top-k select's slots then the keep-floor select's."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1).to(tl.int64)
     row_ptr = x_ptr + row * stride
@@ -272,30 +391,36 @@ def _split_pass_kernel(
     scale = _row_scale(temp_ptr, row, TRANSFORM)
     bins = tl.arange(0, 512)
     part = parts_ptr + (row * splits + s) * 2048
+    dst = (row * splits + s) * CAP
     if PASS == 0:
         m, n_nan, hist0 = _stats_range(row_ptr, lo, hi, scale, TRANSFORM, PRECISE, BLOCK)
         tl.store(part + bins, hist0, mask=bins < 256)
         tl.store(part + 256, n_nan)
         tl.store(part + 257, m.to(tl.int32, bitcast=True))
+        if s == 0:
+            tl.store(state_ptr + row * 16 + 1, tl.full((), 0, tl.int64))  # no early tile yet
     else:
         k = tl.load(top_k_ptr + row)
         k_eff = tl.maximum(k, min_keep)
-        if (k > 0) & (k_eff < vocab):  # the chain kernel's top-k condition
+        copied = tl.load(state_ptr + row * 16 + 1)  # the pass that copied the early tile (0: none)
+        if (k > 0) & (k_eff < vocab) & ((copied == 0) | (copied == PASS)):  # the chain kernel's top-k condition
             prefix, remaining, at_digit = _split_select(row_ptr, lo, hi, scale, parts_ptr, parts_ptr,
                                                         state_ptr + row * 16, row, splits, s, k_eff.to(tl.int32),
-                                                        PASS, TRANSFORM, PRECISE, BLOCK)
+                                                        part_x_ptr + dst, part_i_ptr + dst,
+                                                        part_n_ptr + row * splits + s, PASS, TRANSFORM, PRECISE,
+                                                        BLOCK, CAP, EARLY_TILE)
             if PASS == 4:
                 kth = key_value(prefix - 2147483648)
                 n_ge = k_eff.to(tl.int32) - remaining + at_digit
                 if (n_ge <= CAP) & (kth == kth):
-                    dst = (row * splits + s) * CAP
                     written = _copy_candidates(row_ptr, lo, hi, scale, kth, part_x_ptr + dst, part_i_ptr + dst,
                                                TRANSFORM, PRECISE, BLOCK, CAP)
                     tl.store(part_n_ptr + row * splits + s, written)
         if MIN_KEEP_GT1:
             if PASS < 4:  # the chain kernel merges the last digit
                 _split_select(row_ptr, lo, hi, scale, parts_ptr, kparts_ptr, state_ptr + row * 16 + 8, row, splits, s,
-                              tl.minimum(min_keep, vocab).to(tl.int32), PASS, TRANSFORM, PRECISE, BLOCK)
+                              tl.minimum(min_keep, vocab).to(tl.int32), part_x_ptr, part_i_ptr, part_n_ptr, PASS,
+                              TRANSFORM, PRECISE, BLOCK, CAP, False)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
@@ -311,7 +436,7 @@ def _filter_chain_kernel(
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
-    SPLIT: tl.constexpr,
+    SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr,
 ):
     # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
     # while the batch is small enough).
@@ -334,14 +459,27 @@ def _filter_chain_kernel(
         # ---- top-k: entries below the k-th largest value are removed (ties kept)
         kth = tl.full((), neg_inf, tl.float32)
         n_ge = tl.full((), 2147483647, tl.int32)
+        listed = tl.full((), 0, tl.int32)  # entries the select left on the row's tile (_radix_select)
         if use_top_k != 0:
             k = tl.load(top_k_ptr + row)
             k_eff = tl.maximum(k, min_keep)
             if (k > 0) & (k_eff < vocab):
-                if SPLIT:  # the last digit, from the slices' histograms (radix passes in _split_pass_kernel)
-                    kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
+                if SPLIT:  # the select's passes ran in _split_pass_kernel
+                    copied = tl.load(state_ptr + row * 16 + 1)
+                    if copied > 0:  # at pass `copied`, onto the slices' tiles: finish on their concatenation
+                        listed = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
+                                                cand_i_ptr + row * CAP, row, splits, CAP)
+                        tl.debug_barrier()  # the tile is read back by other threads of this program
+                        kth_key, n_ge = _tile_select(cand_x_ptr + row * CAP, listed,
+                                                     tl.load(state_ptr + row * 16 + 2 * copied),
+                                                     tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32),
+                                                     copied, k_eff, CAP)
+                    else:  # the last digit, from the slices' histograms
+                        kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
                 else:
-                    kth_key, n_ge = _radix_select(row_ptr, vocab, scale, k_eff, hist0, TRANSFORM, PRECISE, BLOCK)
+                    kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0, cand_x_ptr + row * CAP,
+                                                          cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP,
+                                                          EARLY_TILE)
                 kth = key_value(kth_key)
 
         # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
@@ -351,8 +489,9 @@ def _filter_chain_kernel(
                 floor_key, n_floor = _split_kth(kparts_ptr, state_ptr + row * 16 + 8, row, splits,
                                                 tl.minimum(min_keep, vocab))
             else:
-                floor_key, n_floor = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64),
-                                                   hist0, TRANSFORM, PRECISE, BLOCK)
+                floor_key, n_floor, _ = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64),
+                                                      hist0, cand_x_ptr, cand_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP,
+                                                      False)
             keep_floor = key_value(floor_key)
 
         topp_on = tl.full((), 0, tl.int1)
@@ -386,25 +525,50 @@ def _filter_chain_kernel(
         use_tile = tl.full((), 0, tl.int1)
         if TILE:
             use_tile = (n_ge <= CAP) & (kth == kth)
-        if use_tile:
-            written = tl.full((), 0, tl.int32)
-            if SPLIT:
-                # the slices copied their candidates (PASS 4); concatenated in slice order they are the
-                # row-order tile below, so every sum over it rounds as on the one-program path
-                offs_c = tl.arange(0, CAP)
-                for s in range(0, splits):
-                    part = (row * splits + s) * CAP
-                    n = tl.load(part_n_ptr + row * splits + s)
-                    ok = offs_c < n
-                    ok &= written + offs_c < CAP  # n <= n_ge <= CAP: never false, a guard for the writes
-                    tl.store(cand_x_ptr + row * CAP + written + offs_c,
-                             tl.load(part_x_ptr + part + offs_c, mask=ok, other=neg_inf), mask=ok)
-                    tl.store(cand_i_ptr + row * CAP + written + offs_c,
-                             tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
-                    written += n
-            else:
-                written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
-                                           cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
+
+        # ---- top-p tile: top-p without an active top-k, in the decode-loop call. The tile takes the
+        # entries whose 16-bit key prefix lies above the one holding the (CAP + 1)-th largest key (the
+        # top byte from the stats pass's histogram, the second byte histogrammed in the Z pass), and
+        # the copy pass sums the mass of the others. When that mass is <= (1 - p) * Z, the top-p
+        # boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
+        # min-p, the sample and the log-prob finish there: 3 reads of the row instead of 6-7.
+        # Otherwise the row path below runs (its Z is the one computed here).
+        z = tl.full((), 1.0, tl.float32)
+        n_kept = tl.full((), 0, tl.int32)
+        have_z = tl.full((), 0, tl.int1)
+        use_ptile = tl.full((), 0, tl.int1)
+        ptile_n = tl.full((), 0, tl.int32)
+        below_key = tl.full((), _BELOW_KEYS, tl.int64)  # the tile's lower bound: every key above it is on it
+        below_mass = tl.full((), 0.0, tl.float32)  # and the mass of the row's entries at or below it
+        if PTILE:
+            if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
+                bins = tl.arange(0, 512)
+                prefix, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64),
+                                                        tl.full((), CAP + 1, tl.int32))
+                z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, prefix, TRANSFORM, PRECISE, BLOCK, True)
+                have_z = tl.full((), 1, tl.int1)
+                prefix, remaining, at_prefix = radix_digit(hist1, bins, prefix, remaining)
+                edge = (prefix + 1) << 16  # the smallest unsigned key above the (CAP + 1)-th's prefix
+                floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= edge  # min_tokens_to_keep
+                if (z > threshold * z) & floor_on:
+                    ptile_n, below_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix + 1, 16, cand_x_ptr + row * CAP,
+                                                       cand_i_ptr + row * CAP, m, TRANSFORM, PRECISE, BLOCK, CAP, True)
+                    use_ptile = (below_mass <= threshold * z) & (ptile_n > 0)
+                    below_key = edge - 2147483649
+
+        if use_tile | use_ptile:
+            written = ptile_n
+            if use_tile:
+                if listed > 0:  # the select's tile holds every entry >= kth: no more reads of the row
+                    written = _keep_from_kth(cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, listed, kth, CAP)
+                elif SPLIT:
+                    # the slices copied their candidates (PASS 4); concatenated in slice order they are the
+                    # row-order tile below, so every sum over it rounds as on the one-program path
+                    written = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
+                                             cand_i_ptr + row * CAP, row, splits, CAP)
+                else:
+                    written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
+                                               cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
             tl.debug_barrier()  # the tile is read back by other threads of this program
             offs = tl.arange(0, CAP)
             valid = offs < written
@@ -414,13 +578,14 @@ def _filter_chain_kernel(
             keys = float_key(xs)
             protected = xs >= keep_floor
             removed = ~valid
-            z_kept = tl.sum(w, axis=0)
+            z_kept = tl.sum(w, axis=0)  # the top-k tile holds the whole filtered row
+            if use_ptile:
+                z_kept = z  # the top-p tile does not: the row's Z
             if topp_on:
                 target = threshold * z_kept
                 cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
                 if z_kept > target:
-                    cut, tile_mass = _refine_cut(keys, w, tl.full((), _BELOW_KEYS, tl.int64), float_key(m).to(tl.int64),
-                                         tl.full((), 0.0, tl.float32), target, NP)
+                    cut, tile_mass = _refine_cut(keys, w, below_key, float_key(m).to(tl.int64), below_mass, target, NP)
                 removed |= (keys <= cut) & (~protected)
                 z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
             if minp_on:
@@ -431,18 +596,10 @@ def _filter_chain_kernel(
             if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
                 z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
         else:
-            # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has
-            z = tl.full((), 1.0, tl.float32)
-            n_kept = tl.full((), 0, tl.int32)
-            if topp_on | minp_on:
-                z = tl.full((), 0.0, tl.float32)
-                for start in range(0, vocab, BLOCK):
-                    cols = start + tl.arange(0, BLOCK)
-                    mask = cols < vocab
-                    x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                    kept = mask & (x >= kth)
-                    z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
-                    n_kept += tl.sum(kept.to(tl.int32), axis=0)
+            # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has (taken
+            # already when the top-p tile was tried)
+            if (topp_on | minp_on) & (~have_z):
+                z, n_kept, unused_hist = _row_mass(row_ptr, vocab, scale, m, kth, 0, TRANSFORM, PRECISE, BLOCK, False)
 
             # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
             # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
@@ -658,12 +815,15 @@ def _chain(
     block = block_for(vocab, interpret=interpret)
     # The candidate tile (see the kernel) serves calls that write no full row and have a top-k.
     tile = tokens and not (filtered or kept_input) and top_k is not None
-    # per-row scratch for the top-k candidate tile and the top-p boundary tile
-    scratch = tile or top_p is not None
+    # per-row scratch for the top-k select's tile, the candidate tile and the top-p boundary tile
+    scratch = top_k is not None or top_p is not None
     # Unused tiles still need their element types: the kernel's tile code is compiled for runtime
     # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
     cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
-    cand_i = torch.empty((batch, _CAP) if tile else (1,), dtype=torch.int32, device=device)
+    # the top-p tile (see the kernel) serves the same calls with a top-p instead, one program per row
+    early = early_tile()  # PYDECODE_TRITON_EARLY_TILE: the early tiles of the top-k select and of top-p
+    ptile = early and tokens and not (filtered or kept_input) and top_p is not None
+    cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written): the
     # passes over the row run over `splits` slices, the tile stage per row.
     splits = split_count(batch, vocab, x) if tile else 1
@@ -683,7 +843,8 @@ def _chain(
                 x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(),
                 top_k.contiguous(), min_keep, parts, kparts, state, part_x, part_i, part_n, splits, slice_len,
                 PASS=p, TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP,
-                MIN_KEEP_GT1=min_keep > 1, num_warps=8 if sblock >= 1024 else 4,
+                MIN_KEEP_GT1=min_keep > 1, EARLY_TILE=early and top_k is not None,
+                num_warps=8 if sblock >= 1024 else 4,
             )
     _filter_chain_kernel[(row_programs(batch, x),)](
         x, x.stride(0), vocab, batch,
@@ -706,7 +867,7 @@ def _chain(
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
         BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
-        SPLIT=splits > 1,
+        SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
         num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows

@@ -43,6 +43,14 @@ def values_checked() -> bool:
     return not (torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing())
 
 
+def env_switch(name: str) -> bool:
+    """An on/off setting from the environment variable ``name``: "1" (the default when unset) or "0"."""
+    value = os.environ.get(name, "1").strip()
+    if value not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 or 1, got {value!r}")
+    return value == "1"
+
+
 def scan_values(op: str, device: torch.device, backend: Optional[str]) -> bool:
     """Whether the public op ``op`` should scan parameter values in Python: not when the backend
     that will run it is ``cpu`` (its C++ entry points check every value and raise ``ValueError``

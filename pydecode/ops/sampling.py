@@ -34,7 +34,7 @@ import torch
 from . import _cpu
 from ._library import call, define_op
 from ._registry import register, resolve_name
-from ._validate import RowParam, check_int, check_logits, row_param, scan_values
+from ._validate import RowParam, check_int, check_logits, env_switch, row_param, scan_values
 from .philox import STREAM_SAMPLE, SeedLike, gumbel_from_uniform, philox_uniform_at, resolve_seed
 
 __all__ = [
@@ -1056,10 +1056,7 @@ _CHAIN_COMPACT_ENV = "PYDECODE_CUDA_CHAIN_COMPACT"
 
 
 def _chain_compact() -> bool:
-    value = os.environ.get(_CHAIN_COMPACT_ENV, "1").strip()
-    if value not in ("0", "1"):
-        raise ValueError(f"{_CHAIN_COMPACT_ENV} must be 0 or 1, got {value!r}")
-    return value == "1"
+    return env_switch(_CHAIN_COMPACT_ENV)
 
 
 def _chain_cuda(x: torch.Tensor, head: tuple, tail: tuple) -> None:

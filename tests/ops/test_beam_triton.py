@@ -141,6 +141,57 @@ def test_split_rows_match_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
     check(x.float(), bs, 4, 9, log_softmax=False)
 
 
+@interpreted
+def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The select's early tile (EARLY): rows whose candidates fit it after 1, 2 or 3 digits copy
+    them once and finish the select and the write on it, bit for bit as when every digit comes
+    from the row (PYDECODE_TRITON_EARLY_TILE=0), with and without log-softmax, and k_row above the
+    tile (never early); and the reference's (check)."""
+    g = torch.Generator().manual_seed(5)
+    vocab = 3000
+    far = torch.randn(vocab, generator=g)
+    far[:30] = 100.0 + torch.rand(30, generator=g)  # alone in the top key byte: fits after 1 digit
+    dense = torch.randn(vocab, generator=g) - 10.0
+    dense[:1000] = 1.0 + torch.rand(1000, generator=g) * 2**-8  # > 512 entries share 16 key bits
+    tied = torch.randn(vocab, generator=g) - 10.0
+    tied[:700] = 1.0  # 700 ties: never fits
+    x = torch.stack([far, torch.randn(vocab, generator=g) * 3, dense, tied])  # 5 items x 2 beams with the rows below
+    spread_ties = torch.randn(vocab, generator=g) - 10.0
+    spread_ties[::300] = 5.0  # 10 ties at the k-th in every slice: the lowest columns win
+    x = torch.cat([x, edge_rows(vocab, seed=6)[[3, 6, 7, 8]], spread_ties[None], spread_ties[None] * 0.5])
+    bs = torch.tensor([0.0, -1.0, -0.5, NEG_INF, 0.0, -2.0, 0.0, -0.25, 0.0, 0.0])
+    shifts: list[int] = []
+    copy = triton_beam._copy_top_scores
+
+    def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args):  # noqa: ANN001, ANN202
+        shifts.append(int(shift))
+        return copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
+
+    monkeypatch.setattr(triton_beam, "_copy_top_scores", counted)
+    for splits in (None, 3):  # one program per row; rows split over 3 programs (each copies its slice)
+        monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+        for k, log_softmax in ((6, True), (6, False), (513, True)):
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+            want = B.beam_topk(x, bs, 2, k, apply_log_softmax=log_softmax, backend="triton")
+            assert not shifts, "the early tile ran while switched off"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+            got = B.beam_topk(x, bs, 2, k, apply_log_softmax=log_softmax, backend="triton")
+            if k <= 512:
+                assert 24 in shifts and len(shifts) >= 3 * (splits or 1), shifts  # the far row fits after 1 digit
+            else:
+                assert not shifts
+            shifts.clear()
+            for g_, w, name in zip(got, want, ("scores", "token_ids", "beam_indices")):
+                assert_same(g_, w, what=f"early tile vs every digit from the row: {name} k={k} {log_softmax} {splits}")
+            check(x, bs, 2, k, log_softmax=log_softmax)
+            shifts.clear()
+    monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
+    for row, digits in ((0, 1), (1, 2), (2, 3), (3, None)):  # scores = logits: the rows' designed digit counts
+        B.beam_topk(x[row:row + 1], torch.zeros(1), 1, 20, apply_log_softmax=False, backend="triton")
+        assert shifts == ([] if digits is None else [32 - 8 * digits]), (row, shifts)
+        shifts.clear()
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float16, torch.bfloat16))
 @pytest.mark.parametrize("rows,vocab", [(4, 152064), (8, 128256), (64, 32000), (256, 152064)])

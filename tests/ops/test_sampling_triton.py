@@ -95,6 +95,124 @@ def test_top_k_nan_row_of_the_gpu_run() -> None:
     assert torch.equal((got[0] == NEG_INF).nonzero().flatten(), finite.argmin().reshape(1)), "not exactly the minimum"
 
 
+def early_tile_rows(vocab: int) -> tuple[torch.Tensor, list[int | None]]:
+    """Rows whose top-k (k = 20) select fills its tile after 1, 2 or 3 digits or never, and the
+    digit count expected for each (None: the tile never fits, all 4 digits come from the row)."""
+    g = torch.Generator().manual_seed(41)
+    far = torch.randn(vocab, generator=g)
+    far[:30] = 100.0 + torch.rand(30, generator=g)  # 30 entries alone in the top byte's bin [64, 256)
+    spread = torch.randn(vocab, generator=g) * 3  # ~30% above 4: the top byte's bin holds > 512
+    dense = torch.randn(vocab, generator=g) - 10.0
+    dense[:1000] = 1.0 + torch.rand(1000, generator=g) * 2**-8  # > 512 entries share 16 key bits
+    tied = torch.randn(vocab, generator=g) - 10.0
+    tied[:700] = 1.0  # 700 ties at the 20th largest: more than the tile at every digit
+    return torch.stack([far, spread, dense, tied]), [1, 2, 3, None]
+
+
+@interpreted
+def test_top_k_select_fills_its_tile_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The top-k select's early tile (_radix_select with EARLY): rows whose candidates fit the
+    tile after 1, 2 or 3 digits copy them once and finish the select on it; the outputs are
+    bit for bit those of the select taking every digit from the row (PYDECODE_TRITON_EARLY_TILE=0),
+    for the fused chain (tile and written-row paths) and the top-k mask, and the reference's."""
+    vocab = 3000
+    rows, levels = early_tile_rows(vocab)
+    shifts: list[int] = []
+    copy_prefix = triton_sampling._copy_prefix
+
+    def counted(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
+        shifts.append(int(shift))
+        return copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
+
+    monkeypatch.setattr(triton_sampling, "_copy_prefix", counted)
+    for row, digits in zip(rows, levels):  # one copy, after the expected digits (shift 32 - 8 * digits)
+        S.top_k_mask_logits(row[None], 20, backend="triton")
+        assert shifts == ([] if digits is None else [32 - 8 * digits]), (digits, shifts)
+        shifts.clear()
+
+    x = torch.cat([rows, edge_rows(vocab, seed=43)])
+    n = x.shape[0]
+    seed, offset = seeds(n, CPU, base=17)
+    calls = {
+        "tile": lambda: S.filter_and_sample(x, temperature=0.8, top_k=20, top_p=0.9, seed=seed, offset=offset,
+                                            return_logprobs=True, backend="triton"),
+        "written": lambda: S.filter_and_sample(x, top_k=20, min_p=0.01, seed=seed, offset=offset,
+                                               return_logprobs=True, return_filtered=True, backend="triton"),
+        "mask": lambda: (S.top_k_mask_logits(x, 20, backend="triton"),),
+    }
+    for name, call in calls.items():
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+        want = call()
+        assert not shifts, "the early tile ran while switched off"
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+        # the split path (rows over 3 programs: every program copies its slice) for the tile call
+        for splits in (None, 3) if name == "tile" else (None,):
+            monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+            got = call()
+            fitting = len([d for d in levels if d is not None]) * (splits or 1)
+            assert len(shifts) >= fitting, f"the early tile did not run ({splits} splits)"
+            shifts.clear()
+            for g_, w in zip(got, want):
+                if w is not None:
+                    assert_same(g_, w, what=f"early tile vs every digit from the row: {name}, {splits} splits")
+    monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
+    assert_same(calls["mask"]()[0], S.top_k_mask_logits(x, 20, backend="torch"), what="top-k mask vs reference")
+    monkeypatch.setenv(_common.EARLY_TILE_ENV, "yes")
+    with pytest.raises(ValueError, match="PYDECODE_TRITON_EARLY_TILE must be 0 or 1"):
+        S.top_k_mask_logits(x, 20, backend="triton")
+
+
+@interpreted
+def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries
+    above the (512 + 1)-th largest key's 16-bit prefix finish on that tile after one copy (the
+    copy's mass below the tile is <= (1 - p) * Z); rows with a wider nucleus (a flat row, a tie
+    group) fall back to the row path. Either way the tokens are those of the row path (written
+    rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to rounding; with min-p and
+    min_tokens_to_keep too."""
+    vocab = 3000
+    g = torch.Generator().manual_seed(51)
+    peaked = torch.randn(4, vocab, generator=g) * 3  # nucleus of a few tens at p = 0.9
+    flat = torch.randn(2, vocab, generator=g) * 0.1  # nucleus of ~2700
+    x = torch.cat([peaked, flat, torch.zeros(1, vocab), edge_rows(vocab, seed=52)])
+    n = x.shape[0]
+    seed, offset = seeds(n, CPU, base=23)
+    copies: list[tuple[float, float]] = []
+    copy_prefix = triton_sampling._copy_prefix
+
+    def recorded(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
+        written, below = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
+        if int(shift) == 16:
+            copies.append((int(written.handle.data.item()), float(below.handle.data.item())))
+        return written, below
+
+    monkeypatch.setattr(triton_sampling, "_copy_prefix", recorded)
+    for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
+        rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
+                                   backend="triton")
+        assert not copies, "the written-rows call tried the top-p tile"
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+        off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        assert not copies, "the top-p tile ran while switched off"
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+        got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        # which rows finished on the tile: the copy's mass below it against (1 - p) * Z (float64 here)
+        t = x.double() / kw.get("temperature", 1.0)
+        z = torch.exp(t - t.max(dim=1, keepdim=True).values).sum(dim=1)
+        target = (1 - kw["top_p"]) * z
+        # rows 0-5 copy first (programs run in row order here); the tie group and bad rows need not copy
+        assert len(copies) >= 6, copies
+        tiled = [below <= target[i] and written > 0 for i, (written, below) in enumerate(copies[:6])]
+        assert all(tiled[:4]), f"the peaked rows did not finish on the tile: {copies[:4]}"
+        assert not any(tiled[4:6]), f"the flat rows did not fall back: {copies[4:6]}"
+        copies.clear()
+        assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {kw}")
+        assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {kw}")
+        assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {kw}")
+        assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
+                    what=f"top-p tile logprobs vs the filtered row {kw}")
+
+
 @interpreted
 def test_top_p_and_min_p_masks() -> None:
     for vocab in (1, 5, 2500):
@@ -449,6 +567,31 @@ def test_gpu_split_path_triton(batch: int, vocab: int, monkeypatch: pytest.Monke
     for splits in (None, 7):
         monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
         assert_same(S.greedy(x, backend="triton"), S.greedy(x, backend="torch"), what=f"greedy, splits={splits}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", (1, 64, 256))
+def test_gpu_early_tile_triton(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The early tiles against PYDECODE_TRITON_EARLY_TILE=0 at vocab 128256, split or not as the
+    default rule says: the top-k select's gives the same tokens and log-probs bit for bit, and beam
+    top-k's same candidates; the top-p tile the same tokens, log-probs to rounding."""
+    x = _gpu_rows(batch, 128256, torch.bfloat16, seed=batch + 5)
+    seed, offset = seeds(batch, x.device)
+    top_k = (dict(temperature=0.7, top_k=50, top_p=0.9), dict(top_k=400, min_p=0.05))
+    top_p = (dict(temperature=0.7, top_p=0.9), dict(top_p=0.95, min_p=0.02))
+    outs = {}
+    for early in ("0", "1"):
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, early)
+        outs[early] = [S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+                       for kw in top_k + top_p]
+        outs[early].append(B.beam_topk(x, torch.zeros(batch, device=x.device), 1, 8, backend="triton"))
+    for i, (got, want) in enumerate(zip(outs["1"], outs["0"])):
+        bitwise = i < len(top_k) or i == len(outs["1"]) - 1
+        for g_, w in zip(got, want):
+            if bitwise or g_.dtype != torch.float32:
+                assert_same(g_, w, what=f"early tile vs switched off, call {i}")
+            else:
+                assert_same(g_, w, atol=2e-5, rtol=1e-5, what=f"top-p tile log-probs vs switched off, call {i}")
 
 
 @pytest.mark.gpu
