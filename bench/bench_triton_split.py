@@ -13,12 +13,12 @@ program per row, checks that both give the same tokens, prints a table and appen
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 from pathlib import Path
 
 import torch
 
+from bench.common import append_rows
 from pydecode.ops import beam as B
 from pydecode.ops import sampling as S
 from pydecode.triton_kernels import _common
@@ -80,12 +80,7 @@ def main() -> None:
                                  one_program_us=round(one_us, 2), same_tokens=same,
                                  device=torch.cuda.get_device_name(0)))
     if args.csv is not None:
-        new = not args.csv.exists()
-        with args.csv.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(args.csv, rows)
     if not all(r["same_tokens"] for r in rows):
         raise SystemExit("the split path and one program per row gave different tokens")
 

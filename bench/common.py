@@ -5,6 +5,7 @@ from pydecode.benchmarks.common import (
     CSV_FIELDS,
     OtherLoad,
     append_csv,
+    append_rows,
     environment,
     print_table,
     time_budgeted,
@@ -13,6 +14,6 @@ from pydecode.benchmarks.common import (
 )
 
 __all__ = [
-    "CSV_FIELDS", "OtherLoad", "append_csv", "environment", "print_table", "time_budgeted", "time_call",
+    "CSV_FIELDS", "OtherLoad", "append_csv", "append_rows", "environment", "print_table", "time_budgeted", "time_call",
     "wait_for_idle",
 ]

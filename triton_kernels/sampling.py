@@ -200,6 +200,20 @@ def _row_mass(row_ptr, vocab, scale, m, kth, prefix8, TRANSFORM: tl.constexpr, P
 
 
 @triton.jit
+def _tile_mass_bound(hist0, hist1, top, prefix, m):
+    """An upper bound of the top-p tile's mass (the entries whose 16-bit key prefix is above
+    ``prefix``): each weight ``exp(x - m)`` is at most 1 (top-byte bins above ``top``) or, within the
+    top byte ``top``, the weight at its second-byte bin's upper edge (``hist1``: that byte's counts)."""
+    bins = tl.arange(0, 512)
+    upper = key_value((((top << 8) + bins.to(tl.int64) + 1) << 16) - 2147483648)  # each bin's upper edge
+    upper = tl.where(upper == upper, tl.minimum(upper, m), m)  # past +inf: NaN keys
+    on_tile = (bins < 256) & (bins > (prefix & 255)) & (hist1 > 0)
+    within = tl.sum(tl.where(on_tile, hist1.to(tl.float32) * tl.exp(upper - m), 0.0), axis=0)
+    above = tl.sum(tl.where((bins < 256) & (bins > top), hist0, 0), axis=0)
+    return within + above.to(tl.float32)
+
+
+@triton.jit
 def _refine_cut(keys, w, lo, hi, lo_mass, target, NP: tl.constexpr):
     """Top-p cut on a register tile: (cut, mass at or below it), the largest key in [lo, hi)
     whose mass at or below it (``lo_mass`` + the tile's ``w`` of keys <= it) is <= target.
@@ -532,7 +546,8 @@ def _filter_chain_kernel(
         # the copy pass sums the mass of the others. When that mass is <= (1 - p) * Z, the top-p
         # boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
         # min-p, the sample and the log-prob finish there: 3 reads of the row instead of 6-7.
-        # Otherwise the row path below runs (its Z is the one computed here).
+        # Otherwise the row path below runs (its Z is the one computed here): one read more when the
+        # copy ran, none when the tile's entry count already shows the nucleus cannot fit.
         z = tl.full((), 1.0, tl.float32)
         n_kept = tl.full((), 0, tl.int32)
         have_z = tl.full((), 0, tl.int1)
@@ -543,14 +558,18 @@ def _filter_chain_kernel(
         if PTILE:
             if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
                 bins = tl.arange(0, 512)
-                prefix, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64),
-                                                        tl.full((), CAP + 1, tl.int32))
-                z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, prefix, TRANSFORM, PRECISE, BLOCK, True)
+                top, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64),
+                                                     tl.full((), CAP + 1, tl.int32))
+                z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, top, TRANSFORM, PRECISE, BLOCK, True)
                 have_z = tl.full((), 1, tl.int1)
-                prefix, remaining, at_prefix = radix_digit(hist1, bins, prefix, remaining)
+                prefix, remaining, at_prefix = radix_digit(hist1, bins, top, remaining)
                 edge = (prefix + 1) << 16  # the smallest unsigned key above the (CAP + 1)-th's prefix
                 floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= edge  # min_tokens_to_keep
-                if (z > threshold * z) & floor_on:
+                # The tile's mass is at most its second-byte bins' counts times the weight at each bin's
+                # upper edge, plus 1 per entry of the higher top-byte bins: below p * Z the nucleus cannot
+                # fit, and the copy is skipped (a flat row costs no extra read). Only the cost depends on it.
+                fits = _tile_mass_bound(hist0, hist1, top, prefix, m) >= z - threshold * z
+                if (z > threshold * z) & floor_on & fits:
                     ptile_n, below_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix + 1, 16, cand_x_ptr + row * CAP,
                                                        cand_i_ptr + row * CAP, m, TRANSFORM, PRECISE, BLOCK, CAP, True)
                     use_ptile = (below_mass <= threshold * z) & (ptile_n > 0)

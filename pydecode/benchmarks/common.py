@@ -207,6 +207,18 @@ def append_csv(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow({"timestamp": stamp, **env, **row})
 
 
+def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows with their own fields (the first row's keys; a header for a new file) to
+    ``path``: for the scripts whose rows are not the op benchmarks' (CSV_FIELDS, append_csv)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with path.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
 def print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     widths = {c: max(len(c), *(len(_fmt(r.get(c, ""))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

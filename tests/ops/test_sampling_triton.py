@@ -167,50 +167,87 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries
     above the (512 + 1)-th largest key's 16-bit prefix finish on that tile after one copy (the
     copy's mass below the tile is <= (1 - p) * Z); rows with a wider nucleus (a flat row, a tie
-    group) fall back to the row path. Either way the tokens are those of the row path (written
-    rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to rounding; with min-p and
-    min_tokens_to_keep too."""
+    group) fall back to the row path without copying (an upper bound of the tile's mass is below
+    p * Z) or, with the bound forced open, after it (the mass below the tile is too large). Either
+    way the tokens are those of the row path (written rows) and of PYDECODE_TRITON_EARLY_TILE=0,
+    and the log-probs agree to rounding; with min-p and min_tokens_to_keep too."""
     vocab = 3000
     g = torch.Generator().manual_seed(51)
     peaked = torch.randn(4, vocab, generator=g) * 3  # nucleus of a few tens at p = 0.9
     flat = torch.randn(2, vocab, generator=g) * 0.1  # nucleus of ~2700
-    x = torch.cat([peaked, flat, torch.zeros(1, vocab), edge_rows(vocab, seed=52)])
+    wide = torch.randn(1, vocab, generator=g)  # nucleus > 512 entries, but the simple count bound passes
+    x = torch.cat([peaked, flat, torch.zeros(1, vocab), wide, edge_rows(vocab, seed=52)])
     n = x.shape[0]
     seed, offset = seeds(n, CPU, base=23)
-    copies: list[tuple[float, float]] = []
+    copies: dict[int, tuple[int, float]] = {}  # row -> (entries copied, mass below them)
     copy_prefix = triton_sampling._copy_prefix
 
     def recorded(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
         written, below = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
         if int(shift) == 16:
-            copies.append((int(written.handle.data.item()), float(below.handle.data.item())))
+            row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
+            copies[row] = (int(written.handle.data.item()), float(below.handle.data.item()))
         return written, below
 
     monkeypatch.setattr(triton_sampling, "_copy_prefix", recorded)
-    for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
-        rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
-                                   backend="triton")
-        assert not copies, "the written-rows call tried the top-p tile"
+    mass_bound = triton_sampling._tile_mass_bound
+    # the bound only decides whether the copy is tried: opened, the rows whose nucleus does not fit
+    # copy, fail the mass test and take the row path
+    for forced in (False, True):
+        if forced:
+            monkeypatch.setattr(triton_sampling, "_tile_mass_bound", lambda *a: mass_bound(*a) + float("inf"))
+        for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
+            rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
+                                       backend="triton")
+            assert not copies, "the written-rows call tried the top-p tile"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+            off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+            assert not copies, "the top-p tile ran while switched off"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+            got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+            # which rows finished on the tile: the copy's mass below it against (1 - p) * Z (float64 here)
+            t = x.double() / kw.get("temperature", 1.0)
+            z = torch.exp(t - t.max(dim=1, keepdim=True).values).sum(dim=1)
+            target = (1 - kw["top_p"]) * z
+            for row in range(4):
+                written, below = copies[row]
+                assert written > 0 and below <= target[row], f"peaked row {row} did not finish on the tile: {copies}"
+            if not forced:  # the flat, tied (and at p = 0.9 wide) rows' nuclei cannot fit 512 entries: no copy
+                assert not ({4, 5, 6, 7} if kw["top_p"] == 0.9 else {4, 5, 6}) & set(copies), copies
+            elif kw["top_p"] == 0.9:
+                for row in (4, 5, 7):
+                    assert copies[row][1] > target[row], f"row {row} finished on the tile: {copies[row]}"
+            copies.clear()
+            what = f"{kw}, bound {'forced open' if forced else 'as computed'}"
+            assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {what}")
+            assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {what}")
+            assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {what}")
+            assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
+                        what=f"top-p tile logprobs vs the filtered row {what}")
+
+
+@interpreted
+def test_row_reads_of_the_early_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench/triton_row_reads.py's counter on peaked rows (a confident decode step): the chain with
+    top-k reads each row 2 times with the tiles (stats, copy) instead of 5, top-p alone 3 (stats,
+    sum, copy) instead of 5, beam top-k with log-softmax 4 instead of 7."""
+    from bench import triton_row_reads as reads
+
+    vocab, rows = 3000, 2
+    x = reads.logits("peaked", rows, vocab, seed=7)
+    seed, offset = seeds(rows, CPU)
+    calls = {
+        "top-k": (lambda: S.filter_and_sample(x, temperature=0.7, top_k=20, top_p=0.9, seed=seed, offset=offset,
+                                              backend="triton"), 5, 2),
+        "top-p": (lambda: S.filter_and_sample(x, temperature=0.7, top_p=0.9, seed=seed, offset=offset,
+                                              backend="triton"), 5, 3),
+        "beam": (lambda: B.beam_topk(x, torch.zeros(rows), 1, 8, backend="triton"), 7, 4),
+    }
+    for name, (call, off, on) in calls.items():
         monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
-        off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-        assert not copies, "the top-p tile ran while switched off"
+        assert reads.count_reads(call, vocab, rows) == pytest.approx(off, abs=1e-3), name
         monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
-        got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-        # which rows finished on the tile: the copy's mass below it against (1 - p) * Z (float64 here)
-        t = x.double() / kw.get("temperature", 1.0)
-        z = torch.exp(t - t.max(dim=1, keepdim=True).values).sum(dim=1)
-        target = (1 - kw["top_p"]) * z
-        # rows 0-5 copy first (programs run in row order here); the tie group and bad rows need not copy
-        assert len(copies) >= 6, copies
-        tiled = [below <= target[i] and written > 0 for i, (written, below) in enumerate(copies[:6])]
-        assert all(tiled[:4]), f"the peaked rows did not finish on the tile: {copies[:4]}"
-        assert not any(tiled[4:6]), f"the flat rows did not fall back: {copies[4:6]}"
-        copies.clear()
-        assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {kw}")
-        assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {kw}")
-        assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {kw}")
-        assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
-                    what=f"top-p tile logprobs vs the filtered row {kw}")
+        assert reads.count_reads(call, vocab, rows) == pytest.approx(on, abs=1e-3), name
 
 
 @interpreted
