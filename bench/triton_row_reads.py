@@ -5,12 +5,13 @@ read each logits row, counted on CPU through the Triton interpreter, with the ea
 The kernels are bandwidth-bound at decode shapes, so their time is about (row reads) x (the
 one-pass floor): the read count is what the early tiles change, and it can be measured where no
 GPU is. The script counts every logits element the kernels load (the chain's ``load_row``; beam's
-statistics, sum, digit, copy and write passes) and divides by the vocabulary and the rows. Rows
-(``randn`` logits, seeded): ``randn x 1`` and ``randn x 3``; ``peaked`` (``randn x 2`` plus 20
-tokens at 12-18, a confident step); ``flat`` (``randn x 0.3``, a high-entropy step). Calls, one
-program per row (the split path reads the same amount, spread over programs): the decode-loop chain
-(tokens only) with temperature 0.7 + top-k 50 + top-p 0.9 and with temperature 0.7 + top-p 0.9,
-and beam top-k with log-softmax (k = 8). Prints a table; ``--csv`` appends rows.
+statistics, sum, digit, copy (scores or logits) and write passes) and divides by the vocabulary
+and the rows. Rows (``randn`` logits, seeded): ``randn x 1`` and ``randn x 3``; ``peaked``
+(``randn x 2`` plus 20 tokens at 12-18, a confident step); ``flat`` (``randn x 0.3``, a
+high-entropy step). Calls, one program per row (the split path reads the same amount, spread over
+programs): the decode-loop chain (tokens only) with temperature 0.7 + top-k 50 + top-p 0.9 and
+with temperature 0.7 + top-p 0.9, and beam top-k with log-softmax (k = 8). Prints a table;
+``--csv`` appends rows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pydecode.triton_kernels import beam as triton_beam  # noqa: E402
 from pydecode.triton_kernels import sampling as triton_sampling  # noqa: E402
 
 ROWS = ("randn x 1", "randn x 3", "peaked", "flat")
-BEAM_PASSES = ("_row_stats", "_row_mass", "_digit_hist", "_copy_top_scores", "_write_top")
+BEAM_PASSES = ("_row_stats", "_row_mass", "_digit_hist", "_copy_top_scores", "_copy_top_logits", "_write_top")
 
 
 def logits(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
@@ -81,12 +82,16 @@ def _span(row_ptr, lo, hi, *rest) -> int:  # noqa: ANN001
     return _count(hi) - _count(lo)
 
 
+def _whole_row(row_ptr, vocab, *rest) -> int:  # noqa: ANN001
+    return _count(vocab)
+
+
 def count_reads(call, vocab: int, rows: int) -> float:  # noqa: ANN001
     counter = Counter()
     # the chain loads every row element through load_row(row_ptr, cols, mask, ...)
     counter.wrap(triton_sampling, "load_row", lambda row_ptr, cols, mask, *rest: _count(mask))
     for name in BEAM_PASSES:
-        counter.wrap(triton_beam, name, _span)
+        counter.wrap(triton_beam, name, _whole_row if name == "_copy_top_logits" else _span)
     try:
         call()
     finally:

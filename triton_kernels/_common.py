@@ -159,6 +159,20 @@ def tile_digit_hist(tile_ptr, listed, shift, prefix, CAP: tl.constexpr):
     return tl.histogram(tl.where(match, digit, 256), 512)
 
 
+@triton.jit
+def tile_select(tile_ptr, listed, prefix, remaining, first, CAP: tl.constexpr):
+    """The radix select's digits ``first``..3 taken on a tile instead of a row (the tile holds every
+    entry whose key prefix is >= ``prefix``, the select's state before digit ``first``): returns
+    (prefix, remaining, at_digit) after digit 3, as the row passes would."""
+    bins = tl.arange(0, 512)
+    at_digit = tl.full((), 0, tl.int32)
+    for p in tl.static_range(0, 4):
+        if p >= first:
+            hist = tile_digit_hist(tile_ptr, listed, 24 - 8 * p, prefix, CAP)
+            prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
+    return prefix, remaining, at_digit
+
+
 # ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),
 # each taking one slice of its columns. The histograms of a radix select are kept per (row, slice)
 # in an int32 buffer of 4 x 512 bins (`parts`, 2048 entries per slice); integer sums merge

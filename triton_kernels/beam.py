@@ -5,7 +5,9 @@ One program per beam row: the log-softmax statistics (max, sum of exponentials),
 pass that writes the row's top candidates in index order (all scores above the k-th, then the
 lowest-index ties). Early tile: once the scores at or above the select's chosen key prefix number
 at most 512, one pass copies them (with their columns) to a per-row tile and the later digits and
-the write run on it, so a usual row is read 2 times after the statistics instead of 5.
+the write run on it, so a usual row is read 2 times after the statistics instead of 5. With
+log-softmax a logit tile comes first (the entries whose logit's 16-bit key prefix is at or above
+the k-th largest logit's, histogrammed in the statistics passes): 3 reads of the row in all.
 The merge of ``num_beams * k`` candidates per batch item is a torch top-k over the same unique
 64-bit keys as the reference (score key, then lowest flat index), so the
 ranking and tie rule are the reference's. Scores are ``(x - max) - log(sum)`` + beam score,
@@ -48,6 +50,7 @@ from ._common import (
     slices,
     split_count,
     tile_digit_hist,
+    tile_select,
 )
 
 # Fixed-point unit of the log-softmax sum: 2^-40 (sums of up to 2^23 weights <= 1 fit in int64).
@@ -67,31 +70,44 @@ def _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr):
-    """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi)."""
+def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, HIST: tl.constexpr):
+    """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi), and with
+    HIST the histogram of the logits' keys' top byte (else zeros)."""
     neg_inf = float("-inf")
     m = tl.full((), neg_inf, tl.float32)
     n_nan = tl.full((), 0, tl.int32)
+    hist = tl.zeros([512], dtype=tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x = tl.load(row_ptr + cols, mask=cols < hi, other=neg_inf).to(tl.float32)
+        mask = cols < hi
+        x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
         n_nan += tl.sum((x != x).to(tl.int32), axis=0)
         m = tl.maximum(m, tl.max(tl.where(x != x, neg_inf, x), axis=0))
-    return m, n_nan
+        if HIST:
+            top = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
+            hist += tl.histogram(tl.where(mask, top, 256), 512)
+    return m, n_nan, hist
 
 
 @triton.jit
-def _row_mass(row_ptr, lo, hi, m, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
+def _row_mass(row_ptr, lo, hi, m, top, PRECISE: tl.constexpr, BLOCK: tl.constexpr, HIST: tl.constexpr):
     """Sum over [lo, hi) of exp(x - m) in fixed point (int64 units of 2^-40, each weight truncated):
     integer sums are exact, so the total does not depend on the order or on how the row is split.
-    NaN weights (rows whose scores are all NaN anyway) count 0."""
+    NaN weights (rows whose scores are all NaN anyway) count 0. With HIST also the histogram of the
+    logits' keys' second byte among those whose top byte is ``top`` (else zeros)."""
     z = tl.full((), 0, tl.int64)
+    hist = tl.zeros([512], dtype=tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
+        mask = cols < hi
+        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
         w = precise_exp(x - m, PRECISE)
         z += tl.sum((tl.where(w == w, w, 0.0) * _MASS_ONE).to(tl.int64), axis=0)
-    return z
+        if HIST:
+            ukey = float_key(x).to(tl.int64) + 2147483648
+            hist += tl.histogram(tl.where(mask & ((ukey >> 24) == top), ((ukey >> 16) & 255).to(tl.int32), 256),
+                                 512)
+    return z, hist
 
 
 @triton.jit
@@ -165,6 +181,25 @@ def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s
     return tl.minimum(written, CAP)
 
 
+@triton.jit
+def _copy_top_logits(row_ptr, vocab, m, log_z, bonus, bad, prefix, dst_s_ptr, dst_i_ptr, LOG_SOFTMAX: tl.constexpr,
+                     BLOCK: tl.constexpr, CAP: tl.constexpr):
+    """Copy the scores of the entries whose logit's 16-bit key prefix is >= ``prefix`` (with their
+    columns, in column order) to a CAP-entry tile; returns how many (callers ensure <= CAP) and the
+    largest logit left out (-inf if none)."""
+    written = tl.full((), 0, tl.int32)
+    below = tl.full((), float("-inf"), tl.float32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
+        sel = mask & prefix_at_least(x, 16, prefix)
+        written = append_selected(_scores(x, m, log_z, bonus, bad, LOG_SOFTMAX), cols, sel, written, dst_s_ptr,
+                                  dst_i_ptr, CAP)
+        below = tl.maximum(below, tl.max(tl.where(mask & (~sel), x, float("-inf")), axis=0))
+    return tl.minimum(written, CAP), below
+
+
 @triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row"])
 def _beam_row_topk_kernel(
     x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr, tile_s_ptr, tile_i_ptr,
@@ -178,35 +213,64 @@ def _beam_row_topk_kernel(
         m = tl.full((), float("-inf"), tl.float32)
         log_z = tl.full((), 0.0, tl.float32)
         bad = tl.full((), 0, tl.int1)
+        bins = tl.arange(0, 512)
+        hist1 = tl.zeros([512], dtype=tl.int32)
+        top = tl.full((), 0, tl.int64)
+        rank = tl.full((), 0, tl.int32) + k_row
         if LOG_SOFTMAX:
-            m, n_nan = _row_stats(row_ptr, 0, vocab, BLOCK)
-            log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
+            # with EARLY, the two passes also histogram the logits' first two key bytes (below)
+            m, n_nan, hist0 = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY)
+            top, rank, at_top = radix_digit(hist0, bins, top, rank)
+            z, hist1 = _row_mass(row_ptr, 0, vocab, m, top, PRECISE, BLOCK, EARLY)
+            log_z = _log_mass(z, PRECISE)
             # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
             bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+
+        tile_s = tile_s_ptr + row * CAP
+        tile_i = tile_i_ptr + row * CAP
+        kth = tl.full((), 0, tl.int32)
+        remaining = tl.full((), 0, tl.int32) + k_row
+        listed = tl.full((), 0, tl.int32)
+        # Logit tile (EARLY, log-softmax): a score is non-decreasing in the logit, so the entries whose
+        # logit has a 16-bit key prefix >= the k_row-th largest logit's hold the top k_row scores. When
+        # they fit the tile, the copy pass takes their scores and the largest logit left out; the
+        # select runs on the tile, and stands if that logit's score is below the k-th score (else
+        # rounding tied a score outside the tile with it, and the score select below runs instead):
+        # 3 reads of the row in all.
+        if EARLY and LOG_SOFTMAX:
+            prefix, rank, at_prefix = radix_digit(hist1, bins, top, rank)
+            if k_row - rank + at_prefix <= CAP:
+                n, below = _copy_top_logits(row_ptr, vocab, m, log_z, bonus, bad, prefix, tile_s, tile_i, LOG_SOFTMAX,
+                                            BLOCK, CAP)
+                tl.debug_barrier()  # the tile is read back by other threads of this program
+                t_prefix, t_remaining, t_at = tile_select(tile_s, n, tl.full((), 0, tl.int64),
+                                                          tl.full((), 0, tl.int32) + k_row, 0, CAP)
+                t_kth = (t_prefix - 2147483648).to(tl.int32)
+                if float_key(_scores(below, m, log_z, bonus, bad, LOG_SOFTMAX)) < t_kth:
+                    kth = t_kth
+                    remaining = t_remaining
+                    listed = n
 
         # radix select of the k_row-th largest score key (NaN ranks highest). With EARLY, once the
         # scores whose key prefix is >= the chosen one fit the row's tile, one pass copies them
         # (with their columns, in column order) and the later digits and the write read the tile:
         # the same digits and writes, in 2 reads of the row after the statistics instead of 5.
-        bins = tl.arange(0, 512)
-        prefix = tl.full((), 0, tl.int64)
-        remaining = tl.full((), 0, tl.int32) + k_row
-        at_digit = tl.full((), 0, tl.int32)
-        listed = tl.full((), 0, tl.int32)
-        tile_s = tile_s_ptr + row * CAP
-        tile_i = tile_i_ptr + row * CAP
-        for p in tl.static_range(4):
-            if EARLY and p > 0:
-                if (listed == 0) & (k_row - remaining + at_digit <= CAP):
-                    listed = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 32 - 8 * p, tile_s,
-                                              tile_i, LOG_SOFTMAX, BLOCK, CAP)
-                    tl.debug_barrier()  # the tile is read back by other threads of this program
-            if listed > 0:
-                hist = tile_digit_hist(tile_s, listed, 24 - 8 * p, prefix, CAP)
-            else:
-                hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
-            prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
-        kth = (prefix - 2147483648).to(tl.int32)
+        if listed == 0:
+            prefix = tl.full((), 0, tl.int64)
+            at_digit = tl.full((), 0, tl.int32)
+            for p in tl.static_range(4):
+                if EARLY and p > 0:
+                    if (listed == 0) & (k_row - remaining + at_digit <= CAP):
+                        listed = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 32 - 8 * p,
+                                                  tile_s, tile_i, LOG_SOFTMAX, BLOCK, CAP)
+                        tl.debug_barrier()  # the tile is read back by other threads of this program
+                if listed > 0:
+                    hist = tile_digit_hist(tile_s, listed, 24 - 8 * p, prefix, CAP)
+                else:
+                    hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX,
+                                       BLOCK)
+                prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
+            kth = (prefix - 2147483648).to(tl.int32)
         # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
         # fill the first k_row - remaining slots.
         zero = tl.full((), 0, tl.int32)
@@ -250,7 +314,7 @@ def _beam_split_kernel(
     bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
     aux = aux_ptr + (row * splits + s) * 4
     if PASS == 0:
-        m, n_nan = _row_stats(row_ptr, lo, hi, BLOCK)
+        m, n_nan, unused_hist = _row_stats(row_ptr, lo, hi, BLOCK, False)
         tl.store(aux, n_nan.to(tl.int64))
         tl.store(aux + 1, m.to(tl.int32, bitcast=True).to(tl.int64))
     else:
@@ -271,7 +335,8 @@ def _beam_split_kernel(
             bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
         if PASS == 1:
             if LOG_SOFTMAX:
-                tl.store(aux + 2, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK))
+                z, unused_hist = _row_mass(row_ptr, lo, hi, m, 0, PRECISE, BLOCK, False)
+                tl.store(aux + 2, z)
         else:
             # digit pass PASS - 2 (0-3), or the write (PASS 6). PASS itself in the conditions: a local
             # assigned from a constexpr is a runtime value in compiled Triton (not in the interpreter)

@@ -65,6 +65,7 @@ from ._common import (
     slices,
     split_count,
     tile_digit_hist,
+    tile_select,
 )
 
 _NEG_INF = float("-inf")
@@ -353,19 +354,6 @@ def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, spl
 
 
 @triton.jit
-def _tile_select(tile_x_ptr, listed, prefix, remaining, first, k, CAP: tl.constexpr):
-    """(key, n_ge) of the k-th largest entry from digit ``first`` (1-3) on, on a tile holding every
-    entry whose key starts with a prefix >= ``prefix`` (the select's state before that digit)."""
-    bins = tl.arange(0, 512)
-    at_digit = tl.full((), 0, tl.int32)
-    for p in tl.static_range(1, 4):
-        if p >= first:
-            hist = tile_digit_hist(tile_x_ptr, listed, 24 - 8 * p, prefix, CAP)
-            prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
-    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
-
-
-@triton.jit
 def _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, dst_x_ptr, dst_i_ptr, row, splits, CAP: tl.constexpr):
     """Concatenate the row's slice tiles in slice order (so in column order) into a CAP-entry tile;
     returns how many entries (callers ensure <= CAP)."""
@@ -484,10 +472,11 @@ def _filter_chain_kernel(
                         listed = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
                                                 cand_i_ptr + row * CAP, row, splits, CAP)
                         tl.debug_barrier()  # the tile is read back by other threads of this program
-                        kth_key, n_ge = _tile_select(cand_x_ptr + row * CAP, listed,
-                                                     tl.load(state_ptr + row * 16 + 2 * copied),
-                                                     tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32),
-                                                     copied, k_eff, CAP)
+                        prefix, remaining, at_digit = tile_select(
+                            cand_x_ptr + row * CAP, listed, tl.load(state_ptr + row * 16 + 2 * copied),
+                            tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32), copied, CAP)
+                        kth_key = prefix - 2147483648
+                        n_ge = k_eff.to(tl.int32) - remaining + at_digit
                     else:  # the last digit, from the slices' histograms
                         kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
                 else:

@@ -143,10 +143,12 @@ def test_split_rows_match_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @interpreted
 def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The select's early tile (EARLY): rows whose candidates fit it after 1, 2 or 3 digits copy
-    them once and finish the select and the write on it, bit for bit as when every digit comes
-    from the row (PYDECODE_TRITON_EARLY_TILE=0), with and without log-softmax, and k_row above the
-    tile (never early); and the reference's (check)."""
+    """The early tiles (EARLY): with log-softmax, one program per row, the logit tile (the entries
+    whose logit prefix holds the top k_row, copied once after the statistics); else, or when its
+    check fails, the score select's tile (rows whose candidates fit it after 1, 2 or 3 digits copy
+    them once and finish the select and the write on it). Bit for bit as when every digit comes
+    from the row (PYDECODE_TRITON_EARLY_TILE=0), with and without log-softmax, split or not, and
+    k_row above the tile (never early); and the reference's (check)."""
     g = torch.Generator().manual_seed(5)
     vocab = 3000
     far = torch.randn(vocab, generator=g)
@@ -162,29 +164,47 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
     bs = torch.tensor([0.0, -1.0, -0.5, NEG_INF, 0.0, -2.0, 0.0, -0.25, 0.0, 0.0])
     shifts: list[int] = []
     copy = triton_beam._copy_top_scores
+    copy_logits = triton_beam._copy_top_logits
+    logit_tiles: list[bool] = []  # per logit-tile copy: whether its select stood (checked below)
 
     def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args):  # noqa: ANN001, ANN202
         shifts.append(int(shift))
         return copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
 
+    def counted_logits(*args):  # noqa: ANN002, ANN202
+        logit_tiles.append(True)
+        written, below = copy_logits(*args)
+        return written, below + spoil  # +inf: the largest logit left out seems to tie, the score select runs
+
     monkeypatch.setattr(triton_beam, "_copy_top_scores", counted)
-    for splits in (None, 3):  # one program per row; rows split over 3 programs (each copies its slice)
+    monkeypatch.setattr(triton_beam, "_copy_top_logits", counted_logits)
+    # one program per row (the logit tile, then with its check spoilt the score tile); rows split over
+    # 3 programs (each copies its slice of the score tile)
+    for splits, spoil in ((None, 0.0), (None, float("inf")), (3, 0.0)):
         monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
         for k, log_softmax in ((6, True), (6, False), (513, True)):
             monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
             want = B.beam_topk(x, bs, 2, k, apply_log_softmax=log_softmax, backend="triton")
-            assert not shifts, "the early tile ran while switched off"
+            assert not shifts and not logit_tiles, "the early tile ran while switched off"
             monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
             got = B.beam_topk(x, bs, 2, k, apply_log_softmax=log_softmax, backend="triton")
-            if k <= 512:
+            logit_path = splits is None and log_softmax and k <= 512
+            if logit_path:  # the far, random and spread-ties rows take the logit tile (dense and tied
+                # rows and those with many NaN / inf share a 16-bit logit prefix over more than 512 entries)
+                assert len(logit_tiles) == 4, logit_tiles
+                assert (len(shifts) >= 4) == (spoil > 0), shifts  # the score tile only when the check fails
+            elif k <= 512:
                 assert 24 in shifts and len(shifts) >= 3 * (splits or 1), shifts  # the far row fits after 1 digit
             else:
-                assert not shifts
+                assert not shifts and not logit_tiles
             shifts.clear()
+            logit_tiles.clear()
             for g_, w, name in zip(got, want, ("scores", "token_ids", "beam_indices")):
-                assert_same(g_, w, what=f"early tile vs every digit from the row: {name} k={k} {log_softmax} {splits}")
+                assert_same(g_, w, what=f"early tile vs every digit from the row: {name} k={k} {log_softmax} "
+                                        f"{splits} {spoil}")
             check(x, bs, 2, k, log_softmax=log_softmax)
             shifts.clear()
+            logit_tiles.clear()
     monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
     for row, digits in ((0, 1), (1, 2), (2, 3), (3, None)):  # scores = logits: the rows' designed digit counts
         B.beam_topk(x[row:row + 1], torch.zeros(1), 1, 20, apply_log_softmax=False, backend="triton")

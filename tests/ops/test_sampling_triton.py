@@ -230,7 +230,7 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_row_reads_of_the_early_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/triton_row_reads.py's counter on peaked rows (a confident decode step): the chain with
     top-k reads each row 2 times with the tiles (stats, copy) instead of 5, top-p alone 3 (stats,
-    sum, copy) instead of 5, beam top-k with log-softmax 4 instead of 7."""
+    sum, copy) instead of 5, beam top-k with log-softmax 3 (stats, sum, logit copy) instead of 7."""
     from bench import triton_row_reads as reads
 
     vocab, rows = 3000, 2
@@ -241,7 +241,7 @@ def test_row_reads_of_the_early_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
                                               backend="triton"), 5, 2),
         "top-p": (lambda: S.filter_and_sample(x, temperature=0.7, top_p=0.9, seed=seed, offset=offset,
                                               backend="triton"), 5, 3),
-        "beam": (lambda: B.beam_topk(x, torch.zeros(rows), 1, 8, backend="triton"), 7, 4),
+        "beam": (lambda: B.beam_topk(x, torch.zeros(rows), 1, 8, backend="triton"), 7, 3),
     }
     for name, (call, off, on) in calls.items():
         monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
