@@ -20,8 +20,18 @@ status=0
 budget="${GPU_CHECK_BUDGET:-480}"
 
 # GPU_CHECK_ONLY="build gpu-tests ..." runs just the named steps (a second, shorter pass on the same
-# lease, say); the others are skipped.
+# lease, say); the others are skipped. All the steps take longer than one 10-minute device command,
+# so two presets split them over two commands on one warm lease (the build stays installed):
+# GPU_CHECK_ONLY=first (build, GPU tests, the main op benchmarks) then GPU_CHECK_ONLY=second (the
+# sanitizers and the other benchmarks).
 only="${GPU_CHECK_ONLY:-}"
+case "$only" in
+  first) only="env build show-config gpu-tests bench-ops-sampling bench-ops-chain-full-row bench-triton-early-off" ;;
+  second) only="sanitizer-memcheck sanitizer-racecheck bench-triton-split bench-ops-chain-unsplit
+                bench-triton-persistent bench-triton-one-per-row bench-ops-processors bench-generate bench-dispatch
+                bench-philox" ;;
+esac
+only="$(echo $only)"  # one space between names: the match below pads them with single spaces
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run under a timeout, log to $out/NAME.log, record the outcome
   local name="$1" limit="$2"; shift 2
