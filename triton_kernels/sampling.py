@@ -215,6 +215,39 @@ def _tile_mass_bound(hist0, hist1, top, prefix, m):
 
 
 @triton.jit
+def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, hist0, tile_x_ptr, tile_i_ptr,
+                TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+    """The top-p tile of a row without an active top-k: (Z, n, used, listed, below_key, below_mass).
+
+    The tile takes the entries whose 16-bit key prefix lies above the one holding the (CAP + 1)-th
+    largest key (the top byte from the stats pass's histogram ``hist0``, the second byte
+    histogrammed in the Z pass, which also returns Z and the entry count n), and the copy pass sums
+    the mass of the others. When that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p
+    boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
+    min-p, the sample and the log-prob finish there (``used``): 3 reads of the row instead of 5-7.
+    Otherwise the row path runs with this Z: one read more when the copy ran, none when the tile's
+    mass bound (_tile_mass_bound) already shows the nucleus cannot fit."""
+    bins = tl.arange(0, 512)
+    top, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64), tl.full((), CAP + 1, tl.int32))
+    z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, top, TRANSFORM, PRECISE, BLOCK, True)
+    prefix, remaining, at_prefix = radix_digit(hist1, bins, top, remaining)
+    edge = (prefix + 1) << 16  # the smallest unsigned key above the (CAP + 1)-th's prefix
+    floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= edge  # min_tokens_to_keep's entries on it
+    # only the cost depends on the bound: below p * Z the nucleus cannot fit and the copy is skipped
+    fits = _tile_mass_bound(hist0, hist1, top, prefix, m) >= z - threshold * z
+    used = tl.full((), 0, tl.int1)
+    listed = tl.full((), 0, tl.int32)
+    below_key = tl.full((), _BELOW_KEYS, tl.int64)
+    below_mass = tl.full((), 0.0, tl.float32)
+    if (z > threshold * z) & floor_on & fits:
+        listed, below_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix + 1, 16, tile_x_ptr, tile_i_ptr, m,
+                                          TRANSFORM, PRECISE, BLOCK, CAP, True)
+        used = (below_mass <= threshold * z) & (listed > 0)
+        below_key = edge - 2147483649
+    return z, n_kept, used, listed, below_key, below_mass
+
+
+@triton.jit
 def _refine_cut(keys, w, lo, hi, lo_mass, target, NP: tl.constexpr):
     """Top-p cut on a register tile: (cut, mass at or below it), the largest key in [lo, hi)
     whose mass at or below it (``lo_mass`` + the tile's ``w`` of keys <= it) is <= target.
@@ -529,14 +562,7 @@ def _filter_chain_kernel(
         if TILE:
             use_tile = (n_ge <= CAP) & (kth == kth)
 
-        # ---- top-p tile: top-p without an active top-k, in the decode-loop call. The tile takes the
-        # entries whose 16-bit key prefix lies above the one holding the (CAP + 1)-th largest key (the
-        # top byte from the stats pass's histogram, the second byte histogrammed in the Z pass), and
-        # the copy pass sums the mass of the others. When that mass is <= (1 - p) * Z, the top-p
-        # boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
-        # min-p, the sample and the log-prob finish there: 3 reads of the row instead of 6-7.
-        # Otherwise the row path below runs (its Z is the one computed here): one read more when the
-        # copy ran, none when the tile's entry count already shows the nucleus cannot fit.
+        # ---- top-p tile (_top_p_tile): top-p without an active top-k, in the decode-loop call
         z = tl.full((), 1.0, tl.float32)
         n_kept = tl.full((), 0, tl.int32)
         have_z = tl.full((), 0, tl.int1)
@@ -546,23 +572,10 @@ def _filter_chain_kernel(
         below_mass = tl.full((), 0.0, tl.float32)  # and the mass of the row's entries at or below it
         if PTILE:
             if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
-                bins = tl.arange(0, 512)
-                top, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64),
-                                                     tl.full((), CAP + 1, tl.int32))
-                z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, top, TRANSFORM, PRECISE, BLOCK, True)
+                z, n_kept, use_ptile, ptile_n, below_key, below_mass = _top_p_tile(
+                    row_ptr, vocab, scale, m, kth, keep_floor, threshold, hist0, cand_x_ptr + row * CAP,
+                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
                 have_z = tl.full((), 1, tl.int1)
-                prefix, remaining, at_prefix = radix_digit(hist1, bins, top, remaining)
-                edge = (prefix + 1) << 16  # the smallest unsigned key above the (CAP + 1)-th's prefix
-                floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= edge  # min_tokens_to_keep
-                # The tile's mass is at most its second-byte bins' counts times the weight at each bin's
-                # upper edge, plus 1 per entry of the higher top-byte bins: below p * Z the nucleus cannot
-                # fit, and the copy is skipped (a flat row costs no extra read). Only the cost depends on it.
-                fits = _tile_mass_bound(hist0, hist1, top, prefix, m) >= z - threshold * z
-                if (z > threshold * z) & floor_on & fits:
-                    ptile_n, below_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix + 1, 16, cand_x_ptr + row * CAP,
-                                                       cand_i_ptr + row * CAP, m, TRANSFORM, PRECISE, BLOCK, CAP, True)
-                    use_ptile = (below_mass <= threshold * z) & (ptile_n > 0)
-                    below_key = edge - 2147483649
 
         if use_tile | use_ptile:
             written = ptile_n
