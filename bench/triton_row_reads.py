@@ -33,7 +33,7 @@ from pydecode.triton_kernels import beam as triton_beam  # noqa: E402
 from pydecode.triton_kernels import sampling as triton_sampling  # noqa: E402
 
 ROWS = ("randn x 1", "randn x 3", "peaked", "flat")
-BEAM_PASSES = ("_row_stats", "_row_mass", "_digit_hist", "_copy_top_scores", "_copy_top_logits", "_write_top")
+BEAM_PASSES = ("_row_stats", "_row_mass", "_digit_hist", "_copy_top_scores", "_write_top")  # each over [lo, hi)
 
 
 def logits(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
@@ -82,16 +82,12 @@ def _span(row_ptr, lo, hi, *rest) -> int:  # noqa: ANN001
     return _count(hi) - _count(lo)
 
 
-def _whole_row(row_ptr, vocab, *rest) -> int:  # noqa: ANN001
-    return _count(vocab)
-
-
 def count_reads(call, vocab: int, rows: int) -> float:  # noqa: ANN001
     counter = Counter()
     # the chain loads every row element through load_row(row_ptr, cols, mask, ...)
     counter.wrap(triton_sampling, "load_row", lambda row_ptr, cols, mask, *rest: _count(mask))
     for name in BEAM_PASSES:
-        counter.wrap(triton_beam, name, _whole_row if name == "_copy_top_logits" else _span)
+        counter.wrap(triton_beam, name, _span)
     try:
         call()
     finally:

@@ -167,36 +167,24 @@ def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, w
 
 @triton.jit
 def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s_ptr, dst_i_ptr,
-                     LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+                     LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BY_LOGIT: tl.constexpr):
     """Copy the scores of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
-    ``prefix`` (with their columns, in column order) to a CAP-entry tile; returns how many
-    (callers ensure <= CAP)."""
+    ``prefix`` (with their columns, in column order) to a CAP-entry tile: the score's key, or with
+    BY_LOGIT the logit's. Returns how many (callers ensure <= CAP) and, with BY_LOGIT, the largest
+    logit left out (else -inf)."""
     written = tl.full((), 0, tl.int32)
+    below = tl.full((), float("-inf"), tl.float32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
         s = _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX)
-        written = append_selected(s, cols, mask & prefix_at_least(s, shift, prefix), written, dst_s_ptr, dst_i_ptr, CAP)
-    return tl.minimum(written, CAP)
-
-
-@triton.jit
-def _copy_top_logits(row_ptr, vocab, m, log_z, bonus, bad, prefix, dst_s_ptr, dst_i_ptr, LOG_SOFTMAX: tl.constexpr,
-                     BLOCK: tl.constexpr, CAP: tl.constexpr):
-    """Copy the scores of the entries whose logit's 16-bit key prefix is >= ``prefix`` (with their
-    columns, in column order) to a CAP-entry tile; returns how many (callers ensure <= CAP) and the
-    largest logit left out (-inf if none)."""
-    written = tl.full((), 0, tl.int32)
-    below = tl.full((), float("-inf"), tl.float32)
-    for start in range(0, vocab, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        mask = cols < vocab
-        x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
-        sel = mask & prefix_at_least(x, 16, prefix)
-        written = append_selected(_scores(x, m, log_z, bonus, bad, LOG_SOFTMAX), cols, sel, written, dst_s_ptr,
-                                  dst_i_ptr, CAP)
-        below = tl.maximum(below, tl.max(tl.where(mask & (~sel), x, float("-inf")), axis=0))
+        if BY_LOGIT:
+            sel = mask & prefix_at_least(x, shift, prefix)
+            below = tl.maximum(below, tl.max(tl.where(mask & (~sel), x, float("-inf")), axis=0))
+        else:
+            sel = mask & prefix_at_least(s, shift, prefix)
+        written = append_selected(s, cols, sel, written, dst_s_ptr, dst_i_ptr, CAP)
     return tl.minimum(written, CAP), below
 
 
@@ -240,8 +228,8 @@ def _beam_row_topk_kernel(
         if EARLY and LOG_SOFTMAX:
             prefix, rank, at_prefix = radix_digit(hist1, bins, top, rank)
             if k_row - rank + at_prefix <= CAP:
-                n, below = _copy_top_logits(row_ptr, vocab, m, log_z, bonus, bad, prefix, tile_s, tile_i, LOG_SOFTMAX,
-                                            BLOCK, CAP)
+                n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 16, tile_s, tile_i,
+                                            LOG_SOFTMAX, BLOCK, CAP, True)
                 tl.debug_barrier()  # the tile is read back by other threads of this program
                 t_prefix, t_remaining, t_at = tile_select(tile_s, n, tl.full((), 0, tl.int64),
                                                           tl.full((), 0, tl.int32) + k_row, 0, CAP)
@@ -261,8 +249,9 @@ def _beam_row_topk_kernel(
             for p in tl.static_range(4):
                 if EARLY and p > 0:
                     if (listed == 0) & (k_row - remaining + at_digit <= CAP):
-                        listed = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 32 - 8 * p,
-                                                  tile_s, tile_i, LOG_SOFTMAX, BLOCK, CAP)
+                        listed, unused_below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix,
+                                                                32 - 8 * p, tile_s, tile_i, LOG_SOFTMAX, BLOCK, CAP,
+                                                                False)
                         tl.debug_barrier()  # the tile is read back by other threads of this program
                 if listed > 0:
                     hist = tile_digit_hist(tile_s, listed, 24 - 8 * p, prefix, CAP)
@@ -417,8 +406,9 @@ def _split_digit_pass(row_ptr, lo, hi, m, log_z, bonus, bad, parts_ptr, aux, sta
             if EARLY:
                 fits = k_row - remaining + at_digit <= CAP
         if fits:
-            tl.store(tile_n_ptr, _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, 32 - 8 * p,
-                                                  tile_s_ptr, tile_i_ptr, LOG_SOFTMAX, BLOCK, CAP))
+            n, unused_below = _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, 32 - 8 * p, tile_s_ptr,
+                                               tile_i_ptr, LOG_SOFTMAX, BLOCK, CAP, False)
+            tl.store(tile_n_ptr, n)
             if s == 0:
                 tl.store(state_ptr + row * 8 + 1, tl.full((), p, tl.int64))
         else:

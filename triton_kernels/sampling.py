@@ -438,7 +438,8 @@ def _split_pass_kernel(
         k = tl.load(top_k_ptr + row)
         k_eff = tl.maximum(k, min_keep)
         copied = tl.load(state_ptr + row * 16 + 1)  # the pass that copied the early tile (0: none)
-        if (k > 0) & (k_eff < vocab) & ((copied == 0) | (copied == PASS)):  # the chain kernel's top-k condition
+        # the chain kernel's top-k condition, and no earlier pass copied the early tile
+        if (k > 0) & (k_eff < vocab) & ((copied == 0) | (copied == PASS)):
             prefix, remaining, at_digit = _split_select(row_ptr, lo, hi, scale, parts_ptr, parts_ptr,
                                                         state_ptr + row * 16, row, splits, s, k_eff.to(tl.int32),
                                                         part_x_ptr + dst, part_i_ptr + dst,

@@ -164,20 +164,17 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
     bs = torch.tensor([0.0, -1.0, -0.5, NEG_INF, 0.0, -2.0, 0.0, -0.25, 0.0, 0.0])
     shifts: list[int] = []
     copy = triton_beam._copy_top_scores
-    copy_logits = triton_beam._copy_top_logits
-    logit_tiles: list[bool] = []  # per logit-tile copy: whether its select stood (checked below)
+    logit_tiles: list[bool] = []  # per logit-tile copy (BY_LOGIT): whether its select stood (checked below)
 
     def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args):  # noqa: ANN001, ANN202
+        written, below = copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
+        if args[-1]:  # BY_LOGIT: the logit tile
+            logit_tiles.append(True)
+            return written, below + spoil  # +inf: the largest logit left out seems to tie, the score select runs
         shifts.append(int(shift))
-        return copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
-
-    def counted_logits(*args):  # noqa: ANN002, ANN202
-        logit_tiles.append(True)
-        written, below = copy_logits(*args)
-        return written, below + spoil  # +inf: the largest logit left out seems to tie, the score select runs
+        return written, below
 
     monkeypatch.setattr(triton_beam, "_copy_top_scores", counted)
-    monkeypatch.setattr(triton_beam, "_copy_top_logits", counted_logits)
     # one program per row (the logit tile, then with its check spoilt the score tile); rows split over
     # 3 programs (each copies its slice of the score tile)
     for splits, spoil in ((None, 0.0), (None, float("inf")), (3, 0.0)):
