@@ -26,7 +26,8 @@ budget="${GPU_CHECK_BUDGET:-480}"
 # sanitizers and the other benchmarks).
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
-  first) only="env build show-config gpu-tests bench-ops-sampling bench-ops-chain-full-row bench-triton-early-off" ;;
+  first) only="env build show-config gpu-tests bench-ops-sampling profile-ops bench-ops-chain-full-row
+         bench-triton-early-off" ;;
   second) only="sanitizer-memcheck sanitizer-racecheck bench-triton-split bench-ops-chain-unsplit
                 bench-triton-persistent bench-triton-one-per-row bench-ops-processors bench-generate bench-dispatch
                 bench-philox" ;;
@@ -81,6 +82,9 @@ bench_ops=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.1
            --retries 0 --no-llama --csv "$out/ops_cuda.csv")
 step bench-ops-sampling 110 "${bench_ops[@]}" \
   --cases temp_topk_topp_sample temp_topp_sample beam_topk rep_temp_topk_topp_sample
+# Where each call's time goes (bench/profile_ops.py): eager wall time, CUDA graph replay (issue 6's
+# batch-1 target), kernel time and launches from torch.profiler, the longest kernels.
+step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
 # Triton split path (rows over several programs at batch 1-8) vs one program per row, same tokens.
 step bench-triton-split 45 python -m bench.bench_triton_split --csv "$out/triton_split.csv"
 # The fused chain's split-vocabulary path (several blocks per row at small batch) against one block
