@@ -56,12 +56,22 @@ __device__ __forceinline__ bool kept(const Cut& c, uint32_t key, int v) {
   return key > c.key || (key == c.key && v >= c.tie_lo && v <= c.tie_hi);
 }
 
+// The boundary bins of a wide nucleus (fit_nucleus): the bins lo..hi hold `count` entries, the bins
+// above hi `above` entries; lo < 0: none.
+struct WideBins {
+  int lo;
+  int hi;
+  uint32_t count;
+  uint32_t above;
+};
+
 struct Shared : RadixShared {
   unsigned long long mass[256];
   uint32_t u32[32];
   unsigned long long u64[32];
   unsigned long long u64b[32];
   unsigned long long mass_above;
+  WideBins wide;
   uint32_t cand_count;
   unsigned long long cand[kCandCap];
 };
@@ -325,8 +335,17 @@ struct CandPart {
 
 // Keeps the n largest of the kept set (n <= its size); inside the group of equal values at the
 // boundary the highest (tie_high) or lowest indices.
+// The keys of indices [0, vocab) (tie_high) or of their complements: the radix selects that pick
+// among tied entries by index start below the bytes every index shares (3 reads of a row of
+// 128256 instead of 4).
+__device__ __forceinline__ KeyRange index_keys(uint32_t vocab, bool tie_high) {
+  const uint32_t last = vocab > 0 ? vocab - 1 : 0;
+  return tie_high ? KeyRange{0u, last} : KeyRange{0xFFFFFFFFu - last, 0xFFFFFFFFu};
+}
+
 template <class Part, class YFn>
-__device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, Shared& sh) {
+__device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, uint32_t vocab,
+                          Shared& sh) {
   uint32_t above, ties;
   const uint32_t k = part.nth(
       n,
@@ -347,19 +366,27 @@ __device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n,
         const uint32_t sk = sort_key(yof(x));
         return sk == k && kept(cut, sk, v);
       },
-      sh, &a2, &t2);
+      sh, &a2, &t2, index_keys(vocab, tie_high));
   return tie_high ? Cut{k, static_cast<int>(pick), hi} : Cut{k, lo, static_cast<int>(0xFFFFFFFFu - pick)};
 }
 
+// Mass and count of the kept entries above everything a part holds (the wide-nucleus list: the
+// bins above it), zero for a whole row.
+struct Above {
+  unsigned long long mass = 0;
+  uint32_t count = 0;
+};
+
 // Top-p boundary by a radix descent on mass histograms: the lowest key K of the kept set whose
 // mass strictly above it is < limit. Returns K; *mass_above / *count_above: mass and count of
-// kept entries with a larger key; *ties: kept entries with key K.
+// kept entries with a larger key (base included); *ties: kept entries with key K.
 template <class Part, class YFn, class EFn>
 __device__ uint32_t mass_descent(Part& part, const YFn& yof, const EFn& efix, const Cut cut, double limit,
-                                 Shared& sh, unsigned long long* mass_above, uint32_t* count_above, uint32_t* ties) {
+                                 const Above base, Shared& sh, unsigned long long* mass_above, uint32_t* count_above,
+                                 uint32_t* ties) {
   uint32_t prefix, mask;
-  unsigned long long a_hi = 0;
-  uint32_t c_hi = 0;
+  unsigned long long a_hi = base.mass;
+  uint32_t c_hi = base.count;
   for (int shift = part.values.start(&prefix, &mask); shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       sh.hist[i] = 0;
@@ -438,6 +465,7 @@ struct RowCtx {
   uint32_t mtk;        // min_tokens_to_keep, at most vocab
   const void* src;     // the row's first entry
   bool writer;         // this block writes the row's token and log-prob
+  uint32_t vocab;
 };
 
 // ------------------------------------------------------------------------------ compact path
@@ -469,31 +497,89 @@ __device__ __forceinline__ double top_p_limit(double top_p, unsigned long long t
 // mass of the top bins: when even the upper bound falls short of the limit, the full-row path runs
 // without the copy read; else the list shrinks to the top bins whose lower bound reaches the limit
 // (holding at least min_tokens_to_keep). Margins cover expf's error and the fixed-point rounding.
-// The bounds only choose the list: the kernel then checks the list's exact mass. Thread 0 decides
-// from the merged histogram, so every block of a split row decides alike.
+// The bounds only choose the list: the kernel then checks the list's exact mass. When no list of
+// top bins can hold the nucleus, the bounds locate the bins that can hold its boundary instead
+// (sh.wide, for wide_top_p). Thread 0 decides from the merged histogram, so every block of a split
+// row decides alike.
+__device__ void locate_boundary_bins(Shared& sh, double width, double limit, uint32_t mtk);
+
 __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint32_t mtk) {
-  if (threadIdx.x == 0 && sh.bin >= 0 && bins.scale > 0.0f) {
+  if (threadIdx.x == 0 && bins.scale > 0.0f) {
     const double width = 1.0 / static_cast<double>(bins.scale);  // of a bin, in y
-    double lower = 0.0, upper = 0.0;  // bounds on sum exp(y - ymax) over bins b..255
-    uint32_t count = 0;
-    int fit = -1;
-    uint32_t fit_count = 0;
-    for (int b = 255; b >= sh.bin; --b) {
-      const double c = static_cast<double>(sh.hist[b]);
-      upper += c * exp(-(255 - b) * width);
-      if (b > 0) lower += c * exp(-(256 - b) * width);  // bin 0 also holds the gaps past the range
-      count += sh.hist[b];
-      if (fit < 0 && count >= mtk && lower * 4294967296.0 * (1.0 - 1e-6) - count >= limit) {
-        fit = b;
-        fit_count = count;
+    if (sh.bin >= 0) {
+      double lower = 0.0, upper = 0.0;  // bounds on sum exp(y - ymax) over bins b..255
+      uint32_t count = 0;
+      int fit = -1;
+      uint32_t fit_count = 0;
+      for (int b = 255; b >= sh.bin; --b) {
+        const double c = static_cast<double>(sh.hist[b]);
+        upper += c * exp(-(255 - b) * width);
+        if (b > 0) lower += c * exp(-(256 - b) * width);  // bin 0 also holds the gaps past the range
+        count += sh.hist[b];
+        if (fit < 0 && count >= mtk && lower * 4294967296.0 * (1.0 - 1e-6) - count >= limit) {
+          fit = b;
+          fit_count = count;
+        }
+      }
+      if (upper * 4294967296.0 * (1.0 + 1e-6) + count < limit) {
+        sh.bin = -1;
+      } else if (fit >= 0) {
+        sh.bin = fit;
+        sh.bin_count = fit_count;
       }
     }
-    if (upper * 4294967296.0 * (1.0 + 1e-6) + count < limit) {
-      sh.bin = -1;
-    } else if (fit >= 0) {
-      sh.bin = fit;
-      sh.bin_count = fit_count;
+    sh.wide.lo = -1;
+    if (sh.bin < 0) locate_boundary_bins(sh, width, limit, mtk);
+  }
+  __syncthreads();
+}
+
+// A wide nucleus (more entries than the list holds): with M(b) the mass of the bins above bin b,
+// the top-p boundary lies in the highest bin b whose M(b - 1) reaches the limit (entries there
+// have less than the limit above them, every entry below has more). The bounds give the bins that
+// can be it: hi, the highest b whose upper bound on M(b - 1) reaches the limit, down to lo, the
+// highest whose lower bound does. Taken (sh.wide) when the bins above hi hold at least
+// min_tokens_to_keep - 1 entries (the nucleus, the boundary's group included, then never falls
+// short of it). Bin 0 also holds the gaps past the range (its lower bound is 0): a boundary there
+// is left to the full-row path. The margin is wider than fit_nucleus': it only widens the range,
+// and the exact masses are checked (wide_top_p).
+__device__ void locate_boundary_bins(Shared& sh, double width, double limit, uint32_t mtk) {
+  constexpr double kOne = 4294967296.0, kMargin = 1e-4;
+  double lower = 0.0, upper = 0.0;  // bounds on M(b - 1): exp(y - ymax) summed over bins b..255
+  uint32_t count = 0;               // entries in bins b..255
+  uint32_t above = 0;               // entries in the bins above hi
+  int hi = -1;
+  for (int b = 255; b >= 1; --b) {
+    const uint32_t c = sh.hist[b];
+    upper += static_cast<double>(c) * exp(-(255 - b) * width);
+    lower += static_cast<double>(c) * exp(-(256 - b) * width);
+    count += c;
+    if (hi < 0 && upper * kOne * (1.0 + kMargin) + count >= limit) {
+      hi = b;
+      above = count - c;
     }
+    if (hi >= 0 && lower * kOne * (1.0 - kMargin) - count >= limit) {
+      if (above + 1 >= mtk) sh.wide = WideBins{b, hi, count - above, above};
+      return;
+    }
+  }
+}
+
+// Lists the n entries of `part` where take(x) holds (n <= kCandCap, counted beforehand) in
+// sh.cand: directly, or for a split row through the row's list in device memory, which every
+// block then copies. take(x) runs once for every entry of the part.
+template <int D, bool S, class Take>
+__device__ void list_entries(RowPart<D, S>& part, const Take& take, int n, Shared& sh) {
+  if (threadIdx.x == 0) sh.cand_count = 0;
+  __syncthreads();
+  if constexpr (S) {
+    SplitScratch* rs = part.sync.rs;
+    append_entries<D>(part.data, part.len, part.begin, take, rs->cand,
+                      reinterpret_cast<unsigned int*>(&rs->cand_count), kCandCap);
+    part.sync.barrier();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) sh.cand[i] = coherent_load(&rs->cand[i]);
+  } else {
+    append_entries<D>(part.data, part.len, part.begin, take, sh.cand, &sh.cand_count, kCandCap);
   }
   __syncthreads();
 }
@@ -519,19 +605,7 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
   const int low = sh.bin;
   const int n = static_cast<int>(sh.bin_count);
   if (low < 0) return -1;
-  if (threadIdx.x == 0) sh.cand_count = 0;
-  __syncthreads();
-  const auto take = [&](float x) { return bins(yof(x)) >= low; };
-  if constexpr (S) {
-    SplitScratch* rs = part.sync.rs;
-    append_entries<D>(part.data, part.len, part.begin, take, rs->cand,
-                      reinterpret_cast<unsigned int*>(&rs->cand_count), kCandCap);
-    part.sync.barrier();
-    for (int i = threadIdx.x; i < n; i += blockDim.x) sh.cand[i] = coherent_load(&rs->cand[i]);
-  } else {
-    append_entries<D>(part.data, part.len, part.begin, take, sh.cand, &sh.cand_count, kCandCap);
-  }
-  __syncthreads();
+  list_entries(part, [&](float x) { return bins(yof(x)) >= low; }, n, sh);
   return n;
 }
 
@@ -553,65 +627,69 @@ __device__ void top_k_cut(Part& part, const YFn& yof, uint32_t keep, Shared& sh,
   }
 }
 
-// Top-p, min-p and sampling on `part` (the row, or its candidate list), from the cut top-k left.
-// row_total: the mass of the kept set when the caller has it (the compact top-p path), else null.
-// Returns the final cut.
-template <int D, class Part, class YFn, class EFn>
-__device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const EFn& efix, Cut cut,
-                            uint32_t kept_count, const unsigned long long* row_total, Shared& sh) {
+// Top-p on `part` (the row, or a candidate list) from the cut top-k left, whose size *kept_count
+// is updated. row_total: the mass of the kept set when the caller has it, else null (one pass
+// sums it). above: the kept entries above everything `part` holds (the wide-nucleus list), which
+// must then number at least min_tokens_to_keep - 1 (keep_top_n below only sees `part`).
+template <class Part, class YFn, class EFn>
+__device__ Cut top_p_stage(Part& part, const RowCtx& r, const YFn& yof, const EFn& efix, Cut cut,
+                           uint32_t* kept_count, const unsigned long long* row_total, const Above above,
+                           Shared& sh) {
+  unsigned long long total = 0;
+  const Cut c0 = cut;
+  if (row_total != nullptr) {
+    total = *row_total;
+  } else {
+    part.each([&](int v, float x) {
+      const float y = yof(x);
+      if (kept(c0, sort_key(y), v)) total += efix(y);
+    });
+    total = block_reduce(total, AddOp(), sh.u64);
+    part.sync.add(total);
+  }
+  const double limit = top_p_limit(r.spec->top_p[r.row], total);
+  uint32_t keep_count = 0, group = 0, ties = 0, key = 0;
+  if (limit > 0.0) {
+    unsigned long long mass_above;
+    uint32_t count_above;
+    key = mass_descent(part, yof, efix, c0, limit, above, sh, &mass_above, &count_above, &ties);
+    const unsigned long long e = efix(key_to_float(key));
+    // The j-th highest member of the group has mass_above + j * e above it; kept while < limit.
+    const double room = limit - static_cast<double>(mass_above);
+    double n = e == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(e));
+    n = n < 1.0 ? 1.0 : (n > ties ? static_cast<double>(ties) : n);
+    group = static_cast<uint32_t>(n);
+    keep_count = count_above + group;
+  }
+  const uint32_t need = r.mtk < *kept_count ? r.mtk : *kept_count;
+  if (keep_count < need) {
+    *kept_count = need;
+    return keep_top_n(part, yof, c0, need, true, r.vocab, sh);
+  }
+  *kept_count = keep_count;
+  if (group < ties) {
+    // Stable ascending sort: the group's highest indices are the last positions, the kept ones.
+    uint32_t a2, t2;
+    const uint32_t pick = part.nth(
+        group,
+        [&](int v, float x, uint32_t* k2) {
+          *k2 = static_cast<uint32_t>(v);
+          const uint32_t sk = sort_key(yof(x));
+          return sk == key && kept(c0, sk, v);
+        },
+        sh, &a2, &t2, index_keys(r.vocab, true));
+    return Cut{key, static_cast<int>(pick), c0.key == key ? c0.tie_hi : INT_MAX};
+  }
+  return key != c0.key ? Cut{key, 0, INT_MAX} : cut;
+}
+
+// Min-p and sampling on `part` (the row, or its candidate list) from the cut the earlier stages
+// left (kept_count: its size). Returns the final cut.
+template <int D, class Part, class YFn>
+__device__ Cut min_p_and_sample(Part& part, const RowCtx& r, const YFn& yof, Cut cut, uint32_t kept_count,
+                                Shared& sh) {
   const ChainSpec& s = *r.spec;
   const int row = r.row;
-  if (s.top_p != nullptr && s.top_p[row] < 1.0 && r.softmax_ok) {
-    unsigned long long total = 0;
-    const Cut c0 = cut;
-    if (row_total != nullptr) {
-      total = *row_total;
-    } else {
-      part.each([&](int v, float x) {
-        const float y = yof(x);
-        if (kept(c0, sort_key(y), v)) total += efix(y);
-      });
-      total = block_reduce(total, AddOp(), sh.u64);
-      part.sync.add(total);
-    }
-    const double limit = top_p_limit(s.top_p[row], total);
-    uint32_t keep_count = 0, group = 0, ties = 0, key = 0;
-    if (limit > 0.0) {
-      unsigned long long mass_above;
-      uint32_t count_above;
-      key = mass_descent(part, yof, efix, c0, limit, sh, &mass_above, &count_above, &ties);
-      const unsigned long long e = efix(key_to_float(key));
-      // The j-th highest member of the group has mass_above + j * e above it; kept while < limit.
-      const double room = limit - static_cast<double>(mass_above);
-      double n = e == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(e));
-      n = n < 1.0 ? 1.0 : (n > ties ? static_cast<double>(ties) : n);
-      group = static_cast<uint32_t>(n);
-      keep_count = count_above + group;
-    }
-    const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
-    if (keep_count < need) {
-      cut = keep_top_n(part, yof, c0, need, true, sh);
-      kept_count = need;
-    } else {
-      if (group < ties) {
-        // Stable ascending sort: the group's highest indices are the last positions, the kept ones.
-        uint32_t a2, t2;
-        const uint32_t pick = part.nth(
-            group,
-            [&](int v, float x, uint32_t* k2) {
-              *k2 = static_cast<uint32_t>(v);
-              const uint32_t sk = sort_key(yof(x));
-              return sk == key && kept(c0, sk, v);
-            },
-            sh, &a2, &t2);
-        cut = Cut{key, static_cast<int>(pick), c0.key == key ? c0.tie_hi : INT_MAX};
-      } else if (key != c0.key) {
-        cut = Cut{key, 0, INT_MAX};
-      }
-      kept_count = keep_count;
-    }
-  }
-
   if (s.min_p != nullptr && s.min_p[row] > 0.0 && r.softmax_ok) {
     const float mp = static_cast<float>(s.min_p[row]);
     uint32_t count = 0, kmin = 0xFFFFFFFFu;
@@ -633,7 +711,7 @@ __device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const E
       if (count > 0 && kmin > cut.key) cut = Cut{kmin, 0, INT_MAX};
       kept_count = count;
     } else {
-      cut = keep_top_n(part, yof, c0, need, false, sh);
+      cut = keep_top_n(part, yof, c0, need, false, r.vocab, sh);
       kept_count = need;
     }
   }
@@ -682,6 +760,103 @@ __device__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const E
     }
   }
   return cut;
+}
+
+// Top-p, min-p and sampling on `part` (the row, or its candidate list), from the cut top-k left.
+// row_total: the mass of the kept set when the caller has it (the compact top-p path), else null.
+// Returns the final cut. Inlined: left to itself nvcc outlines the row instantiation, and the call
+// costs the kernel a 320-376 byte stack frame of spills (sm_90, ptxas -v).
+template <int D, class Part, class YFn, class EFn>
+__device__ __forceinline__ Cut chain_stages(Part& part, const RowCtx& r, const YFn& yof, const EFn& efix, Cut cut,
+                            uint32_t kept_count, const unsigned long long* row_total, Shared& sh) {
+  if (r.spec->top_p != nullptr && r.spec->top_p[r.row] < 1.0 && r.softmax_ok) {
+    cut = top_p_stage(part, r, yof, efix, cut, &kept_count, row_total, Above(), sh);
+  }
+  return min_p_and_sample<D>(part, r, yof, cut, kept_count, sh);
+}
+
+// Top-p without top-k when the nucleus is too wide for the list (fit_nucleus found the bins that
+// can hold its boundary, sh.wide). When those bins' entries fit the list, one read lists them and
+// sums the mass of the bins above; else one read takes exact count and mass histograms of those
+// bins (and the mass above them), which name the boundary's bin, and a second lists that bin. The
+// boundary, its group and the kept count then come from the list (mass_descent starting from the
+// mass and count above it), and min-p and the sample read the row with the cut: 4 or 5 reads of
+// the row in all (stats, histogram, [exact bins,] list, sample) instead of 10. The cut is the
+// full-row path's: the list holds every entry of its bins, equal values always share a bin, and
+// the masses are the same exact integers. Returns false (nothing but the list and the histograms
+// changed) when the exact masses put the boundary outside the list or its bin does not fit; the
+// full-row path runs then.
+template <int D, bool S, class YFn, class EFn>
+__device__ bool wide_top_p(RowPart<D, S>& part, const RowCtx& r, const YFn& yof, const EFn& efix, const GapBins& bins,
+                           unsigned long long total, uint32_t kmax, Shared& sh, Cut* cut) {
+  const double limit = top_p_limit(r.spec->top_p[r.row], total);
+  WideBins w = sh.wide;
+  unsigned long long base = 0;  // the mass of the bins above w.hi (this thread's share, then the row's)
+  if (w.count > static_cast<uint32_t>(kCandCap)) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) {
+      sh.hist[i] = 0;
+      sh.mass[i] = 0;
+    }
+    __syncthreads();
+    part.each([&](int, float x) {
+      const float y = yof(x);
+      const int b = bins(y);
+      if (b > w.hi) {
+        base += efix(y);
+      } else if (b >= w.lo) {
+        atomicAdd(&sh.hist[b], 1u);
+        atomicAdd(&sh.mass[b], efix(y));
+      }
+    });
+    __syncthreads();
+    part.sync.hist_mass(sh.hist, sh.mass);
+    base = block_reduce(base, AddOp(), sh.u64);
+    part.sync.add(base);
+    if (threadIdx.x == 0) {
+      // The boundary's bin: the highest whose mass with everything above reaches the limit.
+      WideBins found{-1, -1, 0, w.above};
+      unsigned long long above_mass = base;
+      for (int b = w.hi; b >= w.lo; --b) {
+        if (static_cast<double>(above_mass + sh.mass[b]) >= limit) {
+          found = WideBins{b, b, sh.hist[b], found.above};
+          break;
+        }
+        above_mass += sh.mass[b];
+        found.above += sh.hist[b];
+      }
+      sh.wide = found;
+      sh.mass_above = above_mass;
+    }
+    __syncthreads();
+    w = sh.wide;
+    base = sh.mass_above;
+    __syncthreads();
+    if (w.lo < 0 || w.count > static_cast<uint32_t>(kCandCap)) return false;
+    list_entries(part, [&](float x) { return bins(yof(x)) == w.lo; }, static_cast<int>(w.count), sh);
+  } else {
+    list_entries(part,
+                 [&](float x) {
+                   const float y = yof(x);
+                   const int b = bins(y);
+                   if (b > w.hi) base += efix(y);
+                   return b >= w.lo && b <= w.hi;
+                 },
+                 static_cast<int>(w.count), sh);
+    base = block_reduce(base, AddOp(), sh.u64);
+    part.sync.add(base);
+  }
+  CandPart cands{sh.cand, static_cast<int>(w.count), {},
+                 list_keys(sh.cand, static_cast<int>(w.count), [&](float x) { return sort_key(yof(x)); }, kmax,
+                           sh.u32)};
+  unsigned long long listed = 0;
+  cands.each([&](int, float x) { listed += efix(yof(x)); });
+  listed = block_reduce(listed, AddOp(), sh.u64);
+  // The list's top entry has `base` above it, the highest entry below the list base + listed.
+  if (!(static_cast<double>(base) < limit && static_cast<double>(base + listed) >= limit)) return false;
+  uint32_t kept_count = r.vocab;
+  const Cut c = top_p_stage(cands, r, yof, efix, *cut, &kept_count, &total, Above{base, w.above}, sh);
+  *cut = min_p_and_sample<D>(part, r, yof, c, kept_count, sh);
+  return true;
 }
 
 // The fused chain for row blockIdx.x: one block reads the whole row, or (kSplit) gridDim.y blocks
@@ -743,7 +918,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   const bool softmax_ok = nan == 0 && kmax != 0 && ymax < kInf && ymax > -kInf;
   const RowCtx ctx{&s, row, ymax, softmax_ok,
                    static_cast<uint32_t>(s.min_tokens_to_keep < vocab ? s.min_tokens_to_keep : vocab), src,
-                   !kSplit || blockIdx.y == 0};
+                   !kSplit || blockIdx.y == 0, static_cast<uint32_t>(vocab)};
   const auto efix = [ymax](float y) -> unsigned long long {
     return __float2ull_rn(expf(y - ymax) * 4294967296.0f);  // 32.32 fixed point, exact scaling
   };
@@ -757,14 +932,18 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
 
   Cut cut{0u, 0, INT_MAX};
   bool done = false;
+  unsigned long long total = 0;  // top-p without top-k: the row's mass, once the compact path has summed it
+  bool have_total = false;
   // The compact path (see above), for the rows where it can apply.
   const float ymin = key_to_float(kmin);  // NaN when nothing is finite
   if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
     const GapBins bins = GapBins::over(ymax, ymin);
-    unsigned long long total = 0;
     const int n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0,
                                    ctx.mtk, &total, sh);
-    if (n >= 0) {
+    have_total = keep == 0;
+    if (n < 0 && keep == 0 && sh.wide.lo >= 0) {
+      done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
+    } else if (n >= 0) {
       CandPart cands{sh.cand, n, {},
                      list_keys(sh.cand, n, [&](float x) { return sort_key(yof(x)); }, kmax, sh.u32)};
       if (keep > 0) {
@@ -787,7 +966,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   if (!done) {
     uint32_t kept_count = static_cast<uint32_t>(vocab);
     if (keep > 0) top_k_cut(part, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
-    cut = chain_stages<D>(part, ctx, yof, efix, cut, kept_count, nullptr, sh);
+    cut = chain_stages<D>(part, ctx, yof, efix, cut, kept_count, have_total ? &total : nullptr, sh);
   }
 
   if (s.filtered != nullptr || s.renorm != nullptr) {

@@ -168,6 +168,46 @@ for kw in ({"top_k": 50, "temperature": 0.5, "top_p": 0.9}, {"top_p": 0.9, "temp
     report(f"compact tokens {kw}", lambda: assert_same(tok[:5], want.tokens[:5]))
 print("compact done", fails)
 
+# top-p without top-k on wide nuclei (more entries than the list holds): the boundary's bins are
+# listed (wide_top_p). Rows: randn at T = 0.7 (the bins the gap bounds allow hold > 4096 entries:
+# exact bin histograms first), a flat row, randn * 0.5, a row with -inf entries, each in float32 and
+# bfloat16 (ties at the boundary). Each row must be read at most 5 times (stats, histogram, exact
+# bins, list, sample; min-p one more; min_tokens_to_keep past the nucleus takes the full-row path),
+# and every call gives compact=False's and the split rows' bits (chain()).
+def wide_args(kw, seeds):
+    n = seeds.shape[0]
+    return dict(transform=1, temperature=rowsp(0.7, n, torch.float64), top_p=rowsp(kw["top_p"], n, torch.float64),
+                min_p=rowsp(kw.get("min_p", 0.0), n, torch.float64), mtk=kw.get("mtk", 1), seed=seeds,
+                offset=rowsp(1, n, torch.int64), tokens=True, logprobs=True)
+
+def at_most(reads, limit):
+    assert reads <= limit + 0.01, f"{reads:.2f} reads of the row, more than {limit}"
+
+g = torch.Generator().manual_seed(12)
+V = 30000
+wide = torch.cat([torch.randn(1, V, generator=g), torch.rand(1, V, generator=g), torch.randn(1, V, generator=g) * 0.5,
+                  torch.randn(1, V, generator=g)])
+wide[3, ::4] = NEG_INF
+for dt in (torch.float32, torch.bfloat16):
+    xw = wide.to(dt)
+    n = xw.shape[0]
+    seed = torch.arange(n) * 31 + 2
+    for kw in ({"top_p": 0.9}, {"top_p": 0.95, "min_p": 0.02}, {"top_p": 0.5, "mtk": 5}, {"top_p": 0.9, "mtk": 6000}):
+        limit = 99 if kw.get("mtk", 1) == 6000 else 5 + ("min_p" in kw)
+        for i in range(n):
+            M.take_loaded_bytes()
+            chain_once(xw[i : i + 1], **wide_args(kw, seed[i : i + 1]))
+            reads = M.take_loaded_bytes() / (V * xw.element_size())
+            report(f"wide reads {dt} row {i} {kw}", lambda: at_most(reads, limit))
+        tok, lp, filt = chain(xw, filtered=True, **wide_args(kw, seed))
+        ref = {k: v for k, v in kw.items() if k != "mtk"}
+        want = S.filter_and_sample(xw, temperature=0.7, seed=seed, offset=1, min_tokens_to_keep=kw.get("mtk", 1),
+                                   return_filtered=True, backend="cpu", **ref)
+        if dt == torch.float32:  # (bfloat16 ties at the boundary: the backends may keep different members)
+            report(f"wide tokens {kw}", lambda: assert_same(tok, want.tokens))
+            report(f"wide kept set {kw}", lambda: assert_same(torch.isinf(filt), torch.isinf(want.filtered)))
+print("wide nucleus done", fails)
+
 # edge rows
 INF, NAN = float("inf"), float("nan")
 x = torch.stack([torch.full((7,), NEG_INF), torch.full((7,), NAN), torch.tensor([0.0, NAN, 1.0, NEG_INF, 2.0, NAN, -1.0]),

@@ -158,8 +158,14 @@ inline int __ffs(unsigned x) { return __builtin_ffs(static_cast<int>(x)); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __clz(unsigned x) { return x == 0 ? 32 : __builtin_clz(x); }
 
+namespace emu {
+// Bytes the kernels load through __ldg (their reads of the logits), for read-count checks.
+inline std::atomic<unsigned long long> ldg_bytes{0};
+}  // namespace emu
+
 template <class T>
 T __ldg(const T* p) {
+  emu::ldg_bytes.fetch_add(sizeof(T), std::memory_order_relaxed);
   return *p;
 }
 inline unsigned __float_as_uint(float f) {

@@ -12,6 +12,9 @@ using namespace pydecode::cuda;
 
 namespace {
 
+// The row barriers row 0 passed in the last split filter_chain call (0 after one block per row).
+unsigned long long last_row_barriers = 0;
+
 template <class T>
 T* ptr(uintptr_t a) {
   return reinterpret_cast<T*>(a);
@@ -65,11 +68,14 @@ void bind_sampling_model(py::module_& m) {
       a.scratch = scratch.data();
     }
     py::gil_scoped_release release;
+    last_row_barriers = 0;
     by_dtype(dtype, [&](auto d) {
       constexpr int D = decltype(d)::value;
       if (splits > 1) {
         emu::launch_rows_together(static_cast<unsigned>(rows), static_cast<unsigned>(splits), threads,
                                   [&]() { filter_chain_kernel<D, true>(a); });
+        // every block of a row passes each row barrier once: the counter ends at barriers x splits
+        last_row_barriers = rows > 0 ? scratch[0].counter / static_cast<unsigned long long>(splits) : 0;
       } else {
         emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { filter_chain_kernel<D, false>(a); });
       }
@@ -78,6 +84,7 @@ void bind_sampling_model(py::module_& m) {
      py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
      py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1, py::arg("compact") = true);
+  m.def("last_row_barriers", []() { return last_row_barriers; });
   m.def("temperature", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                           uintptr_t temperature, uintptr_t out, unsigned threads) {
     const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);

@@ -1,0 +1,143 @@
+"""``python -m bench.cuda_row_reads``: how many times the CUDA sampling chain and beam top-k read
+each logits row, and how many row barriers a split row passes, counted on the CPU model of the CUDA
+kernels (tests/cuda_emulation), with the compact path on and off.
+
+The companion of bench/triton_row_reads.py: the kernels are bandwidth-bound at decode shapes, so a
+row read is about one read floor of time, and a split row's barrier (integer atomics and a spin on
+device memory) is a fixed cost; both can be counted where there is no GPU. The model runs
+csrc/cuda/sampling.cu and beam.cu unchanged (one thread per CUDA thread, 64 per block here) and
+counts the bytes they load through ``__ldg``; reads = those bytes / the rows' bytes. Rows: the
+kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``flat``) plus
+``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
+call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
+row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
+k = 8, log-softmax).
+
+``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
+``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
+the build takes ~20 s.
+
+    python -m bench.cuda_row_reads --csv bench/results/cuda_row_reads_cpu.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from bench.common import append_rows, environment, print_table
+from bench.triton_row_reads import logits as triton_logits
+from pydecode.ops import _cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = ("randn x 1", "randn x 3", "peaked", "flat", "rand")
+CHAIN_CALLS = {"T0.7 top-k 50 top-p 0.9 sample": {"top_k": 50, "top_p": 0.9},
+               "T0.7 top-p 0.9 sample": {"top_p": 0.9}}
+THREADS = 64
+
+
+def build_model(csrc: Path, out_dir: Path) -> ModuleType:
+    """Compiles the CPU model of ``csrc``'s CUDA kernels (tests/cuda_emulation/README.md) and imports it."""
+    tree = out_dir / "tree"
+    shutil.copytree(ROOT / "tests" / "cuda_emulation", tree / "tests" / "cuda_emulation")
+    shutil.copytree(csrc, tree / "csrc")
+    includes = subprocess.run([sys.executable, "-m", "pybind11", "--includes"], capture_output=True, text=True,
+                              check=True).stdout.split()
+    target = out_dir / f"pydecode_cuda_model{sysconfig.get_config_var('EXT_SUFFIX')}"
+    src = tree / "tests" / "cuda_emulation"
+    subprocess.run(["g++", "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC", "-DPYDECODE_CUDA_EMULATION",
+                    "-Istub", "-I../../csrc/include", "-I../../csrc", *includes, "module.cpp", "harness_sampling.cpp",
+                    "harness_beam.cpp", "-o", str(target)], cwd=src, check=True)
+    spec = importlib.util.spec_from_file_location("pydecode_cuda_model", target)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _addr(t: torch.Tensor | None) -> int:
+    return 0 if t is None else t.data_ptr()
+
+
+def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: float, splits: int,
+                compact: bool, filtered: bool = False) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
+    """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
+    temperature 0.7: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
+    (a pass more)."""
+    rows, vocab = x.shape
+    full = {"dtype": torch.float64}
+    temperature = torch.full((rows,), 0.7, **full)
+    k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)
+    p = torch.full((rows,), top_p, **full)
+    seed, offset = torch.arange(rows, dtype=torch.int64) + 5, torch.zeros(rows, dtype=torch.int64)
+    tokens = torch.empty(rows, dtype=torch.int64)
+    rows_out = torch.empty(rows, vocab) if filtered else None
+    model.take_loaded_bytes()
+    model.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, 1, _addr(temperature), _addr(k),
+                       _addr(p), 0, 1, _addr(seed), _addr(offset), _addr(tokens), 0, _addr(rows_out), float("-inf"), 0,
+                       THREADS, splits, compact)
+    return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
+
+
+def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8) -> float:
+    rows, vocab = x.shape
+    cand = torch.empty(rows * k, dtype=torch.int64)
+    stats = torch.empty(rows * 2)
+    beam_scores = torch.zeros(rows)
+    scores = torch.empty(rows // beams, k)
+    tokens, which = (torch.empty(rows // beams, k, dtype=torch.int64) for _ in range(2))
+    model.take_loaded_bytes()
+    model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k, True,
+                    cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(), which.data_ptr(), THREADS)
+    return model.take_loaded_bytes() / x.numel() / x.element_size()
+
+
+def rows_of(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
+    if kind == "rand":
+        return torch.rand(rows, vocab, generator=torch.Generator().manual_seed(seed)).to(torch.bfloat16)
+    return triton_logits(kind, rows, vocab, seed).to(torch.bfloat16)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--vocab", type=int, default=128256)
+    parser.add_argument("--splits", type=int, default=15, help="slices per row of the split chain")
+    parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--csrc", type=Path, default=ROOT / "csrc", help="the kernels' sources to count")
+    parser.add_argument("--csv", type=Path, default=None, help="append the rows to this CSV")
+    args = parser.parse_args(argv)
+    env = environment()
+    with tempfile.TemporaryDirectory() as tmp:
+        model = build_model(args.csrc.resolve(), Path(tmp))
+        rows = []
+        for kind in args.kinds:
+            x = rows_of(kind, 1, args.vocab, seed=7)
+            for call, kw in CHAIN_CALLS.items():
+                for splits in (1, args.splits):
+                    off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False)[0]
+                    on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True)
+                    rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
+                                 "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
+                                 "row_barriers": barriers if splits > 1 else ""})
+            beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7))
+            rows.append({"vocab": args.vocab, "logits": kind, "call": "beam top-k 8 (log-softmax, 4 beams)",
+                         "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2), "row_barriers": ""})
+    print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
+          f"{args.vocab}; git {env['git_sha']}")
+    print_table(rows, list(rows[0]))
+    if args.csv:
+        append_rows(args.csv, [{**row, "csrc": str(args.csrc), "git_sha": env["git_sha"]} for row in rows])
+        print(f"appended {len(rows)} rows to {args.csv}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
