@@ -26,7 +26,6 @@ import argparse
 import importlib.util
 import shutil
 import subprocess
-import sys
 import sysconfig
 import tempfile
 from pathlib import Path
@@ -45,13 +44,22 @@ CHAIN_CALLS = {"T0.7 top-k 50 top-p 0.9 sample": {"top_k": 50, "top_p": 0.9},
 THREADS = 64
 
 
+def pybind11_include() -> str:
+    """pybind11's headers: the pybind11 package, else the copy torch ships (as setup.py finds them;
+    a build-isolated install leaves no pybind11 package in the environment)."""
+    try:
+        import pybind11
+    except ImportError:
+        return str(Path(torch.__file__).parent / "include")
+    return pybind11.get_include()
+
+
 def build_model(csrc: Path, out_dir: Path) -> ModuleType:
     """Compiles the CPU model of ``csrc``'s CUDA kernels (tests/cuda_emulation/README.md) and imports it."""
     tree = out_dir / "tree"
     shutil.copytree(ROOT / "tests" / "cuda_emulation", tree / "tests" / "cuda_emulation")
     shutil.copytree(csrc, tree / "csrc")
-    includes = subprocess.run([sys.executable, "-m", "pybind11", "--includes"], capture_output=True, text=True,
-                              check=True).stdout.split()
+    includes = [f"-I{pybind11_include()}", f"-I{sysconfig.get_paths()['include']}"]
     target = out_dir / f"pydecode_cuda_model{sysconfig.get_config_var('EXT_SUFFIX')}"
     src = tree / "tests" / "cuda_emulation"
     subprocess.run(["g++", "-O1", "-std=c++20", "-pthread", "-shared", "-fPIC", "-DPYDECODE_CUDA_EMULATION",
