@@ -11,7 +11,7 @@ import torch
 import triton
 import triton.language as tl
 
-from pydecode.ops._validate import env_switch
+from pydecode.ops._validate import env_count, env_switch
 
 try:  # libdevice's logf / expf are accurate to 1-2 ulp; the interpreter has no libdevice
     from triton.language.extra import libdevice as _libdevice
@@ -211,12 +211,11 @@ BEAM_SPLIT_MIN_VOCAB = 65536
 
 def _forced_count(override: int | None, env: str, meaning: str) -> int | None:
     """A count forced by a test (``override``) or the environment variable ``env``; None if neither."""
-    forced = override if override is not None else os.environ.get(env)
-    if forced is None:
-        return None
-    if not str(forced).strip().isdigit() or int(forced) < 1:
-        raise ValueError(f"{env} must be a positive integer ({meaning}), got {forced!r}")
-    return int(forced)
+    if override is None:
+        return env_count(env, meaning)
+    if override < 1:
+        raise ValueError(f"a forced count must be >= 1 ({meaning}), got {override}")
+    return override
 
 
 @functools.cache

@@ -51,6 +51,17 @@ def env_switch(name: str) -> bool:
     return value == "1"
 
 
+def env_count(name: str, meaning: str) -> Optional[int]:
+    """A positive count from the environment variable ``name`` (``meaning`` says what it counts, for
+    the error), or None when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer ({meaning}), got {value!r}")
+    return int(value)
+
+
 def scan_values(op: str, device: torch.device, backend: Optional[str]) -> bool:
     """Whether the public op ``op`` should scan parameter values in Python: not when the backend
     that will run it is ``cpu`` (its C++ entry points check every value and raise ``ValueError``

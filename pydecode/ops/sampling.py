@@ -25,7 +25,6 @@ Semantics (what every backend must reproduce; the references below are the oracl
 from __future__ import annotations
 
 import functools
-import os
 from numbers import Real
 from typing import Any, NamedTuple, Optional, Union
 
@@ -34,7 +33,7 @@ import torch
 from . import _cpu
 from ._library import call, define_op
 from ._registry import register, resolve_name
-from ._validate import RowParam, check_int, check_logits, env_switch, row_param, scan_values
+from ._validate import RowParam, check_int, check_logits, env_count, env_switch, row_param, scan_values
 from .philox import STREAM_SAMPLE, SeedLike, gumbel_from_uniform, philox_uniform_at, resolve_seed
 
 __all__ = [
@@ -1038,16 +1037,8 @@ _CHAIN_SPLITS_ENV = "PYDECODE_CUDA_CHAIN_SPLITS"
 
 
 def _forced_chain_splits() -> int:
-    value = os.environ.get(_CHAIN_SPLITS_ENV, "").strip()
-    if not value:
-        return 0
-    try:
-        splits = int(value)
-    except ValueError:
-        splits = 0
-    if splits < 1:
-        raise ValueError(f"{_CHAIN_SPLITS_ENV} must be a positive integer (blocks per row), got {value!r}")
-    return splits
+    """The forced blocks per row, 0 when not forced (the module's convention)."""
+    return env_count(_CHAIN_SPLITS_ENV, "blocks per row") or 0
 
 
 # PYDECODE_CUDA_CHAIN_COMPACT=0 turns off the chain's candidate-list path (csrc/cuda/sampling.cu:

@@ -13,6 +13,8 @@ from pydecode.ops._validate import (
     check_int,
     check_logits,
     check_token_ids,
+    env_count,
+    env_switch,
     row_param,
     scan_values,
 )
@@ -129,3 +131,23 @@ def test_check_int() -> None:
         check_int(0, "num_beams", low=1)
     with pytest.raises(TypeError, match="num_beams must be an int"):
         check_int(2.0, "num_beams", low=1)
+
+
+def test_environment_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The PYDECODE_* switches (0/1, default 1) and counts (positive integers; unset or empty: not
+    forced), one parser each for every backend."""
+    name = "PYDECODE_TEST_SETTING"
+    monkeypatch.delenv(name, raising=False)
+    assert env_switch(name) and env_count(name, "things") is None
+    for value, count in (("", None), (" 4 ", 4), ("1", 1)):
+        monkeypatch.setenv(name, value)
+        assert env_count(name, "things") == count
+    for value in ("0", "-2", "+3", "2.0", "two"):
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ValueError, match=rf"{name} must be a positive integer \(things\), got"):
+            env_count(name, "things")
+    monkeypatch.setenv(name, "0")
+    assert not env_switch(name)
+    monkeypatch.setenv(name, "yes")
+    with pytest.raises(ValueError, match=f"{name} must be 0 or 1"):
+        env_switch(name)
