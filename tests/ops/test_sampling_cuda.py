@@ -472,8 +472,9 @@ def test_cuda_compact_path_small(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("std", [1.0, 3.0, 8.0])
 def test_cuda_big_compact_path(dtype: torch.dtype, std: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Full shapes, logits randn * std (nuclei from thousands of tokens to a few), a row with -inf
-    entries and one with a -1e30 outlier (a range too wide for the gap bins)."""
+    """Full shapes, logits randn * std (nuclei from thousands of tokens to a few: std 1 takes the
+    wide-nucleus top-p path, its exact bin histograms included), a row with -inf entries and one
+    with a -1e30 outlier (a range too wide for the gap bins)."""
     g = torch.Generator().manual_seed(int(std * 10))
     x = torch.randn(6, 128256, generator=g) * std
     x[1, ::3] = NEG_INF
