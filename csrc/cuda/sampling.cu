@@ -343,6 +343,23 @@ __device__ __forceinline__ KeyRange index_keys(uint32_t vocab, bool tie_high) {
   return tie_high ? KeyRange{0u, last} : KeyRange{0xFFFFFFFFu - last, 0xFFFFFFFFu};
 }
 
+// The n-th highest (tie_high) or lowest index among the kept entries of `part` whose value has key
+// `key` (n <= their count): which members of a tied group a cut keeps.
+template <class Part, class YFn>
+__device__ int nth_index_in_group(Part& part, const YFn& yof, const Cut cut, uint32_t key, uint32_t n, bool tie_high,
+                                  uint32_t vocab, Shared& sh) {
+  uint32_t above, ties;
+  const uint32_t pick = part.nth(
+      n,
+      [&](int v, float x, uint32_t* k) {
+        *k = tie_high ? static_cast<uint32_t>(v) : 0xFFFFFFFFu - static_cast<uint32_t>(v);
+        const uint32_t sk = sort_key(yof(x));
+        return sk == key && kept(cut, sk, v);
+      },
+      sh, &above, &ties, index_keys(vocab, tie_high));
+  return static_cast<int>(tie_high ? pick : 0xFFFFFFFFu - pick);
+}
+
 template <class Part, class YFn>
 __device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, uint32_t vocab,
                           Shared& sh) {
@@ -358,16 +375,8 @@ __device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n,
   const int lo = cut.key == k ? cut.tie_lo : 0;
   const int hi = cut.key == k ? cut.tie_hi : INT_MAX;
   if (need >= ties) return Cut{k, lo, hi};
-  uint32_t a2, t2;
-  const uint32_t pick = part.nth(
-      need,
-      [&](int v, float x, uint32_t* key) {
-        *key = tie_high ? static_cast<uint32_t>(v) : 0xFFFFFFFFu - static_cast<uint32_t>(v);
-        const uint32_t sk = sort_key(yof(x));
-        return sk == k && kept(cut, sk, v);
-      },
-      sh, &a2, &t2, index_keys(vocab, tie_high));
-  return tie_high ? Cut{k, static_cast<int>(pick), hi} : Cut{k, lo, static_cast<int>(0xFFFFFFFFu - pick)};
+  const int pick = nth_index_in_group(part, yof, cut, k, need, tie_high, vocab, sh);
+  return tie_high ? Cut{k, pick, hi} : Cut{k, lo, pick};
 }
 
 // Mass and count of the kept entries above everything a part holds (the wide-nucleus list: the
@@ -669,16 +678,8 @@ __device__ Cut top_p_stage(Part& part, const RowCtx& r, const YFn& yof, const EF
   *kept_count = keep_count;
   if (group < ties) {
     // Stable ascending sort: the group's highest indices are the last positions, the kept ones.
-    uint32_t a2, t2;
-    const uint32_t pick = part.nth(
-        group,
-        [&](int v, float x, uint32_t* k2) {
-          *k2 = static_cast<uint32_t>(v);
-          const uint32_t sk = sort_key(yof(x));
-          return sk == key && kept(c0, sk, v);
-        },
-        sh, &a2, &t2, index_keys(r.vocab, true));
-    return Cut{key, static_cast<int>(pick), c0.key == key ? c0.tie_hi : INT_MAX};
+    const int pick = nth_index_in_group(part, yof, c0, key, group, true, r.vocab, sh);
+    return Cut{key, pick, c0.key == key ? c0.tie_hi : INT_MAX};
   }
   return key != c0.key ? Cut{key, 0, INT_MAX} : cut;
 }
