@@ -11,7 +11,7 @@ kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``
 ``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
 call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
 row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
-k = 8, log-softmax).
+k = 8, with and without log-softmax).
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -95,17 +95,21 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
 
 
-def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8) -> float:
+def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, log_softmax: bool = True,
+               beam_scores: torch.Tensor | None = None) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row reads, scores, token ids, beam indices) of one beam top-k call on rows ``x`` (items x
+    ``beams``), beam scores 0 unless given."""
     rows, vocab = x.shape
-    cand = torch.empty(rows * k, dtype=torch.int64)
+    cand = torch.empty(rows * min(k, vocab), dtype=torch.int64)
     stats = torch.empty(rows * 2)
-    beam_scores = torch.zeros(rows)
+    beam_scores = torch.zeros(rows) if beam_scores is None else beam_scores.float().contiguous()
     scores = torch.empty(rows // beams, k)
     tokens, which = (torch.empty(rows // beams, k, dtype=torch.int64) for _ in range(2))
     model.take_loaded_bytes()
-    model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k, True,
-                    cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(), which.data_ptr(), THREADS)
-    return model.take_loaded_bytes() / x.numel() / x.element_size()
+    model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k,
+                    log_softmax, cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(),
+                    which.data_ptr(), THREADS)
+    return model.take_loaded_bytes() / x.numel() / x.element_size(), scores, tokens, which
 
 
 def rows_of(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
@@ -135,9 +139,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
                                  "row_barriers": barriers if splits > 1 else ""})
-            beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7))
-            rows.append({"vocab": args.vocab, "logits": kind, "call": "beam top-k 8 (log-softmax, 4 beams)",
-                         "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2), "row_barriers": ""})
+            for log_softmax in (True, False):
+                beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7), log_softmax=log_softmax)[0]
+                rows.append({"vocab": args.vocab, "logits": kind,
+                             "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
+                             "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
+                             "row_barriers": ""})
     print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))

@@ -45,3 +45,36 @@ def test_chain_reads_and_outputs(model, kind: str, vocab: int) -> None:  # noqa:
                 _, _, tokens, rows = reads.chain_reads(model, x, top_k, 0.9, splits, compact, filtered=True)
                 want = (tokens, rows) if want is None else want
                 assert torch.equal(tokens, want[0]) and torch.equal(rows, want[1]), (kind, top_k, splits, compact)
+
+
+def _tie_at_bin_edge(rows: int, vocab: int) -> torch.Tensor:
+    """Logits whose k-th beam score (x + -3e4, float32) ties across two key bins: 7.9995 and 8.0
+    score alike, and the 7.9995s have the lower indices."""
+    x = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(6)) * 0.5
+    x[:, 100:110] = 7.9995
+    x[:, 200:220] = 8.0
+    x[:, 300:303] = 12.0
+    return x
+
+
+@pytest.mark.parametrize("log_softmax", [True, False])
+def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN001
+    """Beam top-k lists its candidates by the logits' key bins from the statistics pass: 3 reads
+    with log-softmax (statistics, sum, list), 2 without, and the reference's candidates; a k-th
+    score that rounding ties with an unlisted logit's sends the select back to the row."""
+    from pydecode.ops import beam as B
+
+    x = reads.rows_of("randn x 3", 8, 20000, seed=5).float()
+    bonus = torch.randn(8, generator=torch.Generator().manual_seed(1)) - 3
+    got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, 8, log_softmax, bonus)
+    assert got_reads == pytest.approx(3 if log_softmax else 2)
+    want = B.beam_topk(x, bonus, 4, 8, apply_log_softmax=log_softmax, backend="torch")
+    assert torch.equal(tokens, want.token_ids) and torch.equal(beams, want.beam_indices)
+    torch.testing.assert_close(scores, want.scores, atol=1e-5 if log_softmax else 0, rtol=0)
+    if not log_softmax:  # the reference's own add, so the tie is the same there
+        x, bonus = _tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
+        for k in (8, 20):
+            got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, k, False, bonus)
+            assert got_reads > 2, "the key-bin list stood although an unlisted logit tied its k-th score"
+            want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=False, backend="torch")
+            assert torch.equal(tokens, want.token_ids) and torch.equal(scores, want.scores), k

@@ -59,8 +59,10 @@ __device__ __forceinline__ const void* row_ptr(const RowsIn& in, int64_t row) {
   return static_cast<const char*>(in.data) + row * in.row_stride * static_cast<int64_t>(sizeof(typename Elem<D>::T));
 }
 
+// (At least 1 block per SM: without it ptxas squeezed the kernel into 32 registers, two blocks'
+// worth, spilling 40 bytes; as before the key-bin list it takes 54-56, one block per SM, no spills.)
 template <int D>
-__global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
+__global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a) {
   __shared__ RadixShared sh;
   __shared__ float fscratch[32];
   __shared__ uint32_t uscratch[32];
@@ -70,6 +72,13 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   const int vocab = static_cast<int>(a.in.vocab);
   const void* src = row_ptr<D>(a.in, row);
   const bool select = a.row_k < vocab;
+  // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
+  const bool key_bins = select && a.row_k <= kCandCap;
+  uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
+  if (key_bins) {
+    for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
+    __syncthreads();
+  }
   // Row statistics: the largest non-NaN value (log-softmax's max), the smallest finite one (with
   // the largest, the compact path's bin range), whether a NaN is present.
   float mx = -kInf, mn = kInf;
@@ -80,13 +89,17 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
         nan = 1;
       } else {
         mx = x > mx ? x : mx;
-        if (x > -kInf) mn = x < mn ? x : mn;
+        if (x > -kInf) {
+          mn = x < mn ? x : mn;
+          if (key_bins) atomicAdd(&key_hist[sort_key(x) >> kKeyBinShift], 1u);
+        }
       }
     });
     mx = block_reduce(mx, MaxOp(), fscratch);
     mn = block_reduce(mn, MinOp(), fscratch);
     nan = block_reduce(nan, MaxOp(), uscratch);
   }
+  const KeyBinList key_list = key_bins ? key_bin_list(key_hist, static_cast<uint32_t>(a.row_k), sh) : KeyBinList{};
   float m = 0.0f, lse = 0.0f;
   if (a.log_softmax) {
     m = nan ? NAN : mx;  // torch's max propagates NaN: the whole row's log-softmax is NaN
@@ -101,25 +114,47 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   const auto key_of = [=](float x) { return beam_key(score_of(x)); };
 
   // The compact path (device.cuh's candidate lists): when the row's top row_k fit on a list, the
-  // radix selects run on the list and the candidates are written from it; the row is read twice
-  // (histogram, copy) instead of 5 times. Rows with NaN, +inf or nothing finite read the row.
+  // radix selects run on the list and the candidates are written from it. The list comes from the
+  // logits' key bins (one read: the copy) or else from the scores' gap bins (two: histogram,
+  // copy), instead of 5 reads of the row. Rows with NaN, +inf or nothing finite read the row.
+  // Key bins order the logits, and a score never decreases with its logit, but rounding can give
+  // an unlisted logit the k-th score; the copy keeps the largest unlisted logit so the select can
+  // check (below).
   int listed = -1;  // the list's length; -1: the selects read the row
   KeyRange keys;
+  float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
   if (select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf) {
     const float smax = score_of(mx), smin = score_of(mn);
     if (smax < kInf && smin > -kInf && smax - smin < kInf) {
-      const GapBins bins = GapBins::over(smax, smin);
-      select_top_bins([&](auto&& f) { for_row<D, kFastLoads>(src, vocab, f); }, score_of, [](float) {}, bins,
-                      static_cast<uint32_t>(a.row_k), kCandCap, NoMerge(), sh);
-      const int low = sh.bin;
-      if (low >= 0) {
-        listed = static_cast<int>(sh.bin_count);
+      if (key_list.low >= 0) {
+        listed = static_cast<int>(key_list.count);
         if (threadIdx.x == 0) fill = 0;
         __syncthreads();
-        append_entries<D>(src, vocab, 0, [&](float x) { return bins(score_of(x)) >= low; }, list, &fill, kCandCap);
-        __syncthreads();
-        keys = list_keys(list, listed, key_of, beam_key(smax), uscratch);
+        float out = -kInf;
+        append_entries<D>(src, vocab, 0,
+                          [&](float x) {
+                            const bool take =
+                                x > -kInf && (sort_key(x) >> kKeyBinShift) >= static_cast<uint32_t>(key_list.low);
+                            if (!take) out = x > out ? x : out;
+                            return take;
+                          },
+                          list, &fill, kCandCap);
+        left_out = block_reduce(out, MaxOp(), fscratch);  // (its __syncthreads also completes the list)
+      } else {
+        const GapBins bins = GapBins::over(smax, smin);
+        select_top_bins([&](auto&& f) { for_row<D, kFastLoads>(src, vocab, f); }, score_of, [](float) {}, bins,
+                        static_cast<uint32_t>(a.row_k), kCandCap, NoMerge(), sh);
+        const int low = sh.bin;
+        if (low >= 0) {
+          listed = static_cast<int>(sh.bin_count);
+          if (threadIdx.x == 0) fill = 0;
+          __syncthreads();
+          append_entries<D>(src, vocab, 0, [&](float x) { return bins(score_of(x)) >= low; }, list, &fill,
+                            kCandCap);
+          __syncthreads();
+        }
       }
+      if (listed >= 0) keys = list_keys(list, listed, key_of, beam_key(smax), uscratch);
     }
   }
   const auto visit = [&](auto&& f) {
@@ -134,13 +169,23 @@ __global__ void __launch_bounds__(kThreads) beam_rows_kernel(const BeamArgs a) {
   int last = INT_MAX;  // entries with key == cut are kept up to this index
   if (select) {
     uint32_t above, ties;
-    cut = radix_nth_each(
-        visit, static_cast<uint32_t>(a.row_k),
-        [&](int, float x, uint32_t* key) {
-          *key = key_of(x);
-          return true;
-        },
-        sh, &above, &ties, NoMerge(), keys);
+    const auto kth_score = [&]() {
+      return radix_nth_each(
+          visit, static_cast<uint32_t>(a.row_k),
+          [&](int, float x, uint32_t* key) {
+            *key = key_of(x);
+            return true;
+          },
+          sh, &above, &ties, NoMerge(), keys);
+    };
+    cut = kth_score();
+    // A key-bin list stands when every unlisted entry scores below its k-th score (left_out
+    // -inf: nothing finite is unlisted); else the row decides.
+    if (left_out < kInf && left_out > -kInf && !(key_of(left_out) < cut)) {
+      listed = -1;
+      keys = KeyRange();
+      cut = kth_score();
+    }
     const uint32_t need = static_cast<uint32_t>(a.row_k) - above;
     if (need < ties) {
       uint32_t a2, t2;

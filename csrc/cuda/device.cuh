@@ -317,6 +317,55 @@ __device__ KeyRange list_keys(const unsigned long long* list, int count, const K
   return KeyRange{lo < hi ? lo : hi, hi};
 }
 
+// Key-bin lists: a histogram of the top 12 bits of every finite entry's sort key (sign, exponent,
+// 3 mantissa bits: bins an eighth of an octave wide, monotone in the value like the gap bins)
+// needs no range, so the statistics pass can take it; the bins down to the one holding the
+// keep-th largest entry are then known after that one read, and a second read lists them (the gap
+// histogram's read saved). The list is every entry at or above some value, the keep-th with all
+// its ties. When those bins hold more than kCandCap entries (values bunched within an eighth of an
+// octave) or fewer finite entries than keep exist, the gap histogram runs instead. The histogram
+// lives in the list's shared memory, free until the list is built.
+constexpr int kKeyBins = 4096;
+constexpr int kKeyBinShift = 20;
+static_assert(kKeyBins * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long), "the histogram lives in a list");
+
+struct KeyBinList {
+  int low = -1;        // the lowest listed bin; -1: no key-bin list
+  uint32_t count = 0;  // entries in bins low..kKeyBins-1
+};
+
+// From the histogram (complete: __syncthreads since the pass), the bins down to the one holding the
+// keep-th largest finite entry, when they hold at most kCandCap entries. Every thread gets it.
+__device__ inline KeyBinList key_bin_list(const uint32_t* key_hist, uint32_t keep, RadixShared& sh) {
+  // 256 groups of 16 bins: select_bin finds the group, thread 0 the bin inside it.
+  for (int g = threadIdx.x; g < 256; g += blockDim.x) {
+    uint32_t sum = 0;
+    for (int j = 0; j < 16; ++j) sum += key_hist[16 * g + j];
+    sh.hist[g] = sum;
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    int group;
+    uint32_t above;
+    select_bin(sh.hist, keep, &group, &above);
+    if (threadIdx.x == 0) {
+      int low = -1;
+      uint32_t n = above;
+      for (int b = 16 * group + 15; group >= 0 && b >= 16 * group; --b) {
+        n += key_hist[b];
+        if (n >= keep) {
+          low = b;
+          break;
+        }
+      }
+      sh.bin = low >= 0 && n <= static_cast<uint32_t>(kCandCap) ? low : -1;
+      sh.bin_count = n;
+    }
+  }
+  __syncthreads();
+  return KeyBinList{sh.bin, sh.bin_count};
+}
+
 // bin(score) in [0, 255] (255: the largest scores), or -1 for -inf (never listed).
 struct GapBins {
   float smax;

@@ -776,56 +776,6 @@ __device__ __forceinline__ Cut chain_stages(Part& part, const RowCtx& r, const Y
   return min_p_and_sample<D>(part, r, yof, cut, kept_count, sh);
 }
 
-// The key-bin list (top-k, one block per row): the statistics pass also histograms the top 12 bits
-// of every finite entry's sort key (sign, exponent, 3 mantissa bits: bins an eighth of an octave
-// wide, monotone in the value like the gap bins), so the bins down to the one holding the keep-th
-// largest entry are known after one read, and a second read lists them: 2 reads of the row instead
-// of the gap histogram's 3. The list is again every entry at or above some value, the keep-th with
-// all its ties, so the later stages and outputs are the gap list's. When those bins hold more than
-// the list (values bunched within an eighth of an octave) or fewer finite entries than keep exist,
-// the gap histogram runs as before. Split rows keep the gap path (merging 4096 bins would cost
-// more than the read it saves).
-constexpr int kKeyBins = 4096;
-constexpr int kKeyBinShift = 20;
-static_assert(kKeyBins * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long), "the histogram lives in the list");
-
-struct KeyBinList {
-  int low = -1;        // the lowest listed bin; -1: no key-bin list
-  uint32_t count = 0;  // entries in bins low..kKeyBins-1
-};
-
-// From the histogram (complete: __syncthreads since the pass), the bins down to the one holding the
-// keep-th largest finite entry, when they hold at most kCandCap entries. Every thread gets it.
-__device__ KeyBinList key_bin_list(const uint32_t* key_hist, uint32_t keep, Shared& sh) {
-  // 256 groups of 16 bins: select_bin finds the group, thread 0 the bin inside it.
-  for (int g = threadIdx.x; g < 256; g += blockDim.x) {
-    uint32_t sum = 0;
-    for (int j = 0; j < 16; ++j) sum += key_hist[16 * g + j];
-    sh.hist[g] = sum;
-  }
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    int group;
-    uint32_t above;
-    select_bin(sh.hist, keep, &group, &above);
-    if (threadIdx.x == 0) {
-      int low = -1;
-      uint32_t n = above;
-      for (int b = 16 * group + 15; group >= 0 && b >= 16 * group; --b) {
-        n += key_hist[b];
-        if (n >= keep) {
-          low = b;
-          break;
-        }
-      }
-      sh.bin = low >= 0 && n <= static_cast<uint32_t>(kCandCap) ? low : -1;
-      sh.bin_count = n;
-    }
-  }
-  __syncthreads();
-  return KeyBinList{sh.bin, sh.bin_count};
-}
-
 // Top-p without top-k when the nucleus is too wide for the list (fit_nucleus found the bins that
 // can hold its boundary, sh.wide). When those bins' entries fit the list, one read lists them and
 // sums the mass of the bins above; else one read takes exact count and mass histograms of those
@@ -954,7 +904,8 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     keep = keep < vocab ? keep : 0;
   }
   // Top-k rows one block reads also histogram their keys' top bits in the statistics pass (the
-  // key-bin list, see key_bin_list), in the list's memory, which is free until the list is built.
+  // key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram: merging
+  // 4096 bins between the blocks would cost more than the read it saves.
   const bool key_bins = !kSplit && s.compact && keep > 0 && keep <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(sh.cand);
   if (key_bins) {

@@ -275,6 +275,17 @@ for lsm in (True, False):
         sc, tk, bm = beam(logits, scores, 4, k, lsm)
         want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=lsm, backend="torch")
         report(f"beam long rows k={k} lsm={lsm}", lambda: (assert_same(sc, want.scores, atol=1e-5), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
+# key-bin lists (the candidates listed by the logits' key bins) whose k-th score ties with an
+# unlisted entry's: with beam scores of -3e4 (no log-softmax: x + b, the reference's own float32
+# add) logits 8.0 and 7.9995, in different key bins, score alike, and the lower indices (7.9995)
+# come first; the kernel must notice and select on the row.
+logits = torch.randn(8, 9000, generator=torch.Generator().manual_seed(6)) * 0.5
+logits[:, 100:110] = 7.9995; logits[:, 200:220] = 8.0; logits[:, 300:303] = 12.0
+scores = torch.full((8,), -3e4)
+for k in (8, 20):
+    sc, tk, bm = beam(logits, scores, 4, k, False)
+    want = B.beam_topk(logits, scores, 4, k, apply_log_softmax=False, backend="torch")
+    report(f"beam key-bin tie k={k}", lambda: (assert_same(sc, want.scores), assert_same(tk, want.token_ids), assert_same(bm, want.beam_indices)))
 print("beam done", fails)
 print("split-vs-unsplit comparisons", split_checks, "compact-vs-full-row", compact_checks, "threads", TH, "splits", SPLITS)
 sys.exit(1 if fails else 0)

@@ -65,6 +65,21 @@ def test_cuda_beam_topk_ties_and_bad_rows() -> None:
             check(got, want, not lsm, f"ties lsm={lsm} k={k}")
 
 
+def test_cuda_beam_topk_key_bin_tie() -> None:
+    """The row's candidates listed by the logits' key bins, whose k-th score rounding ties with an
+    unlisted logit's: with beam scores of -3e4 (no log-softmax: x + b, the reference's own add)
+    logits 8.0 and 7.9995 score alike and the 7.9995s, in the lower key bin, have the lower indices,
+    so they are the reference's; the kernel must select on the row (also under tests/cuda_emulation
+    and test_cuda_model_reads.py on CPU)."""
+    x = torch.randn(8, 9000, generator=torch.Generator().manual_seed(6)) * 0.5
+    x[:, 100:110] = 7.9995
+    x[:, 200:220] = 8.0
+    x[:, 300:303] = 12.0
+    for k in (8, 20):
+        got, want = run(x.cuda(), torch.full((8,), -3e4, device="cuda"), 4, k, lsm=False)
+        check(got, want, True, f"key-bin tie k={k}")
+
+
 def test_cuda_beam_topk_strided_and_large_k() -> None:
     g = torch.Generator().manual_seed(2)
     wide = (torch.randn(6, 205, generator=g) * 2).cuda()
