@@ -76,10 +76,11 @@ def _addr(t: torch.Tensor | None) -> int:
 
 
 def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: float, splits: int,
-                compact: bool, filtered: bool = False) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
+                compact: bool, filtered: bool = False,
+                key_bins: bool = True) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
     """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
     temperature 0.7: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
-    (a pass more)."""
+    (a pass more); key_bins=False: the compact path's lists come from the gap histogram only."""
     rows, vocab = x.shape
     full = {"dtype": torch.float64}
     temperature = torch.full((rows,), 0.7, **full)
@@ -91,14 +92,15 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     model.take_loaded_bytes()
     model.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, 1, _addr(temperature), _addr(k),
                        _addr(p), 0, 1, _addr(seed), _addr(offset), _addr(tokens), 0, _addr(rows_out), float("-inf"), 0,
-                       THREADS, splits, compact)
+                       THREADS, splits, compact, key_bins)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
 
 
 def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, log_softmax: bool = True,
-               beam_scores: torch.Tensor | None = None) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+               beam_scores: torch.Tensor | None = None,
+               key_bins: bool = True) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row reads, scores, token ids, beam indices) of one beam top-k call on rows ``x`` (items x
-    ``beams``), beam scores 0 unless given."""
+    ``beams``), beam scores 0 unless given; key_bins=False: candidates listed by the gap histogram only."""
     rows, vocab = x.shape
     cand = torch.empty(rows * min(k, vocab), dtype=torch.int64)
     stats = torch.empty(rows * 2)
@@ -108,7 +110,7 @@ def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, l
     model.take_loaded_bytes()
     model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k,
                     log_softmax, cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(),
-                    which.data_ptr(), THREADS)
+                    which.data_ptr(), THREADS, key_bins)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), scores, tokens, which
 
 

@@ -28,7 +28,7 @@ only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests bench-ops-sampling profile-ops bench-ops-chain-full-row
          bench-triton-early-off" ;;
-  second) only="sanitizer-memcheck sanitizer-racecheck bench-triton-split bench-ops-chain-unsplit
+  second) only="sanitizer-memcheck sanitizer-racecheck bench-ops-key-bins-off bench-triton-split bench-ops-chain-unsplit
                 bench-triton-persistent bench-triton-one-per-row bench-ops-processors bench-generate bench-dispatch
                 bench-philox" ;;
 esac
@@ -96,6 +96,12 @@ step bench-ops-chain-unsplit 40 env PYDECODE_CUDA_CHAIN_SPLITS=1 "${bench_ops[@]
 step bench-ops-chain-full-row 40 env PYDECODE_CUDA_CHAIN_COMPACT=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_full_row.csv}" \
   --batch 1 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample temp_topp_sample
+# The compact paths' key-bin lists (top-k chain and beam top-k: the statistics pass histograms the
+# keys' top bits, one read fewer) against PYDECODE_CUDA_KEY_BINS=0 (the gap histogram's read back):
+# same outputs; compare with ops_cuda.csv.
+step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_key_bins_off.csv}" \
+  --batch 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
+  --cases temp_topk_topp_sample beam_topk
 # Triton's early tiles (the top-k select copies the candidates once they fit and finishes on them;
 # top-p without top-k finishes on the entries above the 513th largest when the nucleus lies there)
 # against PYDECODE_TRITON_EARLY_TILE=0: same tokens; compare with ops_cuda.csv.
@@ -131,7 +137,7 @@ step bench-generate 60 python -m bench.bench_generate --device cuda --vocab 3200
 step bench-dispatch 20 python -m bench.bench_dispatch --repeats 300 --csv "$out/dispatch.csv"
 step bench-philox 20 python -m bench.bench_philox --device cuda --batch 1 8 64 256 --vocab 32000 128256 152064 \
   --csv "$out/philox.csv"
-for csv_name in ops_cuda ops_cuda_unsplit ops_cuda_full_row; do
+for csv_name in ops_cuda ops_cuda_unsplit ops_cuda_full_row ops_cuda_key_bins_off; do
 if [ -f "$out/$csv_name.csv" ]; then
   echo
   echo "== $csv_name on $(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null): median us (x one-pass floor)"

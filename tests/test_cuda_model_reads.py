@@ -40,9 +40,12 @@ def test_chain_reads_and_outputs(model, kind: str, vocab: int) -> None:  # noqa:
             on, barriers, _, _ = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True)
             assert on == pytest.approx(count) and off >= 9, (kind, top_k, splits, on, off)
             assert (barriers > 0) == (splits > 1)
-            # the same token and kept set as the full-row path, split or not
-            for compact in (False, True):
-                _, _, tokens, rows = reads.chain_reads(model, x, top_k, 0.9, splits, compact, filtered=True)
+            if top_k is not None and splits == 1:  # PYDECODE_CUDA_KEY_BINS=0: the gap histogram's read back
+                gap = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True, key_bins=False)[0]
+                assert gap == pytest.approx(3), (kind, gap)
+            # the same token and kept set as the full-row path, split or not, key bins or not
+            for compact, key_bins in ((False, True), (True, True), (True, False)):
+                _, _, tokens, rows = reads.chain_reads(model, x, top_k, 0.9, splits, compact, True, key_bins)
                 want = (tokens, rows) if want is None else want
                 assert torch.equal(tokens, want[0]) and torch.equal(rows, want[1]), (kind, top_k, splits, compact)
 
@@ -66,11 +69,12 @@ def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN0
 
     x = reads.rows_of("randn x 3", 8, 20000, seed=5).float()
     bonus = torch.randn(8, generator=torch.Generator().manual_seed(1)) - 3
-    got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, 8, log_softmax, bonus)
-    assert got_reads == pytest.approx(3 if log_softmax else 2)
     want = B.beam_topk(x, bonus, 4, 8, apply_log_softmax=log_softmax, backend="torch")
-    assert torch.equal(tokens, want.token_ids) and torch.equal(beams, want.beam_indices)
-    torch.testing.assert_close(scores, want.scores, atol=1e-5 if log_softmax else 0, rtol=0)
+    for key_bins, count in ((True, 3 if log_softmax else 2), (False, 4 if log_softmax else 3)):
+        got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, 8, log_softmax, bonus, key_bins)
+        assert got_reads == pytest.approx(count), key_bins
+        assert torch.equal(tokens, want.token_ids) and torch.equal(beams, want.beam_indices)
+        torch.testing.assert_close(scores, want.scores, atol=1e-5 if log_softmax else 0, rtol=0)
     if not log_softmax:  # the reference's own add, so the tie is the same there
         x, bonus = _tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
         for k in (8, 20):

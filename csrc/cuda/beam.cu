@@ -48,6 +48,7 @@ struct BeamArgs {
   float* scores;
   int64_t* tokens;
   int64_t* beams;
+  bool key_bins;  // list the candidates by the logits' key bins when they fit
 };
 
 __device__ __forceinline__ float beam_score(float x, float m, float lse, float bs, bool log_softmax) {
@@ -73,7 +74,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   const void* src = row_ptr<D>(a.in, row);
   const bool select = a.row_k < vocab;
   // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
-  const bool key_bins = select && a.row_k <= kCandCap;
+  const bool key_bins = a.key_bins && select && a.row_k <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
   if (key_bins) {
     for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
@@ -276,7 +277,7 @@ int64_t beam_merge_limit() { return kMergeMax; }
 
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
-                      int64_t* tokens, int64_t* beams, cudaStream_t stream) {
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins) {
   require_nonnegative(in.rows, "rows");
   require_nonnegative(in.row_stride, "row_stride");
   require(in.dtype >= 0 && in.dtype <= 2, "dtype code must be 0 (float32), 1 (float16) or 2 (bfloat16), got " +
@@ -311,7 +312,8 @@ cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_be
                    row_stats,
                    scores,
                    tokens,
-                   beams};
+                   beams,
+                   key_bins};
   switch (in.dtype) {
     case kDTypeF32: launch<kDTypeF32>(a, in.rows, batch, padded, stream); break;
     case kDTypeF16: launch<kDTypeF16>(a, in.rows, batch, padded, stream); break;

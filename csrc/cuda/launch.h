@@ -61,6 +61,7 @@ struct ChainSpec {
   float filter_value = 0.0f;
   float* renorm = nullptr;
   int compact = 1;  // 0: never take the compact path (sampling.cu), for comparisons
+  int key_bins = 1;  // 0: the compact path's lists come from the gap histogram only (comparisons)
 };
 // Blocks of the split kernel the current device holds at once (0: no cooperative launch).
 int chain_capacity();
@@ -73,10 +74,11 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
 // One beam-search step (pydecode/ops/beam.py): scores = log_softmax(x) + beam_scores[row] (or
 // x + beam_scores[row]), top k per batch item over num_beams * vocab, ties to the lowest flat
 // index. `candidates` is device scratch of rows * min(k, vocab) uint64, `row_stats` of rows * 2
-// float32. Requires num_beams * min(k, vocab) <= beam_merge_limit().
+// float32. Requires num_beams * min(k, vocab) <= beam_merge_limit(). key_bins false: the row
+// candidates' lists come from the gap histogram only (same outputs; for comparisons).
 int64_t beam_merge_limit();
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
-                      int64_t* tokens, int64_t* beams, cudaStream_t stream);
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins = true);
 
 }  // namespace pydecode::cuda

@@ -906,7 +906,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   // Top-k rows one block reads also histogram their keys' top bits in the statistics pass (the
   // key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram: merging
   // 4096 bins between the blocks would cost more than the read it saves.
-  const bool key_bins = !kSplit && s.compact && keep > 0 && keep <= kCandCap;
+  const bool key_bins = !kSplit && s.compact && s.key_bins && keep > 0 && keep <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(sh.cand);
   if (key_bins) {
     for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;

@@ -1,4 +1,5 @@
-"""What the ``cuda`` launchers of the penalties, ngram and watermark families share.
+"""What the ``cuda`` launchers share (the penalties, ngram and watermark families; the sampling
+chain and beam top-k use the stream helpers and :func:`key_bins`).
 
 Launchers (``@register(op, "cuda")`` at the end of each family module) pass ``data_ptr()``s,
 sizes and the current stream's handle to ``pydecode._C_cuda``; the C++ side checks sizes again
@@ -15,8 +16,19 @@ import torch
 
 from .. import _ext
 from ._cpu import DTYPE_CODES, row_stride, rows_view
+from ._validate import env_switch
 
-__all__ = ["DTYPE_CODES", "id_args", "logits_args", "module", "on_device", "row_stride", "rows_view", "stream"]
+__all__ = ["DTYPE_CODES", "KEY_BINS_ENV", "id_args", "key_bins", "logits_args", "module", "on_device", "row_stride",
+           "rows_view", "stream"]
+
+# PYDECODE_CUDA_KEY_BINS=0: the compact paths of the sampling chain and of beam top-k list their
+# candidates by the gap histogram only, never by the key bins the statistics pass takes
+# (csrc/cuda/device.cuh; same outputs, one read more), for the GPU benchmarks that compare the two.
+KEY_BINS_ENV = "PYDECODE_CUDA_KEY_BINS"
+
+
+def key_bins() -> bool:
+    return env_switch(KEY_BINS_ENV)
 
 
 def module() -> ModuleType:

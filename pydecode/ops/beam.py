@@ -237,6 +237,7 @@ def _beam_topk_cuda(
     logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, apply_log_softmax: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     from .. import _ext
+    from . import _cuda_launch
 
     module = _ext.cuda_module()
     x = _cpu.rows_view(logits)
@@ -257,5 +258,6 @@ def _beam_topk_cuda(
             x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), beam_scores.data_ptr(),
             num_beams, k, apply_log_softmax, candidates.data_ptr(), row_stats.data_ptr(), scores.data_ptr(),
             token_ids.data_ptr(), beam_indices.data_ptr(), torch.cuda.current_stream(dev).cuda_stream,
+            _cuda_launch.key_bins(),
         )
     return scores, token_ids, beam_indices

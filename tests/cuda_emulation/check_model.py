@@ -243,7 +243,7 @@ def beam(logits, scores, W, k, lsm):
     sc = torch.empty(b, k); tk = torch.empty(b, k, dtype=torch.int64); bm = torch.empty(b, k, dtype=torch.int64)
     x = _cpu.rows_view(logits)
     M.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rws, v, _cpu.row_stride(x), scores.data_ptr(), W, k, lsm,
-                cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH)
+                cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH, True)
     return sc, tk, bm
 g = torch.Generator().manual_seed(0)
 for batch, W, vocab in ((1, 1, 5), (3, 4, 111), (2, 8, 301)):

@@ -43,7 +43,8 @@ void bind_sampling_model(py::module_& m) {
   m.def("filter_chain", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                            int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
                            int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
-                           uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads, int splits, bool compact) {
+                           uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads, int splits, bool compact,
+                           bool key_bins) {
     ChainArgs a;
     a.in = rows_in(logits, dtype, rows, vocab, row_stride);
     a.spec.transform = transform;
@@ -60,6 +61,7 @@ void bind_sampling_model(py::module_& m) {
     a.spec.filter_value = filter_value;
     a.spec.renorm = ptr<float>(renorm);
     a.spec.compact = compact ? 1 : 0;
+    a.spec.key_bins = key_bins ? 1 : 0;
     // splits > 1: the split-vocabulary kernel, a row's blocks running together on zeroed scratch.
     std::vector<SplitScratch> scratch(splits > 1 ? static_cast<size_t>(rows) : 0);
     if (splits > 1) {
@@ -83,7 +85,8 @@ void bind_sampling_model(py::module_& m) {
   }, py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"),
      py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
      py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
-     py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1, py::arg("compact") = true);
+     py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1, py::arg("compact") = true,
+     py::arg("key_bins") = true);
   m.def("last_row_barriers", []() { return last_row_barriers; });
   m.def("temperature", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                           uintptr_t temperature, uintptr_t out, unsigned threads) {

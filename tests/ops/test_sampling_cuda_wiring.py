@@ -87,8 +87,15 @@ def test_compact_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, value: s
 
 
 @pytest.mark.parametrize("value", ["0", "1"])
-def test_compact_switch_reaches_the_launch(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_CHAIN_COMPACT", "PYDECODE_CUDA_KEY_BINS"])
+def test_compact_switches_reach_the_launch(monkeypatch: pytest.MonkeyPatch, switch: str, value: str) -> None:
     monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS", raising=False)
-    monkeypatch.setenv("PYDECODE_CUDA_CHAIN_COMPACT", value)
+    monkeypatch.setenv(switch, value)
     with pytest.raises(RuntimeError, match=r"^filter_chain launch: "):
+        _launch(X)
+
+
+def test_key_bins_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYDECODE_CUDA_KEY_BINS", "no")
+    with pytest.raises(ValueError, match="PYDECODE_CUDA_KEY_BINS must be 0 or 1"):
         _launch(X)
