@@ -50,6 +50,17 @@ def test_chain_reads_and_outputs(model, kind: str, vocab: int) -> None:  # noqa:
                 assert torch.equal(tokens, want[0]) and torch.equal(rows, want[1]), (kind, top_k, splits, compact)
 
 
+def test_constant_row_top_p(model) -> None:  # noqa: ANN001
+    """Top-p alone on a row of one value longer than the list (no gap bins to narrow: the full-row
+    path), with the model's shared memory starting as a non-zero pattern, as on a GPU: no state of
+    the compact path may be read before it is set (the wide-nucleus bins once were)."""
+    x = torch.full((1, 5000), 1.5, dtype=torch.bfloat16)
+    for splits in (1, 3):
+        want = reads.chain_reads(model, x, None, 0.9, splits, False, filtered=True)
+        got = reads.chain_reads(model, x, None, 0.9, splits, True, filtered=True)
+        assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), splits
+
+
 def _tie_at_bin_edge(rows: int, vocab: int) -> torch.Tensor:
     """Logits whose k-th beam score (x + -3e4, float32) ties across two key bins: 7.9995 and 8.0
     score alike, and the 7.9995s have the lower indices."""

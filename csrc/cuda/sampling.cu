@@ -513,6 +513,7 @@ __device__ __forceinline__ double top_p_limit(double top_p, unsigned long long t
 __device__ void locate_boundary_bins(Shared& sh, double width, double limit, uint32_t mtk);
 
 __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint32_t mtk) {
+  if (threadIdx.x == 0) sh.wide.lo = -1;  // set on every path: the kernel reads it whenever no list fits
   if (threadIdx.x == 0 && bins.scale > 0.0f) {
     const double width = 1.0 / static_cast<double>(bins.scale);  // of a bin, in y
     if (sh.bin >= 0) {
@@ -537,7 +538,6 @@ __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint3
         sh.bin_count = fit_count;
       }
     }
-    sh.wide.lo = -1;
     if (sh.bin < 0) locate_boundary_bins(sh, width, limit, mtk);
   }
   __syncthreads();

@@ -40,6 +40,9 @@ namespace emu {
 struct Block {
   explicit Block(unsigned threads) : block(static_cast<std::ptrdiff_t>(threads)), slots(threads, 0) {
     for (unsigned w = 0; w < (threads + 31) / 32; ++w) warps.emplace_back(std::make_unique<std::barrier<>>(32));
+    // Shared memory starts undefined on a GPU: a recognisable non-zero pattern here, so a read of a
+    // field nothing wrote shows up as a wrong value (or an out-of-range index) instead of a zero.
+    std::memset(shared, 0x5A, sizeof(shared));
   }
   std::barrier<> block;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
