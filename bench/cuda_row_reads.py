@@ -82,10 +82,9 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     temperature 0.7: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
     (a pass more); key_bins=False: the compact path's lists come from the gap histogram only."""
     rows, vocab = x.shape
-    full = {"dtype": torch.float64}
-    temperature = torch.full((rows,), 0.7, **full)
+    temperature = torch.full((rows,), 0.7, dtype=torch.float64)
     k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)
-    p = torch.full((rows,), top_p, **full)
+    p = torch.full((rows,), top_p, dtype=torch.float64)
     seed, offset = torch.arange(rows, dtype=torch.int64) + 5, torch.zeros(rows, dtype=torch.int64)
     tokens = torch.empty(rows, dtype=torch.int64)
     rows_out = torch.empty(rows, vocab) if filtered else None

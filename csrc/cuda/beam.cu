@@ -76,10 +76,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
   const bool key_bins = a.key_bins && select && a.row_k <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
-  if (key_bins) {
-    for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
-    __syncthreads();
-  }
+  if (key_bins) clear_key_bins(key_hist);
   // Row statistics: the largest non-NaN value (log-softmax's max), the smallest finite one (with
   // the largest, the compact path's bin range), whether a NaN is present.
   float mx = -kInf, mn = kInf;
@@ -92,7 +89,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
         mx = x > mx ? x : mx;
         if (x > -kInf) {
           mn = x < mn ? x : mn;
-          if (key_bins) atomicAdd(&key_hist[sort_key(x) >> kKeyBinShift], 1u);
+          if (key_bins) atomicAdd(&key_hist[key_bin(sort_key(x))], 1u);
         }
       }
     });
@@ -124,23 +121,25 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   int listed = -1;  // the list's length; -1: the selects read the row
   KeyRange keys;
   float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
+  // The list of the entries where take(x) holds (its length counted beforehand).
+  const auto copy_list = [&](auto&& take) {
+    if (threadIdx.x == 0) fill = 0;
+    __syncthreads();
+    append_entries<D>(src, vocab, 0, take, list, &fill, kCandCap);
+    __syncthreads();
+  };
   if (select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf) {
     const float smax = score_of(mx), smin = score_of(mn);
     if (smax < kInf && smin > -kInf && smax - smin < kInf) {
       if (key_list.low >= 0) {
         listed = static_cast<int>(key_list.count);
-        if (threadIdx.x == 0) fill = 0;
-        __syncthreads();
         float out = -kInf;
-        append_entries<D>(src, vocab, 0,
-                          [&](float x) {
-                            const bool take =
-                                x > -kInf && (sort_key(x) >> kKeyBinShift) >= static_cast<uint32_t>(key_list.low);
-                            if (!take) out = x > out ? x : out;
-                            return take;
-                          },
-                          list, &fill, kCandCap);
-        left_out = block_reduce(out, MaxOp(), fscratch);  // (its __syncthreads also completes the list)
+        copy_list([&](float x) {
+          const bool take = x > -kInf && key_list.holds(sort_key(x));
+          if (!take) out = x > out ? x : out;
+          return take;
+        });
+        left_out = block_reduce(out, MaxOp(), fscratch);
       } else {
         const GapBins bins = GapBins::over(smax, smin);
         select_top_bins([&](auto&& f) { for_row<D, kFastLoads>(src, vocab, f); }, score_of, [](float) {}, bins,
@@ -148,11 +147,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
         const int low = sh.bin;
         if (low >= 0) {
           listed = static_cast<int>(sh.bin_count);
-          if (threadIdx.x == 0) fill = 0;
-          __syncthreads();
-          append_entries<D>(src, vocab, 0, [&](float x) { return bins(score_of(x)) >= low; }, list, &fill,
-                            kCandCap);
-          __syncthreads();
+          copy_list([&](float x) { return bins(score_of(x)) >= low; });
         }
       }
       if (listed >= 0) keys = list_keys(list, listed, key_of, beam_key(smax), uscratch);

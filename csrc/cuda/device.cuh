@@ -329,9 +329,22 @@ constexpr int kKeyBins = 4096;
 constexpr int kKeyBinShift = 20;
 static_assert(kKeyBins * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long), "the histogram lives in a list");
 
+// The histogram's bin of a sort key.
+__device__ __forceinline__ uint32_t key_bin(uint32_t key) { return key >> kKeyBinShift; }
+
+// Zeroes a key-bin histogram before its pass (the whole block).
+__device__ __forceinline__ void clear_key_bins(uint32_t* key_hist) {
+  for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
+  __syncthreads();
+}
+
 struct KeyBinList {
   int low = -1;        // the lowest listed bin; -1: no key-bin list
   uint32_t count = 0;  // entries in bins low..kKeyBins-1
+  // Whether an entry with this sort key is listed (callers also leave out -inf).
+  __device__ __forceinline__ bool holds(uint32_t key) const {
+    return low >= 0 && key_bin(key) >= static_cast<uint32_t>(low);
+  }
 };
 
 // From the histogram (complete: __syncthreads since the pass), the bins down to the one holding the

@@ -333,8 +333,6 @@ struct CandPart {
   }
 };
 
-// Keeps the n largest of the kept set (n <= its size); inside the group of equal values at the
-// boundary the highest (tie_high) or lowest indices.
 // The keys of indices [0, vocab) (tie_high) or of their complements: the radix selects that pick
 // among tied entries by index start below the bytes every index shares (3 reads of a row of
 // 128256 instead of 4).
@@ -360,6 +358,8 @@ __device__ int nth_index_in_group(Part& part, const YFn& yof, const Cut cut, uin
   return static_cast<int>(tie_high ? pick : 0xFFFFFFFFu - pick);
 }
 
+// Keeps the n largest of the kept set (n <= its size); inside the group of equal values at the
+// boundary the highest (tie_high) or lowest indices.
 template <class Part, class YFn>
 __device__ Cut keep_top_n(Part& part, const YFn& yof, const Cut cut, uint32_t n, bool tie_high, uint32_t vocab,
                           Shared& sh) {
@@ -908,10 +908,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   // 4096 bins between the blocks would cost more than the read it saves.
   const bool key_bins = !kSplit && s.compact && s.key_bins && keep > 0 && keep <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(sh.cand);
-  if (key_bins) {
-    for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
-    __syncthreads();
-  }
+  if (key_bins) clear_key_bins(key_hist);
 
   // Row statistics: the largest non-NaN key, whether a NaN is present, the smallest finite key.
   uint32_t kmax = 0, nan = 0, kmin = 0xFFFFFFFFu;
@@ -924,7 +921,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       kmax = key > kmax ? key : kmax;
       if (y > -kInf) {
         kmin = key < kmin ? key : kmin;
-        if (key_bins) atomicAdd(&key_hist[key >> kKeyBinShift], 1u);
+        if (key_bins) atomicAdd(&key_hist[key_bin(key)], 1u);
       }
     }
   });
@@ -958,7 +955,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       n = static_cast<int>(key_list.count);
       list_entries(part, [&](float x) {
         const float y = yof(x);
-        return y > -kInf && (sort_key(y) >> kKeyBinShift) >= static_cast<uint32_t>(key_list.low);
+        return y > -kInf && key_list.holds(sort_key(y));
       }, n, sh);
     } else {
       n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0, ctx.mtk,
