@@ -140,37 +140,79 @@ def append_selected(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP: tl.co
     """Store a block's ``sel`` entries (values and int32 columns, in order) after the ``written``
     already in a CAP-entry buffer; returns the new count (callers ensure it stays <= CAP: the
     writes past CAP are dropped)."""
-    pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-    ok = sel & (pos < CAP)
-    tl.store(dst_x_ptr + pos, values, mask=ok)
-    tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
-    return written + tl.sum(sel.to(tl.int32), axis=0)
+    n = tl.sum(sel.to(tl.int32), axis=0)
+    # The scan and the stores cost ~50 instructions per element (bench/triton_pass_cost.py), the
+    # count ~14: most blocks of a top-k copy select nothing and skip them.
+    if (n > 0) & (written < CAP):
+        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+        ok = sel & (pos < CAP)
+        tl.store(dst_x_ptr + pos, values, mask=ok)
+        tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
+    return written + n
 
 
 @triton.jit
-def tile_digit_hist(tile_ptr, listed, shift, prefix, CAP: tl.constexpr):
-    """A radix pass over a tile instead of a row: the histogram of the keys' 8-bit digit at
-    ``shift`` among the first ``listed`` float32 values whose higher digits are ``prefix``."""
-    offs = tl.arange(0, CAP)
-    valid = offs < listed
-    ukey = float_key(tl.load(tile_ptr + offs, mask=valid, other=0.0)).to(tl.int64) + 2147483648
+def key_digit_hist(ukey, valid, shift, prefix):
+    """The histogram of the 8-bit digit at ``shift`` of the unsigned keys (float_key + 2^31, int64)
+    that are ``valid`` and whose higher digits are ``prefix`` (the others go to an ignored bin)."""
     digit = ((ukey >> shift) & 255).to(tl.int32)
     match = valid & ((ukey >> (shift + 8)) == prefix)
     return tl.histogram(tl.where(match, digit, 256), 512)
 
 
 @triton.jit
-def tile_select(tile_ptr, listed, prefix, remaining, first, CAP: tl.constexpr):
-    """The radix select's digits ``first``..3 taken on a tile instead of a row (the tile holds every
-    entry whose key prefix is >= ``prefix``, the select's state before digit ``first``): returns
-    (prefix, remaining, at_digit) after digit 3, as the row passes would."""
+def keys_select(ukey, valid, prefix, remaining, first):
+    """The radix select's digits ``first``..3 over a register tile of unsigned keys (``valid`` of
+    them; the tile holds every entry whose key prefix is >= ``prefix``, the select's state before
+    digit ``first``): returns (prefix, remaining, at_digit) after digit 3, as the row passes would."""
     bins = tl.arange(0, 512)
     at_digit = tl.full((), 0, tl.int32)
     for p in tl.static_range(0, 4):
         if p >= first:
-            hist = tile_digit_hist(tile_ptr, listed, 24 - 8 * p, prefix, CAP)
+            hist = key_digit_hist(ukey, valid, 24 - 8 * p, prefix)
             prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
     return prefix, remaining, at_digit
+
+
+@triton.jit
+def tile_keys(tile_ptr, listed, CAP: tl.constexpr):
+    """(unsigned keys, valid) of the first ``listed`` float32 values of a CAP-entry tile."""
+    offs = tl.arange(0, CAP)
+    valid = offs < listed
+    return float_key(tl.load(tile_ptr + offs, mask=valid, other=0.0)).to(tl.int64) + 2147483648, valid
+
+
+@triton.jit
+def tile_digit_hist(tile_ptr, listed, shift, prefix, CAP: tl.constexpr):
+    """A radix pass over a tile instead of a row: the histogram of the keys' 8-bit digit at
+    ``shift`` among the first ``listed`` float32 values whose higher digits are ``prefix``."""
+    ukey, valid = tile_keys(tile_ptr, listed, CAP)
+    return key_digit_hist(ukey, valid, shift, prefix)
+
+
+@triton.jit
+def tile_select(tile_ptr, listed, prefix, remaining, first, CAP: tl.constexpr):
+    """keys_select over the first ``listed`` values of a tile in memory."""
+    ukey, valid = tile_keys(tile_ptr, listed, CAP)
+    return keys_select(ukey, valid, prefix, remaining, first)
+
+
+# Column classes whose maxima the statistics passes keep for the class bound (class_maxima; fewer
+# when a block is shorter): the top-p tile's bound takes its rank over all of them, the top-k
+# selects fold them to their tile's size first (cheaper digit histograms, a few more entries).
+CLASSES = 2048
+
+
+@triton.jit
+def class_maxima(kmax, BLOCK: tl.constexpr, NC: tl.constexpr):
+    """Fold a row pass's running elementwise maxima of the keys of each block position (``kmax``,
+    BLOCK of them) into the maxima of NC column classes (column mod NC; NC divides BLOCK).
+
+    The k-th largest of these NC maxima (k <= NC) is a lower bound of the row's k-th largest key:
+    k distinct entries (the maxima of k classes) reach it. So the entries at or above it hold the
+    row's top k; with the top entries spread over the classes, as a decode step's logits are, they
+    are few more than k (the top-k select's and the top-p tile's class bound)."""
+    return tl.max(tl.reshape(kmax, [BLOCK // NC, NC]), axis=0)
 
 
 # ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),

@@ -5,9 +5,10 @@ One program per beam row: the log-softmax statistics (max, sum of exponentials),
 pass that writes the row's top candidates in index order (all scores above the k-th, then the
 lowest-index ties). Early tile: once the scores at or above the select's chosen key prefix number
 at most 512, one pass copies them (with their columns) to a per-row tile and the later digits and
-the write run on it, so a usual row is read 2 times after the statistics instead of 5. With
-log-softmax a logit tile comes first (the entries whose logit's 16-bit key prefix is at or above
-the k-th largest logit's, histogrammed in the statistics passes): 3 reads of the row in all.
+the write run on it, so a usual row is read 2 times after the statistics instead of 5. A logit
+tile comes first (the entries whose logit reaches the class bound of rank k, _common.class_maxima,
+taken in the statistics pass): 3 reads of the row in all with log-softmax, 2 without, and no
+histogram of the row.
 The merge of ``num_beams * k`` candidates per batch item is a torch top-k over the same unique
 64-bit keys as the reference (score key, then lowest flat index), so the
 ranking and tie rule are the reference's. Scores are ``(x - max) - log(sum)`` + beam score,
@@ -34,11 +35,14 @@ from pydecode.ops.beam import _LOW32, _MAX_FLAT, _score_key
 
 from ._common import (
     BEAM_SPLIT_MIN_VOCAB,
+    CLASSES,
     append_selected,
     block_for,
+    class_maxima,
     early_tile,
     float_key,
     interpreting,
+    keys_select,
     merged_digit,
     precise_exp,
     precise_log,
@@ -70,44 +74,37 @@ def _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, HIST: tl.constexpr):
+def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr):
     """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi), and with
-    HIST the histogram of the logits' keys' top byte (else zeros)."""
+    CLASSES the NC column classes' logit key maxima (_common.class_maxima; else zeros)."""
     neg_inf = float("-inf")
     m = tl.full((), neg_inf, tl.float32)
     n_nan = tl.full((), 0, tl.int32)
-    hist = tl.zeros([512], dtype=tl.int32)
+    kmax = tl.full([BLOCK], -2147483648, tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
         n_nan += tl.sum((x != x).to(tl.int32), axis=0)
         m = tl.maximum(m, tl.max(tl.where(x != x, neg_inf, x), axis=0))
-        if HIST:
-            top = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
-            hist += tl.histogram(tl.where(mask, top, 256), 512)
-    return m, n_nan, hist
+        if CLASSES:  # columns past hi load as -inf: a lower bound too
+            kmax = tl.maximum(kmax, float_key(x))
+    return m, n_nan, class_maxima(kmax, BLOCK, NC)
 
 
 @triton.jit
-def _row_mass(row_ptr, lo, hi, m, top, PRECISE: tl.constexpr, BLOCK: tl.constexpr, HIST: tl.constexpr):
+def _row_mass(row_ptr, lo, hi, m, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
     """Sum over [lo, hi) of exp(x - m) in fixed point (int64 units of 2^-40, each weight truncated):
     integer sums are exact, so the total does not depend on the order or on how the row is split.
-    NaN weights (rows whose scores are all NaN anyway) count 0. With HIST also the histogram of the
-    logits' keys' second byte among those whose top byte is ``top`` (else zeros)."""
+    NaN weights (rows whose scores are all NaN anyway) count 0."""
     z = tl.full((), 0, tl.int64)
-    hist = tl.zeros([512], dtype=tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
         w = precise_exp(x - m, PRECISE)
         z += tl.sum((tl.where(w == w, w, 0.0) * _MASS_ONE).to(tl.int64), axis=0)
-        if HIST:
-            ukey = float_key(x).to(tl.int64) + 2147483648
-            hist += tl.histogram(tl.where(mask & ((ukey >> 24) == top), ((ukey >> 16) & 255).to(tl.int32), 256),
-                                 512)
-    return z, hist
+    return z
 
 
 @triton.jit
@@ -170,8 +167,8 @@ def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s
                      LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BY_LOGIT: tl.constexpr):
     """Copy the scores of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
     ``prefix`` (with their columns, in column order) to a CAP-entry tile: the score's key, or with
-    BY_LOGIT the logit's. Returns how many (callers ensure <= CAP) and, with BY_LOGIT, the largest
-    logit left out (else -inf)."""
+    BY_LOGIT the logit's. Returns how many there are (past CAP only the first CAP are written: the
+    caller checks) and, with BY_LOGIT, the largest logit left out (else -inf)."""
     written = tl.full((), 0, tl.int32)
     below = tl.full((), float("-inf"), tl.float32)
     for start in range(lo, hi, BLOCK):
@@ -185,13 +182,14 @@ def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s
         else:
             sel = mask & prefix_at_least(s, shift, prefix)
         written = append_selected(s, cols, sel, written, dst_s_ptr, dst_i_ptr, CAP)
-    return tl.minimum(written, CAP), below
+    return written, below
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row"])
 def _beam_row_topk_kernel(
     x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr, tile_s_ptr, tile_i_ptr,
     LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr,
+    NC: tl.constexpr, NCK: tl.constexpr,
 ):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
@@ -202,34 +200,36 @@ def _beam_row_topk_kernel(
         log_z = tl.full((), 0.0, tl.float32)
         bad = tl.full((), 0, tl.int1)
         bins = tl.arange(0, 512)
-        hist1 = tl.zeros([512], dtype=tl.int32)
-        top = tl.full((), 0, tl.int64)
-        rank = tl.full((), 0, tl.int32) + k_row
-        if LOG_SOFTMAX:
-            # with EARLY, the two passes also histogram the logits' first two key bytes (below)
-            m, n_nan, hist0 = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY)
-            top, rank, at_top = radix_digit(hist0, bins, top, rank)
-            z, hist1 = _row_mass(row_ptr, 0, vocab, m, top, PRECISE, BLOCK, EARLY)
-            log_z = _log_mass(z, PRECISE)
-            # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
-            bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+        cmax = tl.zeros([NC], dtype=tl.int32)
+        if LOG_SOFTMAX or EARLY:  # with EARLY the statistics pass also takes the logits' class maxima
+            m, n_nan, cmax = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY, NC)
+            if LOG_SOFTMAX:
+                log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
+                # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
+                bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
 
         tile_s = tile_s_ptr + row * CAP
         tile_i = tile_i_ptr + row * CAP
         kth = tl.full((), 0, tl.int32)
         remaining = tl.full((), 0, tl.int32) + k_row
         listed = tl.full((), 0, tl.int32)
-        # Logit tile (EARLY, log-softmax): a score is non-decreasing in the logit, so the entries whose
-        # logit has a 16-bit key prefix >= the k_row-th largest logit's hold the top k_row scores. When
-        # they fit the tile, the copy pass takes their scores and the largest logit left out; the
-        # select runs on the tile, and stands if that logit's score is below the k-th score (else
-        # rounding tied a score outside the tile with it, and the score select below runs instead):
-        # 3 reads of the row in all.
-        if EARLY and LOG_SOFTMAX:
-            prefix, rank, at_prefix = radix_digit(hist1, bins, top, rank)
-            if k_row - rank + at_prefix <= CAP:
-                n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix, 16, tile_s, tile_i,
+        # Logit tile (EARLY): a score is non-decreasing in the logit, so the entries whose logit reaches
+        # the class bound of rank k_row (_common.class_maxima: <= the k_row-th largest logit) hold the
+        # top k_row scores. The copy pass takes their scores and the largest logit left out; when they
+        # fit the tile the select runs there, and stands if that logit's score is below the k-th
+        # score (else rounding tied a score outside the tile with it, and the score select below
+        # runs instead): 3 reads of the row in all with log-softmax (statistics, sum, copy), 2 without.
+        if EARLY:
+            if k_row <= NCK:
+                ukeys = class_maxima(cmax, NC, NCK).to(tl.int64) + 2147483648
+                bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), tl.full((), 0, tl.int32) + k_row,
+                                          0)
+                n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, bound, 0, tile_s, tile_i,
                                             LOG_SOFTMAX, BLOCK, CAP, True)
+            else:
+                n = tl.full((), CAP + 1, tl.int32)
+                below = tl.full((), float("nan"), tl.float32)
+            if n <= CAP:
                 tl.debug_barrier()  # the tile is read back by other threads of this program
                 t_prefix, t_remaining, t_at = tile_select(tile_s, n, tl.full((), 0, tl.int64),
                                                           tl.full((), 0, tl.int32) + k_row, 0, CAP)
@@ -303,7 +303,7 @@ def _beam_split_kernel(
     bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
     aux = aux_ptr + (row * splits + s) * 4
     if PASS == 0:
-        m, n_nan, unused_hist = _row_stats(row_ptr, lo, hi, BLOCK, False)
+        m, n_nan, unused_classes = _row_stats(row_ptr, lo, hi, BLOCK, False, 16)
         tl.store(aux, n_nan.to(tl.int64))
         tl.store(aux + 1, m.to(tl.int32, bitcast=True).to(tl.int64))
     else:
@@ -324,7 +324,7 @@ def _beam_split_kernel(
             bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
         if PASS == 1:
             if LOG_SOFTMAX:
-                z, unused_hist = _row_mass(row_ptr, lo, hi, m, 0, PRECISE, BLOCK, False)
+                z = _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK)
                 tl.store(aux + 2, z)
         else:
             # digit pass PASS - 2 (0-3), or the write (PASS 6). PASS itself in the conditions: a local
@@ -458,7 +458,7 @@ def beam_topk_triton(
         _beam_row_topk_kernel[(row_programs(rows, x),)](
             x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,
             LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block, CAP=_TILE,
-            EARLY=early, num_warps=8 if block >= 1024 else 4,
+            EARLY=early, NC=min(block, CLASSES), NCK=min(block, CLASSES, _TILE), num_warps=8 if block >= 1024 else 4,
         )
     # Merge: num_beams * k_row candidates per item, ranked by the reference's unique keys.
     beam_of_row = torch.arange(rows, device=x.device, dtype=torch.int64) % num_beams

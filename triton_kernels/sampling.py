@@ -5,10 +5,13 @@ One kernel, ``_filter_chain_kernel``, does temperature (or ``log`` of probabilit
 top-p -> min-p -> Philox Gumbel-max sampling for one row per program, reading the row a few
 times and never sorting it:
 
-* top-k: the k-th largest order-preserving key by radix select (4 passes of 8-bit digits,
-  ``tl.histogram``), then ``x < kth`` is removed (ties kept, NaN never removed), as in
-  transformers; the select copies the entries to a tile as soon as at most CAP of them share or
-  exceed its key prefix and takes the remaining digits there (the early tile, _radix_select);
+* top-k: the k-th largest order-preserving key, then ``x < kth`` is removed (ties kept, NaN never
+  removed), as in transformers. For k <= CAP the entries at or above the class bound (the k-th
+  largest of the stats pass's column-class maxima, _common.class_maxima) are copied to a tile and
+  the select runs there (_bounded_select: 2 reads, no histogram of the row); otherwise, or when
+  they overflow the tile, by radix select (4 passes of 8-bit digits, ``tl.histogram``), which
+  copies the entries to the tile as soon as at most CAP of them share or exceed its key prefix and
+  takes the remaining digits there (the early tile, _radix_select);
 * top-p: transformers removes the ascending-sorted entries whose float32 cumulative softmax is
   ``<= 1 - p``; here the kept set is ``key > K*`` with ``K*`` the largest key whose mass at or
   below it is ``<= (1 - p) * Z``, found by a 16-pivot search over the key range (each pass
@@ -42,6 +45,7 @@ import triton.language as tl
 from pydecode.ops._registry import register
 
 from ._common import (
+    CLASSES,
     NEVER,
     T_DIVIDE,
     T_LOG,
@@ -49,10 +53,12 @@ from ._common import (
     T_NONE,
     append_selected,
     block_for,
+    class_maxima,
     early_tile,
     float_key,
     interpreting,
     key_value,
+    keys_select,
     load_row,
     merged_digit,
     precise_exp,
@@ -77,6 +83,12 @@ _BELOW_KEYS = tl.constexpr(-2139095042)
 # Top-k candidate tile: rows whose top-k keeps at most this many entries (ties included) finish
 # on a register tile of this size (its 16-pivot top-p search holds a 512 x 16 tile, as the row path).
 _CAP = 512
+# The top-p tile's edge (_top_p_tile) is the class bound of rank _TILE_RANK over the _common.CLASSES
+# classes: the entries reaching it, ~_TILE_RANK plus those sharing a class with a larger one
+# (~_TILE_RANK^2 / (2 * CLASSES) when the top entries are spread at random: 476-498 on 12 random
+# rows of 128256), fit the CAP-entry tile. The sum pass counts them before any copy, so a rank that
+# overflows costs no read, only the tile.
+_TILE_RANK = tl.constexpr(432)
 
 
 @triton.jit
@@ -115,8 +127,9 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANS
 def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, m, TRANSFORM: tl.constexpr,
                  PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, MASS: tl.constexpr):
     """Copy the entries of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
-    ``prefix`` (values and columns, in column order) to a CAP-entry buffer; returns how many
-    (callers ensure <= CAP) and, with MASS, the sum of ``exp(x - m)`` over the others (else 0)."""
+    ``prefix`` (values and columns, in column order) to a CAP-entry buffer; returns how many there
+    are (past CAP only the first CAP are written: the caller checks) and, with MASS, the sum of
+    ``exp(x - m)`` over the others (else 0)."""
     written = tl.full((), 0, tl.int32)
     below = tl.full((), 0.0, tl.float32)
     for start in range(lo, hi, BLOCK):
@@ -127,7 +140,7 @@ def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, m,
         written = append_selected(x, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP)
         if MASS:
             below += tl.sum(tl.where(mask & (~sel), tl.exp(x - m), 0.0), axis=0)
-    return tl.minimum(written, CAP), below
+    return written, below
 
 
 @triton.jit
@@ -178,72 +191,57 @@ def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFOR
 
 
 @triton.jit
-def _row_mass(row_ptr, vocab, scale, m, kth, prefix8, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-              BLOCK: tl.constexpr, HIST: tl.constexpr):
-    """(Z, n): the sum of ``exp(x - m)`` over the entries >= kth (the top-k filtered row's softmax
-    denominator) and their count; with HIST also the histogram of the keys' second byte among the
-    entries whose top byte is ``prefix8`` (the top-p tile's radix digit), else zeros."""
+def _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+              BLOCK: tl.constexpr, BOUND: tl.constexpr):
+    """(Z, n, n_on, below): the sum of ``exp(x - m)`` over the entries >= kth (the top-k filtered
+    row's softmax denominator) and their count; with BOUND also how many of them have an unsigned
+    key >= ``bound`` (the top-p tile's entries) and the sum of ``exp(x - m)`` over the others, else 0."""
     z = tl.full((), 0.0, tl.float32)
     n_kept = tl.full((), 0, tl.int32)
-    hist = tl.zeros([512], dtype=tl.int32)
+    n_on = tl.full((), 0, tl.int32)
+    bound_value = key_value(tl.full((), 0, tl.int64) + bound - 2147483648)  # bound may be a Python int
+    below = tl.full((), 0.0, tl.float32)
     for start in range(0, vocab, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
         kept = mask & (x >= kth)
-        z += tl.sum(tl.where(kept, tl.exp(x - m), 0.0), axis=0)
+        w = tl.where(kept, tl.exp(x - m), 0.0)
+        z += tl.sum(w, axis=0)
         n_kept += tl.sum(kept.to(tl.int32), axis=0)
-        if HIST:
-            ukey = float_key(x).to(tl.int64) + 2147483648
-            match = mask & ((ukey >> 24) == prefix8)
-            hist += tl.histogram(tl.where(match, ((ukey >> 16) & 255).to(tl.int32), 256), 512)
-    return z, n_kept, hist
+        if BOUND:  # a float compare (kept entries are not NaN): cheaper than their keys'
+            on = kept & (x >= bound_value)
+            n_on += tl.sum(on.to(tl.int32), axis=0)
+            below += tl.sum(tl.where(on, 0.0, w), axis=0)
+    return z, n_kept, n_on, below
 
 
 @triton.jit
-def _tile_mass_bound(hist0, hist1, top, prefix, m):
-    """An upper bound of the top-p tile's mass (the entries whose 16-bit key prefix is above
-    ``prefix``): each weight ``exp(x - m)`` is at most 1 (top-byte bins above ``top``) or, within the
-    top byte ``top``, the weight at its second-byte bin's upper edge (``hist1``: that byte's counts)."""
-    bins = tl.arange(0, 512)
-    upper = key_value((((top << 8) + bins.to(tl.int64) + 1) << 16) - 2147483648)  # each bin's upper edge
-    upper = tl.where(upper == upper, tl.minimum(upper, m), m)  # past +inf: NaN keys
-    on_tile = (bins < 256) & (bins > (prefix & 255)) & (hist1 > 0)
-    within = tl.sum(tl.where(on_tile, hist1.to(tl.float32) * tl.exp(upper - m), 0.0), axis=0)
-    above = tl.sum(tl.where((bins < 256) & (bins > top), hist0, 0), axis=0)
-    return within + above.to(tl.float32)
-
-
-@triton.jit
-def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, hist0, tile_x_ptr, tile_i_ptr,
-                TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile_x_ptr, tile_i_ptr,
+                TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
+                NC: tl.constexpr):
     """The top-p tile of a row without an active top-k: (Z, n, used, listed, below_key, below_mass).
 
-    The tile takes the entries whose 16-bit key prefix lies above the one holding the (CAP + 1)-th
-    largest key (the top byte from the stats pass's histogram ``hist0``, the second byte
-    histogrammed in the Z pass, which also returns Z and the entry count n), and the copy pass sums
-    the mass of the others. When that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p
-    boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
-    min-p, the sample and the log-prob finish there (``used``): 3 reads of the row instead of 5-7.
-    Otherwise the row path runs with this Z: one read more when the copy ran, none when the tile's
-    mass bound (_tile_mass_bound) already shows the nucleus cannot fit."""
-    bins = tl.arange(0, 512)
-    top, remaining, at_top = radix_digit(hist0, bins, tl.full((), 0, tl.int64), tl.full((), CAP + 1, tl.int32))
-    z, n_kept, hist1 = _row_mass(row_ptr, vocab, scale, m, kth, top, TRANSFORM, PRECISE, BLOCK, True)
-    prefix, remaining, at_prefix = radix_digit(hist1, bins, top, remaining)
-    edge = (prefix + 1) << 16  # the smallest unsigned key above the (CAP + 1)-th's prefix
-    floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= edge  # min_tokens_to_keep's entries on it
-    # only the cost depends on the bound: below p * Z the nucleus cannot fit and the copy is skipped
-    fits = _tile_mass_bound(hist0, hist1, top, prefix, m) >= z - threshold * z
-    used = tl.full((), 0, tl.int1)
+    The tile takes the entries at or above the class bound (class_maxima) of rank _TILE_RANK: its top
+    few hundred entries. The Z pass also counts them and sums the mass of the others; when they fit
+    the tile and that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p boundary lies on the
+    tile (its lower edge is feasible, the row maximum is not), so one copy and the cut, min-p, the
+    sample and the log-prob finish there (``used``): 3 reads of the row. Otherwise the row path runs
+    with this Z, without the copy."""
+    ukeys = cmax.to(tl.int64) + 2147483648
+    rank = tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC)
+    bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), tl.full((), rank, tl.int32), 0)
+    z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM, PRECISE, BLOCK, True)
+    floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= bound  # min_tokens_to_keep's entries on it
+    used = (z > threshold * z) & floor_on & (n_on > 0) & (n_on <= CAP) & (below <= threshold * z)
     listed = tl.full((), 0, tl.int32)
     below_key = tl.full((), _BELOW_KEYS, tl.int64)
     below_mass = tl.full((), 0.0, tl.float32)
-    if (z > threshold * z) & floor_on & fits:
-        listed, below_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix + 1, 16, tile_x_ptr, tile_i_ptr, m,
-                                          TRANSFORM, PRECISE, BLOCK, CAP, True)
-        used = (below_mass <= threshold * z) & (listed > 0)
-        below_key = edge - 2147483649
+    if used:
+        listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, m, TRANSFORM,
+                                           PRECISE, BLOCK, CAP, False)
+        below_key = bound - 2147483649  # the largest signed key below the tile's
+        below_mass = below
     return z, n_kept, used, listed, below_key, below_mass
 
 
@@ -296,13 +294,20 @@ def _row_scale(temp_ptr, row, TRANSFORM: tl.constexpr):
 
 
 @triton.jit
-def _stats_range(row_ptr, lo, hi, scale, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
-    """Over columns [lo, hi): maximum of the non-NaN entries (-inf if none), NaN count, and the
-    histogram of the keys' top byte (bins >= 256: outside the range)."""
+def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                 BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr):
+    """Over columns [lo, hi): maximum of the non-NaN entries (-inf if none), NaN count, the
+    histogram of the keys' top byte when ``hist_on`` (bins >= 256: outside the range; zeros
+    otherwise) and, with CLASSES, the NC column classes' key maxima (class_maxima).
+
+    The histogram is the costly part: tl.histogram of 512 bins compiles (triton 3.6, sm_90) to ~100
+    more instructions per element than the rest of the pass, so it is taken only for the radix
+    select (a k above the class bound's reach, min_tokens_to_keep, the early tiles switched off)."""
     neg_inf = float("-inf")
     m = tl.full((), neg_inf, tl.float32)
     n_nan = tl.full((), 0, tl.int32)
     hist0 = tl.zeros([512], dtype=tl.int32)
+    kmax = tl.full([BLOCK], -2147483648, tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
@@ -310,9 +315,35 @@ def _stats_range(row_ptr, lo, hi, scale, TRANSFORM: tl.constexpr, PRECISE: tl.co
         isnan = x != x
         m = tl.maximum(m, tl.max(tl.where(isnan, neg_inf, x), axis=0))
         n_nan += tl.sum((isnan & mask).to(tl.int32), axis=0)
-        top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
-        hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
-    return m, n_nan, hist0
+        if CLASSES:  # columns past hi load as -inf: a lower bound too
+            kmax = tl.maximum(kmax, float_key(x))
+        if hist_on:
+            top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
+            hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
+    return m, n_nan, hist0, class_maxima(kmax, BLOCK, NC)
+
+
+@triton.jit
+def _bounded_select(row_ptr, vocab, scale, k, cmax, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
+                    PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, NC: tl.constexpr,
+                    NCK: tl.constexpr):
+    """The top-k select by the class bound (class_maxima; ``cmax``: NC classes, folded to NCK;
+    k <= NCK): one pass copies the entries at or above the k-th largest class maximum to the tile
+    (values and columns, column order) and the select's four digits are taken there. Returns
+    (key, n_ge, listed) as _radix_select, or listed > CAP when the entries at or above the bound do
+    not fit (the caller then runs _radix_select)."""
+    ukeys = class_maxima(cmax, NC, NCK).to(tl.int64) + 2147483648
+    bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), k.to(tl.int32), 0)
+    listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, scale, TRANSFORM,
+                                       PRECISE, BLOCK, CAP, False)
+    key = tl.full((), 0, tl.int64)
+    n_ge = tl.full((), 0, tl.int32)
+    if listed <= CAP:
+        tl.debug_barrier()  # the tile is read back by other threads of this program
+        prefix, remaining, at_digit = tile_select(tile_x_ptr, listed, tl.full((), 0, tl.int64), k.to(tl.int32), 0, CAP)
+        key = prefix - 2147483648
+        n_ge = k.to(tl.int32) - remaining + at_digit
+    return key, n_ge, listed
 
 
 # ---- the split path: small batches spread each row over `splits` programs (grid rows x splits).
@@ -428,7 +459,8 @@ def _split_pass_kernel(
     part = parts_ptr + (row * splits + s) * 2048
     dst = (row * splits + s) * CAP
     if PASS == 0:
-        m, n_nan, hist0 = _stats_range(row_ptr, lo, hi, scale, TRANSFORM, PRECISE, BLOCK)
+        m, n_nan, hist0, unused_classes = _stats_range(row_ptr, lo, hi, scale, True, TRANSFORM, PRECISE, BLOCK,
+                                                       False, 16)
         tl.store(part + bins, hist0, mask=bins < 256)
         tl.store(part + 256, n_nan)
         tl.store(part + 257, m.to(tl.int32, bitcast=True))
@@ -472,7 +504,7 @@ def _filter_chain_kernel(
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
-    SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr,
+    SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr, NC: tl.constexpr, NCK: tl.constexpr,
 ):
     # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
     # while the batch is small enough).
@@ -483,12 +515,27 @@ def _filter_chain_kernel(
 
         scale = _row_scale(temp_ptr, row, TRANSFORM)
 
-        # ---- pass 1: row maximum over non-NaN entries, NaN presence, histogram of the keys' top byte
+        # the row's top-k, and whether the class bound can select it (k within the NC classes)
+        topk_row = tl.full((), 0, tl.int1)
+        k_eff = tl.full((), 0, tl.int64)
+        if use_top_k != 0:
+            k = tl.load(top_k_ptr + row)
+            k_eff = tl.maximum(k, min_keep).to(tl.int64)
+            topk_row = (k > 0) & (k_eff < vocab)
+        bounded = tl.full((), 0, tl.int1)
+        if EARLY_TILE:
+            bounded = topk_row & (k_eff <= NCK)
+        hist_on = (topk_row & (~bounded)) | MIN_KEEP_GT1  # the radix select's first digit
+
+        # ---- pass 1: row maximum over non-NaN entries, NaN presence, the class maxima (the early
+        # tiles' bounds) and, for a radix select, the histogram of the keys' top byte
+        cmax = tl.zeros([NC], dtype=tl.int32)
         if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
             m, n_nan = _split_stats(parts_ptr, row, splits)
             hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
         else:
-            m, n_nan, hist0 = _stats_range(row_ptr, 0, vocab, scale, TRANSFORM, PRECISE, BLOCK)
+            m, n_nan, hist0, cmax = _stats_range(row_ptr, 0, vocab, scale, hist_on, TRANSFORM, PRECISE, BLOCK,
+                                                 EARLY_TILE or PTILE, NC)
         # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
         bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
 
@@ -497,9 +544,7 @@ def _filter_chain_kernel(
         n_ge = tl.full((), 2147483647, tl.int32)
         listed = tl.full((), 0, tl.int32)  # entries the select left on the row's tile (_radix_select)
         if use_top_k != 0:
-            k = tl.load(top_k_ptr + row)
-            k_eff = tl.maximum(k, min_keep)
-            if (k > 0) & (k_eff < vocab):
+            if topk_row:
                 if SPLIT:  # the select's passes ran in _split_pass_kernel
                     copied = tl.load(state_ptr + row * 16 + 1)
                     if copied > 0:  # at pass `copied`, onto the slices' tiles: finish on their concatenation
@@ -514,9 +559,19 @@ def _filter_chain_kernel(
                     else:  # the last digit, from the slices' histograms
                         kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
                 else:
-                    kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0, cand_x_ptr + row * CAP,
-                                                          cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP,
-                                                          EARLY_TILE)
+                    kth_key = tl.full((), 0, tl.int64)
+                    listed = tl.full((), CAP + 1, tl.int32)  # CAP + 1: no tile yet
+                    if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
+                        kth_key, n_ge, listed = _bounded_select(row_ptr, vocab, scale, k_eff, cmax,
+                                                                cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                                                TRANSFORM, PRECISE, BLOCK, CAP, NC, NCK)
+                    if listed > CAP:  # the radix select, its first digit from the top byte's histogram
+                        if bounded:  # the stats pass did not take it: one more read
+                            unused_m, unused_nan, hist0, unused_classes = _stats_range(
+                                row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                        kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
+                                                              cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                                              TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
                 kth = key_value(kth_key)
 
         # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
@@ -574,8 +629,8 @@ def _filter_chain_kernel(
         if PTILE:
             if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
                 z, n_kept, use_ptile, ptile_n, below_key, below_mass = _top_p_tile(
-                    row_ptr, vocab, scale, m, kth, keep_floor, threshold, hist0, cand_x_ptr + row * CAP,
-                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
+                    row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, cand_x_ptr + row * CAP,
+                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, NC)
                 have_z = tl.full((), 1, tl.int1)
 
         if use_tile | use_ptile:
@@ -621,7 +676,8 @@ def _filter_chain_kernel(
             # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has (taken
             # already when the top-p tile was tried)
             if (topp_on | minp_on) & (~have_z):
-                z, n_kept, unused_hist = _row_mass(row_ptr, vocab, scale, m, kth, 0, TRANSFORM, PRECISE, BLOCK, False)
+                z, n_kept, unused_on, unused_below = _row_mass(row_ptr, vocab, scale, m, kth, 0, TRANSFORM, PRECISE,
+                                                               BLOCK, False)
 
             # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
             # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
@@ -890,6 +946,7 @@ def _chain(
         # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
         BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
         SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
+        NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
         num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows

@@ -143,12 +143,12 @@ def test_split_rows_match_one_program(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @interpreted
 def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The early tiles (EARLY): with log-softmax, one program per row, the logit tile (the entries
-    whose logit prefix holds the top k_row, copied once after the statistics); else, or when its
-    check fails, the score select's tile (rows whose candidates fit it after 1, 2 or 3 digits copy
-    them once and finish the select and the write on it). Bit for bit as when every digit comes
-    from the row (PYDECODE_TRITON_EARLY_TILE=0), with and without log-softmax, split or not, and
-    k_row above the tile (never early); and the reference's (check)."""
+    """The early tiles (EARLY): one program per row, the logit tile (the entries whose logit reaches
+    the class bound of rank k_row, copied once after the statistics); when it overflows the tile or
+    its check fails, or on split rows, the score select's tile (rows whose candidates fit it after
+    1, 2 or 3 digits copy them once and finish the select and the write on it). Bit for bit as when
+    every digit comes from the row (PYDECODE_TRITON_EARLY_TILE=0), with and without log-softmax,
+    split or not, and k_row above the tile (never early); and the reference's (check)."""
     g = torch.Generator().manual_seed(5)
     vocab = 3000
     far = torch.randn(vocab, generator=g)
@@ -164,12 +164,12 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
     bs = torch.tensor([0.0, -1.0, -0.5, NEG_INF, 0.0, -2.0, 0.0, -0.25, 0.0, 0.0])
     shifts: list[int] = []
     copy = triton_beam._copy_top_scores
-    logit_tiles: list[bool] = []  # per logit-tile copy (BY_LOGIT): whether its select stood (checked below)
+    logit_tiles: list[int] = []  # per logit-tile copy (BY_LOGIT): how many entries reach the bound
 
     def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args):  # noqa: ANN001, ANN202
         written, below = copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
         if args[-1]:  # BY_LOGIT: the logit tile
-            logit_tiles.append(True)
+            logit_tiles.append(int(written.handle.data.item()))
             return written, below + spoil  # +inf: the largest logit left out seems to tie, the score select runs
         shifts.append(int(shift))
         return written, below
@@ -185,11 +185,14 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
             assert not shifts and not logit_tiles, "the early tile ran while switched off"
             monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
             got = B.beam_topk(x, bs, 2, k, apply_log_softmax=log_softmax, backend="triton")
-            logit_path = splits is None and log_softmax and k <= 512
-            if logit_path:  # the far, random and spread-ties rows take the logit tile (dense and tied
-                # rows and those with many NaN / inf share a 16-bit logit prefix over more than 512 entries)
-                assert len(logit_tiles) == 4, logit_tiles
-                assert (len(shifts) >= 4) == (spoil > 0), shifts  # the score tile only when the check fails
+            if splits is None and k <= 512:  # every row tries the logit tile
+                # the far, random, dense and spread-ties rows fit it; the tied row's 700 ties and the
+                # edge rows' (NaN, inf, -inf and ties over most of the row) overflow it
+                assert len(logit_tiles) == x.shape[0] and logit_tiles[3] == 700, logit_tiles
+                assert max(logit_tiles[:3] + logit_tiles[8:]) <= 512 < min(logit_tiles[3:8]), logit_tiles
+                # the score tile where the logit tile overflowed (those rows never fit it) or its check
+                # failed (spoilt: every row; the far, random, dense and a spread-ties row then fit)
+                assert (len(shifts) >= 4) == (spoil > 0), shifts
             elif k <= 512:
                 assert 24 in shifts and len(shifts) >= 3 * (splits or 1), shifts  # the far row fits after 1 digit
             else:
@@ -203,7 +206,8 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
             shifts.clear()
             logit_tiles.clear()
     monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
-    for row, digits in ((0, 1), (1, 2), (2, 3), (3, None)):  # scores = logits: the rows' designed digit counts
+    spoil = float("inf")  # the score select's early tile: the rows' designed digit counts (scores = logits)
+    for row, digits in ((0, 1), (1, 2), (2, 3), (3, None)):
         B.beam_topk(x[row:row + 1], torch.zeros(1), 1, 20, apply_log_softmax=False, backend="triton")
         assert shifts == ([] if digits is None else [32 - 8 * digits]), (row, shifts)
         shifts.clear()

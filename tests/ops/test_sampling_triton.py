@@ -95,9 +95,14 @@ def test_top_k_nan_row_of_the_gpu_run() -> None:
     assert torch.equal((got[0] == NEG_INF).nonzero().flatten(), finite.argmin().reshape(1)), "not exactly the minimum"
 
 
-def early_tile_rows(vocab: int) -> tuple[torch.Tensor, list[int | None]]:
-    """Rows whose top-k (k = 20) select fills its tile after 1, 2 or 3 digits or never, and the
-    digit count expected for each (None: the tile never fits, all 4 digits come from the row)."""
+def early_tile_rows(vocab: int) -> tuple[torch.Tensor, list[int], list[list[int]]]:
+    """Rows for the top-k select's tiles, their k, and the shifts of the copies expected with the
+    early tiles on (_copy_prefix: 0 for the class bound's copy, 32 - 8 * d for the radix select's
+    after d digits). The class bound fits the tile on the first four (the top entries spread over
+    the columns); on ``tied`` (700 ties at the k-th value) its copy overflows and the radix select's
+    tile never fits; on ``clustered`` (the top 300 entries in 50 of the 512 column classes) its copy
+    overflows and the radix select's tile fits after one digit; on ``spread`` with k = 600 (above
+    the 512 classes) the radix select runs from the start and its tile never fits."""
     g = torch.Generator().manual_seed(41)
     far = torch.randn(vocab, generator=g)
     far[:30] = 100.0 + torch.rand(30, generator=g)  # 30 entries alone in the top byte's bin [64, 256)
@@ -106,17 +111,23 @@ def early_tile_rows(vocab: int) -> tuple[torch.Tensor, list[int | None]]:
     dense[:1000] = 1.0 + torch.rand(1000, generator=g) * 2**-8  # > 512 entries share 16 key bits
     tied = torch.randn(vocab, generator=g) - 10.0
     tied[:700] = 1.0  # 700 ties at the 20th largest: more than the tile at every digit
-    return torch.stack([far, spread, dense, tied]), [1, 2, 3, None]
+    clustered = torch.randn(vocab, generator=g)
+    columns = torch.arange(vocab)
+    clustered[columns % 512 < 50] = 100.0 + torch.rand(int((columns % 512 < 50).sum()), generator=g)
+    rows = torch.stack([far, spread, dense, tied, clustered, spread])
+    return rows, [20, 20, 20, 20, 300, 600], [[0], [0], [0], [0], [0, 24], []]
 
 
 @interpreted
 def test_top_k_select_fills_its_tile_early(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The top-k select's early tile (_radix_select with EARLY): rows whose candidates fit the
-    tile after 1, 2 or 3 digits copy them once and finish the select on it; the outputs are
-    bit for bit those of the select taking every digit from the row (PYDECODE_TRITON_EARLY_TILE=0),
-    for the fused chain (tile and written-row paths) and the top-k mask, and the reference's."""
+    """The top-k select's tiles: the class bound's copy (_bounded_select) and, when it overflows
+    or k is above the classes, the radix select's early tile (_radix_select with EARLY). The copies
+    are the expected ones, and the outputs are bit for bit those of the select taking every digit
+    from the row (PYDECODE_TRITON_EARLY_TILE=0), for the fused chain (tile and written-row paths,
+    one program per row and split) and the top-k mask, and the reference's."""
     vocab = 3000
-    rows, levels = early_tile_rows(vocab)
+    rows, ks, expected = early_tile_rows(vocab)
+    assert int(rows[4].gt(50).sum()) == 300, "the clustered row's premise"
     shifts: list[int] = []
     copy_prefix = triton_sampling._copy_prefix
 
@@ -125,38 +136,40 @@ def test_top_k_select_fills_its_tile_early(monkeypatch: pytest.MonkeyPatch) -> N
         return copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
 
     monkeypatch.setattr(triton_sampling, "_copy_prefix", counted)
-    for row, digits in zip(rows, levels):  # one copy, after the expected digits (shift 32 - 8 * digits)
-        S.top_k_mask_logits(row[None], 20, backend="triton")
-        assert shifts == ([] if digits is None else [32 - 8 * digits]), (digits, shifts)
+    for i, (row, k, want_shifts) in enumerate(zip(rows, ks, expected)):
+        got = S.top_k_mask_logits(row[None], k, backend="triton")
+        assert shifts == want_shifts, (i, k, shifts)
         shifts.clear()
+        assert_same(got, S.top_k_mask_logits(row[None], k, backend="torch"), what=f"top-k mask row {i}, k={k}")
 
     x = torch.cat([rows, edge_rows(vocab, seed=43)])
     n = x.shape[0]
     seed, offset = seeds(n, CPU, base=17)
-    calls = {
-        "tile": lambda: S.filter_and_sample(x, temperature=0.8, top_k=20, top_p=0.9, seed=seed, offset=offset,
-                                            return_logprobs=True, backend="triton"),
-        "written": lambda: S.filter_and_sample(x, top_k=20, min_p=0.01, seed=seed, offset=offset,
-                                               return_logprobs=True, return_filtered=True, backend="triton"),
-        "mask": lambda: (S.top_k_mask_logits(x, 20, backend="triton"),),
-    }
-    for name, call in calls.items():
-        monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
-        want = call()
-        assert not shifts, "the early tile ran while switched off"
-        monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
-        # the split path (rows over 3 programs: every program copies its slice) for the tile call
-        for splits in (None, 3) if name == "tile" else (None,):
-            monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
-            got = call()
-            fitting = len([d for d in levels if d is not None]) * (splits or 1)
-            assert len(shifts) >= fitting, f"the early tile did not run ({splits} splits)"
-            shifts.clear()
-            for g_, w in zip(got, want):
-                if w is not None:
-                    assert_same(g_, w, what=f"early tile vs every digit from the row: {name}, {splits} splits")
-    monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
-    assert_same(calls["mask"]()[0], S.top_k_mask_logits(x, 20, backend="torch"), what="top-k mask vs reference")
+    for k in (20, 300):
+        calls = {
+            "tile": lambda k=k: S.filter_and_sample(x, temperature=0.8, top_k=k, top_p=0.9, seed=seed, offset=offset,
+                                                return_logprobs=True, backend="triton"),
+            "written": lambda k=k: S.filter_and_sample(x, top_k=k, min_p=0.01, seed=seed, offset=offset,
+                                                   return_logprobs=True, return_filtered=True, backend="triton"),
+            "mask": lambda k=k: (S.top_k_mask_logits(x, k, backend="triton"),),
+        }
+        for name, call in calls.items():
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+            want = call()
+            assert not shifts, f"a tile ran while switched off: {name}, k={k}"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+            # the split path (rows over 3 programs: every program copies its slice) for the tile call
+            for splits in (None, 3) if name == "tile" else (None,):
+                monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+                got = call()
+                assert len(shifts) >= 3 * (splits or 1), f"the tiles did not run ({splits} splits): {shifts}"
+                shifts.clear()
+                for g_, w in zip(got, want):
+                    if w is not None:
+                        assert_same(g_, w, what=f"tiles vs every digit from the row: {name}, k={k}, {splits} splits")
+        monkeypatch.setattr(_common, "SPLITS_OVERRIDE", None)
+        assert_same(calls["mask"]()[0], S.top_k_mask_logits(x, k, backend="torch"), what=f"top-k {k} mask vs reference")
+        shifts.clear()
     monkeypatch.setenv(_common.EARLY_TILE_ENV, "yes")
     with pytest.raises(ValueError, match="PYDECODE_TRITON_EARLY_TILE must be 0 or 1"):
         S.top_k_mask_logits(x, 20, backend="triton")
@@ -164,66 +177,49 @@ def test_top_k_select_fills_its_tile_early(monkeypatch: pytest.MonkeyPatch) -> N
 
 @interpreted
 def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries
-    above the (512 + 1)-th largest key's 16-bit prefix finish on that tile after one copy (the
-    copy's mass below the tile is <= (1 - p) * Z); rows with a wider nucleus (a flat row, a tie
-    group) fall back to the row path without copying (an upper bound of the tile's mass is below
-    p * Z) or, with the bound forced open, after it (the mass below the tile is too large). Either
-    way the tokens are those of the row path (written rows) and of PYDECODE_TRITON_EARLY_TILE=0,
-    and the log-probs agree to rounding; with min-p and min_tokens_to_keep too."""
+    """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries at
+    or above the class bound of rank 432 finish on that tile after one copy; rows with a wider
+    nucleus (a flat row, a tie group, a wide randn row) take the row path without copying (the sum
+    pass counts the entries at the bound and the mass below it). Either way the tokens are those of
+    the row path (written rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to
+    rounding; with min-p and min_tokens_to_keep too."""
     vocab = 3000
     g = torch.Generator().manual_seed(51)
     peaked = torch.randn(4, vocab, generator=g) * 3  # nucleus of a few tens at p = 0.9
     flat = torch.randn(2, vocab, generator=g) * 0.1  # nucleus of ~2700
-    wide = torch.randn(1, vocab, generator=g)  # nucleus > 512 entries, but the simple count bound passes
+    wide = torch.randn(1, vocab, generator=g)  # nucleus > 512 entries
     x = torch.cat([peaked, flat, torch.zeros(1, vocab), wide, edge_rows(vocab, seed=52)])
     n = x.shape[0]
     seed, offset = seeds(n, CPU, base=23)
-    copies: dict[int, tuple[int, float]] = {}  # row -> (entries copied, mass below them)
+    copies: dict[int, int] = {}  # row -> entries copied
     copy_prefix = triton_sampling._copy_prefix
 
     def recorded(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
         written, below = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
-        if int(shift) == 16:
-            row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
-            copies[row] = (int(written.handle.data.item()), float(below.handle.data.item()))
+        row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
+        copies[row] = int(written.handle.data.item())
         return written, below
 
     monkeypatch.setattr(triton_sampling, "_copy_prefix", recorded)
-    mass_bound = triton_sampling._tile_mass_bound
-    # the bound only decides whether the copy is tried: opened, the rows whose nucleus does not fit
-    # copy, fail the mass test and take the row path
-    for forced in (False, True):
-        if forced:
-            monkeypatch.setattr(triton_sampling, "_tile_mass_bound", lambda *a: mass_bound(*a) + float("inf"))
-        for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
-            rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
-                                       backend="triton")
-            assert not copies, "the written-rows call tried the top-p tile"
-            monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
-            off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-            assert not copies, "the top-p tile ran while switched off"
-            monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
-            got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-            # which rows finished on the tile: the copy's mass below it against (1 - p) * Z (float64 here)
-            t = x.double() / kw.get("temperature", 1.0)
-            z = torch.exp(t - t.max(dim=1, keepdim=True).values).sum(dim=1)
-            target = (1 - kw["top_p"]) * z
-            for row in range(4):
-                written, below = copies[row]
-                assert written > 0 and below <= target[row], f"peaked row {row} did not finish on the tile: {copies}"
-            if not forced:  # the flat, tied (and at p = 0.9 wide) rows' nuclei cannot fit 512 entries: no copy
-                assert not ({4, 5, 6, 7} if kw["top_p"] == 0.9 else {4, 5, 6}) & set(copies), copies
-            elif kw["top_p"] == 0.9:
-                for row in (4, 5, 7):
-                    assert copies[row][1] > target[row], f"row {row} finished on the tile: {copies[row]}"
-            copies.clear()
-            what = f"{kw}, bound {'forced open' if forced else 'as computed'}"
-            assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {what}")
-            assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {what}")
-            assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {what}")
-            assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
-                        what=f"top-p tile logprobs vs the filtered row {what}")
+    for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
+        rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
+                                   backend="triton")
+        assert not copies, "the written-rows call tried the top-p tile"
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+        off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        assert not copies, "the top-p tile ran while switched off"
+        monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+        got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        for row in range(4):
+            assert 432 <= copies.get(row, 0) <= 512, f"peaked row {row} did not finish on the tile: {copies}"
+        # the flat, tied (and at p = 0.9 wide) rows' nuclei do not fit the tile: no copy
+        assert not ({4, 5, 6, 7} if kw["top_p"] == 0.9 else {4, 5, 6}) & set(copies), copies
+        copies.clear()
+        assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {kw}")
+        assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {kw}")
+        assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {kw}")
+        assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
+                    what=f"top-p tile logprobs vs the filtered row {kw}")
 
 
 @interpreted

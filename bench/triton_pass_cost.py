@@ -1,0 +1,150 @@
+"""``python -m bench.triton_pass_cost``: machine instructions per logits element of each Triton
+row pass, counted in the SASS the installed triton compiles for an NVIDIA target, without a GPU.
+
+A row pass of the sampling chain reads the row once; whether its time is the read's or its own
+arithmetic's depends on how many instructions it issues per element. An H200 SM issues 128
+thread-instructions per clock while a full-bandwidth read brings it ~9 bfloat16 elements per clock
+(4.8 TB/s / 132 SMs / 1.98 GHz), so a pass above ~14 instructions per element is compute-bound.
+The H200 run measured the Triton chain far from the read floor, and the histogram passes
+(tl.histogram of 512 bins: per element, triton 3.6 lowers it to ballots and per-bin popcounts,
+triton 3.9 to shared-memory atomics) were the suspects: this counts them.
+
+Each pass is the production helper of ``pydecode.triton_kernels.sampling``, wrapped in a probe
+kernel over a bfloat16 row; the count is the instructions of the probe's row loop (the range of
+its backward branch in the cuobjdump listing) divided by the elements a thread takes per loop
+step (BLOCK / threads). Static counts: every instruction of the loop, once (the probes have no
+data-dependent branch inside it, except the copy's guard; ``skipping`` is the count of a loop step
+that skips the largest guarded region, as a copy's block that selects nothing does).
+
+    python -m bench.triton_pass_cost [--target 90] [--csv FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from bench.common import append_rows
+from pydecode.triton_kernels import sampling as S
+
+BLOCK, NUM_WARPS, NC = 2048, 8, 512
+
+
+@triton.jit
+def _stats_probe(x_ptr, out_ptr, vocab, HIST: tl.constexpr, CLASSES: tl.constexpr, BLOCK: tl.constexpr,
+                 NC: tl.constexpr):
+    m, n_nan, hist0, cmax = S._stats_range(x_ptr, 0, vocab, 1.0, HIST, 0, False, BLOCK, CLASSES, NC)
+    tl.store(out_ptr, m + n_nan)
+    tl.store(out_ptr + 1 + tl.arange(0, 512), hist0.to(tl.float32))
+    tl.store(out_ptr + 600 + tl.arange(0, NC), cmax.to(tl.float32))
+
+
+@triton.jit
+def _digit_probe(x_ptr, out_ptr, vocab, key, BLOCK: tl.constexpr):
+    hist = S._digit_hist(x_ptr, 0, vocab, 1.0, 16, key.to(tl.int64) >> 24, 0, False, BLOCK)
+    tl.store(out_ptr + tl.arange(0, 512), hist.to(tl.float32))
+
+
+@triton.jit
+def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
+    n, unused = S._copy_prefix(x_ptr, 0, vocab, 1.0, key.to(tl.int64), 0, out_ptr + 1, idx_ptr, 1.0, 0, False, BLOCK,
+                               512, False)
+    tl.store(out_ptr, n.to(tl.float32))
+
+
+@triton.jit
+def _mass_probe(x_ptr, out_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr):
+    z, n, n_on, below = S._row_mass(x_ptr, vocab, 1.0, 2.0, float("-inf"), key.to(tl.int64), 0, False, BLOCK, BOUND)
+    tl.store(out_ptr, z + n + n_on + below)
+
+
+@triton.jit
+def _argmax_probe(x_ptr, out_ptr, vocab, BLOCK: tl.constexpr):
+    best, idx = S._argmax_range(x_ptr, 0, vocab, BLOCK)
+    tl.store(out_ptr, best + idx)
+
+
+# (pass, what it is, probe, extra signature, constexprs)
+PROBES = [
+    ("argmax", "greedy's read (the floor's arithmetic)", _argmax_probe, {}, {}),
+    ("stats + histogram", "stats pass with the top byte's 512-bin histogram (before)", _stats_probe, {},
+     {"HIST": True, "CLASSES": False, "NC": NC}),
+    ("stats + class maxima", "stats pass with the class maxima (the class bound)", _stats_probe, {},
+     {"HIST": False, "CLASSES": True, "NC": NC}),
+    ("radix digit", "a radix select's digit histogram over the row", _digit_probe, {}, {}),
+    ("copy", "copy of the entries at or above a key to the tile", _copy_probe, {"idx_ptr": "*i32"}, {}),
+    ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {}, {"BOUND": False}),
+    ("sum + bound", "Z pass with the top-p tile's count and mass below", _mass_probe, {}, {"BOUND": True}),
+]
+
+
+def cuobjdump() -> str:
+    """triton's bundled cuobjdump (else one on PATH)."""
+    bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    return str(bundled) if bundled.exists() else (shutil.which("cuobjdump") or "cuobjdump")
+
+
+def loop_instructions(sass: str) -> tuple[int, int]:
+    """(instructions of the largest loop: from a backward branch's target to the branch; the same
+    less the largest region a forward branch inside it jumps over: a block that skips its guarded
+    part, as the copies' blocks that select nothing do)."""
+    addr = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
+    rows = [(int(a, 16), text) for a, text in addr.findall(sass)]
+    branches = []
+    for at, text in rows:
+        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if target:
+            branches.append((at, int(target.group(1), 16)))
+    loop = max(((to, at) for at, to in branches if to < at), key=lambda r: r[1] - r[0], default=None)
+    if loop is None:
+        return 0, 0
+    lo, hi = loop
+    total = sum(1 for a, _ in rows if lo <= a <= hi)
+    skipped = max((sum(1 for a, _ in rows if at < a < to) for at, to in branches if lo <= at < to <= hi), default=0)
+    return total, total - skipped
+
+
+def count(probe, extra: dict, constexprs: dict, arch: int) -> tuple[float, float]:  # noqa: ANN001
+    signature = {"x_ptr": "*bf16", "out_ptr": "*fp32", **extra, "vocab": "i32"}
+    if "key" in probe.arg_names:
+        signature["key"] = "i32"  # a runtime key or prefix: the compiler must not fold the comparisons
+    signature.update({name: "constexpr" for name in [*constexprs, "BLOCK"]})
+    compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs={**constexprs, "BLOCK": BLOCK}),
+                              target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "probe.cubin"
+        path.write_bytes(compiled.asm["cubin"])
+        sass = subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+    per_thread = BLOCK / (32 * NUM_WARPS)  # elements a thread takes per loop step
+    total, skipping = loop_instructions(sass)
+    return total / per_thread, skipping / per_thread
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--target", type=int, default=90, help="compute capability (90: H100/H200)")
+    parser.add_argument("--csv", type=Path, help="append the rows to this CSV file")
+    args = parser.parse_args(argv)
+    rows = []
+    print(f"triton {triton.__version__}, sm_{args.target}, bfloat16 row, BLOCK {BLOCK}, {NUM_WARPS} warps")
+    print(f"{'pass':<22} {'instr/element':>13} {'skipping':>9}  what")
+    for name, what, probe, extra, constexprs in PROBES:
+        per, skipping = count(probe, extra, constexprs, args.target)
+        print(f"{name:<22} {per:>13.1f} {skipping:>9.1f}  {what}", flush=True)
+        rows.append({"triton": triton.__version__, "target": f"sm_{args.target}", "pass": name,
+                     "instructions_per_element": round(per, 1), "skipping_guarded": round(skipping, 1), "what": what})
+    if args.csv:
+        append_rows(args.csv, rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""bench/triton_pass_cost.py: the Triton row passes compiled for sm_90 (no GPU), their loops'
+instructions per element counted from the SASS."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from bench import triton_pass_cost
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_loop_instructions_of_a_listing() -> None:
+    """The largest backward branch's range, and the same less the largest forward-branch region in it."""
+    sass = """
+        /*0000*/                   MOV R1, c[0x0][0x28] ;
+        /*0010*/                   ISETP.GE.AND P0, PT, R2, R3, PT ;
+        /*0020*/                   LDG.E R4, desc[UR4][R2.64] ;
+        /*0030*/              @!P0 BRA 0x60 ;
+        /*0040*/                   IADD3 R5, R5, 0x1, RZ ;
+        /*0050*/                   STG.E desc[UR4][R6.64], R5 ;
+        /*0060*/                   ISETP.NE.AND P1, PT, R4, RZ, PT ;
+        /*0070*/               @P1 BRA 0x20 ;
+        /*0080*/                   EXIT ;
+    """
+    assert triton_pass_cost.loop_instructions(sass) == (6, 4)
+    assert triton_pass_cost.loop_instructions("/*0000*/ EXIT ;") == (0, 0)
+
+
+def test_pass_costs_for_sm90(tmp_path: Path) -> None:
+    """The stats pass with the class maxima issues fewer instructions per element than with the
+    top-byte histogram, and a copy block that selects nothing skips most of the copy's (pinned on
+    the installed triton; the README's table has 3.6's and 3.9's counts)."""
+    out = tmp_path / "cost.csv"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, not interpret
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    done = subprocess.run([sys.executable, "-m", "bench.triton_pass_cost", "--csv", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cost = {r["pass"]: (float(r["instructions_per_element"]), float(r["skipping_guarded"]))
+            for r in csv.DictReader(out.open())}
+    assert set(cost) == {name for name, *_ in triton_pass_cost.PROBES}
+    assert all(total > 0 for total, _ in cost.values()), cost
+    assert cost["stats + class maxima"][0] < cost["stats + histogram"][0], cost
+    assert cost["copy"][1] < cost["copy"][0] / 2, cost
+    assert cost["sum"][0] < cost["sum + bound"][0], cost
