@@ -35,6 +35,7 @@ from triton.compiler import ASTSource
 
 from bench.common import append_rows
 from pydecode.triton_kernels import sampling as S
+from pydecode.triton_kernels._common import append_few, append_scan, load_row, prefix_at_least
 
 BLOCK, NUM_WARPS, NC = 2048, 8, 512
 
@@ -62,6 +63,35 @@ def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _few_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
+    """A copy whose blocks each select one entry: the count and one append_few step."""
+    written = tl.full((), 0, tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(x_ptr, cols, mask, 1.0, 0, False)
+        sel = mask & prefix_at_least(x, 0, key.to(tl.int64))
+        n = tl.sum(sel.to(tl.int32), axis=0)
+        append_few(x, cols, sel, tl.minimum(n, 1), written, out_ptr + 1, idx_ptr, 512)
+        written += n
+    tl.store(out_ptr, written.to(tl.float32))
+
+
+@triton.jit
+def _scan_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
+    """A copy whose blocks all take the scan (append_scan)."""
+    written = tl.full((), 0, tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(x_ptr, cols, mask, 1.0, 0, False)
+        sel = mask & prefix_at_least(x, 0, key.to(tl.int64))
+        append_scan(x, cols, sel, written, out_ptr + 1, idx_ptr, 512)
+        written += tl.sum(sel.to(tl.int32), axis=0)
+    tl.store(out_ptr, written.to(tl.float32))
+
+
+@triton.jit
 def _mass_probe(x_ptr, out_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr):
     z, n, n_on, below = S._row_mass(x_ptr, vocab, 1.0, 2.0, float("-inf"), key.to(tl.int64), 0, False, BLOCK, BOUND)
     tl.store(out_ptr, z + n + n_on + below)
@@ -81,7 +111,12 @@ PROBES = [
     ("stats + class maxima", "stats pass with the class maxima (the class bound)", _stats_probe, {},
      {"HIST": False, "CLASSES": True, "NC": NC}),
     ("radix digit", "a radix select's digit histogram over the row", _digit_probe, {}, {}),
-    ("copy", "copy of the entries at or above a key to the tile", _copy_probe, {"idx_ptr": "*i32"}, {}),
+    ("copy", "copy of the entries at or above a key to the tile (all its code)", _copy_probe,
+     {"idx_ptr": "*i32"}, {}),
+    ("copy, 1 entry", "a copy step whose block selects one entry (append_few)", _few_probe, {"idx_ptr": "*i32"},
+     {}),
+    ("copy, scan", "a copy step storing by a scan of the block (append_scan, > FEW entries)", _scan_probe,
+     {"idx_ptr": "*i32"}, {}),
     ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {}, {"BOUND": False}),
     ("sum + bound", "Z pass with the top-p tile's count and mass below", _mass_probe, {}, {"BOUND": True}),
 ]

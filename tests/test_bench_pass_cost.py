@@ -47,4 +47,5 @@ def test_pass_costs_for_sm90(tmp_path: Path) -> None:
     assert all(total > 0 for total, _ in cost.values()), cost
     assert cost["stats + class maxima"][0] < cost["stats + histogram"][0], cost
     assert cost["copy"][1] < cost["copy"][0] / 2, cost
+    assert cost["copy, 1 entry"][0] < cost["copy, scan"][0] / 1.5, cost
     assert cost["sum"][0] < cost["sum + bound"][0], cost

@@ -135,19 +135,50 @@ def prefix_at_least(x, shift, prefix):
     return ((float_key(x).to(tl.int64) + 2147483648) >> shift) >= prefix
 
 
+# A block selecting at most this many entries stores them one by one (append_few) instead of by a
+# scan of the block (append_scan): ~6 instructions per element and entry against ~48 for the scan
+# and its stores (bench/triton_pass_cost.py). A top-k copy's blocks select 0-3 entries.
+FEW = tl.constexpr(4)
+
+
+@triton.jit
+def append_few(values, cols, sel, n, written, dst_x_ptr, dst_i_ptr, CAP: tl.constexpr):
+    """append_selected for a block's ``n`` (few) selected entries: each step takes the lowest
+    selected column left, so they are stored in column order as by the scan."""
+    rest = sel
+    bits = values.to(tl.int32, bitcast=True)  # exact, NaN and -0.0 included
+    for i in range(0, n):
+        col = tl.min(tl.where(rest, cols, 2147483647), axis=0)
+        one = rest & (cols == col)
+        value = tl.sum(tl.where(one, bits, 0), axis=0).to(tl.float32, bitcast=True)
+        tl.store(dst_x_ptr + written + i, value, mask=written + i < CAP)
+        tl.store(dst_i_ptr + written + i, col.to(tl.int32), mask=written + i < CAP)
+        rest = rest & (cols != col)
+
+
+@triton.jit
+def append_scan(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP: tl.constexpr):
+    """append_selected's stores by a scan of the block: each selected entry's slot at once."""
+    pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+    ok = sel & (pos < CAP)
+    tl.store(dst_x_ptr + pos, values, mask=ok)
+    tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
+
+
 @triton.jit
 def append_selected(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP: tl.constexpr):
-    """Store a block's ``sel`` entries (values and int32 columns, in order) after the ``written``
-    already in a CAP-entry buffer; returns the new count (callers ensure it stays <= CAP: the
-    writes past CAP are dropped)."""
+    """Store a block's ``sel`` entries (float32 values and int32 columns, in column order) after
+    the ``written`` already in a CAP-entry buffer; returns the new count (past CAP the writes are
+    dropped: callers check the count).
+
+    Most blocks of a top-k or class-bound copy select nothing (they skip the stores: ~24
+    instructions per element for the count, bench/triton_pass_cost.py) or a few (append_few)."""
     n = tl.sum(sel.to(tl.int32), axis=0)
-    # The scan and the stores cost ~50 instructions per element (bench/triton_pass_cost.py), the
-    # count ~14: most blocks of a top-k copy select nothing and skip them.
     if (n > 0) & (written < CAP):
-        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-        ok = sel & (pos < CAP)
-        tl.store(dst_x_ptr + pos, values, mask=ok)
-        tl.store(dst_i_ptr + pos, cols.to(tl.int32), mask=ok)
+        if n <= FEW:
+            append_few(values, cols, sel, n, written, dst_x_ptr, dst_i_ptr, CAP)
+        else:
+            append_scan(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP)
     return written + n
 
 

@@ -176,6 +176,41 @@ def test_top_k_select_fills_its_tile_early(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 @interpreted
+def test_append_selected_keeps_column_order() -> None:
+    """_common.append_selected stores a block's selected entries after those already written, in
+    column order, bit for bit (NaN, -0.0, -inf): one by one for at most FEW of them (append_few),
+    by a scan for more (append_scan); past CAP nothing is written but the count goes on."""
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def kernel(x_ptr, sel_ptr, out_x_ptr, out_i_ptr, n_ptr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+        written = tl.full((), 0, tl.int32)
+        for start in range(0, 2 * BLOCK, BLOCK):  # two blocks
+            cols = start + tl.arange(0, BLOCK)
+            x = tl.load(x_ptr + cols)
+            sel = tl.load(sel_ptr + cols) != 0
+            written = _common.append_selected(x, cols, sel, written, out_x_ptr, out_i_ptr, CAP)
+        tl.store(n_ptr, written)
+
+    block, cap = 64, 16
+    x = torch.randn(2 * block)
+    x[[3, 70, 71]] = torch.tensor([float("nan"), -0.0, float("-inf")])
+    for picks in ([3, 9, 40], [1, 2, 3, 5, 8, 13, 21, 34, 60], [70, 71], [5, 100], list(range(0, 128, 7))):
+        sel = torch.zeros(2 * block, dtype=torch.int32)
+        sel[picks] = 1
+        out_x = torch.full((cap,), 7.0)
+        out_i = torch.full((cap,), -1, dtype=torch.int32)
+        n = torch.zeros(1, dtype=torch.int32)
+        kernel[(1,)](x, sel, out_x, out_i, n, BLOCK=block, CAP=cap)
+        assert int(n) == len(picks), (picks, n)
+        kept = picks[:cap]
+        assert out_i[:len(kept)].tolist() == kept, (picks, out_i)
+        assert torch.equal(out_x[:len(kept)].view(torch.int32), x[kept].view(torch.int32)), picks
+        assert (out_i[len(kept):] == -1).all(), "a write past the selected entries or past CAP"
+
+
+@interpreted
 def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries at
     or above the class bound of rank 432 finish on that tile after one copy; rows with a wider
