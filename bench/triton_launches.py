@@ -39,6 +39,8 @@ def _install() -> None:
     original = InterpretedFunction.run
 
     def run(self, *args: Any, grid: Any, warmup: Any, **kwargs: Any) -> Any:  # noqa: ANN001
+        if not self.fn.__module__.startswith("pydecode."):  # a test's own kernel: not the package's to compile
+            return original(self, *args, grid=grid, warmup=warmup, **kwargs)
         params = inspect.signature(self.fn).parameters
         names = list(params)
         constexpr = {n for n, p in params.items() if "constexpr" in str(p.annotation)}

@@ -63,8 +63,9 @@ def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _few_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
-    """A copy whose blocks each select one entry: the count and one append_few step."""
+def _append_probe(x_ptr, out_ptr, idx_ptr, vocab, key, SCAN: tl.constexpr, BLOCK: tl.constexpr):
+    """A copy whose every block takes one store path: the scan (append_scan), or else the count and
+    one append_few step (a block selecting one entry)."""
     written = tl.full((), 0, tl.int32)
     for start in range(0, vocab, BLOCK):
         cols = start + tl.arange(0, BLOCK)
@@ -72,22 +73,11 @@ def _few_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
         x = load_row(x_ptr, cols, mask, 1.0, 0, False)
         sel = mask & prefix_at_least(x, 0, key.to(tl.int64))
         n = tl.sum(sel.to(tl.int32), axis=0)
-        append_few(x, cols, sel, tl.minimum(n, 1), written, out_ptr + 1, idx_ptr, 512)
+        if SCAN:
+            append_scan(x, cols, sel, written, out_ptr + 1, idx_ptr, 512)
+        else:
+            append_few(x, cols, sel, tl.minimum(n, 1), written, out_ptr + 1, idx_ptr, 512)
         written += n
-    tl.store(out_ptr, written.to(tl.float32))
-
-
-@triton.jit
-def _scan_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
-    """A copy whose blocks all take the scan (append_scan)."""
-    written = tl.full((), 0, tl.int32)
-    for start in range(0, vocab, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        mask = cols < vocab
-        x = load_row(x_ptr, cols, mask, 1.0, 0, False)
-        sel = mask & prefix_at_least(x, 0, key.to(tl.int64))
-        append_scan(x, cols, sel, written, out_ptr + 1, idx_ptr, 512)
-        written += tl.sum(sel.to(tl.int32), axis=0)
     tl.store(out_ptr, written.to(tl.float32))
 
 
@@ -113,10 +103,10 @@ PROBES = [
     ("radix digit", "a radix select's digit histogram over the row", _digit_probe, {}, {}),
     ("copy", "copy of the entries at or above a key to the tile (all its code)", _copy_probe,
      {"idx_ptr": "*i32"}, {}),
-    ("copy, 1 entry", "a copy step whose block selects one entry (append_few)", _few_probe, {"idx_ptr": "*i32"},
-     {}),
-    ("copy, scan", "a copy step storing by a scan of the block (append_scan, > FEW entries)", _scan_probe,
-     {"idx_ptr": "*i32"}, {}),
+    ("copy, 1 entry", "a copy step whose block selects one entry (append_few)", _append_probe,
+     {"idx_ptr": "*i32"}, {"SCAN": False}),
+    ("copy, scan", "a copy step storing by a scan of the block (append_scan, > FEW entries)", _append_probe,
+     {"idx_ptr": "*i32"}, {"SCAN": True}),
     ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {}, {"BOUND": False}),
     ("sum + bound", "Z pass with the top-p tile's count and mass below", _mass_probe, {}, {"BOUND": True}),
 ]
