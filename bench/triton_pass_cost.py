@@ -88,6 +88,20 @@ def _mass_probe(x_ptr, out_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.const
 
 
 @triton.jit
+def _pivot_probe(x_ptr, out_ptr, vocab, NP: tl.constexpr, BLOCK: tl.constexpr):
+    pivots = 2.0 + tl.arange(0, NP).to(tl.float32) * 0.01
+    acc, cnt = S._pivot_masses(x_ptr, vocab, 1.0, 3.0, float("-inf"), pivots, 0, False, BLOCK, NP)
+    tl.store(out_ptr + tl.arange(0, NP), acc + cnt)
+
+
+@triton.jit
+def _final_probe(x_ptr, out_ptr, vocab, key, LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
+    best, idx, z = S._final_pass(x_ptr, vocab, 1.0, 3.0, float("-inf"), 3.0, key > 0, key, key > 1, 1.0, 0.0, out_ptr,
+                                 0.0, 1234, 0, 0, 0, False, BLOCK, False, False, True, LOGPROBS)
+    tl.store(out_ptr, best + idx + z)
+
+
+@triton.jit
 def _argmax_probe(x_ptr, out_ptr, vocab, BLOCK: tl.constexpr):
     best, idx = S._argmax_range(x_ptr, 0, vocab, BLOCK)
     tl.store(out_ptr, best + idx)
@@ -107,6 +121,13 @@ PROBES = [
      {"idx_ptr": "*i32"}, {"SCAN": False}),
     ("copy, scan", "a copy step storing by a scan of the block (append_scan, > FEW entries)", _append_probe,
      {"idx_ptr": "*i32"}, {"SCAN": True}),
+    ("pivot pass, 16 pivots", "top-p row path: masses and counts at 16 pivots, BLOCK 512 (before)", _pivot_probe,
+     {}, {"NP": 16, "BLOCK": 512}),
+    ("pivot pass, 4 pivots", "the same at 4 pivots, BLOCK 2048 (now: each pass shrinks the interval 4x, not 16x)",
+     _pivot_probe, {}, {"NP": 4, "BLOCK": 2048}),
+    ("final pass", "row path's last pass: filters' verdict, Gumbel-max sample (skipping: no Philox)",
+     _final_probe, {}, {"LOGPROBS": False}),
+    ("final + log-prob", "the same with the log-prob's sum (libdevice exp)", _final_probe, {}, {"LOGPROBS": True}),
     ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {}, {"BOUND": False}),
     ("sum + bound", "Z pass with the top-p tile's count and mass below", _mass_probe, {}, {"BOUND": True}),
 ]
@@ -142,14 +163,15 @@ def count(probe, extra: dict, constexprs: dict, arch: int) -> tuple[float, float
     signature = {"x_ptr": "*bf16", "out_ptr": "*fp32", **extra, "vocab": "i32"}
     if "key" in probe.arg_names:
         signature["key"] = "i32"  # a runtime key or prefix: the compiler must not fold the comparisons
-    signature.update({name: "constexpr" for name in [*constexprs, "BLOCK"]})
-    compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs={**constexprs, "BLOCK": BLOCK}),
+    constexprs = {"BLOCK": BLOCK, **constexprs}  # a probe may take its own BLOCK (the pivot pass's 512)
+    signature.update({name: "constexpr" for name in constexprs})
+    compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs=constexprs),
                               target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.cubin"
         path.write_bytes(compiled.asm["cubin"])
         sass = subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
-    per_thread = BLOCK / (32 * NUM_WARPS)  # elements a thread takes per loop step
+    per_thread = constexprs["BLOCK"] / (32 * NUM_WARPS)  # elements a thread takes per loop step
     total, skipping = loop_instructions(sass)
     return total / per_thread, skipping / per_thread
 

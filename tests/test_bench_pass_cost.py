@@ -48,4 +48,6 @@ def test_pass_costs_for_sm90(tmp_path: Path) -> None:
     assert cost["stats + class maxima"][0] < cost["stats + histogram"][0], cost
     assert cost["copy"][1] < cost["copy"][0] / 2, cost
     assert cost["copy, 1 entry"][0] < cost["copy, scan"][0] / 1.5, cost
+    assert cost["pivot pass, 4 pivots"][0] < cost["pivot pass, 16 pivots"][0] / 2, cost
+    assert cost["final pass"][1] < cost["final pass"][0] / 2, cost  # a block that skips the Philox rounds
     assert cost["sum"][0] < cost["sum + bound"][0], cost

@@ -14,8 +14,9 @@ times and never sorting it:
   takes the remaining digits there (the early tile, _radix_select);
 * top-p: transformers removes the ascending-sorted entries whose float32 cumulative softmax is
   ``<= 1 - p``; here the kept set is ``key > K*`` with ``K*`` the largest key whose mass at or
-  below it is ``<= (1 - p) * Z``, found by a 16-pivot search over the key range (each pass
-  shrinks it 17x, <= 8 passes). The masses are summed in another order than torch's cumsum, and
+  below it is ``<= (1 - p) * Z``, found by a pivot search over the value range (_NUM_PIVOTS
+  pivots a pass, each pass shrinking it that many times) down to an interval of at most CAP
+  entries, then on a tile of them. The masses are summed in another order than torch's cumsum, and
   all entries tied with the boundary value are kept or removed together, so only tokens whose
   cumulative mass lies within float rounding of the threshold (or tied at it) can differ from
   the reference; the tests bound where;
@@ -77,11 +78,15 @@ from ._common import (
 _NEG_INF = float("-inf")
 # Largest Gumbel noise the contract can draw: u <= 1 - 2^-24 gives -log(-log(u)) = 16.64.
 _GUMBEL_MAX = 17.0
-_NUM_PIVOTS = 16
+# Pivots per pass of the top-p search (the row path's _pivot_masses, the tile's _refine_cut). Each
+# pivot costs ~16 instructions per element of the pass (bench/triton_pass_cost.py, triton 3.6: 292
+# at 16 pivots and 512 a step, 78 at 4 and 2048), far more than the read: 4 pivots shrink the
+# interval 4x a pass instead of 16x, so 1-2 more passes, and about half the search's instructions.
+_NUM_PIVOTS = 4
 # One below the smallest key a value can have (-inf's): "nothing removed" for the top-p cut.
 _BELOW_KEYS = tl.constexpr(-2139095042)
 # Top-k candidate tile: rows whose top-k keeps at most this many entries (ties included) finish
-# on a register tile of this size (its 16-pivot top-p search holds a 512 x 16 tile, as the row path).
+# on a register tile of this size (its top-p search holds a 512 x _NUM_PIVOTS tile, as the row path).
 _CAP = 512
 # The top-p tile's edge (_top_p_tile) is the class bound of rank _TILE_RANK over the _common.CLASSES
 # classes: the entries reaching it, ~_TILE_RANK plus those sharing a class with a larger one
@@ -243,6 +248,87 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
         below_key = bound - 2147483649  # the largest signed key below the tile's
         below_mass = below
     return z, n_kept, used, listed, below_key, below_mass
+
+
+@triton.jit
+def _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                  BLOCK_P: tl.constexpr, NP: tl.constexpr):
+    """One pass of the row path's top-p search: for each of the NP pivots, the mass (sum of
+    ``exp(x - m)``) and the count of the entries >= kth at or below it."""
+    acc = tl.zeros([NP], dtype=tl.float32)
+    cnt = tl.zeros([NP], dtype=tl.int32)
+    for start in range(0, vocab, BLOCK_P):
+        cols = start + tl.arange(0, BLOCK_P)
+        mask = cols < vocab
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        kept = mask & (x >= kth)
+        # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites `x - m` to use the
+        # 2-D layout of x built for `le` below it ("operand does not dominate this use"); triton 3.9
+        # compiles either order.
+        le = kept[:, None] & (x[:, None] <= pivots[None, :])
+        w = tl.where(kept, tl.exp(x - m), 0.0)
+        acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
+        cnt += tl.sum(le.to(tl.int32), axis=0)
+    return acc, cnt
+
+
+@triton.jit
+def _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, dst_ptr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                  BLOCK: tl.constexpr, CAP: tl.constexpr):
+    """Copy the values >= kth strictly between lo_v and hi_v (the top-p search's boundary interval)
+    to a CAP-entry tile, in column order; returns how many (the search leaves at most CAP)."""
+    written = tl.full((), 0, tl.int32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        sel = mask & (x >= kth) & (x > lo_v) & (x < hi_v)
+        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
+        tl.store(dst_ptr + pos, x, mask=sel & (pos < CAP))
+        written += tl.sum(sel.to(tl.int32), axis=0)
+    return written
+
+
+@triton.jit
+def _final_pass(row_ptr, vocab, scale, m, kth, keep_floor, topp_on, cut, minp_on, z_kept, min_p_cut, out_row_ptr,
+                filter_value, seed, off_lo, off_hi, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
+                BLOCK: tl.constexpr, WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr,
+                WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr):
+    """The row path's last pass: the filters' verdict per entry (below kth; at or below the top-p
+    cut; under the min-p cut; never the kept floor), the written rows, and the sample: (best noisy
+    value, its column, the kept entries' sum of ``exp(x - m)`` for the log-prob)."""
+    neg_inf = float("-inf")
+    best = tl.full((), neg_inf, tl.float32)
+    best_idx = tl.full((), 0, tl.int64)
+    z_final = tl.full((), 0.0, tl.float32)
+    for start in range(0, vocab, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < vocab
+        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
+        removed = x < kth
+        protected = x >= keep_floor
+        if topp_on:
+            removed |= (float_key(x) <= cut) & (~protected)
+        if minp_on:
+            prob = tl.math.div_rn(tl.exp(x - m), z_kept)
+            removed |= (prob < min_p_cut) & (~protected)
+        if WRITE_FILTERED:
+            tl.store(out_row_ptr + cols, tl.where(removed, filter_value, x), mask=mask)
+        if WRITE_KEPT_INPUT:
+            raw = tl.load(row_ptr + cols, mask=mask, other=0.0).to(tl.float32)
+            tl.store(out_row_ptr + cols, tl.where(removed, 0.0, raw), mask=mask)
+        if WANT_TOKENS:
+            cand = mask & (~removed) & (x > neg_inf)
+            xc = tl.where(cand, x, neg_inf)
+            if WANT_LOGPROBS:
+                z_final += tl.sum(tl.where(cand, precise_exp(xc - m, PRECISE), 0.0), axis=0)
+            # a block whose best entry plus the largest noise cannot beat the best skips Philox
+            if tl.max(xc, axis=0) + 17.0 > best:
+                block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
+                if block_best > best:
+                    best = block_best
+                    best_idx = block_idx
+    return best, best_idx, z_final
 
 
 @triton.jit
@@ -679,8 +765,8 @@ def _filter_chain_kernel(
                 z, n_kept, unused_on, unused_below = _row_mass(row_ptr, vocab, scale, m, kth, 0, TRANSFORM, PRECISE,
                                                                BLOCK, False)
 
-            # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a 16-pivot
-            # search in value space over the row, each pass shrinking (lo, hi) ~16x in entries, until at
+            # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a pivot search
+            # in value space over the row, each pass shrinking (lo, hi) ~NP x in entries, until at
             # most CAP entries lie strictly between; those are copied to a tile and the exact key is
             # found there. lo starts where all V entries below it weigh less than the target (with a 5%
             # margin for the float sums; a start that is not feasible after all falls back to m - 200,
@@ -703,20 +789,8 @@ def _filter_chain_kernel(
                     searching = tl.full((), 1, tl.int1)
                     while searching:
                         pivots = lo_v + (hi_v - lo_v) * fractions
-                        acc = tl.zeros([NP], dtype=tl.float32)
-                        cnt = tl.zeros([NP], dtype=tl.int32)
-                        for start in range(0, vocab, BLOCK_P):
-                            cols = start + tl.arange(0, BLOCK_P)
-                            mask = cols < vocab
-                            x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                            kept = mask & (x >= kth)
-                            # `le` before `w`: triton 3.6's RemoveLayoutConversions otherwise rewrites
-                            # `x - m` to use the 2-D layout of x built for `le` below it ("operand does
-                            # not dominate this use"); triton 3.9 compiles either order.
-                            le = kept[:, None] & (x[:, None] <= pivots[None, :])
-                            w = tl.where(kept, tl.exp(x - m), 0.0)
-                            acc += tl.sum(tl.where(le, w[:, None], 0.0), axis=0)
-                            cnt += tl.sum(le.to(tl.int32), axis=0)
+                        acc, cnt = _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM, PRECISE, BLOCK_P,
+                                                 NP)
                         feasible = acc <= target
                         any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
                         new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
@@ -733,15 +807,8 @@ def _filter_chain_kernel(
                         hi_cnt = new_hi_cnt
                         searching = progress & (hi_cnt - lo_cnt > CAP)
                     # the entries strictly between lo and hi (at most CAP) go to the tile
-                    written = tl.full((), 0, tl.int32)
-                    for start in range(0, vocab, BLOCK):
-                        cols = start + tl.arange(0, BLOCK)
-                        mask = cols < vocab
-                        x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                        sel = mask & (x >= kth) & (x > lo_v) & (x < hi_v)
-                        pos = written + tl.cumsum(sel.to(tl.int32), axis=0) - 1
-                        tl.store(cand_x_ptr + row * CAP + pos, x, mask=sel & (pos < CAP))
-                        written += tl.sum(sel.to(tl.int32), axis=0)
+                    written = _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, cand_x_ptr + row * CAP, TRANSFORM,
+                                            PRECISE, BLOCK, CAP)
                     tl.debug_barrier()  # the tile is read back by other threads of this program
                     offs = tl.arange(0, CAP)
                     valid = offs < written
@@ -766,33 +833,10 @@ def _filter_chain_kernel(
                 min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
 
             # ---- final pass: write outputs, sample
-            for start in range(0, vocab, BLOCK):
-                cols = start + tl.arange(0, BLOCK)
-                mask = cols < vocab
-                x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
-                removed = x < kth
-                protected = x >= keep_floor
-                if topp_on:
-                    removed |= (float_key(x) <= cut) & (~protected)
-                if minp_on:
-                    prob = tl.math.div_rn(tl.exp(x - m), z_kept)
-                    removed |= (prob < min_p_cut) & (~protected)
-                if WRITE_FILTERED:
-                    tl.store(rows_ptr + row * vocab + cols, tl.where(removed, filter_value, x), mask=mask)
-                if WRITE_KEPT_INPUT:
-                    raw = tl.load(row_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-                    tl.store(rows_ptr + row * vocab + cols, tl.where(removed, 0.0, raw), mask=mask)
-                if WANT_TOKENS:
-                    cand = mask & (~removed) & (x > neg_inf)
-                    xc = tl.where(cand, x, neg_inf)
-                    if WANT_LOGPROBS:
-                        z_final += tl.sum(tl.where(cand, precise_exp(xc - m, PRECISE), 0.0), axis=0)
-                    # a block whose best entry plus the largest noise cannot beat the best skips Philox
-                    if tl.max(xc, axis=0) + 17.0 > best:
-                        block_best, block_idx = _gumbel_best(xc, cand, cols, seed, off_lo, off_hi, PRECISE)
-                        if block_best > best:
-                            best = block_best
-                            best_idx = block_idx
+            best, best_idx, z_final = _final_pass(
+                row_ptr, vocab, scale, m, kth, keep_floor, topp_on, cut, minp_on, z_kept, min_p_cut,
+                rows_ptr + row * vocab, filter_value, seed, off_lo, off_hi, TRANSFORM, PRECISE, BLOCK, WRITE_FILTERED,
+                WRITE_KEPT_INPUT, WANT_TOKENS, WANT_LOGPROBS)
         if WANT_TOKENS:
             tl.store(tokens_ptr + row, best_idx)
             if WANT_LOGPROBS:
@@ -943,8 +987,9 @@ def _chain(
         parts, kparts, state, part_x, part_i, part_n, splits,
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
-        # the pivot pass holds a (BLOCK_P, 16) tile: 512 rows keep it in registers on a GPU
-        BLOCK_P=min(block, 4096 if interpret else 512), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
+        # the pivot pass holds a (BLOCK_P, NP) tile: 2048 x 4 stays in registers on a GPU (no spills on
+        # sm_90) and takes ~78 instructions per element against 94 at 512 rows
+        BLOCK_P=min(block, 4096 if interpret else 2048), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
         SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
         NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
         num_warps=8 if block >= 1024 else 4,
