@@ -28,7 +28,8 @@ only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests bench-ops-sampling profile-ops bench-ops-chain-full-row
          bench-triton-early-off" ;;
-  second) only="sanitizer-memcheck sanitizer-racecheck bench-ops-key-bins-off bench-triton-split bench-ops-chain-unsplit
+  second) only="sanitizer-memcheck sanitizer-racecheck bench-ops-key-bins-off bench-triton-16-pivots bench-triton-split
+                bench-ops-chain-unsplit
                 bench-triton-persistent bench-triton-one-per-row bench-ops-processors bench-generate bench-dispatch
                 bench-philox" ;;
 esac
@@ -108,6 +109,10 @@ step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 "${bench_ops[@]/ops_
 step bench-triton-early-off 40 env PYDECODE_TRITON_EARLY_TILE=0 "${bench_ops[@]/ops_cuda.csv/ops_triton_early_off.csv}" \
   --batch 1 64 256 --vocab 128256 --backends triton --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample temp_topp_sample beam_topk
+# Triton's top-p search at 16 pivots a pass (fewer reads, ~3.7x the instructions per pass; the
+# default is 4: bench/triton_pass_cost.py) against ops_cuda.csv's triton rows.
+step bench-triton-16-pivots 40 env PYDECODE_TRITON_PIVOTS=16 "${bench_ops[@]/ops_cuda.csv/ops_triton_16_pivots.csv}" \
+  --batch 64 256 --vocab 128256 --backends triton --no-transformers --no-flashinfer --cases temp_topp_sample
 if command -v compute-sanitizer >/dev/null 2>&1; then
   # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
   # ("big" / "thorough" in the test id). racecheck is slower again (on the H200 it got through 3

@@ -91,6 +91,21 @@ def early_tile() -> bool:
     return env_switch(EARLY_TILE_ENV)
 
 
+# PYDECODE_TRITON_PIVOTS=N (2, 4, 8 or 16, read per call) sets the pivots a pass of the sampling
+# chain's top-p search takes (sampling._NUM_PIVOTS by default): the same nucleus up to float
+# rounding at its boundary, for the GPU benchmark that weighs fewer instructions against more reads.
+PIVOTS_ENV = "PYDECODE_TRITON_PIVOTS"
+
+
+def pivot_count(default: int) -> int:
+    count = env_count(PIVOTS_ENV, "pivots a pass of the top-p search: 2, 4, 8 or 16")
+    if count is None:
+        return default
+    if count not in (2, 4, 8, 16):
+        raise ValueError(f"{PIVOTS_ENV} must be 2, 4, 8 or 16 (pivots a pass of the top-p search), got {count}")
+    return count
+
+
 def interpreting(t: torch.Tensor) -> bool:
     """True when kernels on ``t`` run under the Triton interpreter (CPU tensors)."""
     return t.device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1"

@@ -62,6 +62,7 @@ from ._common import (
     keys_select,
     load_row,
     merged_digit,
+    pivot_count,
     precise_exp,
     precise_log,
     precise_log_available,
@@ -944,6 +945,7 @@ def _chain(
     cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
     # the top-p tile (see the kernel) serves the same calls with a top-p instead, one program per row
     early = early_tile()  # PYDECODE_TRITON_EARLY_TILE: the early tiles of the top-k select and of top-p
+    pivots = pivot_count(_NUM_PIVOTS)  # PYDECODE_TRITON_PIVOTS
     ptile = early and tokens and not (filtered or kept_input) and top_p is not None
     cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written): the
@@ -987,9 +989,9 @@ def _chain(
         parts, kparts, state, part_x, part_i, part_n, splits,
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
-        # the pivot pass holds a (BLOCK_P, NP) tile: 2048 x 4 stays in registers on a GPU (no spills on
-        # sm_90) and takes ~78 instructions per element against 94 at 512 rows
-        BLOCK_P=min(block, 4096 if interpret else 2048), NP=_NUM_PIVOTS, TILE=tile, CAP=_CAP if scratch else 16,
+        # the pivot pass holds a (BLOCK_P, NP) tile of 8192: 2048 x 4 stays in registers on a GPU (no
+        # spills on sm_90) and takes ~78 instructions per element against 94 at 512 rows
+        BLOCK_P=min(block, 4096 if interpret else 8192 // pivots), NP=pivots, TILE=tile, CAP=_CAP if scratch else 16,
         SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
         NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
         num_warps=8 if block >= 1024 else 4,

@@ -319,6 +319,23 @@ def test_multi_block_rows(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @interpreted
+def test_pivot_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYDECODE_TRITON_PIVOTS sets the pivots a pass of the top-p search (the row path's, on wide
+    nuclei): 2, 4 (the default), 8 and 16 give the reference's nucleus on ordinary rows; other
+    values are refused."""
+    x = torch.randn(5, 3000, generator=torch.Generator().manual_seed(61)) * 0.5  # nuclei of ~2500
+    for count in ("2", "4", "8", "16"):
+        monkeypatch.setenv(_common.PIVOTS_ENV, count)
+        for p in (0.5, 0.9):
+            got, want = both(S.top_p_mask_logits, x, p)
+            assert_same(got, want, what=f"top-p {p} with {count} pivots a pass")
+    for bad in ("3", "32", "0", "four"):
+        monkeypatch.setenv(_common.PIVOTS_ENV, bad)
+        with pytest.raises(ValueError, match="PYDECODE_TRITON_PIVOTS must be"):
+            S.top_p_mask_logits(x, 0.9, backend="triton")
+
+
+@interpreted
 def test_top_p_on_ordinary_rows_is_exact() -> None:
     """Away from exact ties, random rows give the reference's nucleus, for several p."""
     x = torch.randn(7, 3000) * 3
