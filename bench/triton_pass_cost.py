@@ -57,8 +57,7 @@ def _digit_probe(x_ptr, out_ptr, vocab, key, BLOCK: tl.constexpr):
 
 @triton.jit
 def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
-    n, unused = S._copy_prefix(x_ptr, 0, vocab, 1.0, key.to(tl.int64), 0, out_ptr + 1, idx_ptr, 1.0, 0, False, BLOCK,
-                               512, False)
+    n = S._copy_prefix(x_ptr, 0, vocab, 1.0, key.to(tl.int64), 0, out_ptr + 1, idx_ptr, 0, False, BLOCK, 512)
     tl.store(out_ptr, n.to(tl.float32))
 
 

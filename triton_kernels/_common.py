@@ -261,6 +261,16 @@ def class_maxima(kmax, BLOCK: tl.constexpr, NC: tl.constexpr):
     return tl.max(tl.reshape(kmax, [BLOCK // NC, NC]), axis=0)
 
 
+@triton.jit
+def class_bound(cmax, rank, NC: tl.constexpr, NR: tl.constexpr):
+    """The class bound of ``rank`` (<= NR) as an unsigned key (float_key + 2^31): the rank-th
+    largest of the NC class maxima ``cmax`` folded to NR classes (class_maxima). Every entry of the
+    row's top ``rank`` has a key at or above it."""
+    ukeys = class_maxima(cmax, NC, NR).to(tl.int64) + 2147483648
+    bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), tl.full((), 0, tl.int32) + rank, 0)
+    return bound
+
+
 # ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),
 # each taking one slice of its columns. The histograms of a radix select are kept per (row, slice)
 # in an int32 buffer of 4 x 512 bins (`parts`, 2048 entries per slice); integer sums merge

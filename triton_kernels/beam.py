@@ -38,11 +38,11 @@ from ._common import (
     CLASSES,
     append_selected,
     block_for,
+    class_bound,
     class_maxima,
     early_tile,
     float_key,
     interpreting,
-    keys_select,
     merged_digit,
     precise_exp,
     precise_log,
@@ -221,9 +221,7 @@ def _beam_row_topk_kernel(
         # runs instead): 3 reads of the row in all with log-softmax (statistics, sum, copy), 2 without.
         if EARLY:
             if k_row <= NCK:
-                ukeys = class_maxima(cmax, NC, NCK).to(tl.int64) + 2147483648
-                bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), tl.full((), 0, tl.int32) + k_row,
-                                          0)
+                bound = class_bound(cmax, k_row, NC, NCK)
                 n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, bound, 0, tile_s, tile_i,
                                             LOG_SOFTMAX, BLOCK, CAP, True)
             else:

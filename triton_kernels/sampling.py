@@ -54,12 +54,12 @@ from ._common import (
     T_NONE,
     append_selected,
     block_for,
+    class_bound,
     class_maxima,
     early_tile,
     float_key,
     interpreting,
     key_value,
-    keys_select,
     load_row,
     merged_digit,
     pivot_count,
@@ -118,8 +118,8 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANS
     for p in tl.static_range(1, 4):
         if EARLY:
             if (listed == 0) & (k.to(tl.int32) - remaining + at_digit <= CAP):
-                listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, prefix, 32 - 8 * p, tile_x_ptr,
-                                                   tile_i_ptr, scale, TRANSFORM, PRECISE, BLOCK, CAP, False)
+                listed = _copy_prefix(row_ptr, 0, vocab, scale, prefix, 32 - 8 * p, tile_x_ptr, tile_i_ptr,
+                                      TRANSFORM, PRECISE, BLOCK, CAP)
                 tl.debug_barrier()  # the tile is read back by other threads of this program
         if listed > 0:
             hist = tile_digit_hist(tile_x_ptr, listed, 24 - 8 * p, prefix, CAP)
@@ -130,23 +130,19 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANS
 
 
 @triton.jit
-def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, m, TRANSFORM: tl.constexpr,
-                 PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, MASS: tl.constexpr):
+def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, TRANSFORM: tl.constexpr,
+                 PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
     """Copy the entries of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
     ``prefix`` (values and columns, in column order) to a CAP-entry buffer; returns how many there
-    are (past CAP only the first CAP are written: the caller checks) and, with MASS, the sum of
-    ``exp(x - m)`` over the others (else 0)."""
+    are (past CAP only the first CAP are written: the caller checks)."""
     written = tl.full((), 0, tl.int32)
-    below = tl.full((), 0.0, tl.float32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
         sel = mask & prefix_at_least(x, shift, prefix)
         written = append_selected(x, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP)
-        if MASS:
-            below += tl.sum(tl.where(mask & (~sel), tl.exp(x - m), 0.0), axis=0)
-    return written, below
+    return written
 
 
 @triton.jit
@@ -234,9 +230,7 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
     tile (its lower edge is feasible, the row maximum is not), so one copy and the cut, min-p, the
     sample and the log-prob finish there (``used``): 3 reads of the row. Otherwise the row path runs
     with this Z, without the copy."""
-    ukeys = cmax.to(tl.int64) + 2147483648
-    rank = tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC)
-    bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), tl.full((), rank, tl.int32), 0)
+    bound = class_bound(cmax, tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC), NC, NC)
     z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM, PRECISE, BLOCK, True)
     floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= bound  # min_tokens_to_keep's entries on it
     used = (z > threshold * z) & floor_on & (n_on > 0) & (n_on <= CAP) & (below <= threshold * z)
@@ -244,8 +238,8 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
     below_key = tl.full((), _BELOW_KEYS, tl.int64)
     below_mass = tl.full((), 0.0, tl.float32)
     if used:
-        listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, m, TRANSFORM,
-                                           PRECISE, BLOCK, CAP, False)
+        listed = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, TRANSFORM, PRECISE, BLOCK,
+                              CAP)
         below_key = bound - 2147483649  # the largest signed key below the tile's
         below_mass = below
     return z, n_kept, used, listed, below_key, below_mass
@@ -419,10 +413,8 @@ def _bounded_select(row_ptr, vocab, scale, k, cmax, tile_x_ptr, tile_i_ptr, TRAN
     (values and columns, column order) and the select's four digits are taken there. Returns
     (key, n_ge, listed) as _radix_select, or listed > CAP when the entries at or above the bound do
     not fit (the caller then runs _radix_select)."""
-    ukeys = class_maxima(cmax, NC, NCK).to(tl.int64) + 2147483648
-    bound, _, _ = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), k.to(tl.int32), 0)
-    listed, unused_mass = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, scale, TRANSFORM,
-                                       PRECISE, BLOCK, CAP, False)
+    bound = class_bound(cmax, k.to(tl.int32), NC, NCK)
+    listed = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP)
     key = tl.full((), 0, tl.int64)
     n_ge = tl.full((), 0, tl.int32)
     if listed <= CAP:
@@ -492,8 +484,8 @@ def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, spl
         if EARLY:
             fits = k - remaining + at_digit <= CAP
         if fits:
-            n, unused_mass = _copy_prefix(row_ptr, lo, hi, scale, prefix, 32 - 8 * PASS, tile_x_ptr, tile_i_ptr,
-                                          scale, TRANSFORM, PRECISE, BLOCK, CAP, False)
+            n = _copy_prefix(row_ptr, lo, hi, scale, prefix, 32 - 8 * PASS, tile_x_ptr, tile_i_ptr, TRANSFORM,
+                             PRECISE, BLOCK, CAP)
             tl.store(tile_n_ptr, n)
             if s == 0:
                 tl.store(st_ptr + 1, tl.full((), PASS, tl.int64))
@@ -630,36 +622,35 @@ def _filter_chain_kernel(
         kth = tl.full((), neg_inf, tl.float32)
         n_ge = tl.full((), 2147483647, tl.int32)
         listed = tl.full((), 0, tl.int32)  # entries the select left on the row's tile (_radix_select)
-        if use_top_k != 0:
-            if topk_row:
-                if SPLIT:  # the select's passes ran in _split_pass_kernel
-                    copied = tl.load(state_ptr + row * 16 + 1)
-                    if copied > 0:  # at pass `copied`, onto the slices' tiles: finish on their concatenation
-                        listed = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
-                                                cand_i_ptr + row * CAP, row, splits, CAP)
-                        tl.debug_barrier()  # the tile is read back by other threads of this program
-                        prefix, remaining, at_digit = tile_select(
-                            cand_x_ptr + row * CAP, listed, tl.load(state_ptr + row * 16 + 2 * copied),
-                            tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32), copied, CAP)
-                        kth_key = prefix - 2147483648
-                        n_ge = k_eff.to(tl.int32) - remaining + at_digit
-                    else:  # the last digit, from the slices' histograms
-                        kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
-                else:
-                    kth_key = tl.full((), 0, tl.int64)
-                    listed = tl.full((), CAP + 1, tl.int32)  # CAP + 1: no tile yet
-                    if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
-                        kth_key, n_ge, listed = _bounded_select(row_ptr, vocab, scale, k_eff, cmax,
-                                                                cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                                                TRANSFORM, PRECISE, BLOCK, CAP, NC, NCK)
-                    if listed > CAP:  # the radix select, its first digit from the top byte's histogram
-                        if bounded:  # the stats pass did not take it: one more read
-                            unused_m, unused_nan, hist0, unused_classes = _stats_range(
-                                row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
-                        kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
-                                                              cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                                              TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
-                kth = key_value(kth_key)
+        if topk_row:
+            if SPLIT:  # the select's passes ran in _split_pass_kernel
+                copied = tl.load(state_ptr + row * 16 + 1)
+                if copied > 0:  # at pass `copied`, onto the slices' tiles: finish on their concatenation
+                    listed = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
+                                            cand_i_ptr + row * CAP, row, splits, CAP)
+                    tl.debug_barrier()  # the tile is read back by other threads of this program
+                    prefix, remaining, at_digit = tile_select(
+                        cand_x_ptr + row * CAP, listed, tl.load(state_ptr + row * 16 + 2 * copied),
+                        tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32), copied, CAP)
+                    kth_key = prefix - 2147483648
+                    n_ge = k_eff.to(tl.int32) - remaining + at_digit
+                else:  # the last digit, from the slices' histograms
+                    kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
+            else:
+                kth_key = tl.full((), 0, tl.int64)
+                listed = tl.full((), CAP + 1, tl.int32)  # CAP + 1: no tile yet
+                if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
+                    kth_key, n_ge, listed = _bounded_select(row_ptr, vocab, scale, k_eff, cmax,
+                                                            cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                                            TRANSFORM, PRECISE, BLOCK, CAP, NC, NCK)
+                if listed > CAP:  # the radix select, its first digit from the top byte's histogram
+                    if bounded:  # the stats pass did not take it: one more read
+                        unused_m, unused_nan, hist0, unused_classes = _stats_range(
+                            row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                    kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
+                                                          cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                                          TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
+            kth = key_value(kth_key)
 
         # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
         keep_floor = m

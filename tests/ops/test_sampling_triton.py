@@ -230,10 +230,10 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     copy_prefix = triton_sampling._copy_prefix
 
     def recorded(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
-        written, below = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
+        written = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
         row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
         copies[row] = int(written.handle.data.item())
-        return written, below
+        return written
 
     monkeypatch.setattr(triton_sampling, "_copy_prefix", recorded)
     for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
