@@ -272,26 +272,85 @@ def class_bound(cmax, rank, NC: tl.constexpr, NR: tl.constexpr):
 
 
 # ---- split rows: at small batches a row is spread over `splits` programs (grid rows x splits),
-# each taking one slice of its columns. The histograms of a radix select are kept per (row, slice)
-# in an int32 buffer of 4 x 512 bins (`parts`, 2048 entries per slice); integer sums merge
-# exactly in any order, so a split select chooses the digits the one-program select chooses.
+# each taking one slice of its columns in one pass. Each slice keeps a record of REC = 4 + FOLD
+# int32 (`parts`): NaN count, maximum's bits, its own class bound (signed key), the largest value it
+# did not copy (bits; -inf if none), then its class maxima folded to FOLD classes; and a copy of its
+# entries at or above its own bound (`part_x/part_i`, CAP each, count `part_n`). One program per
+# row then merges them: maxima and integer counts, and a select over keys, exact in any order.
 @triton.jit
-def merged_digit(parts_ptr, row, splits, s, p, prefix, remaining):
-    """radix_digit on pass ``p``'s histograms summed over the row's slices, plus, for slice ``s``,
-    how many entries of the slices before it lie above the chosen digit and at it (the positions
-    at which slice ``s`` writes its share of an ordered output)."""
-    bins = tl.arange(0, 512)
-    hist = tl.zeros([512], dtype=tl.int32)
-    before = tl.zeros([512], dtype=tl.int32)
-    for t in range(0, splits):
-        h = tl.load(parts_ptr + (row * splits + t) * 2048 + p * 512 + bins, mask=bins < 256, other=0)
-        hist += h
-        before += tl.where(t < s, h, 0)
-    prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
-    chosen = (prefix & 255).to(tl.int32)
-    above_before = tl.sum(tl.where((bins < 256) & (bins > chosen), before, 0), axis=0)
-    at_before = tl.sum(tl.where(bins == chosen, before, 0), axis=0)
-    return prefix, remaining, at_digit, above_before, at_before
+def split_record(rec_ptr, m, n_nan, cmax, rank, NC: tl.constexpr, NCS: tl.constexpr, FOLD: tl.constexpr):
+    """Store a slice's record (see above) but its last slot; returns the slice's own class bound of
+    ``rank`` (int32): the rank-th largest of its NC class maxima folded to NCS (0, below every key,
+    when rank > NCS), a lower bound of the slice's rank-th largest key and so of the row's."""
+    tl.store(rec_ptr, n_nan)
+    tl.store(rec_ptr + 1, m.to(tl.int32, bitcast=True))
+    tl.store(rec_ptr + 4 + tl.arange(0, FOLD), class_maxima(cmax, NC, FOLD))
+    bound = tl.full((), 0, tl.int64)
+    if rank <= NCS:
+        bound = class_bound(cmax, rank, NC, NCS)
+    tl.store(rec_ptr + 2, (bound - 2147483648).to(tl.int32))
+    return bound
+
+
+@triton.jit
+def merged_stats(parts_ptr, row, splits, REC: tl.constexpr):
+    """(row maximum, NaN count) merged from the row's slice records."""
+    m = tl.full((), float("-inf"), tl.float32)
+    n_nan = tl.full((), 0, tl.int32)
+    for s in range(0, splits):
+        rec = parts_ptr + (row * splits + s) * REC
+        n_nan += tl.load(rec)
+        m = tl.maximum(m, tl.load(rec + 1).to(tl.float32, bitcast=True))
+    return m, n_nan
+
+
+@triton.jit
+def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, rank, dst_x_ptr, dst_i_ptr,
+                   CAP: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr):
+    """A split row's tile: its entries at or above a lower bound of its rank-th largest key
+    (``rank``: int32), gathered from the slices' copies in slice order (so column order) into a
+    CAP-entry buffer. Returns (how many, or more than CAP when they do not fit or a slice's copy
+    overflowed; the largest value of the row left off the tile, -inf if none, from the slices'
+    records and the copies' entries below the bound).
+
+    The bound is the larger of two: the rank-th largest of all slices' folded class maxima
+    (splits x FOLD column classes of the row: tight when the top entries are spread), and each
+    slice's own bound (split_record: tight when they crowd into one slice). Every entry at or above
+    either is on its slice's copy."""
+    u = tl.arange(0, UNION)
+    t = u // FOLD
+    ok = t < splits
+    maxima = tl.load(parts_ptr + (row * splits + t) * REC + 4 + u % FOLD, mask=ok, other=0)
+    bound, _, _ = keys_select(maxima.to(tl.int64) + 2147483648, ok, tl.full((), 0, tl.int64), rank, 0)
+    bound = tl.where(rank <= splits * FOLD, bound, 0)
+    below = tl.full((), float("-inf"), tl.float32)
+    for s in range(0, splits):
+        rec = parts_ptr + (row * splits + s) * REC
+        bound = tl.maximum(bound, tl.load(rec + 2).to(tl.int64) + 2147483648)
+        below = tl.maximum(below, tl.load(rec + 3).to(tl.float32, bitcast=True))
+    offs = tl.arange(0, CAP)
+    written = tl.full((), 0, tl.int32)
+    overflow = tl.full((), 0, tl.int1)
+    for s in range(0, splits):
+        part = (row * splits + s) * CAP
+        n = tl.load(part_n_ptr + row * splits + s)
+        overflow |= n > CAP
+        valid = offs < n
+        xs = tl.load(part_x_ptr + part + offs, mask=valid, other=0.0)
+        sel = valid & prefix_at_least(xs, 0, bound)
+        below = tl.maximum(below, tl.max(tl.where(valid & (~sel), xs, float("-inf")), axis=0))
+        written = append_selected(xs, tl.load(part_i_ptr + part + offs, mask=valid, other=0), sel, written, dst_x_ptr,
+                                  dst_i_ptr, CAP)
+    return tl.where(overflow, CAP + 1, written), below
+
+
+def split_layout(slice_len: int, splits: int, cap: int, interpret: bool) -> tuple[int, int, int]:
+    """(block, classes, fold) of a split pass over slices of ``slice_len``: each slice's class
+    maxima are folded so that the row's classes number ``cap`` to 2 x ``cap``, so gather_bounded's
+    select runs over at most ~2 x cap keys per row, with at least the one-program path's classes."""
+    block = block_for(slice_len, interpret=interpret)
+    classes = min(block, CLASSES)
+    return block, classes, min(classes, max(16, triton.next_power_of_2(triton.cdiv(cap, splits))))
 
 
 # Programs per row (None: by split_count's rule). Tests set it to force the split path on small

@@ -18,10 +18,13 @@ bits, and are closer to the exact log-softmax than torch's CPU float32 sum at V 
 exponentials and the log are libdevice's (``precise_exp`` / ``precise_log``: tl.exp's approximate
 ex2 would move the sum by a few ulps).
 
-Small batches (rows too few to fill the GPU, triton_kernels/_common.py ``split_count``) spread each
-row over several programs, ``_beam_split_kernel``: the same passes over slices of the row, merged
-exactly (maximum, integer histograms and sums), so the output is the one-program kernel's, bit for bit;
-with the early tile each slice copies its share and the write pass merges the slices' tiles.
+Small batches (rows too few to fill the GPU, triton_kernels/_common.py ``split_count``) spread the
+row's reads over several programs, ``_beam_split_kernel``: each slice's statistics, class maxima and
+a copy of its logits at or above its own class bound (_common.split_record), then with log-softmax
+its fixed-point sum; ``_beam_row_topk_kernel`` (``SPLIT``) merges them (maxima, integer sums: exact),
+gathers the logit tile from the slices' copies (_common.gather_bounded) and finishes each row as
+above. 2 launches without log-softmax, 3 with it; rows whose tile does not fit or whose check fails
+take the radix select over the row. The output is the one-program kernel's, bit for bit.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from ._common import (
     class_maxima,
     early_tile,
     float_key,
+    gather_bounded,
     interpreting,
-    merged_digit,
+    merged_stats,
     precise_exp,
     precise_log,
     precise_log_available,
@@ -53,6 +57,8 @@ from ._common import (
     rows_2d,
     slices,
     split_count,
+    split_layout,
+    split_record,
     tile_digit_hist,
     tile_select,
 )
@@ -185,11 +191,13 @@ def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s
     return written, below
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row"])
+@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row", "splits"])
 def _beam_row_topk_kernel(
     x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr, tile_s_ptr, tile_i_ptr,
+    parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr,
-    NC: tl.constexpr, NCK: tl.constexpr,
+    NC: tl.constexpr, NCK: tl.constexpr, SPLIT: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
+    UNION: tl.constexpr,
 ):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
@@ -201,7 +209,15 @@ def _beam_row_topk_kernel(
         bad = tl.full((), 0, tl.int1)
         bins = tl.arange(0, 512)
         cmax = tl.zeros([NC], dtype=tl.int32)
-        if LOG_SOFTMAX or EARLY:  # with EARLY the statistics pass also takes the logits' class maxima
+        if SPLIT:  # _beam_split_kernel read the slices: merged here (maxima, integer sums: exact)
+            m, n_nan = merged_stats(parts_ptr, row, splits, REC)
+            if LOG_SOFTMAX:
+                z = tl.full((), 0, tl.int64)
+                for s in range(0, splits):
+                    z += tl.load(mass_ptr + row * splits + s)
+                log_z = _log_mass(z, PRECISE)
+                bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+        elif LOG_SOFTMAX or EARLY:  # with EARLY the statistics pass also takes the logits' class maxima
             m, n_nan, cmax = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY, NC)
             if LOG_SOFTMAX:
                 log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
@@ -221,9 +237,19 @@ def _beam_row_topk_kernel(
         # runs instead): 3 reads of the row in all with log-softmax (statistics, sum, copy), 2 without.
         if EARLY:
             if k_row <= NCK:
-                bound = class_bound(cmax, k_row, NC, NCK)
-                n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, bound, 0, tile_s, tile_i,
-                                            LOG_SOFTMAX, BLOCK, CAP, True)
+                if SPLIT:  # the slices copied their logits at or above their own bounds: gather, then score
+                    n, below = gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, k_row,
+                                              tile_s, tile_i, CAP, FOLD, REC, UNION)
+                    if n <= CAP:
+                        tl.debug_barrier()  # the gathered logits are read back by other threads of this program
+                        offs = tl.arange(0, CAP)
+                        valid = offs < n
+                        xs = tl.load(tile_s + offs, mask=valid, other=float("-inf"))
+                        tl.store(tile_s + offs, _scores(xs, m, log_z, bonus, bad, LOG_SOFTMAX), mask=valid)
+                else:
+                    bound = class_bound(cmax, k_row, NC, NCK)
+                    n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, bound, 0, tile_s, tile_i,
+                                                LOG_SOFTMAX, BLOCK, CAP, True)
             else:
                 n = tl.full((), CAP + 1, tl.int32)
                 below = tl.full((), float("nan"), tl.float32)
@@ -274,149 +300,33 @@ def _beam_row_topk_kernel(
 
 @triton.jit(do_not_specialize=["stride", "vocab", "k_row", "splits", "slice_len"])
 def _beam_split_kernel(
-    x_ptr, stride, vocab, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr,
-    parts_ptr, aux_ptr, state_ptr, tile_s_ptr, tile_i_ptr, tile_n_ptr, splits, slice_len,
-    PASS: tl.constexpr, LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-    EARLY: tl.constexpr,
+    x_ptr, stride, vocab, k_row, parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
+    PASS: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, NC: tl.constexpr,
+    NCS: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
 ):
-    """_beam_row_topk_kernel's passes over slice ``program_id(1)`` of row ``program_id(0)``:
-    PASS 0 the slice's maximum and NaN count, 1 its fixed-point exponential sum (both only with
-    log-softmax), 2-5 the histograms of digits 0-3, 6 writes the slice's candidates.
-
-    Scratch: ``parts`` (4 x 512 int32 per slice), ``aux`` (per slice: NaN count, maximum's bits,
-    sum, candidates above the k-th key in earlier slices), ``state`` (per row: prefix and rank
-    left after digit p at [2p, 2p + 1], written by the slice-0 program of digit pass p + 2; slot 1:
-    the digit pass that copied the early tile, 0 if none). Every program merges what it needs from
-    all slices itself.
-
-    EARLY (the one-program kernel's early tile, split): a digit pass p = 1-3 whose merge leaves at
-    most CAP scores at or above the chosen prefix copies this slice's share of them to its tile
-    (``tile_s/tile_i``, count in ``tile_n``) instead of histogramming; the later digit passes skip
-    the row, and the write pass finishes the select on the slices' tiles and writes from its own."""
+    """_beam_row_topk_kernel's reads of slice ``program_id(1)`` of row ``program_id(0)``. PASS 0:
+    the slice's record (_common.split_record, rank k_row) and a copy of its logits at or above its
+    own class bound (with their columns, column order; the largest logit left off in the record's
+    slot 3): two reads of the slice, the second from L2. PASS 1 (log-softmax only): the slice's
+    fixed-point sum of exp(x - m) under the row's maximum (``mass``), exact in any order."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1).to(tl.int64)
     row_ptr = x_ptr + row * stride
     lo = s * slice_len
     hi = tl.minimum(lo + slice_len, vocab)
-    bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
-    aux = aux_ptr + (row * splits + s) * 4
+    rec = parts_ptr + (row * splits + s) * REC
     if PASS == 0:
-        m, n_nan, unused_classes = _row_stats(row_ptr, lo, hi, BLOCK, False, 16)
-        tl.store(aux, n_nan.to(tl.int64))
-        tl.store(aux + 1, m.to(tl.int32, bitcast=True).to(tl.int64))
+        m, n_nan, cmax = _row_stats(row_ptr, lo, hi, BLOCK, True, NC)
+        bound = split_record(rec, m, n_nan, cmax, k_row, NC, NCS, FOLD)
+        dst = (row * splits + s) * CAP
+        # the logits themselves: scores without log-softmax with a bonus of -0.0, x + -0.0 == x bit for bit
+        n, below = _copy_top_scores(row_ptr, lo, hi, m, 0.0, -0.0, False, bound, 0, part_x_ptr + dst, part_i_ptr + dst,
+                                    False, BLOCK, CAP, True)
+        tl.store(part_n_ptr + row * splits + s, n)
+        tl.store(rec + 3, below.to(tl.int32, bitcast=True))
     else:
-        m = tl.full((), float("-inf"), tl.float32)
-        log_z = tl.full((), 0.0, tl.float32)
-        bad = tl.full((), 0, tl.int1)
-        if LOG_SOFTMAX:
-            n_nan = tl.full((), 0, tl.int64)
-            z = tl.full((), 0, tl.int64)
-            for t in range(0, splits):
-                other = aux_ptr + (row * splits + t) * 4
-                n_nan += tl.load(other)
-                m = tl.maximum(m, tl.load(other + 1).to(tl.int32).to(tl.float32, bitcast=True))
-                if PASS > 1:
-                    z += tl.load(other + 2)
-            if PASS > 1:
-                log_z = _log_mass(z, PRECISE)
-            bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
-        if PASS == 1:
-            if LOG_SOFTMAX:
-                z = _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK)
-                tl.store(aux + 2, z)
-        else:
-            # digit pass PASS - 2 (0-3), or the write (PASS 6). PASS itself in the conditions: a local
-            # assigned from a constexpr is a runtime value in compiled Triton (not in the interpreter)
-            copied = tl.full((), 0, tl.int64)
-            if PASS == 2:
-                if s == 0:
-                    tl.store(state_ptr + row * 8 + 1, copied)  # no early tile yet
-            else:
-                copied = tl.load(state_ptr + row * 8 + 1)
-            tile = (row * splits + s) * CAP
-            if (copied > 0) & (copied < PASS - 2):  # an earlier digit pass copied the slices' candidates
-                if PASS == 6:
-                    _write_from_tiles(tile_s_ptr, tile_i_ptr, tile_n_ptr, state_ptr + row * 8, copied, row, splits,
-                                      s, k_row, out_scores_ptr, out_tokens_ptr, CAP)
-            else:
-                _split_digit_pass(row_ptr, lo, hi, m, log_z, bonus, bad, parts_ptr, aux, state_ptr, tile_s_ptr + tile,
-                                  tile_i_ptr + tile, tile_n_ptr + row * splits + s, row, splits, s, k_row,
-                                  out_scores_ptr, out_tokens_ptr, PASS - 2, LOG_SOFTMAX, BLOCK, CAP, EARLY)
-
-
-@triton.jit
-def _write_from_tiles(tile_s_ptr, tile_i_ptr, tile_n_ptr, st_ptr, copied, row, splits, s, k_row, out_scores_ptr,
-                      out_tokens_ptr, CAP: tl.constexpr):
-    """_beam_split_kernel's write after an early copy at digit pass ``copied``: the select's last
-    digits from the histograms of every slice's tile, then this slice's tile written at the slots
-    its earlier slices' counts above and at the k-th key give (as _write_top from the row)."""
-    bins = tl.arange(0, 512)
-    prefix = tl.load(st_ptr + 2 * copied)
-    remaining = tl.load(st_ptr + 2 * copied + 1).to(tl.int32)
-    for p in tl.static_range(1, 4):
-        if p >= copied:
-            hist = tl.zeros([512], dtype=tl.int32)
-            for t in range(0, splits):
-                tile = (row * splits + t) * CAP
-                hist += tile_digit_hist(tile_s_ptr + tile, tl.load(tile_n_ptr + row * splits + t), 24 - 8 * p, prefix,
-                                        CAP)
-            prefix, remaining, _ = radix_digit(hist, bins, prefix, remaining)
-    kth = (prefix - 2147483648).to(tl.int32)
-    offs = tl.arange(0, CAP)
-    above_before = tl.full((), 0, tl.int32)
-    at_before = tl.full((), 0, tl.int32)
-    for t in range(0, s):
-        valid = offs < tl.load(tile_n_ptr + row * splits + t)
-        key = float_key(tl.load(tile_s_ptr + (row * splits + t) * CAP + offs, mask=valid, other=float("-inf")))
-        above_before += tl.sum((valid & (key > kth)).to(tl.int32), axis=0)
-        at_before += tl.sum((valid & (key == kth)).to(tl.int32), axis=0)
-    tile = (row * splits + s) * CAP
-    valid = offs < tl.load(tile_n_ptr + row * splits + s)
-    _write_block(tl.load(tile_s_ptr + tile + offs, mask=valid, other=float("-inf")),
-                 tl.load(tile_i_ptr + tile + offs, mask=valid, other=0), valid, kth, k_row - remaining, remaining,
-                 above_before, at_before, out_scores_ptr, out_tokens_ptr, row * k_row)
-
-
-@triton.jit
-def _split_digit_pass(row_ptr, lo, hi, m, log_z, bonus, bad, parts_ptr, aux, state_ptr, tile_s_ptr, tile_i_ptr,
-                      tile_n_ptr, row, splits, s, k_row, out_scores_ptr, out_tokens_ptr, p: tl.constexpr,
-                      LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr):
-    """Digit pass p (0-3) of _beam_split_kernel over this slice, or (p = 4) its write."""
-    prefix = tl.full((), 0, tl.int64)
-    remaining = tl.full((), 0, tl.int32) + k_row
-    above_before = tl.full((), 0, tl.int32)
-    at_before = tl.full((), 0, tl.int32)
-    if p > 0:
-        if p > 1:
-            prefix = tl.load(state_ptr + row * 8 + 2 * (p - 1))
-            remaining = tl.load(state_ptr + row * 8 + 2 * (p - 1) + 1).to(tl.int32)
-            above_before = tl.load(aux + 3).to(tl.int32)
-        prefix, remaining, at_digit, above, at_before = merged_digit(parts_ptr, row, splits, s, p - 1, prefix,
-                                                                    remaining)
-        above_before += above
-    if p < 4:
-        fits = tl.full((), 0, tl.int1)
-        if p > 0:
-            if s == 0:
-                tl.store(state_ptr + row * 8 + 2 * p, prefix)
-                tl.store(state_ptr + row * 8 + 2 * p + 1, remaining.to(tl.int64))
-            tl.store(aux + 3, above_before.to(tl.int64))
-            if EARLY:
-                fits = k_row - remaining + at_digit <= CAP
-        if fits:
-            n, unused_below = _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, 32 - 8 * p, tile_s_ptr,
-                                               tile_i_ptr, LOG_SOFTMAX, BLOCK, CAP, False)
-            tl.store(tile_n_ptr, n)
-            if s == 0:
-                tl.store(state_ptr + row * 8 + 1, tl.full((), p, tl.int64))
-        else:
-            hist = _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX, BLOCK)
-            bins = tl.arange(0, 512)
-            tl.store(parts_ptr + (row * splits + s) * 2048 + p * 512 + bins, hist, mask=bins < 256)
-    else:
-        kth = (prefix - 2147483648).to(tl.int32)
-        _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, k_row - remaining, remaining, above_before,
-                   at_before, out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+        m, unused_nan = merged_stats(parts_ptr, row, splits, REC)
+        tl.store(mass_ptr + row * splits + s, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK))
 
 
 @register("beam_topk", "triton")
@@ -429,34 +339,38 @@ def beam_topk_triton(
     k_row = min(k, vocab)
     cand_scores = torch.empty((rows, k_row), dtype=torch.float32, device=x.device)
     cand_tokens = torch.empty((rows, k_row), dtype=torch.int64, device=x.device)
-    splits = split_count(rows, vocab, x, min_vocab=BEAM_SPLIT_MIN_VOCAB) if rows else 1
-    if splits > 1:
-        slice_len, splits = slices(vocab, splits)
-        block = block_for(slice_len, interpret=interpreting(x))
-        parts = torch.empty((rows, splits, 4, 512), dtype=torch.int32, device=x.device)
-        aux = torch.empty((rows, splits, 4), dtype=torch.int64, device=x.device)
-        state = torch.empty((rows, 8), dtype=torch.int64, device=x.device)
-        early = k_row <= _TILE and early_tile()
-        tile_shape = (rows, splits, _TILE) if early else (1,)
-        tile_s = torch.empty(tile_shape, dtype=torch.float32, device=x.device)
-        tile_i = torch.empty(tile_shape, dtype=torch.int32, device=x.device)
-        tile_n = torch.empty((rows, splits) if early else (1,), dtype=torch.int32, device=x.device)
-        for p in range(0 if apply_log_softmax else 2, 7):
-            _beam_split_kernel[(rows, splits)](
-                x, x.stride(0), vocab, beam_scores.contiguous(), k_row, cand_scores, cand_tokens,
-                parts, aux, state, tile_s, tile_i, tile_n, splits, slice_len,
-                PASS=p, LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block,
-                CAP=_TILE, EARLY=early, num_warps=8 if block >= 1024 else 4,
-            )
-    elif rows:
-        block = block_for(vocab, interpret=interpreting(x))
+    if rows:
+        interpret = interpreting(x)
+        block = block_for(vocab, interpret=interpret)
+        nck = min(block, CLASSES, _TILE)  # the logit tile's classes
         early = k_row <= _TILE and early_tile()
         tile_s = torch.empty((rows, _TILE) if early else (1,), dtype=torch.float32, device=x.device)
         tile_i = torch.empty((rows, _TILE) if early else (1,), dtype=torch.int32, device=x.device)
+        # the split path serves rows the logit tile serves
+        split = early and k_row <= nck
+        splits = split_count(rows, vocab, x, min_vocab=BEAM_SPLIT_MIN_VOCAB) if split else 1
+        parts, mass, part_x, part_i, part_n = tile_i, cand_tokens, tile_s, tile_i, tile_i  # typed dummies
+        fold = 16
+        if splits > 1:
+            slice_len, splits = slices(vocab, splits)
+            sblock, slice_classes, fold = split_layout(slice_len, splits, _TILE, interpret)
+            parts = torch.empty((rows, splits, 4 + fold), dtype=torch.int32, device=x.device)
+            mass = torch.empty((rows, splits), dtype=torch.int64, device=x.device)
+            part_x = torch.empty((rows, splits, _TILE), dtype=torch.float32, device=x.device)
+            part_i = torch.empty((rows, splits, _TILE), dtype=torch.int32, device=x.device)
+            part_n = torch.empty((rows, splits), dtype=torch.int32, device=x.device)
+            for p in range(2 if apply_log_softmax else 1):
+                _beam_split_kernel[(rows, splits)](
+                    x, x.stride(0), vocab, k_row, parts, mass, part_x, part_i, part_n, splits, slice_len,
+                    PASS=p, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_TILE, NC=slice_classes,
+                    NCS=min(slice_classes, _TILE), FOLD=fold, REC=4 + fold, num_warps=8 if sblock >= 1024 else 4,
+                )
         _beam_row_topk_kernel[(row_programs(rows, x),)](
             x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,
+            parts, mass, part_x, part_i, part_n, splits,
             LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block, CAP=_TILE,
-            EARLY=early, NC=min(block, CLASSES), NCK=min(block, CLASSES, _TILE), num_warps=8 if block >= 1024 else 4,
+            EARLY=early, NC=min(block, CLASSES), NCK=nck, SPLIT=splits > 1, FOLD=fold, REC=4 + fold,
+            UNION=triton.next_power_of_2(splits * fold), num_warps=8 if block >= 1024 else 4,
         )
     # Merge: num_beams * k_row candidates per item, ranked by the reference's unique keys.
     beam_of_row = torch.arange(rows, device=x.device, dtype=torch.int64) % num_beams

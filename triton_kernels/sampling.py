@@ -8,7 +8,7 @@ times and never sorting it:
 * top-k: the k-th largest order-preserving key, then ``x < kth`` is removed (ties kept, NaN never
   removed), as in transformers. For k <= CAP the entries at or above the class bound (the k-th
   largest of the stats pass's column-class maxima, _common.class_maxima) are copied to a tile and
-  the select runs there (_bounded_select: 2 reads, no histogram of the row); otherwise, or when
+  the select runs there (_tile_kth: 2 reads, no histogram of the row); otherwise, or when
   they overflow the tile, by radix select (4 passes of 8-bit digits, ``tl.histogram``), which
   copies the entries to the tile as soon as at most CAP of them share or exceed its key prefix and
   takes the remaining digits there (the early tile, _radix_select);
@@ -27,11 +27,14 @@ times and never sorting it:
   plus the largest possible noise (16.64) cannot beat the running best skip the Philox rounds.
 
 Small batches (rows too few to fill the GPU, ``_common.split_count``) spread the decode-loop
-call (tokens and log-probs, a top-k) over several programs per row:
-``_split_pass_kernel`` runs the stats, radix and candidate-copy passes over slices of the row and
-``_filter_chain_kernel`` (``SPLIT``) merges them and finishes each row as before; greedy splits
-too. The merges are exact (maxima, integer histograms; the float sums run over the same tile in
-the same order), so the split path returns what one program per row returns, bit for bit.
+call (tokens and log-probs, a top-k the class bound selects) over several programs per row:
+``_split_pass_kernel`` takes each slice's stats and class maxima and copies the slice's entries at
+or above its own class bound; ``_filter_chain_kernel`` (``SPLIT``) merges the stats, gathers the
+entries at or above the row's class bound from those copies (gather_bounded) and finishes each
+row on that tile as before. Two launches; rows the bound does not serve (k above it, an
+overflowing tile) take the one-program path's radix select over the row. Greedy splits too. The
+merges are exact (maxima, integer counts; the float sums run over the same tile in the same
+order), so the split path returns what one program per row returns, bit for bit.
 
 Seeds and offsets are read from device tensors and nothing synchronises with the host, so a
 decode step with these ops can be captured in a CUDA graph.
@@ -58,10 +61,11 @@ from ._common import (
     class_maxima,
     early_tile,
     float_key,
+    gather_bounded,
     interpreting,
     key_value,
     load_row,
-    merged_digit,
+    merged_stats,
     pivot_count,
     precise_exp,
     precise_log,
@@ -72,6 +76,8 @@ from ._common import (
     rows_2d,
     slices,
     split_count,
+    split_layout,
+    split_record,
     tile_digit_hist,
     tile_select,
 )
@@ -405,169 +411,44 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
 
 
 @triton.jit
-def _bounded_select(row_ptr, vocab, scale, k, cmax, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
-                    PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, NC: tl.constexpr,
-                    NCK: tl.constexpr):
-    """The top-k select by the class bound (class_maxima; ``cmax``: NC classes, folded to NCK;
-    k <= NCK): one pass copies the entries at or above the k-th largest class maximum to the tile
-    (values and columns, column order) and the select's four digits are taken there. Returns
-    (key, n_ge, listed) as _radix_select, or listed > CAP when the entries at or above the bound do
-    not fit (the caller then runs _radix_select)."""
-    bound = class_bound(cmax, k.to(tl.int32), NC, NCK)
-    listed = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP)
-    key = tl.full((), 0, tl.int64)
-    n_ge = tl.full((), 0, tl.int32)
-    if listed <= CAP:
-        tl.debug_barrier()  # the tile is read back by other threads of this program
-        prefix, remaining, at_digit = tile_select(tile_x_ptr, listed, tl.full((), 0, tl.int64), k.to(tl.int32), 0, CAP)
-        key = prefix - 2147483648
-        n_ge = k.to(tl.int32) - remaining + at_digit
-    return key, n_ge, listed
+def _tile_kth(tile_x_ptr, listed, k, CAP: tl.constexpr):
+    """(key, n_ge) as _radix_select returns them, from a tile whose first ``listed`` values hold
+    every entry of the row at or above the k-th largest (the class bound's tile, the early tile):
+    the select's four digits taken on the tile."""
+    prefix, remaining, at_digit = tile_select(tile_x_ptr, listed, tl.full((), 0, tl.int64), k.to(tl.int32), 0, CAP)
+    return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit
 
 
-# ---- the split path: small batches spread each row over `splits` programs (grid rows x splits).
-# Scratch per (row, slice): 4 histograms of 512 int32 (`parts`; pass 0's bins 256/257 hold the
-# slice's NaN count and maximum's bits), the candidates it copied (`part_x/part_i`, count
-# `part_n`); per row, `state` holds the radix prefix and remaining rank after passes 1-3 (slot p
-# at [2p, 2p + 1], written by the slice-0 program of pass p). Every program merges what it needs
-# itself: maxima and integer counts, whose merge is exact in any order, so the split path decides
-# exactly what the one-program path decides.
-@triton.jit
-def _split_stats(parts_ptr, row, splits):
-    """(row maximum, NaN count) merged from the slices' pass-0 records."""
-    m = tl.full((), float("-inf"), tl.float32)
-    n_nan = tl.full((), 0, tl.int32)
-    for s in range(0, splits):
-        part = parts_ptr + (row * splits + s) * 2048
-        n_nan += tl.load(part + 256)
-        m = tl.maximum(m, tl.load(part + 257).to(tl.float32, bitcast=True))
-    return m, n_nan
-
-
-@triton.jit
-def _split_kth(hists_ptr, st_ptr, row, splits, k_eff):
-    """(key, n_ge) of the k-th largest entry as _radix_select returns them: the select's state
-    after pass 3 (``st_ptr``: the row's slots) and the last digit from pass 3's histograms."""
-    prefix = tl.load(st_ptr + 6)
-    remaining = tl.load(st_ptr + 7).to(tl.int32)
-    prefix, remaining, at_digit, _, _ = merged_digit(hists_ptr, row, splits, 0, 3, prefix, remaining)
-    return prefix - 2147483648, k_eff.to(tl.int32) - remaining + at_digit
-
-
-@triton.jit
-def _split_select(row_ptr, lo, hi, scale, parts_ptr, hists_ptr, st_ptr, row, splits, s, k, tile_x_ptr, tile_i_ptr,
-                  tile_n_ptr, PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
-                  CAP: tl.constexpr, EARLY: tl.constexpr):
-    """One step of the radix select of the k-th largest key (``k``: int32) over a split row.
-    PASS 1-3: merge digit PASS - 1 from every slice's histograms (the top byte's in ``parts_ptr``,
-    the later digits' in ``hists_ptr``), record the prefix and rank left (slot PASS of the row's
-    ``st_ptr``, by slice 0) and histogram this slice's digit PASS into ``hists_ptr``; PASS 4 only
-    merges. With EARLY, a PASS 1-3 whose merge leaves at most CAP entries at or above the chosen
-    prefix copies this slice's share of them to its tile instead (``tile_n_ptr``: how many; slot 1
-    of the row's ``st_ptr``: PASS, by slice 0) and the later passes skip the select (the chain
-    kernel finishes it on the slices' tiles, as _radix_select on the row's). Returns (prefix,
-    remaining, at_digit) after the merge."""
-    prefix = tl.full((), 0, tl.int64)
-    remaining = k
-    if PASS > 1:
-        prefix = tl.load(st_ptr + 2 * (PASS - 1))
-        remaining = tl.load(st_ptr + 2 * (PASS - 1) + 1).to(tl.int32)
-    if PASS == 1:
-        prefix, remaining, at_digit, _, _ = merged_digit(parts_ptr, row, splits, s, 0, prefix, remaining)
-    else:
-        prefix, remaining, at_digit, _, _ = merged_digit(hists_ptr, row, splits, s, PASS - 1, prefix, remaining)
-    if PASS < 4:
-        if s == 0:
-            tl.store(st_ptr + 2 * PASS, prefix)
-            tl.store(st_ptr + 2 * PASS + 1, remaining.to(tl.int64))
-        fits = tl.full((), 0, tl.int1)
-        if EARLY:
-            fits = k - remaining + at_digit <= CAP
-        if fits:
-            n = _copy_prefix(row_ptr, lo, hi, scale, prefix, 32 - 8 * PASS, tile_x_ptr, tile_i_ptr, TRANSFORM,
-                             PRECISE, BLOCK, CAP)
-            tl.store(tile_n_ptr, n)
-            if s == 0:
-                tl.store(st_ptr + 1, tl.full((), PASS, tl.int64))
-        else:
-            hist = _digit_hist(row_ptr, lo, hi, scale, 24 - 8 * PASS, prefix, TRANSFORM, PRECISE, BLOCK)
-            bins = tl.arange(0, 512)
-            tl.store(hists_ptr + (row * splits + s) * 2048 + PASS * 512 + bins, hist, mask=bins < 256)
-    return prefix, remaining, at_digit
-
-
-@triton.jit
-def _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, dst_x_ptr, dst_i_ptr, row, splits, CAP: tl.constexpr):
-    """Concatenate the row's slice tiles in slice order (so in column order) into a CAP-entry tile;
-    returns how many entries (callers ensure <= CAP)."""
-    written = tl.full((), 0, tl.int32)
-    offs_c = tl.arange(0, CAP)
-    for s in range(0, splits):
-        part = (row * splits + s) * CAP
-        n = tl.load(part_n_ptr + row * splits + s)
-        ok = offs_c < n
-        ok &= written + offs_c < CAP  # never false when the callers' bound holds: a guard for the writes
-        tl.store(dst_x_ptr + written + offs_c, tl.load(part_x_ptr + part + offs_c, mask=ok, other=float("-inf")),
-                 mask=ok)
-        tl.store(dst_i_ptr + written + offs_c, tl.load(part_i_ptr + part + offs_c, mask=ok, other=0), mask=ok)
-        written += n
-    return tl.minimum(written, CAP)
-
-
+# ---- the split path (_common.split_record): small batches spread each row over `splits` programs,
+# one pass before the chain kernel, which gathers the row's top-k tile from the slices' copies.
 @triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "splits", "slice_len"])
 def _split_pass_kernel(
-    x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep,
-    parts_ptr, kparts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
-    PASS: tl.constexpr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-    MIN_KEEP_GT1: tl.constexpr, EARLY_TILE: tl.constexpr,
+    x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep, parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
+    slice_len, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
+    NC: tl.constexpr, NCS: tl.constexpr, NCK: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
 ):
-    """One pass over slice ``program_id(1)`` of row ``program_id(0)``: PASS 0 the stats (maximum,
-    NaN count, top-byte histogram); PASS 1-3 the radix digit histograms of the top-k select (and
-    of the keep-floor select, histograms in ``kparts``, with MIN_KEEP_GT1), or with EARLY_TILE the
-    copy of the slice's candidates once they fit (_split_select); PASS 4 copies the slice's
-    entries >= the k-th largest to its candidate buffer when the row finishes on the candidate
-    tile (the same rule as _filter_chain_kernel's use_tile) and no earlier pass copied. ``state``:
-    16 int64 per row, the top-k select's slots then the keep-floor select's."""
+    """Slice ``program_id(1)`` of row ``program_id(0)``: its record (maximum, NaN count, class
+    maxima folded to FOLD) and, when the chain kernel selects the row's top-k by the class bound
+    (k <= NCK), a copy of the slice's entries at or above the slice's own class bound (the k-th
+    largest of its maxima folded to NCS; none below k classes, every entry) to its tile: two
+    reads of the slice, the second from L2."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1).to(tl.int64)
     row_ptr = x_ptr + row * stride
     lo = s * slice_len
     hi = tl.minimum(lo + slice_len, vocab)
     scale = _row_scale(temp_ptr, row, TRANSFORM)
-    bins = tl.arange(0, 512)
-    part = parts_ptr + (row * splits + s) * 2048
-    dst = (row * splits + s) * CAP
-    if PASS == 0:
-        m, n_nan, hist0, unused_classes = _stats_range(row_ptr, lo, hi, scale, True, TRANSFORM, PRECISE, BLOCK,
-                                                       False, 16)
-        tl.store(part + bins, hist0, mask=bins < 256)
-        tl.store(part + 256, n_nan)
-        tl.store(part + 257, m.to(tl.int32, bitcast=True))
-        if s == 0:
-            tl.store(state_ptr + row * 16 + 1, tl.full((), 0, tl.int64))  # no early tile yet
-    else:
-        k = tl.load(top_k_ptr + row)
-        k_eff = tl.maximum(k, min_keep)
-        copied = tl.load(state_ptr + row * 16 + 1)  # the pass that copied the early tile (0: none)
-        # the chain kernel's top-k condition, and no earlier pass copied the early tile
-        if (k > 0) & (k_eff < vocab) & ((copied == 0) | (copied == PASS)):
-            prefix, remaining, at_digit = _split_select(row_ptr, lo, hi, scale, parts_ptr, parts_ptr,
-                                                        state_ptr + row * 16, row, splits, s, k_eff.to(tl.int32),
-                                                        part_x_ptr + dst, part_i_ptr + dst,
-                                                        part_n_ptr + row * splits + s, PASS, TRANSFORM, PRECISE,
-                                                        BLOCK, CAP, EARLY_TILE)
-            if PASS == 4:
-                kth = key_value(prefix - 2147483648)
-                n_ge = k_eff.to(tl.int32) - remaining + at_digit
-                if (n_ge <= CAP) & (kth == kth):
-                    written = _copy_candidates(row_ptr, lo, hi, scale, kth, part_x_ptr + dst, part_i_ptr + dst,
-                                               TRANSFORM, PRECISE, BLOCK, CAP)
-                    tl.store(part_n_ptr + row * splits + s, written)
-        if MIN_KEEP_GT1:
-            if PASS < 4:  # the chain kernel merges the last digit
-                _split_select(row_ptr, lo, hi, scale, parts_ptr, kparts_ptr, state_ptr + row * 16 + 8, row, splits, s,
-                              tl.minimum(min_keep, vocab).to(tl.int32), part_x_ptr, part_i_ptr, part_n_ptr, PASS,
-                              TRANSFORM, PRECISE, BLOCK, CAP, False)
+    m, n_nan, unused_hist, cmax = _stats_range(row_ptr, lo, hi, scale, False, TRANSFORM, PRECISE, BLOCK, True, NC)
+    k = tl.load(top_k_ptr + row)
+    k_eff = tl.maximum(k, min_keep)
+    rec = parts_ptr + (row * splits + s) * REC
+    bound = split_record(rec, m, n_nan, cmax, k_eff.to(tl.int32), NC, NCS, FOLD)
+    tl.store(rec + 3, tl.full((), float("-inf"), tl.float32).to(tl.int32, bitcast=True))  # the beam's check: unused
+    if (k > 0) & (k_eff < vocab) & (k_eff <= NCK):  # the chain kernel's `bounded`
+        dst = (row * splits + s) * CAP
+        n = _copy_prefix(row_ptr, lo, hi, scale, bound, 0, part_x_ptr + dst, part_i_ptr + dst, TRANSFORM, PRECISE,
+                         BLOCK, CAP)
+        tl.store(part_n_ptr + row * splits + s, n)
 
 
 @triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
@@ -579,11 +460,12 @@ def _filter_chain_kernel(
     tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
     use_top_k, use_top_p, use_min_p,
     cand_x_ptr, cand_i_ptr,
-    parts_ptr, kparts_ptr, state_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
+    parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
     SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr, NC: tl.constexpr, NCK: tl.constexpr,
+    FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr,
 ):
     # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
     # while the batch is small enough).
@@ -604,64 +486,64 @@ def _filter_chain_kernel(
         bounded = tl.full((), 0, tl.int1)
         if EARLY_TILE:
             bounded = topk_row & (k_eff <= NCK)
-        hist_on = (topk_row & (~bounded)) | MIN_KEEP_GT1  # the radix select's first digit
+        # the radix selects' first digit (the top-k's beyond the class bound, the keep floor's)
+        hist_on = (~bounded) & (topk_row | MIN_KEEP_GT1)
 
         # ---- pass 1: row maximum over non-NaN entries, NaN presence, the class maxima (the early
         # tiles' bounds) and, for a radix select, the histogram of the keys' top byte
         cmax = tl.zeros([NC], dtype=tl.int32)
-        if SPLIT:  # taken by _split_pass_kernel's PASS 0 over the slices; merged here (exact: max and integer sums)
-            m, n_nan = _split_stats(parts_ptr, row, splits)
-            hist0 = tl.zeros([512], dtype=tl.int32)  # unused: only the keep-floor select reads it
+        if SPLIT:  # taken by _split_pass_kernel over the slices; merged here (exact: maxima and integer sums)
+            m, n_nan = merged_stats(parts_ptr, row, splits, REC)
+            hist0 = tl.zeros([512], dtype=tl.int32)
+            have_hist = tl.full((), 0, tl.int1)
         else:
             m, n_nan, hist0, cmax = _stats_range(row_ptr, 0, vocab, scale, hist_on, TRANSFORM, PRECISE, BLOCK,
                                                  EARLY_TILE or PTILE, NC)
+            have_hist = hist_on
         # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
         bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
 
         # ---- top-k: entries below the k-th largest value are removed (ties kept)
         kth = tl.full((), neg_inf, tl.float32)
         n_ge = tl.full((), 2147483647, tl.int32)
-        listed = tl.full((), 0, tl.int32)  # entries the select left on the row's tile (_radix_select)
+        listed = tl.full((), 0, tl.int32)  # entries >= kth (and maybe more) the select left on the row's tile
         if topk_row:
-            if SPLIT:  # the select's passes ran in _split_pass_kernel
-                copied = tl.load(state_ptr + row * 16 + 1)
-                if copied > 0:  # at pass `copied`, onto the slices' tiles: finish on their concatenation
-                    listed = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
-                                            cand_i_ptr + row * CAP, row, splits, CAP)
+            kth_key = tl.full((), 0, tl.int64)
+            listed = tl.full((), CAP + 1, tl.int32)  # CAP + 1: no tile yet
+            if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
+                if SPLIT:  # the slices copied theirs (_split_pass_kernel)
+                    listed, unused_below = gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits,
+                                                          k_eff.to(tl.int32), cand_x_ptr + row * CAP,
+                                                          cand_i_ptr + row * CAP, CAP, FOLD, REC, UNION)
+                else:
+                    listed = _copy_prefix(row_ptr, 0, vocab, scale, class_bound(cmax, k_eff.to(tl.int32), NC, NCK),
+                                          0, cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, TRANSFORM, PRECISE,
+                                          BLOCK, CAP)
+                if listed <= CAP:
                     tl.debug_barrier()  # the tile is read back by other threads of this program
-                    prefix, remaining, at_digit = tile_select(
-                        cand_x_ptr + row * CAP, listed, tl.load(state_ptr + row * 16 + 2 * copied),
-                        tl.load(state_ptr + row * 16 + 2 * copied + 1).to(tl.int32), copied, CAP)
-                    kth_key = prefix - 2147483648
-                    n_ge = k_eff.to(tl.int32) - remaining + at_digit
-                else:  # the last digit, from the slices' histograms
-                    kth_key, n_ge = _split_kth(parts_ptr, state_ptr + row * 16, row, splits, k_eff)
-            else:
-                kth_key = tl.full((), 0, tl.int64)
-                listed = tl.full((), CAP + 1, tl.int32)  # CAP + 1: no tile yet
-                if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
-                    kth_key, n_ge, listed = _bounded_select(row_ptr, vocab, scale, k_eff, cmax,
-                                                            cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                                            TRANSFORM, PRECISE, BLOCK, CAP, NC, NCK)
-                if listed > CAP:  # the radix select, its first digit from the top byte's histogram
-                    if bounded:  # the stats pass did not take it: one more read
-                        unused_m, unused_nan, hist0, unused_classes = _stats_range(
-                            row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
-                    kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
-                                                          cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                                          TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
+                    kth_key, n_ge = _tile_kth(cand_x_ptr + row * CAP, listed, k_eff, CAP)
+            if listed > CAP:  # the radix select over the row, its first digit from the top byte's histogram
+                if ~have_hist:  # the stats pass did not take it: one more read
+                    unused_m, unused_nan, hist0, unused_classes = _stats_range(
+                        row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                    have_hist = tl.full((), 1, tl.int1)
+                kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
+                                                      cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                                                      TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
             kth = key_value(kth_key)
 
         # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
         keep_floor = m
         if MIN_KEEP_GT1:
-            if SPLIT:
-                floor_key, n_floor = _split_kth(kparts_ptr, state_ptr + row * 16 + 8, row, splits,
-                                                tl.minimum(min_keep, vocab))
+            keep = tl.minimum(min_keep, vocab).to(tl.int64)
+            if (listed > 0) & (listed <= CAP):  # the top-k tile holds every entry >= kth, so the keep-th largest
+                floor_key, n_floor = _tile_kth(cand_x_ptr + row * CAP, listed, keep, CAP)
             else:
-                floor_key, n_floor, _ = _radix_select(row_ptr, vocab, scale, tl.minimum(min_keep, vocab).to(tl.int64),
-                                                      hist0, cand_x_ptr, cand_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP,
-                                                      False)
+                if ~have_hist:
+                    unused_m, unused_nan, hist0, unused_classes = _stats_range(
+                        row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                floor_key, n_floor, _ = _radix_select(row_ptr, vocab, scale, keep, hist0, cand_x_ptr, cand_i_ptr,
+                                                      TRANSFORM, PRECISE, BLOCK, CAP, False)
             keep_floor = key_value(floor_key)
 
         topp_on = tl.full((), 0, tl.int1)
@@ -716,11 +598,6 @@ def _filter_chain_kernel(
             if use_tile:
                 if listed > 0:  # the select's tile holds every entry >= kth: no more reads of the row
                     written = _keep_from_kth(cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, listed, kth, CAP)
-                elif SPLIT:
-                    # the slices copied their candidates (PASS 4); concatenated in slice order they are the
-                    # row-order tile below, so every sum over it rounds as on the one-program path
-                    written = _gather_slices(part_x_ptr, part_i_ptr, part_n_ptr, cand_x_ptr + row * CAP,
-                                             cand_i_ptr + row * CAP, row, splits, CAP)
                 else:
                     written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
                                                cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
@@ -939,28 +816,25 @@ def _chain(
     pivots = pivot_count(_NUM_PIVOTS)  # PYDECODE_TRITON_PIVOTS
     ptile = early and tokens and not (filtered or kept_input) and top_p is not None
     cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
-    # The split path serves the candidate-tile calls (tokens, a top-k, no full row written): the
-    # passes over the row run over `splits` slices, the tile stage per row.
-    splits = split_count(batch, vocab, x) if tile else 1
-    parts, kparts, state, part_x, part_i, part_n = cand_i, cand_i, cand_i, cand_x, cand_i, cand_i  # typed dummies
+    # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) when the
+    # class bound selects the top-k: one pass over `splits` slices of each row, the rest per row.
+    splits = split_count(batch, vocab, x) if tile and early else 1
+    parts, part_x, part_i, part_n = cand_i, cand_x, cand_i, cand_i  # typed dummies
+    fold = 16
     if splits > 1:
         slice_len, splits = slices(vocab, splits)
-        parts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
-        if min_keep > 1:
-            kparts = torch.empty((batch, splits, 4, 512), dtype=torch.int32, device=device)
-        state = torch.empty((batch, 16), dtype=torch.int64, device=device)
+        sblock, slice_classes, fold = split_layout(slice_len, splits, _CAP, interpret)
+        parts = torch.empty((batch, splits, 4 + fold), dtype=torch.int32, device=device)
         part_x = torch.empty((batch, splits, _CAP), dtype=torch.float32, device=device)
         part_i = torch.empty((batch, splits, _CAP), dtype=torch.int32, device=device)
         part_n = torch.empty((batch, splits), dtype=torch.int32, device=device)
-        sblock = block_for(slice_len, interpret=interpret)
-        for p in range(5):
-            _split_pass_kernel[(batch, splits)](
-                x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(),
-                top_k.contiguous(), min_keep, parts, kparts, state, part_x, part_i, part_n, splits, slice_len,
-                PASS=p, TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP,
-                MIN_KEEP_GT1=min_keep > 1, EARLY_TILE=early and top_k is not None,
-                num_warps=8 if sblock >= 1024 else 4,
-            )
+        _split_pass_kernel[(batch, splits)](
+            x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(), top_k.contiguous(),
+            min_keep, parts, part_x, part_i, part_n, splits, slice_len,
+            TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP, NC=slice_classes,
+            NCS=min(slice_classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=4 + fold,
+            num_warps=8 if sblock >= 1024 else 4,
+        )
     _filter_chain_kernel[(row_programs(batch, x),)](
         x, x.stride(0), vocab, batch,
         dummy if temperature is None else temperature.contiguous(),
@@ -977,7 +851,7 @@ def _chain(
         # which filters exist are runtime flags: one compiled variant serves every mask op
         int(top_k is not None), int(top_p is not None), int(min_p is not None),
         cand_x, cand_i,
-        parts, kparts, state, part_x, part_i, part_n, splits,
+        parts, part_x, part_i, part_n, splits,
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, NP) tile of 8192: 2048 x 4 stays in registers on a GPU (no
@@ -985,6 +859,7 @@ def _chain(
         BLOCK_P=min(block, 4096 if interpret else 8192 // pivots), NP=pivots, TILE=tile, CAP=_CAP if scratch else 16,
         SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
         NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
+        FOLD=fold, REC=4 + fold, UNION=triton.next_power_of_2(splits * fold),  # the split path's records
         num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows
