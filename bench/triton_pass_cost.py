@@ -16,7 +16,12 @@ step (BLOCK / threads). Static counts: every instruction of the loop, once (the 
 data-dependent branch inside it, except the copy's guard; ``skipping`` is the count of a loop step
 that skips the largest guarded region, as a copy's block that selects nothing does).
 
-    python -m bench.triton_pass_cost [--target 90] [--csv FILE]
+Fixed costs per program (``--fixed-csv``): the selects over class maxima and tiles that a program
+runs once, not per element (the class bound's select, the split path's selects over a slice's
+and over a row's maxima). They compile to straight-line code (no loop: checked), so the count is
+each thread's instructions for one call, the probe's load and store included.
+
+    python -m bench.triton_pass_cost [--target 90] [--csv FILE] [--fixed-csv FILE]
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from triton.compiler import ASTSource
 
 from bench.common import append_rows
 from pydecode.triton_kernels import sampling as S
-from pydecode.triton_kernels._common import append_few, append_scan, load_row, prefix_at_least
+from pydecode.triton_kernels._common import append_few, append_scan, class_bound, keys_select, load_row, prefix_at_least
 
 BLOCK, NUM_WARPS, NC = 2048, 8, 512
 
@@ -132,6 +137,28 @@ PROBES = [
 ]
 
 
+@triton.jit
+def _bound_probe(x_ptr, out_ptr, rank, NC: tl.constexpr, NR: tl.constexpr):
+    tl.store(out_ptr, class_bound(tl.load(x_ptr + tl.arange(0, NC)), rank, NC, NR))
+
+
+@triton.jit
+def _select_probe(x_ptr, out_ptr, rank, N: tl.constexpr):
+    ukeys = tl.load(x_ptr + tl.arange(0, N)).to(tl.int64) + 2147483648
+    key, remaining, at_digit = keys_select(ukeys, ukeys >= 0, tl.full((), 0, tl.int64), rank, 0)
+    tl.store(out_ptr, key + remaining + at_digit)
+
+
+# (part, what it is, probe, constexprs): run once per program (or per row), not per element
+FIXED_PROBES = [
+    ("class bound, 2048 -> 512", "the k-th largest of 2048 class maxima folded to 512 (a top-k select's bound; "
+     "each split slice's own bound)", _bound_probe, {"NC": 2048, "NR": 512}),
+    ("select over 512 keys", "keys_select: a tile's four digits (the top-k tile's select)", _select_probe, {"N": 512}),
+    ("select over 1024 keys", "keys_select over a split row's slices' folded maxima (gather_bounded's bound)",
+     _select_probe, {"N": 1024}),
+]
+
+
 def cuobjdump() -> str:
     """triton's bundled cuobjdump (else one on PATH)."""
     bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
@@ -158,18 +185,34 @@ def loop_instructions(sass: str) -> tuple[int, int]:
     return total, total - skipped
 
 
-def count(probe, extra: dict, constexprs: dict, arch: int) -> tuple[float, float]:  # noqa: ANN001
-    signature = {"x_ptr": "*bf16", "out_ptr": "*fp32", **extra, "vocab": "i32"}
-    if "key" in probe.arg_names:
-        signature["key"] = "i32"  # a runtime key or prefix: the compiler must not fold the comparisons
-    constexprs = {"BLOCK": BLOCK, **constexprs}  # a probe may take its own BLOCK (the pivot pass's 512)
-    signature.update({name: "constexpr" for name in constexprs})
+def sass_of(probe, signature: dict, constexprs: dict, arch: int) -> str:  # noqa: ANN001
+    """The cuobjdump listing of ``probe`` compiled for sm_``arch`` with NUM_WARPS warps."""
+    signature = {**signature, **{name: "constexpr" for name in constexprs}}
     compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs=constexprs),
                               target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.cubin"
         path.write_bytes(compiled.asm["cubin"])
-        sass = subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+        return subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def fixed_count(probe, constexprs: dict, arch: int) -> tuple[int, int]:  # noqa: ANN001
+    """(instructions of the probe's listing, backward branches in it: 0 for straight-line code)."""
+    sass = sass_of(probe, {"x_ptr": "*i32", "out_ptr": "*i64", "rank": "i32"}, constexprs, arch)
+    rows = re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)
+    loops = 0
+    for at, text in rows:
+        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        loops += bool(target and int(target.group(1), 16) < int(at, 16))
+    return len(rows), loops
+
+
+def count(probe, extra: dict, constexprs: dict, arch: int) -> tuple[float, float]:  # noqa: ANN001
+    signature = {"x_ptr": "*bf16", "out_ptr": "*fp32", **extra, "vocab": "i32"}
+    if "key" in probe.arg_names:
+        signature["key"] = "i32"  # a runtime key or prefix: the compiler must not fold the comparisons
+    constexprs = {"BLOCK": BLOCK, **constexprs}  # a probe may take its own BLOCK (the pivot pass's 512)
+    sass = sass_of(probe, signature, constexprs, arch)
     per_thread = constexprs["BLOCK"] / (32 * NUM_WARPS)  # elements a thread takes per loop step
     total, skipping = loop_instructions(sass)
     return total / per_thread, skipping / per_thread
@@ -179,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=int, default=90, help="compute capability (90: H100/H200)")
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV file")
+    parser.add_argument("--fixed-csv", type=Path, help="append the fixed costs' rows to this CSV file")
     args = parser.parse_args(argv)
     rows = []
     print(f"triton {triton.__version__}, sm_{args.target}, bfloat16 row, BLOCK {BLOCK}, {NUM_WARPS} warps")
@@ -190,6 +234,15 @@ def main(argv: list[str] | None = None) -> None:
                      "instructions_per_element": round(per, 1), "skipping_guarded": round(skipping, 1), "what": what})
     if args.csv:
         append_rows(args.csv, rows)
+    fixed = []
+    print(f"\nfixed costs, {NUM_WARPS} warps: instructions per thread for one call")
+    for name, what, probe, constexprs in FIXED_PROBES:
+        total, loops = fixed_count(probe, constexprs, args.target)
+        print(f"{name:<26} {total:>6d}  {what}" + (f"  ({loops} loops: a lower bound)" if loops else ""), flush=True)
+        fixed.append({"triton": triton.__version__, "target": f"sm_{args.target}", "part": name,
+                      "instructions_per_thread": total, "loops": loops, "what": what})
+    if args.fixed_csv:
+        append_rows(args.fixed_csv, fixed)
 
 
 if __name__ == "__main__":
