@@ -86,8 +86,9 @@ def _append_probe(x_ptr, out_ptr, idx_ptr, vocab, key, SCAN: tl.constexpr, BLOCK
 
 
 @triton.jit
-def _mass_probe(x_ptr, out_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr):
-    z, n, n_on, below = S._row_mass(x_ptr, vocab, 1.0, 2.0, float("-inf"), key.to(tl.int64), 0, False, BLOCK, BOUND)
+def _mass_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr):
+    z, n, n_on, below = S._row_mass(x_ptr, vocab, 1.0, 2.0, float("-inf"), key.to(tl.int64), out_ptr + 1, idx_ptr, 0,
+                                    False, BLOCK, 512, BOUND)
     tl.store(out_ptr, z + n + n_on + below)
 
 
@@ -132,8 +133,9 @@ PROBES = [
     ("final pass", "row path's last pass: filters' verdict, Gumbel-max sample (skipping: no Philox)",
      _final_probe, {}, {"LOGPROBS": False}),
     ("final + log-prob", "the same with the log-prob's sum (libdevice exp)", _final_probe, {}, {"LOGPROBS": True}),
-    ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {}, {"BOUND": False}),
-    ("sum + bound", "Z pass with the top-p tile's count and mass below", _mass_probe, {}, {"BOUND": True}),
+    ("sum", "Z pass (top-k filtered softmax denominator)", _mass_probe, {"idx_ptr": "*i32"}, {"BOUND": False}),
+    ("sum + bound", "Z pass with the top-p tile's copy and the mass below it (skipping: a block copying nothing)",
+     _mass_probe, {"idx_ptr": "*i32"}, {"BOUND": True}),
 ]
 
 

@@ -188,7 +188,12 @@ def append_selected(values, cols, sel, written, dst_x_ptr, dst_i_ptr, CAP: tl.co
 
     Most blocks of a top-k or class-bound copy select nothing (they skip the stores: ~24
     instructions per element for the count, bench/triton_pass_cost.py) or a few (append_few)."""
-    n = tl.sum(sel.to(tl.int32), axis=0)
+    return append_counted(values, cols, sel, tl.sum(sel.to(tl.int32), axis=0), written, dst_x_ptr, dst_i_ptr, CAP)
+
+
+@triton.jit
+def append_counted(values, cols, sel, n, written, dst_x_ptr, dst_i_ptr, CAP: tl.constexpr):
+    """append_selected for a block whose ``n`` selected entries the caller has counted already."""
     if (n > 0) & (written < CAP):
         if n <= FEW:
             append_few(values, cols, sel, n, written, dst_x_ptr, dst_i_ptr, CAP)

@@ -55,6 +55,7 @@ from ._common import (
     T_LOG,
     T_MUL_RECIP,
     T_NONE,
+    append_counted,
     append_selected,
     block_for,
     class_bound,
@@ -199,11 +200,13 @@ def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFOR
 
 
 @triton.jit
-def _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-              BLOCK: tl.constexpr, BOUND: tl.constexpr):
+def _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
+              PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BOUND: tl.constexpr):
     """(Z, n, n_on, below): the sum of ``exp(x - m)`` over the entries >= kth (the top-k filtered
     row's softmax denominator) and their count; with BOUND also how many of them have an unsigned
-    key >= ``bound`` (the top-p tile's entries) and the sum of ``exp(x - m)`` over the others, else 0."""
+    key >= ``bound`` (the top-p tile's entries), copied to the CAP-entry tile as they come (values
+    and columns, column order; past CAP the writes are dropped), and the sum of ``exp(x - m)`` over
+    the others, else 0."""
     z = tl.full((), 0.0, tl.float32)
     n_kept = tl.full((), 0, tl.int32)
     n_on = tl.full((), 0, tl.int32)
@@ -219,7 +222,7 @@ def _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM: tl.constexpr, PRE
         n_kept += tl.sum(kept.to(tl.int32), axis=0)
         if BOUND:  # a float compare (kept entries are not NaN): cheaper than their keys'
             on = kept & (x >= bound_value)
-            n_on += tl.sum(on.to(tl.int32), axis=0)
+            n_on = append_counted(x, cols, on, tl.sum(on.to(tl.int32), axis=0), n_on, tile_x_ptr, tile_i_ptr, CAP)
             below += tl.sum(tl.where(on, 0.0, w), axis=0)
     return z, n_kept, n_on, below
 
@@ -231,21 +234,22 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
     """The top-p tile of a row without an active top-k: (Z, n, used, listed, below_key, below_mass).
 
     The tile takes the entries at or above the class bound (class_maxima) of rank _TILE_RANK: its top
-    few hundred entries. The Z pass also counts them and sums the mass of the others; when they fit
-    the tile and that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p boundary lies on the
-    tile (its lower edge is feasible, the row maximum is not), so one copy and the cut, min-p, the
-    sample and the log-prob finish there (``used``): 3 reads of the row. Otherwise the row path runs
-    with this Z, without the copy."""
+    few hundred entries. The Z pass also copies them to the tile and sums the mass of the others;
+    when they fit the tile and that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p
+    boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
+    min-p, the sample and the log-prob finish there (``used``): 2 reads of the row. Otherwise the
+    row path runs with this Z (the copy, ~48 instructions per element of a block storing by scan,
+    then wasted)."""
     bound = class_bound(cmax, tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC), NC, NC)
-    z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, TRANSFORM, PRECISE, BLOCK, True)
+    z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRANSFORM,
+                                       PRECISE, BLOCK, CAP, True)
     floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= bound  # min_tokens_to_keep's entries on it
     used = (z > threshold * z) & floor_on & (n_on > 0) & (n_on <= CAP) & (below <= threshold * z)
     listed = tl.full((), 0, tl.int32)
     below_key = tl.full((), _BELOW_KEYS, tl.int64)
     below_mass = tl.full((), 0.0, tl.float32)
     if used:
-        listed = _copy_prefix(row_ptr, 0, vocab, scale, bound, 0, tile_x_ptr, tile_i_ptr, TRANSFORM, PRECISE, BLOCK,
-                              CAP)
+        listed = n_on
         below_key = bound - 2147483649  # the largest signed key below the tile's
         below_mass = below
     return z, n_kept, used, listed, below_key, below_mass
@@ -631,8 +635,8 @@ def _filter_chain_kernel(
             # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has (taken
             # already when the top-p tile was tried)
             if (topp_on | minp_on) & (~have_z):
-                z, n_kept, unused_on, unused_below = _row_mass(row_ptr, vocab, scale, m, kth, 0, TRANSFORM, PRECISE,
-                                                               BLOCK, False)
+                z, n_kept, unused_on, unused_below = _row_mass(row_ptr, vocab, scale, m, kth, 0, cand_x_ptr,
+                                                               cand_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP, False)
 
             # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a pivot search
             # in value space over the row, each pass shrinking (lo, hi) ~NP x in entries, until at

@@ -213,11 +213,11 @@ def test_append_selected_keeps_column_order() -> None:
 @interpreted
 def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries at
-    or above the class bound of rank 432 finish on that tile after one copy; rows with a wider
-    nucleus (a flat row, a tie group, a wide randn row) take the row path without copying (the sum
-    pass counts the entries at the bound and the mass below it). Either way the tokens are those of
-    the row path (written rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to
-    rounding; with min-p and min_tokens_to_keep too."""
+    or above the class bound of rank 432 finish on that tile, which the sum pass copies as it counts
+    the entries at the bound and sums the mass below it; rows with a wider nucleus (a flat row, a tie
+    group, a wide randn row) take the row path. Either way the tokens are those of the row path
+    (written rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to rounding; with
+    min-p and min_tokens_to_keep too."""
     vocab = 3000
     g = torch.Generator().manual_seed(51)
     peaked = torch.randn(4, vocab, generator=g) * 3  # nucleus of a few tens at p = 0.9
@@ -226,16 +226,17 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     x = torch.cat([peaked, flat, torch.zeros(1, vocab), wide, edge_rows(vocab, seed=52)])
     n = x.shape[0]
     seed, offset = seeds(n, CPU, base=23)
-    copies: dict[int, int] = {}  # row -> entries copied
-    copy_prefix = triton_sampling._copy_prefix
+    copies: dict[int, int] = {}  # row -> entries on the tile, for the rows that finished there
+    top_p_tile = triton_sampling._top_p_tile
 
-    def recorded(row_ptr, lo, hi, scale, prefix, shift, *args):  # noqa: ANN001, ANN202
-        written = copy_prefix(row_ptr, lo, hi, scale, prefix, shift, *args)
-        row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
-        copies[row] = int(written.handle.data.item())
-        return written
+    def recorded(row_ptr, *args):  # noqa: ANN001, ANN202
+        z, n_kept, used, listed, below_key, below_mass = top_p_tile(row_ptr, *args)
+        if bool(used.handle.data.item()):
+            row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
+            copies[row] = int(listed.handle.data.item())
+        return z, n_kept, used, listed, below_key, below_mass
 
-    monkeypatch.setattr(triton_sampling, "_copy_prefix", recorded)
+    monkeypatch.setattr(triton_sampling, "_top_p_tile", recorded)
     for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
         rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
                                    backend="triton")
@@ -247,7 +248,7 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
         got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
         for row in range(4):
             assert 432 <= copies.get(row, 0) <= 512, f"peaked row {row} did not finish on the tile: {copies}"
-        # the flat, tied (and at p = 0.9 wide) rows' nuclei do not fit the tile: no copy
+        # the flat, tied (and at p = 0.9 wide) rows' nuclei do not fit the tile: the row path
         assert not ({4, 5, 6, 7} if kw["top_p"] == 0.9 else {4, 5, 6}) & set(copies), copies
         copies.clear()
         assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {kw}")
@@ -260,8 +261,9 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
 @interpreted
 def test_row_reads_of_the_early_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     """bench/triton_row_reads.py's counter on peaked rows (a confident decode step): the chain with
-    top-k reads each row 2 times with the tiles (stats, copy) instead of 5, top-p alone 3 (stats,
-    sum, copy) instead of 5, beam top-k with log-softmax 3 (stats, sum, logit copy) instead of 7."""
+    top-k reads each row 2 times with the tiles (stats, copy) instead of 5, top-p alone 2 (stats,
+    sum with the tile's copy) instead of 5, beam top-k with log-softmax 3 (stats, sum, logit copy)
+    instead of 7."""
     from bench import triton_row_reads as reads
 
     vocab, rows = 3000, 2
@@ -271,7 +273,7 @@ def test_row_reads_of_the_early_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
         "top-k": (lambda: S.filter_and_sample(x, temperature=0.7, top_k=20, top_p=0.9, seed=seed, offset=offset,
                                               backend="triton"), 5, 2),
         "top-p": (lambda: S.filter_and_sample(x, temperature=0.7, top_p=0.9, seed=seed, offset=offset,
-                                              backend="triton"), 5, 3),
+                                              backend="triton"), 5, 2),
         "beam": (lambda: B.beam_topk(x, torch.zeros(rows), 1, 8, backend="triton"), 7, 3),
     }
     for name, (call, off, on) in calls.items():
