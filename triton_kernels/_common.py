@@ -366,7 +366,8 @@ MIN_SLICE = 8192
 # Ops that measured slower split (bench/bench_triton_split.py on an H200, batch 1-8,
 # bench/results/triton_split_h200.csv) pass these as split_count's min_vocab: greedy was slower at
 # every shape (74-76 us split vs 37-53 us), beam top-k at vocab 32000 (468-478 vs 354-362 us) but
-# not at 128256 (473-487 vs 1126-1143 us).
+# not at 128256 (473-487 vs 1126-1143 us). Beam's split then took 5-7 launches, now 1-2 (the class
+# bound): its threshold is to be measured again.
 NEVER = 1 << 62
 BEAM_SPLIT_MIN_VOCAB = 65536
 
