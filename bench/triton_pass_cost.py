@@ -188,9 +188,15 @@ def loop_instructions(sass: str) -> tuple[int, int]:
 
 
 def sass_of(probe, signature: dict, constexprs: dict, arch: int) -> str:  # noqa: ANN001
-    """The cuobjdump listing of ``probe`` compiled for sm_``arch`` with NUM_WARPS warps."""
+    """The cuobjdump listing of ``probe`` compiled for sm_``arch`` with NUM_WARPS warps, specialised
+    as a launch on a 16-byte aligned row whose length is a multiple of 16 is (vocab 32000, 128256,
+    152064): the pointers and ``vocab`` divisible by 16, so a thread's 8 bfloat16 load as one
+    16-byte LDG (with unknown alignment: 8 two-byte loads)."""
     signature = {**signature, **{name: "constexpr" for name in constexprs}}
-    compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs=constexprs),
+    aligned = [["tt.divisibility", 16]]
+    attrs = {(probe.arg_names.index(name),): aligned for name, kind in signature.items()
+             if kind.startswith("*") or name == "vocab"}
+    compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs=constexprs, attrs=attrs),
                               target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "probe.cubin"

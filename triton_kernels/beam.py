@@ -84,18 +84,19 @@ def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: 
     """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi), and with
     CLASSES the NC column classes' logit key maxima (_common.class_maxima; else zeros)."""
     neg_inf = float("-inf")
-    m = tl.full((), neg_inf, tl.float32)
-    n_nan = tl.full((), 0, tl.int32)
+    # per block position, reduced once after the loop (no cross-warp reduction per step)
+    m_pos = tl.full([BLOCK], neg_inf, tl.float32)
+    nan_pos = tl.zeros([BLOCK], dtype=tl.int32)
     kmax = tl.full([BLOCK], -2147483648, tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
-        n_nan += tl.sum((x != x).to(tl.int32), axis=0)
-        m = tl.maximum(m, tl.max(tl.where(x != x, neg_inf, x), axis=0))
+        nan_pos += (x != x).to(tl.int32)
+        m_pos = tl.maximum(m_pos, tl.where(x != x, neg_inf, x))
         if CLASSES:  # columns past hi load as -inf: a lower bound too
             kmax = tl.maximum(kmax, float_key(x))
-    return m, n_nan, class_maxima(kmax, BLOCK, NC)
+    return tl.max(m_pos, axis=0), tl.sum(nan_pos, axis=0), class_maxima(kmax, BLOCK, NC)
 
 
 @triton.jit
@@ -191,7 +192,7 @@ def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s
     return written, below
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "k_row", "splits"])
+@triton.jit(do_not_specialize=["n_rows", "k_row", "splits"])
 def _beam_row_topk_kernel(
     x_ptr, stride, vocab, n_rows, beam_scores_ptr, k_row, out_scores_ptr, out_tokens_ptr, tile_s_ptr, tile_i_ptr,
     parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
@@ -298,7 +299,7 @@ def _beam_row_topk_kernel(
                        out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "k_row", "splits", "slice_len"])
+@triton.jit(do_not_specialize=["k_row", "splits"])
 def _beam_split_kernel(
     x_ptr, stride, vocab, k_row, parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
     PASS: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, NC: tl.constexpr,

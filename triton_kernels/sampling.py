@@ -395,8 +395,9 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
     more instructions per element than the rest of the pass, so it is taken only for the radix
     select (a k above the class bound's reach, min_tokens_to_keep, the early tiles switched off)."""
     neg_inf = float("-inf")
-    m = tl.full((), neg_inf, tl.float32)
-    n_nan = tl.full((), 0, tl.int32)
+    # per block position, reduced once after the loop (no cross-warp reduction per step)
+    m_pos = tl.full([BLOCK], neg_inf, tl.float32)
+    nan_pos = tl.zeros([BLOCK], dtype=tl.int32)
     hist0 = tl.zeros([512], dtype=tl.int32)
     kmax = tl.full([BLOCK], -2147483648, tl.int32)
     for start in range(lo, hi, BLOCK):
@@ -404,14 +405,14 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
         isnan = x != x
-        m = tl.maximum(m, tl.max(tl.where(isnan, neg_inf, x), axis=0))
-        n_nan += tl.sum((isnan & mask).to(tl.int32), axis=0)
+        m_pos = tl.maximum(m_pos, tl.where(isnan, neg_inf, x))
+        nan_pos += (isnan & mask).to(tl.int32)
         if CLASSES:  # columns past hi load as -inf: a lower bound too
             kmax = tl.maximum(kmax, float_key(x))
         if hist_on:
             top_byte = ((float_key(x).to(tl.int64) + 2147483648) >> 24).to(tl.int32)
             hist0 += tl.histogram(tl.where(mask, top_byte, 256), 512)
-    return m, n_nan, hist0, class_maxima(kmax, BLOCK, NC)
+    return tl.max(m_pos, axis=0), tl.sum(nan_pos, axis=0), hist0, class_maxima(kmax, BLOCK, NC)
 
 
 @triton.jit
@@ -425,7 +426,7 @@ def _tile_kth(tile_x_ptr, listed, k, CAP: tl.constexpr):
 
 # ---- the split path (_common.split_record): small batches spread each row over `splits` programs,
 # one pass before the chain kernel, which gathers the row's top-k tile from the slices' copies.
-@triton.jit(do_not_specialize=["stride", "vocab", "min_keep", "splits", "slice_len"])
+@triton.jit(do_not_specialize=["min_keep", "splits"])
 def _split_pass_kernel(
     x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep, parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     slice_len, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
@@ -455,7 +456,7 @@ def _split_pass_kernel(
         tl.store(part_n_ptr + row * splits + s, n)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
+@triton.jit(do_not_specialize=["n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
                              "use_min_p", "splits"])
 def _filter_chain_kernel(
     x_ptr, stride, vocab, n_rows,
@@ -719,7 +720,7 @@ def _filter_chain_kernel(
                 tl.store(logprobs_ptr + row, lp)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab"])
+@triton.jit
 def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.constexpr, BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
@@ -730,21 +731,24 @@ def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.c
 
 @triton.jit
 def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
-    """(largest non-NaN value, its lowest column) over columns [lo, hi); (-inf, 0) when none."""
-    best = tl.full((), float("-inf"), tl.float32)
-    best_idx = tl.full((), 0, tl.int64)
+    """(largest non-NaN value, its lowest column) over columns [lo, hi); (-inf, 0) when none.
+
+    Each block position keeps its own best value and earliest column (strict >: ties keep the
+    earlier), reduced across the block once after the loop: no cross-warp reduction (and its
+    barriers) per step."""
+    best_v = tl.full([BLOCK], float("-inf"), tl.float32)
+    best_c = tl.zeros([BLOCK], dtype=tl.int32)
     for start in range(lo, hi, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
-        x = tl.where(x != x, float("-inf"), x)
-        block_best = tl.max(x, axis=0)
-        if block_best > best:  # strict: an earlier block keeps ties (lowest index)
-            best = block_best
-            best_idx = tl.min(tl.where(x == block_best, cols, 2147483647), axis=0).to(tl.int64)
-    return best, best_idx
+        better = tl.where(x != x, float("-inf"), x) > best_v
+        best_v = tl.where(better, x, best_v)
+        best_c = tl.where(better, cols, best_c)
+    best = tl.max(best_v, axis=0)
+    return best, tl.min(tl.where(best_v == best, best_c, 2147483647), axis=0).to(tl.int64)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "n_rows"])
+@triton.jit(do_not_specialize=["n_rows"])
 def _greedy_kernel(x_ptr, stride, vocab, n_rows, out_ptr, BLOCK: tl.constexpr):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
@@ -752,7 +756,7 @@ def _greedy_kernel(x_ptr, stride, vocab, n_rows, out_ptr, BLOCK: tl.constexpr):
         tl.store(out_ptr + row, best_idx)
 
 
-@triton.jit(do_not_specialize=["stride", "vocab", "slice_len"])
+@triton.jit
 def _greedy_split_kernel(x_ptr, stride, vocab, slice_len, best_ptr, idx_ptr, BLOCK: tl.constexpr):
     """Greedy over slice ``program_id(1)`` of the row: its (best, lowest column) for _greedy_merge_kernel."""
     row = tl.program_id(0).to(tl.int64)
