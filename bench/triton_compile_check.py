@@ -93,7 +93,7 @@ def compile_launch(launch: dict, target: GPUTarget) -> bool:
         triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs,
                                  attrs=divisibility_of(kernel, launch)), target=target, options=launch["options"])
     except Exception as exc:  # report every failing launch, not just the first
-        print(f"FAIL {name}: {str(exc)[-1500:]}", flush=True)
+        print(f"FAIL {name}: {str(exc)[-4000:]}", flush=True)
         return False
     print(f"ok   {name} ({time.perf_counter() - start:.1f} s)", flush=True)
     return True

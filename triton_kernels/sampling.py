@@ -743,7 +743,7 @@ def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
         x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
         better = tl.where(x != x, float("-inf"), x) > best_v
         best_v = tl.where(better, x, best_v)
-        best_c = tl.where(better, cols, best_c)
+        best_c = tl.where(better, cols.to(tl.int32), best_c)  # int32 whatever lo's type (a split's is int64)
     best = tl.max(best_v, axis=0)
     return best, tl.min(tl.where(best_v == best, best_c, 2147483647), axis=0).to(tl.int64)
 
