@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import NamedTuple
 
 import torch
 import triton
@@ -285,13 +286,14 @@ def class_bound(cmax, rank, NC: tl.constexpr, NR: tl.constexpr):
 @triton.jit
 def split_record(rec_ptr, m, n_nan, cmax, rank, NC: tl.constexpr, NCS: tl.constexpr, FOLD: tl.constexpr):
     """Store a slice's record (see above) but its last slot; returns the slice's own class bound of
-    ``rank`` (int32): the rank-th largest of its NC class maxima folded to NCS (0, below every key,
-    when rank > NCS), a lower bound of the slice's rank-th largest key and so of the row's."""
+    ``rank`` (int32) as an unsigned key (int64): the rank-th largest of its NC class maxima folded to
+    NCS, a lower bound of the slice's rank-th largest key and so of the row's; 0, below every key,
+    when rank is not in [1, NCS] (callers pass 0 for rows that copy nothing: no select then)."""
     tl.store(rec_ptr, n_nan)
     tl.store(rec_ptr + 1, m.to(tl.int32, bitcast=True))
     tl.store(rec_ptr + 4 + tl.arange(0, FOLD), class_maxima(cmax, NC, FOLD))
     bound = tl.full((), 0, tl.int64)
-    if rank <= NCS:
+    if (rank > 0) & (rank <= NCS):
         bound = class_bound(cmax, rank, NC, NCS)
     tl.store(rec_ptr + 2, (bound - 2147483648).to(tl.int32))
     return bound
@@ -349,13 +351,41 @@ def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, r
     return tl.where(overflow, CAP + 1, written), below
 
 
-def split_layout(slice_len: int, splits: int, cap: int, interpret: bool) -> tuple[int, int, int]:
-    """(block, classes, fold) of a split pass over slices of ``slice_len``: each slice's class
-    maxima are folded so that the row's classes number ``cap`` to 2 x ``cap``, so gather_bounded's
+class SplitRows(NamedTuple):
+    """A split launch's sizes and scratch (split_record's layout): ``parts`` holds the records,
+    ``part_x/part_i/part_n`` the slices' copies (``cap`` entries each) and their counts."""
+
+    slice_len: int
+    splits: int
+    block: int  # elements per loop step of a slice pass
+    classes: int  # class maxima a slice keeps (its NC)
+    fold: int  # classes a slice's record holds (FOLD)
+    parts: torch.Tensor
+    part_x: torch.Tensor
+    part_i: torch.Tensor
+    part_n: torch.Tensor
+
+    @property
+    def rec(self) -> int:
+        """int32 per record (REC)."""
+        return 4 + self.fold
+
+
+def split_rows(rows: int, vocab: int, splits: int, cap: int, x: torch.Tensor) -> SplitRows:
+    """Sizes and scratch of ``rows`` rows split about ``splits`` ways (slices). Each slice's class
+    maxima are folded so that the row's classes number ``cap`` to 2 x ``cap``: gather_bounded's
     select runs over at most ~2 x cap keys per row, with at least the one-program path's classes."""
-    block = block_for(slice_len, interpret=interpret)
+    slice_len, splits = slices(vocab, splits)
+    block = block_for(slice_len, interpret=interpreting(x))
     classes = min(block, CLASSES)
-    return block, classes, min(classes, max(16, triton.next_power_of_2(triton.cdiv(cap, splits))))
+    fold = min(classes, max(16, triton.next_power_of_2(triton.cdiv(cap, splits))))
+    return SplitRows(
+        slice_len, splits, block, classes, fold,
+        parts=torch.empty((rows, splits, 4 + fold), dtype=torch.int32, device=x.device),
+        part_x=torch.empty((rows, splits, cap), dtype=torch.float32, device=x.device),
+        part_i=torch.empty((rows, splits, cap), dtype=torch.int32, device=x.device),
+        part_n=torch.empty((rows, splits), dtype=torch.int32, device=x.device),
+    )
 
 
 # Programs per row (None: by split_count's rule). Tests set it to force the split path on small

@@ -55,10 +55,9 @@ from ._common import (
     radix_digit,
     row_programs,
     rows_2d,
-    slices,
     split_count,
-    split_layout,
     split_record,
+    split_rows,
     tile_digit_hist,
     tile_select,
 )
@@ -341,8 +340,7 @@ def beam_topk_triton(
     cand_scores = torch.empty((rows, k_row), dtype=torch.float32, device=x.device)
     cand_tokens = torch.empty((rows, k_row), dtype=torch.int64, device=x.device)
     if rows:
-        interpret = interpreting(x)
-        block = block_for(vocab, interpret=interpret)
+        block = block_for(vocab, interpret=interpreting(x))
         nck = min(block, CLASSES, _TILE)  # the logit tile's classes
         early = k_row <= _TILE and early_tile()
         tile_s = torch.empty((rows, _TILE) if early else (1,), dtype=torch.float32, device=x.device)
@@ -353,18 +351,14 @@ def beam_topk_triton(
         parts, mass, part_x, part_i, part_n = tile_i, cand_tokens, tile_s, tile_i, tile_i  # typed dummies
         fold = 16
         if splits > 1:
-            slice_len, splits = slices(vocab, splits)
-            sblock, slice_classes, fold = split_layout(slice_len, splits, _TILE, interpret)
-            parts = torch.empty((rows, splits, 4 + fold), dtype=torch.int32, device=x.device)
+            sp = split_rows(rows, vocab, splits, _TILE, x)
+            splits, fold, parts, part_x, part_i, part_n = sp.splits, sp.fold, sp.parts, sp.part_x, sp.part_i, sp.part_n
             mass = torch.empty((rows, splits), dtype=torch.int64, device=x.device)
-            part_x = torch.empty((rows, splits, _TILE), dtype=torch.float32, device=x.device)
-            part_i = torch.empty((rows, splits, _TILE), dtype=torch.int32, device=x.device)
-            part_n = torch.empty((rows, splits), dtype=torch.int32, device=x.device)
             for p in range(2 if apply_log_softmax else 1):
                 _beam_split_kernel[(rows, splits)](
-                    x, x.stride(0), vocab, k_row, parts, mass, part_x, part_i, part_n, splits, slice_len,
-                    PASS=p, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_TILE, NC=slice_classes,
-                    NCS=min(slice_classes, _TILE), FOLD=fold, REC=4 + fold, num_warps=8 if sblock >= 1024 else 4,
+                    x, x.stride(0), vocab, k_row, parts, mass, part_x, part_i, part_n, splits, sp.slice_len,
+                    PASS=p, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_TILE, NC=sp.classes,
+                    NCS=min(sp.classes, _TILE), FOLD=fold, REC=sp.rec, num_warps=8 if sp.block >= 1024 else 4,
                 )
         _beam_row_topk_kernel[(row_programs(rows, x),)](
             x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,

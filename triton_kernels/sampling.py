@@ -77,8 +77,8 @@ from ._common import (
     rows_2d,
     slices,
     split_count,
-    split_layout,
     split_record,
+    split_rows,
     tile_digit_hist,
     tile_select,
 )
@@ -416,6 +416,15 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
 
 
 @triton.jit
+def _top_byte_hist(row_ptr, vocab, scale, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
+                   NC: tl.constexpr):
+    """The radix select's first-digit histogram (_stats_range's) when the stats pass did not take it."""
+    unused_m, unused_nan, hist0, unused_classes = _stats_range(row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE,
+                                                               BLOCK, False, NC)
+    return hist0
+
+
+@triton.jit
 def _tile_kth(tile_x_ptr, listed, k, CAP: tl.constexpr):
     """(key, n_ge) as _radix_select returns them, from a tile whose first ``listed`` values hold
     every entry of the row at or above the k-th largest (the class bound's tile, the early tile):
@@ -446,10 +455,11 @@ def _split_pass_kernel(
     m, n_nan, unused_hist, cmax = _stats_range(row_ptr, lo, hi, scale, False, TRANSFORM, PRECISE, BLOCK, True, NC)
     k = tl.load(top_k_ptr + row)
     k_eff = tl.maximum(k, min_keep)
+    bounded = (k > 0) & (k_eff < vocab) & (k_eff <= NCK)  # the chain kernel's `bounded`
     rec = parts_ptr + (row * splits + s) * REC
-    bound = split_record(rec, m, n_nan, cmax, k_eff.to(tl.int32), NC, NCS, FOLD)
+    bound = split_record(rec, m, n_nan, cmax, tl.where(bounded, k_eff, 0).to(tl.int32), NC, NCS, FOLD)
     tl.store(rec + 3, tl.full((), float("-inf"), tl.float32).to(tl.int32, bitcast=True))  # the beam's check: unused
-    if (k > 0) & (k_eff < vocab) & (k_eff <= NCK):  # the chain kernel's `bounded`
+    if bounded:
         dst = (row * splits + s) * CAP
         n = _copy_prefix(row_ptr, lo, hi, scale, bound, 0, part_x_ptr + dst, part_i_ptr + dst, TRANSFORM, PRECISE,
                          BLOCK, CAP)
@@ -529,8 +539,7 @@ def _filter_chain_kernel(
                     kth_key, n_ge = _tile_kth(cand_x_ptr + row * CAP, listed, k_eff, CAP)
             if listed > CAP:  # the radix select over the row, its first digit from the top byte's histogram
                 if ~have_hist:  # the stats pass did not take it: one more read
-                    unused_m, unused_nan, hist0, unused_classes = _stats_range(
-                        row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC)
                     have_hist = tl.full((), 1, tl.int1)
                 kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
                                                       cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
@@ -545,8 +554,7 @@ def _filter_chain_kernel(
                 floor_key, n_floor = _tile_kth(cand_x_ptr + row * CAP, listed, keep, CAP)
             else:
                 if ~have_hist:
-                    unused_m, unused_nan, hist0, unused_classes = _stats_range(
-                        row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE, BLOCK, False, NC)
+                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC)
                 floor_key, n_floor, _ = _radix_select(row_ptr, vocab, scale, keep, hist0, cand_x_ptr, cand_i_ptr,
                                                       TRANSFORM, PRECISE, BLOCK, CAP, False)
             keep_floor = key_value(floor_key)
@@ -830,18 +838,14 @@ def _chain(
     parts, part_x, part_i, part_n = cand_i, cand_x, cand_i, cand_i  # typed dummies
     fold = 16
     if splits > 1:
-        slice_len, splits = slices(vocab, splits)
-        sblock, slice_classes, fold = split_layout(slice_len, splits, _CAP, interpret)
-        parts = torch.empty((batch, splits, 4 + fold), dtype=torch.int32, device=device)
-        part_x = torch.empty((batch, splits, _CAP), dtype=torch.float32, device=device)
-        part_i = torch.empty((batch, splits, _CAP), dtype=torch.int32, device=device)
-        part_n = torch.empty((batch, splits), dtype=torch.int32, device=device)
+        sp = split_rows(batch, vocab, splits, _CAP, x)
+        splits, fold, parts, part_x, part_i, part_n = sp.splits, sp.fold, sp.parts, sp.part_x, sp.part_i, sp.part_n
         _split_pass_kernel[(batch, splits)](
             x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(), top_k.contiguous(),
-            min_keep, parts, part_x, part_i, part_n, splits, slice_len,
-            TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sblock, CAP=_CAP, NC=slice_classes,
-            NCS=min(slice_classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=4 + fold,
-            num_warps=8 if sblock >= 1024 else 4,
+            min_keep, parts, part_x, part_i, part_n, splits, sp.slice_len,
+            TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_CAP, NC=sp.classes,
+            NCS=min(sp.classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=sp.rec,
+            num_warps=8 if sp.block >= 1024 else 4,
         )
     _filter_chain_kernel[(row_programs(batch, x),)](
         x, x.stride(0), vocab, batch,
