@@ -205,6 +205,8 @@ def _beam_row_topk_kernel(
         bonus = tl.load(beam_scores_ptr + row).to(tl.float32)
 
         m = tl.full((), float("-inf"), tl.float32)
+        n_nan = tl.full((), 0, tl.int32)
+        z = tl.full((), 0, tl.int64)  # the log-softmax sum, fixed point
         log_z = tl.full((), 0.0, tl.float32)
         bad = tl.full((), 0, tl.int1)
         bins = tl.arange(0, 512)
@@ -212,17 +214,16 @@ def _beam_row_topk_kernel(
         if SPLIT:  # _beam_split_kernel read the slices: merged here (maxima, integer sums: exact)
             m, n_nan = merged_stats(parts_ptr, row, splits, REC)
             if LOG_SOFTMAX:
-                z = tl.full((), 0, tl.int64)
                 for s in range(0, splits):
                     z += tl.load(mass_ptr + row * splits + s)
-                log_z = _log_mass(z, PRECISE)
-                bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
         elif LOG_SOFTMAX or EARLY:  # with EARLY the statistics pass also takes the logits' class maxima
             m, n_nan, cmax = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY, NC)
             if LOG_SOFTMAX:
-                log_z = _log_mass(_row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK), PRECISE)
-                # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
-                bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
+                z = _row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK)
+        if LOG_SOFTMAX:
+            log_z = _log_mass(z, PRECISE)
+            # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
+            bad = (n_nan > 0) | (m == float("inf")) | (m == float("-inf"))
 
         tile_s = tile_s_ptr + row * CAP
         tile_i = tile_i_ptr + row * CAP
