@@ -34,7 +34,7 @@ from types import ModuleType
 import torch
 
 from bench.common import append_rows, environment, print_table
-from bench.triton_row_reads import logits as triton_logits
+from bench.row_kinds import logits as row_logits
 from pydecode.ops import _cpu
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, l
 def rows_of(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
     if kind == "rand":
         return torch.rand(rows, vocab, generator=torch.Generator().manual_seed(seed)).to(torch.bfloat16)
-    return triton_logits(kind, rows, vocab, seed).to(torch.bfloat16)
+    return row_logits(kind, rows, vocab, seed).to(torch.bfloat16)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

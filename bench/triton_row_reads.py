@@ -21,32 +21,22 @@ import functools
 import os
 from pathlib import Path
 
-os.environ["TRITON_INTERPRET"] = "1"  # before triton is imported: CPU tensors run interpreted
+if __name__ == "__main__":
+    # Before triton is imported: CPU tensors run interpreted. Only as a script: an import (a test's)
+    # must not switch the interpreter on for the whole process.
+    os.environ["TRITON_INTERPRET"] = "1"
 
 import torch  # noqa: E402
 
 from bench.common import append_rows  # noqa: E402
+from bench.row_kinds import ROWS, logits  # noqa: E402
 from pydecode.ops import beam as B  # noqa: E402
 from pydecode.ops import sampling as S  # noqa: E402
 from pydecode.triton_kernels import _common  # noqa: E402
 from pydecode.triton_kernels import beam as triton_beam  # noqa: E402
 from pydecode.triton_kernels import sampling as triton_sampling  # noqa: E402
 
-ROWS = ("randn x 1", "randn x 3", "peaked", "flat")
 BEAM_PASSES = ("_row_stats", "_row_mass", "_digit_hist", "_copy_top_scores", "_write_top")  # each over [lo, hi)
-
-
-def logits(kind: str, rows: int, vocab: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(rows, vocab, generator=g)
-    if kind == "randn x 3":
-        x *= 3
-    elif kind == "peaked":
-        x *= 2
-        x[:, :20] = 12 + 6 * torch.rand(rows, 20, generator=g)
-    elif kind == "flat":
-        x *= 0.3
-    return x
 
 
 def _count(value) -> int:  # noqa: ANN001

@@ -11,6 +11,11 @@ import torch
 # run (set before triton is imported anywhere). With a GPU they are compiled and tested for real.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# The interpreter setting the session started with. A module that changes it on import (a bench
+# module did, through a test that imported it) makes every later test run the interpreter's code
+# paths on the GPU: whole-row blocks that ptxas takes minutes over, no split rows, division
+# instead of the reciprocal. Every test checks it at setup (_interpreter_setting_unchanged).
+_INTERPRET_AT_START = os.environ.get("TRITON_INTERPRET")
 
 
 # PYDECODE_TEST_REPORT=FILE: every failed test (with its traceback) and every test slower than 5 s
@@ -48,6 +53,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_setting_unchanged() -> None:
+    now = os.environ.get("TRITON_INTERPRET")
+    if now != _INTERPRET_AT_START:
+        pytest.fail(f"TRITON_INTERPRET is {now!r} at this test's start, but the session started with "
+                    f"{_INTERPRET_AT_START!r}: an import or an earlier test changed it for the whole process")
 
 
 @pytest.fixture(params=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
