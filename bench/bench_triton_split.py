@@ -5,7 +5,7 @@ program per row, on a GPU.
 For batch 1/2/4/8 x vocab 32000/128256/152064 (bfloat16 logits ``randn * 3``), times ``greedy``,
 ``filter_and_sample`` (temperature 0.7, top-k 50, top-p 0.9; tokens only: the decode-loop call)
 and ``beam_topk`` (batch items x 4 beams, k = 8) with the general rule's split count (forced, also for the
-ops that only split when forced: greedy, beam top-k below vocab 65536) and with one
+ops that only split when forced or from a vocabulary size: greedy, beam top-k, sampling below 65536) and with one
 program per row, checks that both give the same tokens, prints a table and appends CSV rows
 (``--csv``). Times are CUDA-event medians over ``--repeats`` calls each, after a warm-up.
 """

@@ -393,13 +393,14 @@ def split_rows(rows: int, vocab: int, splits: int, cap: int, x: torch.Tensor) ->
 SPLITS_OVERRIDE: int | None = None
 # A slice should amortise its program's fixed costs (the merges read every slice's histograms).
 MIN_SLICE = 8192
-# Ops that measured slower split (bench/bench_triton_split.py on an H200, batch 1-8,
-# bench/results/triton_split_h200.csv) pass these as split_count's min_vocab: greedy was slower at
-# every shape (74-76 us split vs 37-53 us), beam top-k at vocab 32000 (468-478 vs 354-362 us) but
-# not at 128256 (473-487 vs 1126-1143 us). Beam's split then took 5-7 launches, now 1-2 (the class
-# bound): its threshold is to be measured again.
+# Per-op thresholds (split_count's min_vocab) from bench/bench_triton_split.py on an H200, batch 1-8,
+# eager calls (bench/results/triton_split_h200_b16b8d9.csv, the class-bound split path): greedy was
+# slower split at every shape (77 us split against 51 at vocab 128256: the extra launch costs more
+# than the row read saves); beam top-k too (0.73-0.81x at vocab 32000-152064); the sampling chain
+# 0.65-0.80x at vocab 32000 and 0.88-1.43x (1.00-1.04 at 128256) from 128256 on.
 NEVER = 1 << 62
-BEAM_SPLIT_MIN_VOCAB = 65536
+SAMPLING_SPLIT_MIN_VOCAB = 65536
+BEAM_SPLIT_MIN_VOCAB = NEVER
 
 
 def _forced_count(override: int | None, env: str, meaning: str) -> int | None:

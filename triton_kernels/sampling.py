@@ -51,6 +51,7 @@ from pydecode.ops._registry import register
 from ._common import (
     CLASSES,
     NEVER,
+    SAMPLING_SPLIT_MIN_VOCAB,
     T_DIVIDE,
     T_LOG,
     T_MUL_RECIP,
@@ -834,7 +835,7 @@ def _chain(
     cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) when the
     # class bound selects the top-k: one pass over `splits` slices of each row, the rest per row.
-    splits = split_count(batch, vocab, x) if tile and early else 1
+    splits = split_count(batch, vocab, x, min_vocab=SAMPLING_SPLIT_MIN_VOCAB) if tile and early else 1
     parts, part_x, part_i, part_n = cand_i, cand_x, cand_i, cand_i  # typed dummies
     fold = 16
     if splits > 1:

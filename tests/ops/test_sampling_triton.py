@@ -516,8 +516,9 @@ def test_split_count_per_op_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _common.split_count(8, 32000, x) == 3
     assert _common.split_count(132, 128256, x) == 1  # the rows fill the SMs
     assert _common.split_count(1, 128256, x, min_vocab=_common.NEVER) == 1
-    assert _common.split_count(4, 32000, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 1
-    assert _common.split_count(4, 128256, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 15
+    assert _common.split_count(4, 32000, x, min_vocab=_common.SAMPLING_SPLIT_MIN_VOCAB) == 1
+    assert _common.split_count(4, 128256, x, min_vocab=_common.SAMPLING_SPLIT_MIN_VOCAB) == 15
+    assert _common.split_count(4, 152064, x, min_vocab=_common.BEAM_SPLIT_MIN_VOCAB) == 1
     monkeypatch.setattr(_common, "SPLITS_OVERRIDE", 7)
     assert _common.split_count(1, 128256, x, min_vocab=_common.NEVER) == 7
 
@@ -635,12 +636,14 @@ def test_gpu_filter_and_sample_triton(batch: int, vocab: int, dtype: torch.dtype
 @pytest.mark.parametrize("batch", (1, 2, 4, 8))
 def test_gpu_split_path_triton(batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """At small batches the rows are spread over several programs (the default rule splits these
-    shapes): the same tokens and log-probs, bit for bit, as one program per row (and as 7 slices
-    at batch 1), for the tile (top-k 50), a top-k above the tile (1000) and greedy."""
+    shapes from vocab 65536 on; 3 slices forced at 32000): the same tokens and log-probs, bit for
+    bit, as one program per row (and as 7 slices at batch 1), for the tile (top-k 50), a top-k
+    above the tile (1000) and greedy."""
     x = _gpu_rows(batch, vocab, torch.bfloat16, seed=3 * batch + vocab)
     seed, offset = seeds(batch, x.device)
-    assert _common.split_count(batch, vocab, x) > 1
-    modes = (None, 1, 7) if batch == 1 else (None, 1)
+    auto = _common.split_count(batch, vocab, x, min_vocab=_common.SAMPLING_SPLIT_MIN_VOCAB)
+    assert (auto > 1) == (vocab >= _common.SAMPLING_SPLIT_MIN_VOCAB)
+    modes = (None if auto > 1 else 3, 1) + ((7,) if batch == 1 else ())
     # all with a temperature: one set of compiled variants (the GPU check's test step has a time limit)
     for kw in (dict(temperature=0.7, top_k=50, top_p=0.9), dict(temperature=1.1, top_k=20, min_p=0.1),
                dict(temperature=0.9, top_k=1000, top_p=0.95)):
