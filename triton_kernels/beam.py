@@ -368,11 +368,75 @@ def beam_topk_triton(
             EARLY=early, NC=min(block, CLASSES), NCK=nck, SPLIT=splits > 1, FOLD=fold, REC=4 + fold,
             UNION=triton.next_power_of_2(splits * fold), num_warps=8 if block >= 1024 else 4,
         )
-    # Merge: num_beams * k_row candidates per item, ranked by the reference's unique keys.
-    beam_of_row = torch.arange(rows, device=x.device, dtype=torch.int64) % num_beams
-    flat = (beam_of_row[:, None] * vocab + cand_tokens).reshape(batch, num_beams * k_row)
-    scores = cand_scores.reshape(batch, num_beams * k_row)
-    keys = _score_key(scores) * _LOW32 + (_MAX_FLAT - flat)
-    _, pos = torch.topk(keys, k, dim=1)
-    sel = flat.gather(1, pos)
-    return scores.gather(1, pos), sel % vocab, sel // vocab
+    return _merge(cand_scores, cand_tokens, batch, num_beams, vocab, k)
+
+
+# The merge kernel sorts an item's num_beams x k_row candidates in one program (as the cuda
+# backend's beam_merge_kernel does up to 4096); more take the torch ops.
+MERGE_MAX = 4096
+
+
+def _merge(
+    cand_scores: torch.Tensor, cand_tokens: torch.Tensor, batch: int, num_beams: int, vocab: int, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each batch item's top k of its num_beams x k_row candidates, ranked by the reference's unique
+    keys (score key, then the lower flat index): one launch where there were ~15 torch ops, each a
+    launch and host time (Triton beam top-k measured 24-26 launches a call on the H200)."""
+    n = num_beams * cand_scores.shape[1]
+    device = cand_scores.device
+    scores = torch.empty((batch, k), dtype=torch.float32, device=device)
+    token_ids = torch.empty((batch, k), dtype=torch.int64, device=device)
+    beam_indices = torch.empty((batch, k), dtype=torch.int64, device=device)
+    if batch == 0:
+        return scores, token_ids, beam_indices
+    if n > MERGE_MAX:
+        beam_of_row = torch.arange(cand_scores.shape[0], device=device, dtype=torch.int64) % num_beams
+        flat = (beam_of_row[:, None] * vocab + cand_tokens).reshape(batch, n)
+        flat_scores = cand_scores.reshape(batch, n)
+        _, pos = torch.topk(_score_key(flat_scores) * _LOW32 + (_MAX_FLAT - flat), k, dim=1)
+        sel = flat.gather(1, pos)
+        return flat_scores.gather(1, pos), sel % vocab, sel // vocab
+    n_pad = triton.next_power_of_2(n)
+    _beam_merge_kernel[(batch,)](
+        cand_scores, cand_tokens, scores, token_ids, beam_indices, vocab, num_beams, cand_scores.shape[1], k,
+        N=n_pad, num_warps=4 if n_pad <= 1024 else 8,
+    )
+    return scores, token_ids, beam_indices
+
+
+@triton.jit(do_not_specialize=["vocab", "num_beams", "k_row", "k"])
+def _beam_merge_kernel(
+    cand_s_ptr, cand_t_ptr, out_s_ptr, out_t_ptr, out_b_ptr, vocab, num_beams, k_row, k, N: tl.constexpr,
+):
+    """Batch item ``program_id(0)``: its candidates (rows item * num_beams .. + num_beams, k_row
+    each) sorted by the reference's rank (pydecode.ops.beam: the score's order-preserving key in
+    the high 32 bits, MAX_FLAT - flat index below: unique), the first k written. A score is read
+    back from its candidate's slot, so its bits are the candidate's (-0.0 and NaN payloads too)."""
+    item = tl.program_id(0).to(tl.int64)
+    n = num_beams * k_row
+    i = tl.arange(0, N)
+    valid = i < n
+    base = item * n
+    s = tl.load(cand_s_ptr + base + i, mask=valid, other=0.0)
+    t = tl.load(cand_t_ptr + base + i, mask=valid, other=0)
+    flat = (i // k_row).to(tl.int64) * vocab + t
+    bits = tl.where(s == 0, 0.0, s).to(tl.int32, bitcast=True).to(tl.int64)
+    key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    key = tl.where(s != s, 0x7FC00000, key)  # every NaN as the positive quiet NaN: above +inf
+    rank = key * 4294967296 + (4294967295 - flat)
+    rank = tl.where(valid, rank, -9223372036854775807 - 1)  # padding sorts last
+    top = tl.sort(rank, descending=True)
+    out = i < k
+    flat_top = 4294967295 - (top & 4294967295)
+    beam = tl.minimum(flat_top // vocab, num_beams - 1)  # in range even on a logic error (as cuda's merge)
+    token = flat_top % vocab
+    # the score: the candidate of that row holding that token (a row's tokens are distinct)
+    row_start = base + beam * k_row
+    score = tl.zeros((N,), dtype=tl.float32)
+    for j in range(0, k_row):
+        hit = out & (tl.load(cand_t_ptr + row_start + j, mask=out, other=-1) == token)
+        score = tl.where(hit, tl.load(cand_s_ptr + row_start + j, mask=hit, other=0.0), score)
+    o = item * k + i
+    tl.store(out_s_ptr + o, score, mask=out)
+    tl.store(out_t_ptr + o, token, mask=out)
+    tl.store(out_b_ptr + o, beam, mask=out)
