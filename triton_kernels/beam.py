@@ -372,8 +372,11 @@ def beam_topk_triton(
 
 
 # The merge kernel sorts an item's num_beams x k_row candidates in one program (as the cuda
-# backend's beam_merge_kernel does up to 4096); more take the torch ops.
+# backend's beam_merge_kernel does up to 4096); more take the torch ops. The interpreter runs
+# tl.sort's compare-exchange network one Python call per element and stage: there only small
+# items take the kernel (tests/ops/test_beam_triton.py's merge tests stay below).
 MERGE_MAX = 4096
+INTERPRET_MERGE_MAX = 64
 
 
 def _merge(
@@ -389,7 +392,7 @@ def _merge(
     beam_indices = torch.empty((batch, k), dtype=torch.int64, device=device)
     if batch == 0:
         return scores, token_ids, beam_indices
-    if n > MERGE_MAX:
+    if n > (INTERPRET_MERGE_MAX if interpreting(cand_scores) else MERGE_MAX):
         beam_of_row = torch.arange(cand_scores.shape[0], device=device, dtype=torch.int64) % num_beams
         flat = (beam_of_row[:, None] * vocab + cand_tokens).reshape(batch, n)
         flat_scores = cand_scores.reshape(batch, n)
