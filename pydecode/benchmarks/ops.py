@@ -577,12 +577,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         skipped: set[str] = set()
         for batch in args.batch:
             for vocab in args.vocab:
-                case_rows += measure(case, batch, vocab, dtype, device, args, skipped)
+                shape_rows = measure(case, batch, vocab, dtype, device, args, skipped)
+                if args.csv:  # per shape: a run cut by a time limit keeps every shape it measured
+                    append_csv(args.csv, shape_rows)
+                case_rows += shape_rows
         print_case_table(case, case_rows)
         for line in sorted(skipped):
             print(f"  (not measured: {line})")
-        if args.csv:
-            append_csv(args.csv, case_rows)  # per case, so an interrupted run keeps what it measured
         all_rows += case_rows
     if args.csv:
         print(f"\nappended {len(all_rows)} rows to {args.csv}")
