@@ -423,10 +423,8 @@ def _beam_merge_kernel(
     s = tl.load(cand_s_ptr + base + i, mask=valid, other=0.0)
     t = tl.load(cand_t_ptr + base + i, mask=valid, other=0)
     flat = (i // k_row).to(tl.int64) * vocab + t
-    bits = tl.where(s == 0, 0.0, s).to(tl.int32, bitcast=True).to(tl.int64)
-    key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    key = tl.where(s != s, 0x7FC00000, key)  # every NaN as the positive quiet NaN: above +inf
-    rank = key * 4294967296 + (4294967295 - flat)
+    # float_key is the reference's score key: -0.0 as +0.0, every NaN as one NaN above +inf
+    rank = float_key(s).to(tl.int64) * 4294967296 + (4294967295 - flat)
     rank = tl.where(valid, rank, -9223372036854775807 - 1)  # padding sorts last
     top = tl.sort(rank, descending=True)
     out = i < k
