@@ -48,10 +48,10 @@ def main() -> None:
     cpu = torch.device("cpu")
     sample_backend = _registry.resolve_name("filter_and_sample", cpu)
     sample_impl = _registry.resolve("filter_and_sample", cpu)
-    params = [sampling._filter_rows(logits[0], 0.7, 50, 0.9, None, sample_backend)]  # checked once
+    params = sampling._filter_rows(logits[0], 0.7, 50, 0.9, None, sample_backend)  # checked once
     sample_cases = {
         "filter_and_sample T+k+p: backend function": lambda x: sample_impl(
-            x, *params[0], 1, seeds[0], offsets, False, False),
+            x, *params, 1, seeds[0], offsets, False, False),
         "filter_and_sample T+k+p: public op": lambda x: sampling.filter_and_sample(
             x, temperature=0.7, top_k=50, top_p=0.9, seed=seeds[0], offset=offsets),
     }

@@ -15,8 +15,8 @@ CASES = bench_ops.CASES
 def test_tokens_must_be_identical() -> None:
     case = CASES["temp_topk_topp_sample"]
     t = torch.tensor([3, 1, 4])
-    assert bench_ops._disagreement(case, t, t.clone()) is None
-    assert bench_ops._disagreement(case, t, torch.tensor([3, 1, 5])) is not None
+    assert bench_ops._agreement(case, t, t.clone()) == (True, "")
+    assert not bench_ops._agreement(case, t, torch.tensor([3, 1, 5]))[0]
 
 
 def test_beam_scores_within_tolerance_ids_exact() -> None:
@@ -25,11 +25,11 @@ def test_beam_scores_within_tolerance_ids_exact() -> None:
     ids, beams = torch.tensor([[7, 9, 0]]), torch.tensor([[0, 1, 0]])
     ref = (scores, ids, beams)
     near = (scores * (1 + 2e-6), ids, beams)
-    assert bench_ops._disagreement(case, near, ref) is None
-    assert "scores within" in bench_ops._score_note(case, near, ref)
-    assert bench_ops._score_note(case, ref, ref) == ""
-    assert bench_ops._disagreement(case, (scores * (1 + 1e-3), ids, beams), ref) is not None
-    assert bench_ops._disagreement(case, (scores, torch.tensor([[7, 8, 0]]), beams), ref) is not None
-    assert bench_ops._disagreement(case, (scores, ids, torch.tensor([[1, 1, 0]])), ref) is not None
+    agrees, note = bench_ops._agreement(case, near, ref)
+    assert agrees and "scores within" in note
+    assert bench_ops._agreement(case, ref, ref) == (True, "")
+    assert not bench_ops._agreement(case, (scores * (1 + 1e-3), ids, beams), ref)[0]
+    assert not bench_ops._agreement(case, (scores, torch.tensor([[7, 8, 0]]), beams), ref)[0]
+    assert not bench_ops._agreement(case, (scores, ids, torch.tensor([[1, 1, 0]])), ref)[0]
     finite_for_inf = torch.tensor([[-1.25, -2.5, -30.0]])
-    assert bench_ops._disagreement(case, (finite_for_inf, ids, beams), ref) is not None
+    assert not bench_ops._agreement(case, (finite_for_inf, ids, beams), ref)[0]

@@ -297,12 +297,12 @@ def _same(a: Any, b: Any) -> bool:
 BEAM_SCORE_RTOL = 1e-5
 
 
-def _disagreement(case: Case, got: Any, reference: Any) -> str | None:
-    """None when a kernel backend's output matches the torch reference's, else what differs. Token
-    ids and indices must be equal; beam scores equal within BEAM_SCORE_RTOL (then a note, not a
-    disagreement, says by how much)."""
+def _agreement(case: Case, got: Any, reference: Any) -> tuple[bool, str]:
+    """(whether a kernel backend's output matches the torch reference's, a note for the row). Token
+    ids and indices must be equal; beam scores equal within BEAM_SCORE_RTOL, and then the note says
+    by how much they differ."""
     if _same(got, reference):
-        return None
+        return True, ""
     if case.name == "beam_topk":
         (scores, ids, beams), (ref_scores, ref_ids, ref_beams) = got, reference
         if torch.equal(ids, ref_ids) and torch.equal(beams, ref_beams):
@@ -310,16 +310,9 @@ def _disagreement(case: Case, got: Any, reference: Any) -> str | None:
             finite = torch.isfinite(ref_scores)
             if torch.equal(torch.isfinite(scores), finite) and bool(
                     (diff[finite] <= BEAM_SCORE_RTOL * ref_scores.double().abs()[finite]).all()):
-                return None
-    return "OUTPUT DIFFERS FROM TORCH REFERENCE"
-
-
-def _score_note(case: Case, got: Any, reference: Any) -> str:
-    """For beam top-k whose ids match: the largest score difference from the torch reference."""
-    if case.name != "beam_topk" or _same(got, reference):
-        return ""
-    diff = (got[0].double() - reference[0].double()).abs()
-    return f"ids identical to the torch reference, scores within {diff[torch.isfinite(diff)].max().item():.1e}"
+                largest = float(diff[finite].max()) if bool(finite.any()) else 0.0
+                return True, f"ids identical to the torch reference, scores within {largest:.1e}"
+    return False, "OUTPUT DIFFERS FROM TORCH REFERENCE"
 
 
 # --------------------------------------------------------------------------- main loop
@@ -430,11 +423,10 @@ def measure(case: Case, batch: int, vocab: int, dtype: torch.dtype, device: torc
     reference = next((first[id(p)] for p in providers if p.provider == "pydecode" and p.backend == "torch"), None)
     for p in providers:
         if p.provider == "pydecode" and p.backend != "torch" and reference is not None:
-            differs = _disagreement(case, first[id(p)], reference)
-            extra = differs or _score_note(case, first[id(p)], reference)
-            if extra:
-                p.note = (p.note + "; " if p.note else "") + extra
-            if differs:
+            agrees, note = _agreement(case, first[id(p)], reference)
+            if note:
+                p.note = (p.note + "; " if p.note else "") + note
+            if not agrees:
                 print(f"  WARNING [{case.name} {rows}x{vocab}] pydecode/{p.backend} differs from the torch reference",
                       file=sys.stderr)
 
