@@ -21,7 +21,7 @@ runs once, not per element (the class bound's select, the split path's selects o
 and over a row's maxima). They compile to straight-line code (no loop: checked), so the count is
 each thread's instructions for one call, the probe's load and store included.
 
-    python -m bench.triton_pass_cost [--target 90] [--csv FILE] [--fixed-csv FILE]
+    python -m bench.triton_pass_cost [--target 90] [--stages N] [--csv FILE] [--fixed-csv FILE]
 """
 
 from __future__ import annotations
@@ -40,38 +40,48 @@ from triton.compiler import ASTSource
 
 from bench.common import append_rows
 from pydecode.triton_kernels import sampling as S
-from pydecode.triton_kernels._common import append_few, append_scan, class_bound, keys_select, load_row, prefix_at_least
+from pydecode.triton_kernels._common import (
+    ROW_STAGES,
+    append_few,
+    append_scan,
+    class_bound,
+    keys_select,
+    load_row,
+    prefix_at_least,
+)
 
 BLOCK, NUM_WARPS, NC = 2048, 8, 512
 
 
 @triton.jit
 def _stats_probe(x_ptr, out_ptr, vocab, HIST: tl.constexpr, CLASSES: tl.constexpr, BLOCK: tl.constexpr,
-                 NC: tl.constexpr):
-    m, n_nan, hist0, cmax = S._stats_range(x_ptr, 0, vocab, 1.0, HIST, 0, False, BLOCK, CLASSES, NC)
+                 NC: tl.constexpr, STAGES: tl.constexpr):
+    m, n_nan, hist0, cmax = S._stats_range(x_ptr, 0, vocab, 1.0, HIST, 0, False, BLOCK, CLASSES, NC, STAGES)
     tl.store(out_ptr, m + n_nan)
     tl.store(out_ptr + 1 + tl.arange(0, 512), hist0.to(tl.float32))
     tl.store(out_ptr + 600 + tl.arange(0, NC), cmax.to(tl.float32))
 
 
 @triton.jit
-def _digit_probe(x_ptr, out_ptr, vocab, key, BLOCK: tl.constexpr):
-    hist = S._digit_hist(x_ptr, 0, vocab, 1.0, 16, key.to(tl.int64) >> 24, 0, False, BLOCK)
+def _digit_probe(x_ptr, out_ptr, vocab, key, BLOCK: tl.constexpr, STAGES: tl.constexpr):
+    hist = S._digit_hist(x_ptr, 0, vocab, 1.0, 16, key.to(tl.int64) >> 24, 0, False, BLOCK, STAGES)
     tl.store(out_ptr + tl.arange(0, 512), hist.to(tl.float32))
 
 
 @triton.jit
-def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr):
-    n = S._copy_prefix(x_ptr, 0, vocab, 1.0, key.to(tl.int64), 0, out_ptr + 1, idx_ptr, 0, False, BLOCK, 512)
+def _copy_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BLOCK: tl.constexpr, STAGES: tl.constexpr):
+    n = S._copy_prefix(x_ptr, 0, vocab, 1.0, key.to(tl.int64), 0, out_ptr + 1, idx_ptr, 0, False, BLOCK, 512,
+                       STAGES)
     tl.store(out_ptr, n.to(tl.float32))
 
 
 @triton.jit
-def _append_probe(x_ptr, out_ptr, idx_ptr, vocab, key, SCAN: tl.constexpr, BLOCK: tl.constexpr):
+def _append_probe(x_ptr, out_ptr, idx_ptr, vocab, key, SCAN: tl.constexpr, BLOCK: tl.constexpr,
+                  STAGES: tl.constexpr):
     """A copy whose every block takes one store path: the scan (append_scan), or else the count and
     one append_few step (a block selecting one entry)."""
     written = tl.full((), 0, tl.int32)
-    for start in range(0, vocab, BLOCK):
+    for start in tl.range(0, vocab, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = load_row(x_ptr, cols, mask, 1.0, 0, False)
@@ -86,29 +96,30 @@ def _append_probe(x_ptr, out_ptr, idx_ptr, vocab, key, SCAN: tl.constexpr, BLOCK
 
 
 @triton.jit
-def _mass_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr):
+def _mass_probe(x_ptr, out_ptr, idx_ptr, vocab, key, BOUND: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     z, n, n_on, below = S._row_mass(x_ptr, vocab, 1.0, 2.0, float("-inf"), key.to(tl.int64), out_ptr + 1, idx_ptr, 0,
-                                    False, BLOCK, 512, BOUND)
+                                    False, BLOCK, 512, BOUND, STAGES)
     tl.store(out_ptr, z + n + n_on + below)
 
 
 @triton.jit
-def _pivot_probe(x_ptr, out_ptr, vocab, NP: tl.constexpr, BLOCK: tl.constexpr):
+def _pivot_probe(x_ptr, out_ptr, vocab, NP: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     pivots = 2.0 + tl.arange(0, NP).to(tl.float32) * 0.01
-    acc, cnt = S._pivot_masses(x_ptr, vocab, 1.0, 3.0, float("-inf"), pivots, 0, False, BLOCK, NP)
+    acc, cnt = S._pivot_masses(x_ptr, vocab, 1.0, 3.0, float("-inf"), pivots, 0, False, BLOCK, NP, STAGES)
     tl.store(out_ptr + tl.arange(0, NP), acc + cnt)
 
 
 @triton.jit
-def _final_probe(x_ptr, out_ptr, vocab, key, LOGPROBS: tl.constexpr, BLOCK: tl.constexpr):
+def _final_probe(x_ptr, out_ptr, vocab, key, LOGPROBS: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     best, idx, z = S._final_pass(x_ptr, vocab, 1.0, 3.0, float("-inf"), 3.0, key > 0, key, key > 1, 1.0, 0.0, out_ptr,
-                                 0.0, 1234, 0, 0, 0, False, BLOCK, False, False, True, LOGPROBS)
+                                 0.0, 1234, 0, 0, 0, False, BLOCK, False, False, True, LOGPROBS,
+                                 STAGES)
     tl.store(out_ptr, best + idx + z)
 
 
 @triton.jit
-def _argmax_probe(x_ptr, out_ptr, vocab, BLOCK: tl.constexpr):
-    best, idx = S._argmax_range(x_ptr, 0, vocab, BLOCK)
+def _argmax_probe(x_ptr, out_ptr, vocab, BLOCK: tl.constexpr, STAGES: tl.constexpr):
+    best, idx = S._argmax_range(x_ptr, 0, vocab, BLOCK, STAGES)
     tl.store(out_ptr, best + idx)
 
 
@@ -215,31 +226,39 @@ def fixed_count(probe, constexprs: dict, arch: int) -> tuple[int, int]:  # noqa:
     return len(rows), loops
 
 
-def count(probe, extra: dict, constexprs: dict, arch: int) -> tuple[float, float]:  # noqa: ANN001
+def count(probe, extra: dict, constexprs: dict, arch: int, stages: int) -> tuple[float, float, int]:  # noqa: ANN001
+    """(instructions per element of the probe's row loop, the same for a step skipping its guarded
+    part, the loop's asynchronous loads: LDGSTS, the copies to shared memory a pipelined loop (stages
+    > 1) issues for the blocks ahead; 0 where each step loads and waits with an LDG)."""
     signature = {"x_ptr": "*bf16", "out_ptr": "*fp32", **extra, "vocab": "i32"}
     if "key" in probe.arg_names:
         signature["key"] = "i32"  # a runtime key or prefix: the compiler must not fold the comparisons
-    constexprs = {"BLOCK": BLOCK, **constexprs}  # a probe may take its own BLOCK (the pivot pass's 512)
+    # a probe may take its own BLOCK (the pivot pass's 512)
+    constexprs = {"BLOCK": BLOCK, **constexprs, "STAGES": stages}
     sass = sass_of(probe, signature, constexprs, arch)
     per_thread = constexprs["BLOCK"] / (32 * NUM_WARPS)  # elements a thread takes per loop step
     total, skipping = loop_instructions(sass)
-    return total / per_thread, skipping / per_thread
+    return total / per_thread, skipping / per_thread, len(re.findall(r"\bLDGSTS\b", sass))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", type=int, default=90, help="compute capability (90: H100/H200)")
+    parser.add_argument("--stages", type=int, default=ROW_STAGES,
+                        help=f"row loops' pipeline stages (PYDECODE_TRITON_STAGES; default {ROW_STAGES}, 1 = none)")
     parser.add_argument("--csv", type=Path, help="append the rows to this CSV file")
     parser.add_argument("--fixed-csv", type=Path, help="append the fixed costs' rows to this CSV file")
     args = parser.parse_args(argv)
     rows = []
-    print(f"triton {triton.__version__}, sm_{args.target}, bfloat16 row, BLOCK {BLOCK}, {NUM_WARPS} warps")
-    print(f"{'pass':<22} {'instr/element':>13} {'skipping':>9}  what")
+    print(f"triton {triton.__version__}, sm_{args.target}, bfloat16 row, BLOCK {BLOCK}, {NUM_WARPS} warps, "
+          f"{args.stages} stages")
+    print(f"{'pass':<22} {'instr/element':>13} {'skipping':>9} {'LDGSTS':>6}  what")
     for name, what, probe, extra, constexprs in PROBES:
-        per, skipping = count(probe, extra, constexprs, args.target)
-        print(f"{name:<22} {per:>13.1f} {skipping:>9.1f}  {what}", flush=True)
-        rows.append({"triton": triton.__version__, "target": f"sm_{args.target}", "pass": name,
-                     "instructions_per_element": round(per, 1), "skipping_guarded": round(skipping, 1), "what": what})
+        per, skipping, async_loads = count(probe, extra, constexprs, args.target, args.stages)
+        print(f"{name:<22} {per:>13.1f} {skipping:>9.1f} {async_loads:>6d}  {what}", flush=True)
+        rows.append({"triton": triton.__version__, "target": f"sm_{args.target}", "stages": args.stages, "pass": name,
+                     "instructions_per_element": round(per, 1), "skipping_guarded": round(skipping, 1),
+                     "async_loads": async_loads, "what": what})
     if args.csv:
         append_rows(args.csv, rows)
     fixed = []

@@ -107,6 +107,28 @@ def pivot_count(default: int) -> int:
     return count
 
 
+# Row loops are software-pipelined (tl.range num_stages): triton stages the next blocks' loads in
+# shared memory (cp.async) while the current one is processed. Without it each loop step issued one
+# 16-byte load a thread and waited for it (the SASS of every row pass: one LDG, used a few
+# instructions later), and a chain program (160 registers x 256 threads) is alone on its SM, so an SM
+# had ~4 KB of a row in flight where HBM's latency needs ~20 KB to stream at its share of the
+# bandwidth. STAGES blocks in flight per program (3: ~12 KB of a bfloat16 row) cost ~4 instructions
+# per element (the staging's shared-memory reads and barriers; bench/triton_pass_cost.py) and change
+# no result (the same loads, the same order of operations). PYDECODE_TRITON_STAGES=N sets N (read per
+# call; 1 = unpipelined loops), for the GPU benchmark that compares them.
+STAGES_ENV = "PYDECODE_TRITON_STAGES"
+ROW_STAGES = 3
+
+
+def row_stages() -> int:
+    count = env_count(STAGES_ENV, "loads in flight per row loop: 1 to 8")
+    if count is None:
+        return ROW_STAGES
+    if count > 8:
+        raise ValueError(f"{STAGES_ENV} must be 1 to 8 (loads in flight per row loop), got {count}")
+    return count
+
+
 def interpreting(t: torch.Tensor) -> bool:
     """True when kernels on ``t`` run under the Triton interpreter (CPU tensors)."""
     return t.device.type != "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
@@ -300,20 +322,21 @@ def split_record(rec_ptr, m, n_nan, cmax, rank, NC: tl.constexpr, NCS: tl.conste
 
 
 @triton.jit
-def merged_stats(parts_ptr, row, splits, REC: tl.constexpr):
-    """(row maximum, NaN count) merged from the row's slice records."""
-    m = tl.full((), float("-inf"), tl.float32)
-    n_nan = tl.full((), 0, tl.int32)
-    for s in range(0, splits):
-        rec = parts_ptr + (row * splits + s) * REC
-        n_nan += tl.load(rec)
-        m = tl.maximum(m, tl.load(rec + 1).to(tl.float32, bitcast=True))
+def merged_stats(parts_ptr, row, splits, REC: tl.constexpr, SP2: tl.constexpr):
+    """(row maximum, NaN count) merged from the row's slice records (SP2: a power of two >= splits;
+    the records are loaded at once, not one slice after another)."""
+    t = tl.arange(0, SP2)
+    ok = t < splits
+    rec = parts_ptr + (row * splits + t) * REC
+    n_nan = tl.sum(tl.load(rec, mask=ok, other=0), axis=0)
+    m = tl.max(tl.load(rec + 1, mask=ok, other=0xFF800000).to(tl.float32, bitcast=True), axis=0)  # other: -inf
     return m, n_nan
 
 
 @triton.jit
 def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, rank, dst_x_ptr, dst_i_ptr,
-                   CAP: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr):
+                   CAP: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr,
+                   STAGES: tl.constexpr):
     """A split row's tile: its entries at or above a lower bound of its rank-th largest key
     (``rank``: int32), gathered from the slices' copies in slice order (so column order) into a
     CAP-entry buffer. Returns (how many, or more than CAP when they do not fit or a slice's copy
@@ -330,24 +353,27 @@ def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, r
     maxima = tl.load(parts_ptr + (row * splits + t) * REC + 4 + u % FOLD, mask=ok, other=0)
     bound, _, _ = keys_select(maxima.to(tl.int64) + 2147483648, ok, tl.full((), 0, tl.int64), rank, 0)
     bound = tl.where(rank <= splits * FOLD, bound, 0)
-    below = tl.full((), float("-inf"), tl.float32)
-    for s in range(0, splits):
-        rec = parts_ptr + (row * splits + s) * REC
-        bound = tl.maximum(bound, tl.load(rec + 2).to(tl.int64) + 2147483648)
-        below = tl.maximum(below, tl.load(rec + 3).to(tl.float32, bitcast=True))
+    # the slices' own bounds and largest values left off, all records at once
+    s_all = tl.arange(0, UNION // FOLD)
+    s_ok = s_all < splits
+    rec = parts_ptr + (row * splits + s_all) * REC
+    bound = tl.maximum(bound, tl.max(tl.load(rec + 2, mask=s_ok, other=-2147483648).to(tl.int64), axis=0) + 2147483648)
+    below = tl.max(tl.load(rec + 3, mask=s_ok, other=0xFF800000).to(tl.float32, bitcast=True), axis=0)  # other: -inf
     offs = tl.arange(0, CAP)
     written = tl.full((), 0, tl.int32)
     overflow = tl.full((), 0, tl.int1)
-    for s in range(0, splits):
+    # A slice's copy is loaded whole, its count applied after the load (the buffers hold CAP entries
+    # each): no load waits for another, so the loop's loads can be staged ahead (STAGES).
+    for s in tl.range(0, splits, num_stages=STAGES):
         part = (row * splits + s) * CAP
         n = tl.load(part_n_ptr + row * splits + s)
+        xs = tl.load(part_x_ptr + part + offs)
+        ids = tl.load(part_i_ptr + part + offs)
         overflow |= n > CAP
         valid = offs < n
-        xs = tl.load(part_x_ptr + part + offs, mask=valid, other=0.0)
         sel = valid & prefix_at_least(xs, 0, bound)
         below = tl.maximum(below, tl.max(tl.where(valid & (~sel), xs, float("-inf")), axis=0))
-        written = append_selected(xs, tl.load(part_i_ptr + part + offs, mask=valid, other=0), sel, written, dst_x_ptr,
-                                  dst_i_ptr, CAP)
+        written = append_selected(xs, ids, sel, written, dst_x_ptr, dst_i_ptr, CAP)
     return tl.where(overflow, CAP + 1, written), below
 
 

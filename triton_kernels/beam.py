@@ -54,6 +54,7 @@ from ._common import (
     prefix_at_least,
     radix_digit,
     row_programs,
+    row_stages,
     rows_2d,
     split_count,
     split_record,
@@ -79,7 +80,7 @@ def _scores(x, m, log_z, bonus, bad, LOG_SOFTMAX: tl.constexpr):
 
 
 @triton.jit
-def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr):
+def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr, STAGES: tl.constexpr):
     """(maximum of the non-NaN entries, -inf if none; NaN count) over columns [lo, hi), and with
     CLASSES the NC column classes' logit key maxima (_common.class_maxima; else zeros)."""
     neg_inf = float("-inf")
@@ -87,7 +88,7 @@ def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: 
     m_pos = tl.full([BLOCK], neg_inf, tl.float32)
     nan_pos = tl.zeros([BLOCK], dtype=tl.int32)
     kmax = tl.full([BLOCK], -2147483648, tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=neg_inf).to(tl.float32)
@@ -99,12 +100,12 @@ def _row_stats(row_ptr, lo, hi, BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: 
 
 
 @triton.jit
-def _row_mass(row_ptr, lo, hi, m, PRECISE: tl.constexpr, BLOCK: tl.constexpr):
+def _row_mass(row_ptr, lo, hi, m, PRECISE: tl.constexpr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     """Sum over [lo, hi) of exp(x - m) in fixed point (int64 units of 2^-40, each weight truncated):
     integer sums are exact, so the total does not depend on the order or on how the row is split.
     NaN weights (rows whose scores are all NaN anyway) count 0."""
     z = tl.full((), 0, tl.int64)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
@@ -120,11 +121,11 @@ def _log_mass(z, PRECISE: tl.constexpr):
 
 @triton.jit
 def _digit_hist(row_ptr, lo, hi, m, log_z, bonus, bad, shift, prefix, LOG_SOFTMAX: tl.constexpr,
-                BLOCK: tl.constexpr):
+                BLOCK: tl.constexpr, STAGES: tl.constexpr):
     """Histogram over [lo, hi) of the score keys' 8-bit digit at ``shift`` among the keys whose
     higher digits are ``prefix`` (others: an ignored bin)."""
     hist = tl.zeros([512], dtype=tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
@@ -155,11 +156,12 @@ def _write_block(s, cols, mask, kth, n_above, remaining, written_above, written_
 
 @triton.jit
 def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, written_above, written_ties,
-               out_scores_ptr, out_tokens_ptr, out_base, LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr):
+               out_scores_ptr, out_tokens_ptr, out_base, LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr,
+               STAGES: tl.constexpr):
     """Write the candidates of [lo, hi): scores above the k-th key at slots ``written_above`` on
     (the earlier columns' count), ties with it after the ``n_above`` slots, lowest index first,
     while fewer than ``remaining`` ties are taken (``written_ties`` of them before ``lo``)."""
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
@@ -170,14 +172,15 @@ def _write_top(row_ptr, lo, hi, m, log_z, bonus, bad, kth, n_above, remaining, w
 
 @triton.jit
 def _copy_top_scores(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s_ptr, dst_i_ptr,
-                     LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BY_LOGIT: tl.constexpr):
+                     LOG_SOFTMAX: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BY_LOGIT: tl.constexpr,
+                     STAGES: tl.constexpr):
     """Copy the scores of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
     ``prefix`` (with their columns, in column order) to a CAP-entry tile: the score's key, or with
     BY_LOGIT the logit's. Returns how many there are (past CAP only the first CAP are written: the
     caller checks) and, with BY_LOGIT, the largest logit left out (else -inf)."""
     written = tl.full((), 0, tl.int32)
     below = tl.full((), float("-inf"), tl.float32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = tl.load(row_ptr + cols, mask=mask, other=float("-inf")).to(tl.float32)
@@ -197,7 +200,7 @@ def _beam_row_topk_kernel(
     parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     LOG_SOFTMAX: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr,
     NC: tl.constexpr, NCK: tl.constexpr, SPLIT: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
-    UNION: tl.constexpr,
+    UNION: tl.constexpr, STAGES: tl.constexpr,
 ):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
@@ -212,14 +215,14 @@ def _beam_row_topk_kernel(
         bins = tl.arange(0, 512)
         cmax = tl.zeros([NC], dtype=tl.int32)
         if SPLIT:  # _beam_split_kernel read the slices: merged here (maxima, integer sums: exact)
-            m, n_nan = merged_stats(parts_ptr, row, splits, REC)
-            if LOG_SOFTMAX:
-                for s in range(0, splits):
-                    z += tl.load(mass_ptr + row * splits + s)
+            m, n_nan = merged_stats(parts_ptr, row, splits, REC, UNION // FOLD)
+            if LOG_SOFTMAX:  # the slices' fixed-point sums, loaded at once
+                t = tl.arange(0, UNION // FOLD)
+                z = tl.sum(tl.load(mass_ptr + row * splits + t, mask=t < splits, other=0), axis=0)
         elif LOG_SOFTMAX or EARLY:  # with EARLY the statistics pass also takes the logits' class maxima
-            m, n_nan, cmax = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY, NC)
+            m, n_nan, cmax = _row_stats(row_ptr, 0, vocab, BLOCK, EARLY, NC, STAGES)
             if LOG_SOFTMAX:
-                z = _row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK)
+                z = _row_mass(row_ptr, 0, vocab, m, PRECISE, BLOCK, STAGES)
         if LOG_SOFTMAX:
             log_z = _log_mass(z, PRECISE)
             # torch's log_softmax of a row with NaN, with +inf or with nothing finite is all NaN
@@ -240,7 +243,7 @@ def _beam_row_topk_kernel(
             if k_row <= NCK:
                 if SPLIT:  # the slices copied their logits at or above their own bounds: gather, then score
                     n, below = gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, k_row,
-                                              tile_s, tile_i, CAP, FOLD, REC, UNION)
+                                              tile_s, tile_i, CAP, FOLD, REC, UNION, STAGES)
                     if n <= CAP:
                         tl.debug_barrier()  # the gathered logits are read back by other threads of this program
                         offs = tl.arange(0, CAP)
@@ -250,7 +253,7 @@ def _beam_row_topk_kernel(
                 else:
                     bound = class_bound(cmax, k_row, NC, NCK)
                     n, below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, bound, 0, tile_s, tile_i,
-                                                LOG_SOFTMAX, BLOCK, CAP, True)
+                                                LOG_SOFTMAX, BLOCK, CAP, True, STAGES)
             else:
                 n = tl.full((), CAP + 1, tl.int32)
                 below = tl.full((), float("nan"), tl.float32)
@@ -276,13 +279,13 @@ def _beam_row_topk_kernel(
                     if (listed == 0) & (k_row - remaining + at_digit <= CAP):
                         listed, unused_below = _copy_top_scores(row_ptr, 0, vocab, m, log_z, bonus, bad, prefix,
                                                                 32 - 8 * p, tile_s, tile_i, LOG_SOFTMAX, BLOCK, CAP,
-                                                                False)
+                                                                False, STAGES)
                         tl.debug_barrier()  # the tile is read back by other threads of this program
                 if listed > 0:
                     hist = tile_digit_hist(tile_s, listed, 24 - 8 * p, prefix, CAP)
                 else:
                     hist = _digit_hist(row_ptr, 0, vocab, m, log_z, bonus, bad, 24 - 8 * p, prefix, LOG_SOFTMAX,
-                                       BLOCK)
+                                       BLOCK, STAGES)
                 prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
             kth = (prefix - 2147483648).to(tl.int32)
         # `remaining` ties with the k-th key are taken, the lowest indices first; the entries above it
@@ -296,14 +299,14 @@ def _beam_row_topk_kernel(
                          zero, out_scores_ptr, out_tokens_ptr, row * k_row)
         else:
             _write_top(row_ptr, 0, vocab, m, log_z, bonus, bad, kth, k_row - remaining, remaining, zero, zero,
-                       out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK)
+                       out_scores_ptr, out_tokens_ptr, row * k_row, LOG_SOFTMAX, BLOCK, STAGES)
 
 
 @triton.jit(do_not_specialize=["k_row", "splits"])
 def _beam_split_kernel(
     x_ptr, stride, vocab, k_row, parts_ptr, mass_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, slice_len,
     PASS: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, NC: tl.constexpr,
-    NCS: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
+    NCS: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, SP2: tl.constexpr, STAGES: tl.constexpr,
 ):
     """_beam_row_topk_kernel's reads of slice ``program_id(1)`` of row ``program_id(0)``. PASS 0:
     the slice's record (_common.split_record, rank k_row) and a copy of its logits at or above its
@@ -317,17 +320,17 @@ def _beam_split_kernel(
     hi = tl.minimum(lo + slice_len, vocab)
     rec = parts_ptr + (row * splits + s) * REC
     if PASS == 0:
-        m, n_nan, cmax = _row_stats(row_ptr, lo, hi, BLOCK, True, NC)
+        m, n_nan, cmax = _row_stats(row_ptr, lo, hi, BLOCK, True, NC, STAGES)
         bound = split_record(rec, m, n_nan, cmax, k_row, NC, NCS, FOLD)
         dst = (row * splits + s) * CAP
         # the logits themselves: scores without log-softmax with a bonus of -0.0, x + -0.0 == x bit for bit
         n, below = _copy_top_scores(row_ptr, lo, hi, m, 0.0, -0.0, False, bound, 0, part_x_ptr + dst, part_i_ptr + dst,
-                                    False, BLOCK, CAP, True)
+                                    False, BLOCK, CAP, True, STAGES)
         tl.store(part_n_ptr + row * splits + s, n)
         tl.store(rec + 3, below.to(tl.int32, bitcast=True))
     else:
-        m, unused_nan = merged_stats(parts_ptr, row, splits, REC)
-        tl.store(mass_ptr + row * splits + s, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK))
+        m, unused_nan = merged_stats(parts_ptr, row, splits, REC, SP2)
+        tl.store(mass_ptr + row * splits + s, _row_mass(row_ptr, lo, hi, m, PRECISE, BLOCK, STAGES))
 
 
 @register("beam_topk", "triton")
@@ -344,6 +347,7 @@ def beam_topk_triton(
         block = block_for(vocab, interpret=interpreting(x))
         nck = min(block, CLASSES, _TILE)  # the logit tile's classes
         early = k_row <= _TILE and early_tile()
+        stages = row_stages()  # PYDECODE_TRITON_STAGES
         tile_s = torch.empty((rows, _TILE) if early else (1,), dtype=torch.float32, device=x.device)
         tile_i = torch.empty((rows, _TILE) if early else (1,), dtype=torch.int32, device=x.device)
         # the split path serves rows the logit tile serves
@@ -359,14 +363,16 @@ def beam_topk_triton(
                 _beam_split_kernel[(rows, splits)](
                     x, x.stride(0), vocab, k_row, parts, mass, part_x, part_i, part_n, splits, sp.slice_len,
                     PASS=p, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_TILE, NC=sp.classes,
-                    NCS=min(sp.classes, _TILE), FOLD=fold, REC=sp.rec, num_warps=8 if sp.block >= 1024 else 4,
+                    NCS=min(sp.classes, _TILE), FOLD=fold, REC=sp.rec, SP2=triton.next_power_of_2(splits),
+                    STAGES=stages,
+                    num_warps=8 if sp.block >= 1024 else 4,
                 )
         _beam_row_topk_kernel[(row_programs(rows, x),)](
             x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,
             parts, mass, part_x, part_i, part_n, splits,
             LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block, CAP=_TILE,
             EARLY=early, NC=min(block, CLASSES), NCK=nck, SPLIT=splits > 1, FOLD=fold, REC=4 + fold,
-            UNION=triton.next_power_of_2(splits * fold), num_warps=8 if block >= 1024 else 4,
+            UNION=triton.next_power_of_2(splits * fold), STAGES=stages, num_warps=8 if block >= 1024 else 4,
         )
     return _merge(cand_scores, cand_tokens, batch, num_beams, vocab, k)
 

@@ -75,6 +75,7 @@ from ._common import (
     prefix_at_least,
     radix_digit,
     row_programs,
+    row_stages,
     rows_2d,
     slices,
     split_count,
@@ -107,7 +108,8 @@ _TILE_RANK = tl.constexpr(432)
 
 @triton.jit
 def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
-                  PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr):
+                  PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, EARLY: tl.constexpr,
+                  STAGES: tl.constexpr):
     """(key, n_ge, listed): the key (int64 holding an int32) of the k-th largest entry of the row,
     NaN ranking highest, how many entries have a key >= it, and how many entries went to the tile.
 
@@ -127,24 +129,24 @@ def _radix_select(row_ptr, vocab, scale, k, hist0, tile_x_ptr, tile_i_ptr, TRANS
         if EARLY:
             if (listed == 0) & (k.to(tl.int32) - remaining + at_digit <= CAP):
                 listed = _copy_prefix(row_ptr, 0, vocab, scale, prefix, 32 - 8 * p, tile_x_ptr, tile_i_ptr,
-                                      TRANSFORM, PRECISE, BLOCK, CAP)
+                                      TRANSFORM, PRECISE, BLOCK, CAP, STAGES)
                 tl.debug_barrier()  # the tile is read back by other threads of this program
         if listed > 0:
             hist = tile_digit_hist(tile_x_ptr, listed, 24 - 8 * p, prefix, CAP)
         else:
-            hist = _digit_hist(row_ptr, 0, vocab, scale, 24 - 8 * p, prefix, TRANSFORM, PRECISE, BLOCK)
+            hist = _digit_hist(row_ptr, 0, vocab, scale, 24 - 8 * p, prefix, TRANSFORM, PRECISE, BLOCK, STAGES)
         prefix, remaining, at_digit = radix_digit(hist, bins, prefix, remaining)
     return prefix - 2147483648, k.to(tl.int32) - remaining + at_digit, listed
 
 
 @triton.jit
 def _copy_prefix(row_ptr, lo, hi, scale, prefix, shift, dst_x_ptr, dst_i_ptr, TRANSFORM: tl.constexpr,
-                 PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+                 PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, STAGES: tl.constexpr):
     """Copy the entries of columns [lo, hi) whose unsigned key shifted right by ``shift`` is >=
     ``prefix`` (values and columns, in column order) to a CAP-entry buffer; returns how many there
     are (past CAP only the first CAP are written: the caller checks)."""
     written = tl.full((), 0, tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -171,11 +173,11 @@ def _keep_from_kth(tile_x_ptr, tile_i_ptr, listed, kth, CAP: tl.constexpr):
 
 @triton.jit
 def _digit_hist(row_ptr, lo, hi, scale, shift, prefix, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-                BLOCK: tl.constexpr):
+                BLOCK: tl.constexpr, STAGES: tl.constexpr):
     """Histogram over columns [lo, hi) of the keys' 8-bit digit at ``shift`` among the keys whose
     higher digits are ``prefix`` (the others go to an ignored bin)."""
     hist = tl.zeros([512], dtype=tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -188,11 +190,11 @@ def _digit_hist(row_ptr, lo, hi, scale, shift, prefix, TRANSFORM: tl.constexpr, 
 
 @triton.jit
 def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFORM: tl.constexpr,
-                     PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr):
+                     PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, STAGES: tl.constexpr):
     """Copy the entries >= kth of columns [lo, hi) (values and columns, in column order) to the
     first slots of a CAP-entry buffer; returns how many there are (callers ensure <= CAP)."""
     written = tl.full((), 0, tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -202,7 +204,7 @@ def _copy_candidates(row_ptr, lo, hi, scale, kth, dst_x_ptr, dst_i_ptr, TRANSFOR
 
 @triton.jit
 def _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRANSFORM: tl.constexpr,
-              PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BOUND: tl.constexpr):
+              PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr, BOUND: tl.constexpr, STAGES: tl.constexpr):
     """(Z, n, n_on, below): the sum of ``exp(x - m)`` over the entries >= kth (the top-k filtered
     row's softmax denominator) and their count; with BOUND also how many of them have an unsigned
     key >= ``bound`` (the top-p tile's entries), copied to the CAP-entry tile as they come (values
@@ -213,7 +215,7 @@ def _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRAN
     n_on = tl.full((), 0, tl.int32)
     bound_value = key_value(tl.full((), 0, tl.int64) + bound - 2147483648)  # bound may be a Python int
     below = tl.full((), 0.0, tl.float32)
-    for start in range(0, vocab, BLOCK):
+    for start in tl.range(0, vocab, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -231,7 +233,7 @@ def _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRAN
 @triton.jit
 def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile_x_ptr, tile_i_ptr,
                 TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-                NC: tl.constexpr):
+                NC: tl.constexpr, STAGES: tl.constexpr):
     """The top-p tile of a row without an active top-k: (Z, n, used, listed, below_key, below_mass).
 
     The tile takes the entries at or above the class bound (class_maxima) of rank _TILE_RANK: its top
@@ -243,7 +245,7 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
     then wasted)."""
     bound = class_bound(cmax, tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC), NC, NC)
     z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRANSFORM,
-                                       PRECISE, BLOCK, CAP, True)
+                                       PRECISE, BLOCK, CAP, True, STAGES)
     floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= bound  # min_tokens_to_keep's entries on it
     used = (z > threshold * z) & floor_on & (n_on > 0) & (n_on <= CAP) & (below <= threshold * z)
     listed = tl.full((), 0, tl.int32)
@@ -258,12 +260,12 @@ def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile
 
 @triton.jit
 def _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-                  BLOCK_P: tl.constexpr, NP: tl.constexpr):
+                  BLOCK_P: tl.constexpr, NP: tl.constexpr, STAGES: tl.constexpr):
     """One pass of the row path's top-p search: for each of the NP pivots, the mass (sum of
     ``exp(x - m)``) and the count of the entries >= kth at or below it."""
     acc = tl.zeros([NP], dtype=tl.float32)
     cnt = tl.zeros([NP], dtype=tl.int32)
-    for start in range(0, vocab, BLOCK_P):
+    for start in tl.range(0, vocab, BLOCK_P, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK_P)
         mask = cols < vocab
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -280,11 +282,11 @@ def _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM: tl.constexpr
 
 @triton.jit
 def _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, dst_ptr, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-                  BLOCK: tl.constexpr, CAP: tl.constexpr):
+                  BLOCK: tl.constexpr, CAP: tl.constexpr, STAGES: tl.constexpr):
     """Copy the values >= kth strictly between lo_v and hi_v (the top-p search's boundary interval)
     to a CAP-entry tile, in column order; returns how many (the search leaves at most CAP)."""
     written = tl.full((), 0, tl.int32)
-    for start in range(0, vocab, BLOCK):
+    for start in tl.range(0, vocab, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -299,7 +301,7 @@ def _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, dst_ptr, TRANSFORM: tl
 def _final_pass(row_ptr, vocab, scale, m, kth, keep_floor, topp_on, cut, minp_on, z_kept, min_p_cut, out_row_ptr,
                 filter_value, seed, off_lo, off_hi, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
                 BLOCK: tl.constexpr, WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr,
-                WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr):
+                WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr, STAGES: tl.constexpr):
     """The row path's last pass: the filters' verdict per entry (below kth; at or below the top-p
     cut; under the min-p cut; never the kept floor), the written rows, and the sample: (best noisy
     value, its column, the kept entries' sum of ``exp(x - m)`` for the log-prob)."""
@@ -307,7 +309,7 @@ def _final_pass(row_ptr, vocab, scale, m, kth, keep_floor, topp_on, cut, minp_on
     best = tl.full((), neg_inf, tl.float32)
     best_idx = tl.full((), 0, tl.int64)
     z_final = tl.full((), 0.0, tl.float32)
-    for start in range(0, vocab, BLOCK):
+    for start in tl.range(0, vocab, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < vocab
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -387,7 +389,7 @@ def _row_scale(temp_ptr, row, TRANSFORM: tl.constexpr):
 
 @triton.jit
 def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr,
-                 BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr):
+                 BLOCK: tl.constexpr, CLASSES: tl.constexpr, NC: tl.constexpr, STAGES: tl.constexpr):
     """Over columns [lo, hi): maximum of the non-NaN entries (-inf if none), NaN count, the
     histogram of the keys' top byte when ``hist_on`` (bins >= 256: outside the range; zeros
     otherwise) and, with CLASSES, the NC column classes' key maxima (class_maxima).
@@ -401,7 +403,7 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
     nan_pos = tl.zeros([BLOCK], dtype=tl.int32)
     hist0 = tl.zeros([512], dtype=tl.int32)
     kmax = tl.full([BLOCK], -2147483648, tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         mask = cols < hi
         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -418,10 +420,10 @@ def _stats_range(row_ptr, lo, hi, scale, hist_on, TRANSFORM: tl.constexpr, PRECI
 
 @triton.jit
 def _top_byte_hist(row_ptr, vocab, scale, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr,
-                   NC: tl.constexpr):
+                   NC: tl.constexpr, STAGES: tl.constexpr):
     """The radix select's first-digit histogram (_stats_range's) when the stats pass did not take it."""
     unused_m, unused_nan, hist0, unused_classes = _stats_range(row_ptr, 0, vocab, scale, True, TRANSFORM, PRECISE,
-                                                               BLOCK, False, NC)
+                                                               BLOCK, False, NC, STAGES)
     return hist0
 
 
@@ -440,7 +442,7 @@ def _tile_kth(tile_x_ptr, listed, k, CAP: tl.constexpr):
 def _split_pass_kernel(
     x_ptr, stride, vocab, temp_ptr, top_k_ptr, min_keep, parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
     slice_len, TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-    NC: tl.constexpr, NCS: tl.constexpr, NCK: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr,
+    NC: tl.constexpr, NCS: tl.constexpr, NCK: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, STAGES: tl.constexpr,
 ):
     """Slice ``program_id(1)`` of row ``program_id(0)``: its record (maximum, NaN count, class
     maxima folded to FOLD) and, when the chain kernel selects the row's top-k by the class bound
@@ -453,7 +455,8 @@ def _split_pass_kernel(
     lo = s * slice_len
     hi = tl.minimum(lo + slice_len, vocab)
     scale = _row_scale(temp_ptr, row, TRANSFORM)
-    m, n_nan, unused_hist, cmax = _stats_range(row_ptr, lo, hi, scale, False, TRANSFORM, PRECISE, BLOCK, True, NC)
+    m, n_nan, unused_hist, cmax = _stats_range(row_ptr, lo, hi, scale, False, TRANSFORM, PRECISE, BLOCK, True, NC,
+                                               STAGES)
     k = tl.load(top_k_ptr + row)
     k_eff = tl.maximum(k, min_keep)
     bounded = (k > 0) & (k_eff < vocab) & (k_eff <= NCK)  # the chain kernel's `bounded`
@@ -463,7 +466,7 @@ def _split_pass_kernel(
     if bounded:
         dst = (row * splits + s) * CAP
         n = _copy_prefix(row_ptr, lo, hi, scale, bound, 0, part_x_ptr + dst, part_i_ptr + dst, TRANSFORM, PRECISE,
-                         BLOCK, CAP)
+                         BLOCK, CAP, STAGES)
         tl.store(part_n_ptr + row * splits + s, n)
 
 
@@ -481,7 +484,7 @@ def _filter_chain_kernel(
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
     SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr, NC: tl.constexpr, NCK: tl.constexpr,
-    FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr,
+    FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr, STAGES: tl.constexpr,
 ):
     # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
     # while the batch is small enough).
@@ -509,12 +512,12 @@ def _filter_chain_kernel(
         # tiles' bounds) and, for a radix select, the histogram of the keys' top byte
         cmax = tl.zeros([NC], dtype=tl.int32)
         if SPLIT:  # taken by _split_pass_kernel over the slices; merged here (exact: maxima and integer sums)
-            m, n_nan = merged_stats(parts_ptr, row, splits, REC)
+            m, n_nan = merged_stats(parts_ptr, row, splits, REC, UNION // FOLD)
             hist0 = tl.zeros([512], dtype=tl.int32)
             have_hist = tl.full((), 0, tl.int1)
         else:
             m, n_nan, hist0, cmax = _stats_range(row_ptr, 0, vocab, scale, hist_on, TRANSFORM, PRECISE, BLOCK,
-                                                 EARLY_TILE or PTILE, NC)
+                                                 EARLY_TILE or PTILE, NC, STAGES)
             have_hist = hist_on
         # softmax-based filters leave rows with NaN, +inf or nothing finite unchanged (their softmax is NaN)
         bad = (n_nan > 0) | (m == float("inf")) | (m == neg_inf)
@@ -530,21 +533,22 @@ def _filter_chain_kernel(
                 if SPLIT:  # the slices copied theirs (_split_pass_kernel)
                     listed, unused_below = gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits,
                                                           k_eff.to(tl.int32), cand_x_ptr + row * CAP,
-                                                          cand_i_ptr + row * CAP, CAP, FOLD, REC, UNION)
+                                                          cand_i_ptr + row * CAP, CAP, FOLD, REC, UNION,
+                                                          STAGES)
                 else:
                     listed = _copy_prefix(row_ptr, 0, vocab, scale, class_bound(cmax, k_eff.to(tl.int32), NC, NCK),
                                           0, cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, TRANSFORM, PRECISE,
-                                          BLOCK, CAP)
+                                          BLOCK, CAP, STAGES)
                 if listed <= CAP:
                     tl.debug_barrier()  # the tile is read back by other threads of this program
                     kth_key, n_ge = _tile_kth(cand_x_ptr + row * CAP, listed, k_eff, CAP)
             if listed > CAP:  # the radix select over the row, its first digit from the top byte's histogram
                 if ~have_hist:  # the stats pass did not take it: one more read
-                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC)
+                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC, STAGES)
                     have_hist = tl.full((), 1, tl.int1)
                 kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
                                                       cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
-                                                      TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE)
+                                                      TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE, STAGES)
             kth = key_value(kth_key)
 
         # ---- min_tokens_to_keep: the keep-th largest value survives top-p and min-p (ties kept)
@@ -555,9 +559,9 @@ def _filter_chain_kernel(
                 floor_key, n_floor = _tile_kth(cand_x_ptr + row * CAP, listed, keep, CAP)
             else:
                 if ~have_hist:
-                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC)
+                    hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC, STAGES)
                 floor_key, n_floor, _ = _radix_select(row_ptr, vocab, scale, keep, hist0, cand_x_ptr, cand_i_ptr,
-                                                      TRANSFORM, PRECISE, BLOCK, CAP, False)
+                                                      TRANSFORM, PRECISE, BLOCK, CAP, False, STAGES)
             keep_floor = key_value(floor_key)
 
         topp_on = tl.full((), 0, tl.int1)
@@ -604,7 +608,7 @@ def _filter_chain_kernel(
             if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
                 z, n_kept, use_ptile, ptile_n, below_key, below_mass = _top_p_tile(
                     row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, cand_x_ptr + row * CAP,
-                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, NC)
+                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, NC, STAGES)
                 have_z = tl.full((), 1, tl.int1)
 
         if use_tile | use_ptile:
@@ -614,7 +618,7 @@ def _filter_chain_kernel(
                     written = _keep_from_kth(cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, listed, kth, CAP)
                 else:
                     written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
-                                               cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP)
+                                               cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, STAGES)
             tl.debug_barrier()  # the tile is read back by other threads of this program
             offs = tl.arange(0, CAP)
             valid = offs < written
@@ -646,7 +650,8 @@ def _filter_chain_kernel(
             # already when the top-p tile was tried)
             if (topp_on | minp_on) & (~have_z):
                 z, n_kept, unused_on, unused_below = _row_mass(row_ptr, vocab, scale, m, kth, 0, cand_x_ptr,
-                                                               cand_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP, False)
+                                                               cand_i_ptr, TRANSFORM, PRECISE, BLOCK, CAP, False,
+                                                               STAGES)
 
             # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a pivot search
             # in value space over the row, each pass shrinking (lo, hi) ~NP x in entries, until at
@@ -673,7 +678,7 @@ def _filter_chain_kernel(
                     while searching:
                         pivots = lo_v + (hi_v - lo_v) * fractions
                         acc, cnt = _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM, PRECISE, BLOCK_P,
-                                                 NP)
+                                                 NP, STAGES)
                         feasible = acc <= target
                         any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
                         new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
@@ -691,7 +696,7 @@ def _filter_chain_kernel(
                         searching = progress & (hi_cnt - lo_cnt > CAP)
                     # the entries strictly between lo and hi (at most CAP) go to the tile
                     written = _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, cand_x_ptr + row * CAP, TRANSFORM,
-                                            PRECISE, BLOCK, CAP)
+                                            PRECISE, BLOCK, CAP, STAGES)
                     tl.debug_barrier()  # the tile is read back by other threads of this program
                     offs = tl.arange(0, CAP)
                     valid = offs < written
@@ -704,7 +709,7 @@ def _filter_chain_kernel(
                     # min-p normalises by the softmax of the top-p filtered row: its own sum, so that the
                     # fused chain and the standalone masks applied one after another decide alike.
                     z_kept = tl.full((), 0.0, tl.float32)
-                    for start in range(0, vocab, BLOCK):
+                    for start in tl.range(0, vocab, BLOCK, num_stages=STAGES):
                         cols = start + tl.arange(0, BLOCK)
                         mask = cols < vocab
                         x = load_row(row_ptr, cols, mask, scale, TRANSFORM, PRECISE)
@@ -719,7 +724,7 @@ def _filter_chain_kernel(
             best, best_idx, z_final = _final_pass(
                 row_ptr, vocab, scale, m, kth, keep_floor, topp_on, cut, minp_on, z_kept, min_p_cut,
                 rows_ptr + row * vocab, filter_value, seed, off_lo, off_hi, TRANSFORM, PRECISE, BLOCK, WRITE_FILTERED,
-                WRITE_KEPT_INPUT, WANT_TOKENS, WANT_LOGPROBS)
+                WRITE_KEPT_INPUT, WANT_TOKENS, WANT_LOGPROBS, STAGES)
         if WANT_TOKENS:
             tl.store(tokens_ptr + row, best_idx)
             if WANT_LOGPROBS:
@@ -739,7 +744,7 @@ def _temperature_kernel(x_ptr, stride, vocab, temp_ptr, out_ptr, TRANSFORM: tl.c
 
 
 @triton.jit
-def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
+def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     """(largest non-NaN value, its lowest column) over columns [lo, hi); (-inf, 0) when none.
 
     Each block position keeps its own best value and earliest column (strict >: ties keep the
@@ -747,7 +752,7 @@ def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
     barriers) per step."""
     best_v = tl.full([BLOCK], float("-inf"), tl.float32)
     best_c = tl.zeros([BLOCK], dtype=tl.int32)
-    for start in range(lo, hi, BLOCK):
+    for start in tl.range(lo, hi, BLOCK, num_stages=STAGES):
         cols = start + tl.arange(0, BLOCK)
         x = tl.load(row_ptr + cols, mask=cols < hi, other=float("-inf")).to(tl.float32)
         better = tl.where(x != x, float("-inf"), x) > best_v
@@ -758,20 +763,20 @@ def _argmax_range(row_ptr, lo, hi, BLOCK: tl.constexpr):
 
 
 @triton.jit(do_not_specialize=["n_rows"])
-def _greedy_kernel(x_ptr, stride, vocab, n_rows, out_ptr, BLOCK: tl.constexpr):
+def _greedy_kernel(x_ptr, stride, vocab, n_rows, out_ptr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     for program_row in range(tl.program_id(0), n_rows, tl.num_programs(0)):  # persistent: see row_programs
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
-        _, best_idx = _argmax_range(x_ptr + row * stride, 0, vocab, BLOCK)
+        _, best_idx = _argmax_range(x_ptr + row * stride, 0, vocab, BLOCK, STAGES)
         tl.store(out_ptr + row, best_idx)
 
 
 @triton.jit
-def _greedy_split_kernel(x_ptr, stride, vocab, slice_len, best_ptr, idx_ptr, BLOCK: tl.constexpr):
+def _greedy_split_kernel(x_ptr, stride, vocab, slice_len, best_ptr, idx_ptr, BLOCK: tl.constexpr, STAGES: tl.constexpr):
     """Greedy over slice ``program_id(1)`` of the row: its (best, lowest column) for _greedy_merge_kernel."""
     row = tl.program_id(0).to(tl.int64)
     s = tl.program_id(1)
     lo = s.to(tl.int64) * slice_len
-    best, best_idx = _argmax_range(x_ptr + row * stride, lo, tl.minimum(lo + slice_len, vocab), BLOCK)
+    best, best_idx = _argmax_range(x_ptr + row * stride, lo, tl.minimum(lo + slice_len, vocab), BLOCK, STAGES)
     tl.store(best_ptr + row * tl.num_programs(1) + s, best)
     tl.store(idx_ptr + row * tl.num_programs(1) + s, best_idx)
 
@@ -831,6 +836,7 @@ def _chain(
     # the top-p tile (see the kernel) serves the same calls with a top-p instead, one program per row
     early = early_tile()  # PYDECODE_TRITON_EARLY_TILE: the early tiles of the top-k select and of top-p
     pivots = pivot_count(_NUM_PIVOTS)  # PYDECODE_TRITON_PIVOTS
+    stages = row_stages()  # PYDECODE_TRITON_STAGES
     ptile = early and tokens and not (filtered or kept_input) and top_p is not None
     cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) when the
@@ -845,7 +851,7 @@ def _chain(
             x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(), top_k.contiguous(),
             min_keep, parts, part_x, part_i, part_n, splits, sp.slice_len,
             TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_CAP, NC=sp.classes,
-            NCS=min(sp.classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=sp.rec,
+            NCS=min(sp.classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=sp.rec, STAGES=stages,
             num_warps=8 if sp.block >= 1024 else 4,
         )
     _filter_chain_kernel[(row_programs(batch, x),)](
@@ -873,7 +879,7 @@ def _chain(
         SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
         NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
         FOLD=fold, REC=4 + fold, UNION=triton.next_power_of_2(splits * fold),  # the split path's records
-        num_warps=8 if block >= 1024 else 4,
+        STAGES=stages, num_warps=8 if block >= 1024 else 4,
     )
     return tok, lp, rows
 
@@ -948,12 +954,12 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
         best = torch.empty((batch, splits), dtype=torch.float32, device=x.device)
         idx = torch.empty((batch, splits), dtype=torch.int64, device=x.device)
         _greedy_split_kernel[(batch, splits)](x, x.stride(0), vocab, slice_len, best, idx, BLOCK=block,
-                                              num_warps=8 if block >= 2048 else 4)
+                                              STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
         _greedy_merge_kernel[(batch,)](best, idx, out, splits, SPLITS_P2=max(16, triton.next_power_of_2(splits)))
         return out
     block = block_for(vocab, 4096, interpreting(x))
     _greedy_kernel[(row_programs(batch, x),)](x, x.stride(0), vocab, batch, out, BLOCK=block,
-                                              num_warps=8 if block >= 2048 else 4)
+                                              STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
     return out
 
 

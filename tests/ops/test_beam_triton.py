@@ -169,9 +169,11 @@ def test_early_tile_gives_the_same_candidates(monkeypatch: pytest.MonkeyPatch) -
     copy = triton_beam._copy_top_scores
     logit_tiles: list[int] = []  # per logit-tile copy (BY_LOGIT): how many entries reach the bound
 
-    def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args):  # noqa: ANN001, ANN202
-        written, below = copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, *args)
-        if args[-1]:  # BY_LOGIT: the logit tile
+    def counted(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s, dst_i, log_softmax, block, cap, by_logit,
+                stages):  # noqa: ANN001, ANN202
+        written, below = copy(row_ptr, lo, hi, m, log_z, bonus, bad, prefix, shift, dst_s, dst_i, log_softmax, block,
+                              cap, by_logit, stages)
+        if by_logit:  # the logit tile
             logit_tiles.append(int(written.handle.data.item()))
             return written, below + spoil  # +inf: the largest logit left out seems to tie, the score select runs
         shifts.append(int(shift))

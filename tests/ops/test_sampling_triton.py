@@ -338,6 +338,22 @@ def test_pivot_count_setting(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @interpreted
+def test_row_stages_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYDECODE_TRITON_STAGES sets the row loops' pipeline stages (1 to 8; 3 by default; read per call);
+    other values are refused with the variable's name (the interpreter ignores the stages: the
+    listings are checked in tests/test_bench_pass_cost.py)."""
+    monkeypatch.delenv(_common.STAGES_ENV, raising=False)
+    assert _common.row_stages() == _common.ROW_STAGES == 3
+    for count in ("1", "4", "8"):
+        monkeypatch.setenv(_common.STAGES_ENV, count)
+        assert _common.row_stages() == int(count)
+    for bad in ("0", "9", "three", "-1"):
+        monkeypatch.setenv(_common.STAGES_ENV, bad)
+        with pytest.raises(ValueError, match="PYDECODE_TRITON_STAGES must be"):
+            S.filter_and_sample(torch.zeros(1, 8), top_k=2, seed=0, backend="triton")
+
+
+@interpreted
 def test_top_p_on_ordinary_rows_is_exact() -> None:
     """Away from exact ties, random rows give the reference's nucleus, for several p."""
     x = torch.randn(7, 3000) * 3
