@@ -6,6 +6,8 @@ numbers for temperature / top-k / top-p), on every pydecode backend that runs he
 
 * ``eager_us``: median wall time of one public-op call, synchronised (Python, validation,
   allocations, launch latency and the kernels);
+* ``host_us``: median time until the call returns, the device idle before it and not waited for
+  after (on CUDA the host's part: Python, validation, allocations and the launches' enqueueing);
 * ``graph_us`` (CUDA): the call captured once in a CUDA graph, per replay, the median over rounds
   of back-to-back replays (what a decode loop that captures its step pays; issue 6's batch-1
   target is < 10 us);
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -38,7 +41,7 @@ from bench.common import append_rows, environment, print_table, time_call
 from pydecode.benchmarks import ops as ops_bench
 
 DEFAULT_CASES = ["temp_topk_topp_sample", "temp_topp_sample", "beam_topk"]
-COLUMNS = ["case", "backend", "batch", "vocab", "eager_us", "graph_us", "device_us", "launches", "host_ops",
+COLUMNS = ["case", "backend", "batch", "vocab", "eager_us", "host_us", "graph_us", "device_us", "launches", "host_ops",
            "top_kernels"]
 
 
@@ -86,6 +89,21 @@ def profile_calls(fn: Callable[[Any], Any], inputs: list, calls: int, device: to
     }
 
 
+def host_us(fn: Callable[[Any], Any], inputs: list, repeats: int, device: torch.device) -> float:
+    """Median microseconds until a call of ``fn`` returns, the device synchronised before each call
+    (so no queue of earlier work delays the launches) and not after it."""
+    times = []
+    for i in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn(inputs[i % len(inputs)])
+        times.append((time.perf_counter() - start) * 1e6)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return statistics.median(times)
+
+
 def graph_replay_us(fn: Callable[[Any], Any], x: Any, rounds: int = 7,
                     replays: int = 20) -> tuple[Optional[float], str]:
     """Per-replay microseconds of ``fn(x)`` captured in a CUDA graph (median over ``rounds`` of
@@ -126,6 +144,7 @@ def measure(case: ops_bench.Case, backend: str, stage_ops: list[str], batch: int
     row: dict[str, Any] = {"case": case.name, "backend": backend, "batch": rows, "vocab": vocab,
                            "dtype": args.dtype, "params": case.params}
     row["eager_us"] = time_call(fn, inputs, repeats=args.repeats, warmup=3)["median_us"]
+    row["host_us"] = host_us(fn, inputs, args.repeats, device)
     notes = []
     if device.type == "cuda":
         row["graph_us"], why = graph_replay_us(fn, inputs[0])

@@ -29,11 +29,11 @@ def test_profile_ops_on_cpu(tmp_path: Path) -> None:
                              "--calls", "2", "--csv", str(out)])
     assert {(r["case"], r["backend"]) for r in rows} == {
         (c, b) for c in ("temp_topk_topp_sample", "beam_topk") for b in ("cpu", "torch")}
-    assert all(r["eager_us"] > 0 and r["host_ops"] >= 1 for r in rows)
+    assert all(r["eager_us"] > 0 and r["host_us"] > 0 and r["host_ops"] >= 1 for r in rows)
     # the cpu kernel's call allocates its outputs and runs no other aten op; the torch reference
     # is a chain of them
     fused = [r["host_ops"] for r in rows if r["backend"] == "cpu" and r["case"] == "temp_topk_topp_sample"]
     reference = [r["host_ops"] for r in rows if r["backend"] == "torch" and r["case"] == "temp_topk_topp_sample"]
     assert max(fused) < min(reference)
     written = list(csv.DictReader(out.open()))
-    assert len(written) == len(rows) and {"graph_us", "device_us", "launches", "git_sha"} <= set(written[0])
+    assert len(written) == len(rows) and {"host_us", "graph_us", "device_us", "launches", "git_sha"} <= set(written[0])
