@@ -24,15 +24,16 @@ budget="${GPU_CHECK_BUDGET:-480}"
 # and a session's device time is 15 minutes (the H200 run of b16b8d9: build 129 s, the GPU tests
 # past 240 s), so presets split them over commands on one warm lease (the build stays installed):
 # GPU_CHECK_ONLY=first (build, GPU tests: GPU_CHECK_BUDGET=480 GPU_TESTS_LIMIT=330), then
-# GPU_CHECK_ONLY=second (the main op benchmarks, the profile, memcheck, generate: about 330 s),
+# GPU_CHECK_ONLY=second (the main op benchmarks, the profile with the Triton loops pipelined and not, memcheck, generate: about 370 s),
 # and GPU_CHECK_ONLY=third (racecheck and the switch-by-switch benchmarks) when time is left.
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests" ;;
-  second) only="bench-ops-sampling profile-ops bench-triton-split bench-triton-early-off sanitizer-memcheck
-                bench-generate bench-ops-key-bins-off" ;;
-  third) only="sanitizer-racecheck bench-ops-chain-full-row bench-triton-16-pivots bench-ops-chain-unsplit
-               bench-triton-persistent bench-triton-one-per-row bench-ops-processors bench-dispatch bench-philox" ;;
+  second) only="bench-ops-sampling profile-ops profile-triton-stages-off bench-triton-split bench-triton-early-off
+                sanitizer-memcheck bench-generate bench-ops-key-bins-off" ;;
+  third) only="sanitizer-racecheck bench-ops-chain-full-row bench-triton-16-pivots bench-triton-4-stages bench-ops-chain-unsplit
+               bench-triton-persistent bench-triton-one-per-row ncu-kernels bench-ops-processors bench-dispatch
+               bench-philox" ;;
 esac
 only="$(echo $only)"  # one space between names: the match below pads them with single spaces
 
@@ -87,6 +88,10 @@ step bench-ops-sampling 110 "${bench_ops[@]}" \
 # Where each call's time goes (bench/profile_ops.py): eager wall time, CUDA graph replay (issue 6's
 # batch-1 target), kernel time and launches from torch.profiler, the longest kernels.
 step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
+# Triton's row loops unpipelined (PYDECODE_TRITON_STAGES=1: one 16-byte load a thread in flight, as
+# before) against the default 3 stages in profile_ops.csv: the same outputs, the kernel times compared.
+step profile-triton-stages-off 40 env PYDECODE_TRITON_STAGES=1 python -m bench.profile_ops --device cuda \
+  --backends triton --csv "$out/profile_ops_triton_stages_off.csv"
 # Triton split path (rows over several programs at batch 1-8) vs one program per row, same tokens.
 step bench-triton-split 45 python -m bench.bench_triton_split --csv "$out/triton_split.csv"
 # The fused chain's split-vocabulary path (several blocks per row at small batch) against one block
@@ -114,6 +119,9 @@ step bench-triton-early-off 40 env PYDECODE_TRITON_EARLY_TILE=0 "${bench_ops[@]/
 # default is 4: bench/triton_pass_cost.py) against ops_cuda.csv's triton rows.
 step bench-triton-16-pivots 40 env PYDECODE_TRITON_PIVOTS=16 "${bench_ops[@]/ops_cuda.csv/ops_triton_16_pivots.csv}" \
   --batch 64 256 --vocab 128256 --backends triton --no-transformers --no-flashinfer --cases temp_topp_sample
+# Triton's row loops with 4 pipeline stages (one more block in flight) against the default 3.
+step bench-triton-4-stages 40 env PYDECODE_TRITON_STAGES=4 python -m bench.profile_ops --device cuda \
+  --backends triton --csv "$out/profile_ops_triton_4_stages.csv"
 if command -v compute-sanitizer >/dev/null 2>&1; then
   # The sanitizer is 50-100x slower: CUDA op tests only, big shapes and long sweeps deselected
   # ("big" / "thorough" in the test id). racecheck is slower again (on the H200 it got through 3
@@ -134,6 +142,16 @@ persistent=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.
             --cases temp_topk_topp_sample beam_topk)
 step bench-triton-persistent 40 "${persistent[@]}" --csv "$out/triton_persistent.csv"
 step bench-triton-one-per-row 40 env PYDECODE_TRITON_PROGRAMS=1024 "${persistent[@]}" --csv "$out/triton_one_per_row.csv"
+# Why the row kernels take the time they take (Nsight Compute on the sampling chain and beam top-k,
+# cuda and triton, batch 1 and 256 x 128256: bandwidth against the card's, occupancy, warp stall
+# reasons); the kernel-name filter and launch count keep ncu's replays to the row kernels.
+if command -v ncu >/dev/null 2>&1; then
+  step ncu-kernels 120 ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split' --launch-count 24 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --csv \
+    --log-file "$out/ncu_kernels.csv" python -m bench.ncu_calls --batch 1 256 --calls 1
+else
+  summary+=("SKIP  ncu-kernels (ncu not installed)")
+fi
 step bench-ops-processors 35 "${bench_ops[@]}" --batch 64 256 --vocab 128256 \
   --cases repetition_penalty watermark_hash watermark_hf no_repeat_ngram
 # End to end on the GPU: the tiny Llama of issue 4's benchmark moved to CUDA (per-step overhead, not
