@@ -39,21 +39,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise SystemExit("--batch, --vocab and --calls must be >= 1")
     device = torch.device("cuda")
     made = 0
-    for name in args.cases:
-        case = ops_bench.CASES[name]
-        chosen, skipped = ops_bench.pydecode_backends(case, device, args.backends)
-        for line in skipped:
-            print(f"# {name}: skipped: {line}")
-        for backend, stage_ops in chosen.items():
-            fn = ops_bench.pydecode_fn(case, backend, stage_ops, args.vocab)
-            for batch in args.batch:
-                rows = ops_bench.rows_for(case, batch)
-                x = ops_bench.make_inputs(case, rows, args.vocab, torch.bfloat16, device, 3.0, sets=1)[0]
-                for _ in range(1 + args.calls):
-                    fn(x)
-                torch.cuda.synchronize()
-                made += 1
-                print(f"{name} {backend} batch {rows} x {args.vocab}: {1 + args.calls} calls", flush=True)
+    for case, backend, stage_ops in ops_bench.each_backend(args.cases, device, args.backends, "skipped"):
+        fn = ops_bench.pydecode_fn(case, backend, stage_ops, args.vocab)
+        for batch in args.batch:
+            rows = ops_bench.rows_for(case, batch)
+            x = ops_bench.make_inputs(case, rows, args.vocab, torch.bfloat16, device, 3.0, sets=1)[0]
+            for _ in range(1 + args.calls):
+                fn(x)
+            torch.cuda.synchronize()
+            made += 1
+            print(f"{case.name} {backend} batch {rows} x {args.vocab}: {1 + args.calls} calls", flush=True)
     return 0 if made else 1
 
 

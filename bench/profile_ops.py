@@ -176,15 +176,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     env = environment()
     print(f"# {env['device']}, torch {env['torch']}, triton {env['triton']}, git {env['git_sha']}")
     rows = []
-    for name in args.cases:
-        case = ops_bench.CASES[name]
-        chosen, skipped = ops_bench.pydecode_backends(case, device, args.backends)
-        for line in skipped:
-            print(f"# {name}: not profiled: {line}")
-        for backend, stage_ops in chosen.items():
-            for vocab in args.vocab:
-                for batch in args.batch:
-                    rows.append(measure(case, backend, stage_ops, batch, vocab, args))
+    for case, backend, stage_ops in ops_bench.each_backend(args.cases, device, args.backends, "not profiled"):
+        for vocab in args.vocab:
+            for batch in args.batch:
+                rows.append(measure(case, backend, stage_ops, batch, vocab, args))
     if not rows:
         raise SystemExit("nothing to profile: no backend runs these cases here")
     print_table(rows, COLUMNS + ["note"])

@@ -59,6 +59,7 @@ import argparse
 import math
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -188,6 +189,20 @@ def pydecode_backends(case: Case, device: torch.device, only: Optional[list[str]
         else:
             chosen[backend] = stage_ops
     return chosen, skipped
+
+
+def each_backend(names: list[str], device: torch.device, only: Optional[list[str]],
+                 left_out: str) -> Iterator[tuple[Case, str, list[str]]]:
+    """(case, backend, its stage ops) for each named case on each backend that runs it on ``device``
+    (``only``: these backends); prints ``# NAME: LEFT_OUT: why`` for the others (profile_ops,
+    ncu_calls)."""
+    for name in names:
+        case = CASES[name]
+        chosen, skipped = pydecode_backends(case, device, only)
+        for line in skipped:
+            print(f"# {name}: {left_out}: {line}")
+        for backend, stage_ops in chosen.items():
+            yield case, backend, stage_ops
 
 
 def pydecode_fn(case: Case, backend: str, stage_ops: list[str], vocab: int) -> Callable[[InputSet], Any]:
