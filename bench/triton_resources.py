@@ -13,7 +13,8 @@ or top-p, no row written), the split pass, beam top-k's row and split kernels. E
 the GPU launch of a 128256-entry row is: the block sizes and class counts the launchers pick on a GPU
 (BLOCK 2048, 8 warps, 2048 classes folded to 512; libdevice's exp and log, a temperature as a
 multiplication by its reciprocal), the pointers, row stride, vocabulary and slice
-length specialised as multiples of 16, and ``STAGES`` set to each ``--stages`` value.
+length specialised as multiples of 16, and ``STAGES`` set to each ``--stages`` value. Spills are
+counted in all (the stack's bytes) and inside the row loops (their local-memory loads and stores).
 
     python -m bench.triton_resources [--launches FILE] [--stages 1 3] [--csv FILE]
 
@@ -93,10 +94,29 @@ def compile_for_gpu(launch: dict, stages: int, arch: int) -> tuple[dict, dict]:
     return variant, {
         "registers": int(re.search(r"REG:(\d+)", usage).group(1)),
         "spill_stack_bytes": int(re.search(r"STACK:(\d+)", usage).group(1)),
+        "spill_ops_in_row_loops": spill_ops_in_row_loops(sass),
         "shared_bytes": compiled.metadata.shared,
         "async_loads": loads["LDGSTS"],
         "loads_16_bytes": loads["LDG.E.128"],
     }
+
+
+def spill_ops_in_row_loops(sass: str) -> int:
+    """Local-memory loads and stores (LDL / STL: spills) inside the row loops of a listing: the
+    innermost loops (a backward branch's range holding no other) that load from global memory."""
+    rows = [(int(at, 16), text) for at, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)]
+    loops = []
+    for at, text in rows:
+        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if target and int(target.group(1), 16) < at:
+            loops.append((int(target.group(1), 16), at))
+    innermost = [(lo, hi) for lo, hi in loops if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in loops)]
+    spills = 0
+    for lo, hi in innermost:
+        body = [text for at, text in rows if lo <= at <= hi]
+        if any(re.search(r"\bLDG", text) for text in body):
+            spills += sum(1 for text in body if re.search(r"\b(LDL|STL)\b", text))
+    return spills
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
