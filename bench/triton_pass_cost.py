@@ -178,24 +178,42 @@ def cuobjdump() -> str:
     return str(bundled) if bundled.exists() else (shutil.which("cuobjdump") or "cuobjdump")
 
 
+def listing(sass: str) -> list[tuple[int, str]]:
+    """(address, instruction) of every instruction in a cuobjdump listing."""
+    return [(int(at, 16), text) for at, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)]
+
+
+def branches(rows: list[tuple[int, str]]) -> list[tuple[int, int]]:
+    """(address, target) of every branch of a listing (``listing``); target < address: a loop's end."""
+    out = []
+    for at, text in rows:
+        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if target:
+            out.append((at, int(target.group(1), 16)))
+    return out
+
+
 def loop_instructions(sass: str) -> tuple[int, int]:
     """(instructions of the largest loop: from a backward branch's target to the branch; the same
     less the largest region a forward branch inside it jumps over: a block that skips its guarded
     part, as the copies' blocks that select nothing do)."""
-    addr = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
-    rows = [(int(a, 16), text) for a, text in addr.findall(sass)]
-    branches = []
-    for at, text in rows:
-        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
-        if target:
-            branches.append((at, int(target.group(1), 16)))
-    loop = max(((to, at) for at, to in branches if to < at), key=lambda r: r[1] - r[0], default=None)
+    rows = listing(sass)
+    jumps = branches(rows)
+    loop = max(((to, at) for at, to in jumps if to < at), key=lambda r: r[1] - r[0], default=None)
     if loop is None:
         return 0, 0
     lo, hi = loop
     total = sum(1 for a, _ in rows if lo <= a <= hi)
-    skipped = max((sum(1 for a, _ in rows if at < a < to) for at, to in branches if lo <= at < to <= hi), default=0)
+    skipped = max((sum(1 for a, _ in rows if at < a < to) for at, to in jumps if lo <= at < to <= hi), default=0)
     return total, total - skipped
+
+
+def cubin_listing(cubin: bytes, flag: str = "-sass") -> str:
+    """cuobjdump's output for a cubin: its listing (``-sass``) or its resources (``-res-usage``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        return subprocess.run([cuobjdump(), flag, str(path)], capture_output=True, text=True, check=True).stdout
 
 
 def sass_of(probe, signature: dict, constexprs: dict, arch: int) -> str:  # noqa: ANN001
@@ -209,21 +227,14 @@ def sass_of(probe, signature: dict, constexprs: dict, arch: int) -> str:  # noqa
              if kind.startswith("*") or name == "vocab"}
     compiled = triton.compile(ASTSource(fn=probe, signature=signature, constexprs=constexprs, attrs=attrs),
                               target=GPUTarget("cuda", arch, 32), options={"num_warps": NUM_WARPS})
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "probe.cubin"
-        path.write_bytes(compiled.asm["cubin"])
-        return subprocess.run([cuobjdump(), "-sass", str(path)], capture_output=True, text=True, check=True).stdout
+    return cubin_listing(compiled.asm["cubin"])
 
 
 def fixed_count(probe, constexprs: dict, arch: int) -> tuple[int, int]:  # noqa: ANN001
     """(instructions of the probe's listing, backward branches in it: 0 for straight-line code)."""
     sass = sass_of(probe, {"x_ptr": "*i32", "out_ptr": "*i64", "rank": "i32"}, constexprs, arch)
-    rows = re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)
-    loops = 0
-    for at, text in rows:
-        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
-        loops += bool(target and int(target.group(1), 16) < int(at, 16))
-    return len(rows), loops
+    rows = listing(sass)
+    return len(rows), sum(1 for at, to in branches(rows) if to < at)
 
 
 def count(probe, extra: dict, constexprs: dict, arch: int, stages: int) -> tuple[float, float, int]:  # noqa: ANN001

@@ -28,7 +28,6 @@ import argparse
 import importlib
 import json
 import re
-import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -39,7 +38,7 @@ from triton.compiler import ASTSource
 
 from bench.common import append_rows
 from bench.triton_compile_check import divisibility_of, record_launches, signature_of
-from bench.triton_pass_cost import cuobjdump
+from bench.triton_pass_cost import branches, cubin_listing, listing
 from pydecode.triton_kernels._common import T_DIVIDE, T_MUL_RECIP
 
 KERNELS = ("_filter_chain_kernel", "_split_pass_kernel", "_beam_row_topk_kernel", "_beam_split_kernel")
@@ -84,12 +83,8 @@ def compile_for_gpu(launch: dict, stages: int, arch: int) -> tuple[dict, dict]:
             attrs[(kernel.arg_names.index(name),)] = ALIGNED
     compiled = triton.compile(ASTSource(fn=kernel, signature=signature, constexprs=constexprs, attrs=attrs),
                               target=GPUTarget("cuda", arch, 32), options={**launch["options"], "num_warps": 8})
-    with tempfile.TemporaryDirectory() as tmp:
-        cubin = Path(tmp) / "kernel.cubin"
-        cubin.write_bytes(compiled.asm["cubin"])
-        usage = subprocess.run([cuobjdump(), "-res-usage", str(cubin)], capture_output=True, text=True,
-                               check=True).stdout
-        sass = subprocess.run([cuobjdump(), "-sass", str(cubin)], capture_output=True, text=True, check=True).stdout
+    usage = cubin_listing(compiled.asm["cubin"], "-res-usage")
+    sass = cubin_listing(compiled.asm["cubin"])
     loads = Counter(re.findall(r"\b(LDGSTS|LDG\.E\.128)\b", sass))
     return variant, {
         "registers": int(re.search(r"REG:(\d+)", usage).group(1)),
@@ -104,12 +99,8 @@ def compile_for_gpu(launch: dict, stages: int, arch: int) -> tuple[dict, dict]:
 def spill_ops_in_row_loops(sass: str) -> int:
     """Local-memory loads and stores (LDL / STL: spills) inside the row loops of a listing: the
     innermost loops (a backward branch's range holding no other) that load from global memory."""
-    rows = [(int(at, 16), text) for at, text in re.findall(r"/\*([0-9a-f]{4,})\*/\s+(.*?);", sass)]
-    loops = []
-    for at, text in rows:
-        target = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
-        if target and int(target.group(1), 16) < at:
-            loops.append((int(target.group(1), 16), at))
+    rows = listing(sass)
+    loops = [(to, at) for at, to in branches(rows) if to < at]
     innermost = [(lo, hi) for lo, hi in loops if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in loops)]
     spills = 0
     for lo, hi in innermost:
