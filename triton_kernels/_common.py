@@ -110,11 +110,12 @@ def pivot_count(default: int) -> int:
 # Row loops are software-pipelined (tl.range num_stages): triton stages the next blocks' loads in
 # shared memory (cp.async) while the current one is processed. Without it each loop step issued one
 # 16-byte load a thread and waited for it (the SASS of every row pass: one LDG, used a few
-# instructions later), and a chain program (160 registers x 256 threads) is alone on its SM, so an SM
-# had ~4 KB of a row in flight where HBM's latency needs ~20 KB to stream at its share of the
-# bandwidth. STAGES blocks in flight per program (3: ~12 KB of a bfloat16 row) cost ~4 instructions
-# per element (the staging's shared-memory reads and barriers; bench/triton_pass_cost.py) and change
-# no result (the same loads, the same order of operations). PYDECODE_TRITON_STAGES=N sets N (read per
+# instructions later), and a chain or beam program (8 warps x 255 registers on triton 3.6, over 128 on
+# 3.9: bench/triton_resources.py) is alone on its SM, so an SM had ~4 KB of a row in flight where
+# HBM's latency needs several times that to stream at its share of the bandwidth. STAGES blocks in
+# flight per program (3: ~12 KB of a bfloat16 row) cost ~4-10 instructions per element (the staging's
+# shared-memory reads and barriers; bench/triton_pass_cost.py) and change no result (the same loads,
+# the same order of operations). PYDECODE_TRITON_STAGES=N sets N (read per
 # call; 1 = unpipelined loops), for the GPU benchmark that compares them.
 STAGES_ENV = "PYDECODE_TRITON_STAGES"
 ROW_STAGES = 3
