@@ -8,13 +8,14 @@ hide the memory latency; how the rows are loaded says how many: 16-byte loads a 
 ``PYDECODE_TRITON_STAGES``). Spills (a local-memory stack) cost memory traffic where they sit.
 
 The launches are those the interpreted Triton op tests record (bench/triton_compile_check.py), kept
-to the GPU's decode-step shapes: bfloat16 rows; the chain's candidate-tile variants (tokens, a top-k
-or top-p, no row written), the split pass, beam top-k's row and split kernels. Each is compiled as
-the GPU launch of a 128256-entry row is: the block sizes and class counts the launchers pick on a GPU
-(BLOCK 2048, 8 warps, 2048 classes folded to 512; libdevice's exp and log, a temperature as a
-multiplication by its reciprocal), the pointers, row stride, vocabulary and slice
-length specialised as multiples of 16, and ``STAGES`` set to each ``--stages`` value. Spills are
-counted in all (the stack's bytes) and inside the row loops (their local-memory loads and stores).
+to the GPU's decode-step shapes: bfloat16 rows; the chain's tile variants (tokens, a top-k or a
+top-p, no row written: a top-p call without a top-k too), the split pass, beam top-k's row and
+split kernels. Each is compiled as the GPU launch of a 128256-entry row is: the block sizes and
+class counts the launchers pick on a GPU (BLOCK 2048, 8 warps, 2048 classes folded to 512;
+libdevice's exp and log, a temperature as a multiplication by its reciprocal), the pointers, row
+stride, vocabulary and slice length specialised as multiples of 16, and ``STAGES`` set to each
+``--stages`` value. Spills are counted in all (the stack's bytes) and inside the row loops (their
+local-memory loads and stores).
 
     python -m bench.triton_resources [--launches FILE] [--stages 1 3] [--csv FILE]
 
@@ -43,7 +44,7 @@ from pydecode.triton_kernels._common import T_DIVIDE, T_MUL_RECIP
 
 KERNELS = ("_filter_chain_kernel", "_split_pass_kernel", "_beam_row_topk_kernel", "_beam_split_kernel")
 # The variant a row of the table stands for: the constexprs that pick a kernel's paths.
-VARIANT_KEYS = ("SPLIT", "PTILE", "LOG_SOFTMAX", "PASS")
+VARIANT_KEYS = ("TILE", "SPLIT", "PTILE", "LOG_SOFTMAX", "PASS")
 GPU_SIZES = {"BLOCK": 2048, "BLOCK_P": 2048, "NCK": 512, "CAP": 512}  # BLOCK_P: 8192 // 4 pivots
 ALIGNED = [["tt.divisibility", 16]]
 
@@ -55,7 +56,8 @@ def decode_step_launches(launches: list[dict]) -> list[dict]:
         if launch["kernel"] not in KERNELS or launch["args"].get("x_ptr") != ["tensor", "bfloat16"]:
             continue
         constants = {name: value for name, (kind, value) in launch["args"].items() if kind != "tensor"}
-        if launch["kernel"] == "_filter_chain_kernel" and (not constants.get("TILE") or constants.get("MIN_KEEP_GT1")):
+        tiled = constants.get("TILE") or constants.get("PTILE")  # a top-k's candidate tile or a top-p tile
+        if launch["kernel"] == "_filter_chain_kernel" and (not tiled or constants.get("MIN_KEEP_GT1")):
             continue
         key = (launch["kernel"], *(constants.get(name) for name in VARIANT_KEYS))
         if key not in seen:

@@ -29,7 +29,7 @@ def test_spills_counted_inside_row_loops_only() -> None:
 
 def test_decode_step_launches() -> None:
     """One launch per decode-step variant of each row kernel: bfloat16 rows; the chain's tile
-    variants without min_tokens_to_keep; other kernels and dtypes left out."""
+    variants (a top-k's, a top-p's) without min_tokens_to_keep; other kernels and dtypes left out."""
     def launch(kernel: str, dtype: str = "bfloat16", **constants: object) -> dict:
         args = {"x_ptr": ["tensor", dtype], **{k: ["bool" if isinstance(v, bool) else "int", v]
                                                for k, v in constants.items()}}
@@ -42,9 +42,10 @@ def test_decode_step_launches() -> None:
         launch("_filter_chain_kernel", TILE=False, MIN_KEEP_GT1=False, SPLIT=False, PTILE=False),
         launch("_filter_chain_kernel", TILE=True, MIN_KEEP_GT1=False, SPLIT=True, PTILE=False),
         launch("_filter_chain_kernel", "float32", TILE=True, MIN_KEEP_GT1=False, SPLIT=False, PTILE=True),
+        launch("_filter_chain_kernel", TILE=False, MIN_KEEP_GT1=False, SPLIT=False, PTILE=True),  # top-p only
         launch("_beam_split_kernel", PASS=0),
         launch("_beam_split_kernel", PASS=1),
         launch("_temperature_kernel"),
     ]
     chosen = triton_resources.decode_step_launches(launches)
-    assert [launches.index(c) for c in chosen] == [0, 4, 6, 7]
+    assert [launches.index(c) for c in chosen] == [0, 4, 6, 7, 8]

@@ -335,6 +335,20 @@ def merged_stats(parts_ptr, row, splits, REC: tl.constexpr, SP2: tl.constexpr):
 
 
 @triton.jit
+def split_class_bound(parts_ptr, row, splits, rank, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr):
+    """A split row's class bound of ``rank`` (int32) as an unsigned key (int64): the rank-th largest of
+    its slices' folded class maxima (splits x FOLD column classes, UNION >= that a power of two, all
+    records loaded at once), so a lower bound of the row's rank-th largest key; 0, below every key,
+    when rank is over the classes."""
+    u = tl.arange(0, UNION)
+    t = u // FOLD
+    ok = t < splits
+    maxima = tl.load(parts_ptr + (row * splits + t) * REC + 4 + u % FOLD, mask=ok, other=0)
+    bound, _, _ = keys_select(maxima.to(tl.int64) + 2147483648, ok, tl.full((), 0, tl.int64), rank, 0)
+    return tl.where(rank <= splits * FOLD, bound, 0)
+
+
+@triton.jit
 def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, rank, dst_x_ptr, dst_i_ptr,
                    CAP: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr,
                    STAGES: tl.constexpr):
@@ -348,12 +362,7 @@ def gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits, r
     (splits x FOLD column classes of the row: tight when the top entries are spread), and each
     slice's own bound (split_record: tight when they crowd into one slice). Every entry at or above
     either is on its slice's copy."""
-    u = tl.arange(0, UNION)
-    t = u // FOLD
-    ok = t < splits
-    maxima = tl.load(parts_ptr + (row * splits + t) * REC + 4 + u % FOLD, mask=ok, other=0)
-    bound, _, _ = keys_select(maxima.to(tl.int64) + 2147483648, ok, tl.full((), 0, tl.int64), rank, 0)
-    bound = tl.where(rank <= splits * FOLD, bound, 0)
+    bound = split_class_bound(parts_ptr, row, splits, rank, FOLD, REC, UNION)
     # the slices' own bounds and largest values left off, all records at once
     s_all = tl.arange(0, UNION // FOLD)
     s_ok = s_all < splits

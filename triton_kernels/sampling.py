@@ -15,11 +15,13 @@ times and never sorting it:
 * top-p: transformers removes the ascending-sorted entries whose float32 cumulative softmax is
   ``<= 1 - p``; here the kept set is ``key > K*`` with ``K*`` the largest key whose mass at or
   below it is ``<= (1 - p) * Z``, found by a pivot search over the value range (_NUM_PIVOTS
-  pivots a pass, each pass shrinking it that many times) down to an interval of at most CAP
-  entries, then on a tile of them. The masses are summed in another order than torch's cumsum, and
-  all entries tied with the boundary value are kept or removed together, so only tokens whose
-  cumulative mass lies within float rounding of the threshold (or tied at it) can differ from
-  the reference; the tests bound where;
+  pivots a pass, each pass shrinking it that many times) down to an interval of at most PCAP
+  (2048) entries, then on a tile of them; in the decode-loop call, rows without a top-k try the
+  top-p tile first (its top ~1400 entries, _top_p_tile: 2 reads when the nucleus lies on it).
+  The masses are summed in another order than torch's cumsum, and all entries tied with the
+  boundary value are kept or removed together, so only tokens whose cumulative mass lies within
+  float rounding of the threshold (or tied at it) can differ from the reference; the tests bound
+  where;
 * min-p: ``exp(x - m) / Z < min_p * (1 / Z)``, transformers' comparison with this kernel's Z;
 * ``min_tokens_to_keep > 1``: the keep-th largest value by the same radix select (ties kept);
 * sampling: the randomness contract (pydecode.ops.philox): argmax over the kept entries of
@@ -34,7 +36,11 @@ entries at or above the row's class bound from those copies (gather_bounded) and
 row on that tile as before. Two launches; rows the bound does not serve (k above it, an
 overflowing tile) take the one-program path's radix select over the row. Greedy splits too. The
 merges are exact (maxima, integer counts; the float sums run over the same tile in the same
-order), so the split path returns what one program per row returns, bit for bit.
+order), so the split path returns what one program per row returns, bit for bit. Rows without a
+top-k in such a call (k = 0) take the top-p tile with its edge from the slices' records (3/4 of
+their folded classes): the row's program then reads the row once (the sum with the copy) instead
+of twice; that tile differs from the one-program path's, so its float sums do too (tokens agree
+but within rounding of the top-p boundary).
 
 Seeds and offsets are read from device tensors and nothing synchronises with the host, so a
 decode step with these ops can be captured in a CUDA graph.
@@ -78,6 +84,7 @@ from ._common import (
     row_stages,
     rows_2d,
     slices,
+    split_class_bound,
     split_count,
     split_record,
     split_rows,
@@ -96,14 +103,34 @@ _NUM_PIVOTS = 4
 # One below the smallest key a value can have (-inf's): "nothing removed" for the top-p cut.
 _BELOW_KEYS = tl.constexpr(-2139095042)
 # Top-k candidate tile: rows whose top-k keeps at most this many entries (ties included) finish
-# on a register tile of this size (its top-p search holds a 512 x _NUM_PIVOTS tile, as the row path).
+# on a register tile of this size (its top-p search holds a 512 x _NUM_PIVOTS tile).
 _CAP = 512
-# The top-p tile's edge (_top_p_tile) is the class bound of rank _TILE_RANK over the _common.CLASSES
-# classes: the entries reaching it, ~_TILE_RANK plus those sharing a class with a larger one
-# (~_TILE_RANK^2 / (2 * CLASSES) when the top entries are spread at random: 476-498 on 12 random
-# rows of 128256), fit the CAP-entry tile. The sum pass counts them before any copy, so a rank that
-# overflows costs no read, only the tile.
-_TILE_RANK = tl.constexpr(432)
+# The top-p tiles (PCAP in the kernel): the top-p tile (_top_p_tile) and the row path's boundary
+# tile, _P_CAP entries. The top-p tile's edge is a class bound (see _p_tile_rank): the entries
+# reaching it must fit the tile, and the nucleus must lie on it (the mass below the edge <=
+# (1 - p) * Z), or the row takes the row path (the tile's read wasted, ~9 more). An edge reaching
+# ~_P_TILE_ENTRIES entries (up to ~1500 on bfloat16 rows, whose ties add to it) held the nucleus of
+# every row of the op benchmark's logits (randn * 3 at T 0.7, p 0.9: 345 entries on average, up to
+# 920); the 512-entry tile of rank 432 used before missed it on 1 row in 4 (bench/top_p_tile_fit.py,
+# 200 rows), so at batch >= 4 almost every call ran a failed tile and then the row path (~530 us a
+# call on the H200 at every batch up to 64). The sum pass counts the entries before any copy, so
+# an edge that lets too many through costs no read.
+_P_CAP = 2048
+_P_TILE_ENTRIES = 1400
+
+
+def _p_tile_rank(vocab: int, classes: int) -> int:
+    """The rank of the top-p tile's class bound over ``classes`` column classes of a row of ``vocab``
+    entries: the rank whose bound ~_P_TILE_ENTRIES entries reach when the row's top entries are
+    spread over the classes at random (a class's maximum reaches a bound that q of the entries reach
+    with probability 1 - (1 - q)^(vocab / classes)). 1017-1030 over the 2048 classes of one program
+    per row (vocab 32000-152064); over a split row's slices' folded classes, 479 of 512 at 2 slices
+    of 128256, 738 of 960 at 15 (a fixed share of the classes cannot serve both: 3/4 left 2% of the
+    benchmark's rows off the tile at 2 slices, 7/8 overflowed the tile at 15)."""
+    if vocab <= _P_TILE_ENTRIES:
+        return classes
+    reached = 1.0 - (1.0 - _P_TILE_ENTRIES / vocab) ** (vocab / classes)
+    return max(1, min(classes, round(classes * reached)))
 
 
 @triton.jit
@@ -231,19 +258,19 @@ def _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRAN
 
 
 @triton.jit
-def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, tile_x_ptr, tile_i_ptr,
+def _top_p_tile(row_ptr, vocab, scale, m, kth, keep_floor, threshold, bound, tile_x_ptr, tile_i_ptr,
                 TRANSFORM: tl.constexpr, PRECISE: tl.constexpr, BLOCK: tl.constexpr, CAP: tl.constexpr,
-                NC: tl.constexpr, STAGES: tl.constexpr):
+                STAGES: tl.constexpr):
     """The top-p tile of a row without an active top-k: (Z, n, used, listed, below_key, below_mass).
 
-    The tile takes the entries at or above the class bound (class_maxima) of rank _TILE_RANK: its top
-    few hundred entries. The Z pass also copies them to the tile and sums the mass of the others;
-    when they fit the tile and that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p
+    The tile takes the entries at or above ``bound``, a class bound (an unsigned key, of _p_tile_rank's
+    rank over the row's column classes, class_maxima, or on a split row over its slices' folded
+    classes): its top entries (see _P_CAP). The Z pass also copies them to the tile and sums the mass of the
+    others; when they fit the tile and that mass is <= (1 - p) * Z (``threshold`` = 1 - p), the top-p
     boundary lies on the tile (its lower edge is feasible, the row maximum is not), so the cut,
     min-p, the sample and the log-prob finish there (``used``): 2 reads of the row. Otherwise the
     row path runs with this Z (the copy, ~48 instructions per element of a block storing by scan,
     then wasted)."""
-    bound = class_bound(cmax, tl.minimum(tl.full((), _TILE_RANK, tl.int32), NC), NC, NC)
     z, n_kept, n_on, below = _row_mass(row_ptr, vocab, scale, m, kth, bound, tile_x_ptr, tile_i_ptr, TRANSFORM,
                                        PRECISE, BLOCK, CAP, True, STAGES)
     floor_on = float_key(keep_floor).to(tl.int64) + 2147483648 >= bound  # min_tokens_to_keep's entries on it
@@ -360,6 +387,45 @@ def _refine_cut(keys, w, lo, hi, lo_mass, target, NP: tl.constexpr):
 
 
 @triton.jit
+def _finish_on_tile(tile_x_ptr, tile_i_ptr, written, m, z, ROW_Z: tl.constexpr, keep_floor, topp_on, threshold,
+                    minp_on, min_p32, below_key, below_mass, seed, off_lo, off_hi, WANT_LOGPROBS: tl.constexpr,
+                    PRECISE: tl.constexpr, NP: tl.constexpr, SIZE: tl.constexpr):
+    """Top-p, min-p and the sample on a row's tile of ``written`` entries (at most SIZE): (best noisy
+    value, its column, the kept entries' sum of ``exp(x - m)`` for the log-prob). The top-k tile holds
+    the whole filtered row, so its Z is its own sum; the top-p tile (ROW_Z) holds the entries above
+    ``below_key``, whose mass ``below_mass`` the row's ``z`` includes."""
+    neg_inf = float("-inf")
+    offs = tl.arange(0, SIZE)
+    valid = offs < written
+    xs = tl.load(tile_x_ptr + offs, mask=valid, other=neg_inf)
+    ids = tl.load(tile_i_ptr + offs, mask=valid, other=0)
+    w = tl.where(valid, tl.exp(xs - m), 0.0)
+    keys = float_key(xs)
+    protected = xs >= keep_floor
+    removed = ~valid
+    if ROW_Z:
+        z_kept = z
+    else:
+        z_kept = tl.sum(w, axis=0)
+    if topp_on:
+        target = threshold * z_kept
+        cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
+        if z_kept > target:
+            cut, tile_mass = _refine_cut(keys, w, below_key, float_key(m).to(tl.int64), below_mass, target, NP)
+        removed |= (keys <= cut) & (~protected)
+        z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
+    if minp_on:
+        min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
+        removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
+    cand = (~removed) & (xs > neg_inf)
+    best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
+    z_final = tl.full((), 0.0, tl.float32)
+    if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
+        z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
+    return best, best_idx, z_final
+
+
+@triton.jit
 def _gumbel_best(x, cand, cols, seed, off_lo, off_hi, PRECISE: tl.constexpr):
     """(best noisy value, its lowest column) of the contract's Gumbel-max over ``cand`` entries."""
     c0 = cols.to(tl.uint32)
@@ -471,7 +537,7 @@ def _split_pass_kernel(
 
 
 @triton.jit(do_not_specialize=["n_rows", "min_keep", "filter_value", "use_top_k", "use_top_p",
-                             "use_min_p", "splits"])
+                             "use_min_p", "splits", "p_rank"])
 def _filter_chain_kernel(
     x_ptr, stride, vocab, n_rows,
     temp_ptr, top_k_ptr, top_p_ptr, min_p_ptr, min_keep,
@@ -479,12 +545,12 @@ def _filter_chain_kernel(
     tokens_ptr, logprobs_ptr, rows_ptr, filter_value,
     use_top_k, use_top_p, use_min_p,
     cand_x_ptr, cand_i_ptr,
-    parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits,
+    parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, splits, p_rank,
     TRANSFORM: tl.constexpr, MIN_KEEP_GT1: tl.constexpr, WANT_TOKENS: tl.constexpr, WANT_LOGPROBS: tl.constexpr,
     WRITE_FILTERED: tl.constexpr, WRITE_KEPT_INPUT: tl.constexpr, PRECISE: tl.constexpr,
     BLOCK: tl.constexpr, BLOCK_P: tl.constexpr, NP: tl.constexpr, TILE: tl.constexpr, CAP: tl.constexpr,
-    SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr, NC: tl.constexpr, NCK: tl.constexpr,
-    FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr, STAGES: tl.constexpr,
+    PCAP: tl.constexpr, SPLIT: tl.constexpr, EARLY_TILE: tl.constexpr, PTILE: tl.constexpr, NC: tl.constexpr,
+    NCK: tl.constexpr, FOLD: tl.constexpr, REC: tl.constexpr, UNION: tl.constexpr, STAGES: tl.constexpr,
 ):
     # Persistent programs (row_programs): program p runs rows p, p + programs, ... (one row each
     # while the batch is small enough).
@@ -492,6 +558,9 @@ def _filter_chain_kernel(
         row = tl.full((), 0, tl.int64) + program_row  # int64 (the interpreter gives a Python int)
         row_ptr = x_ptr + row * stride
         neg_inf = float("-inf")
+        # the row's scratch: the top-k tiles' CAP entries, the top-p tiles' PCAP (>= CAP)
+        tile_x = cand_x_ptr + row * PCAP
+        tile_i = cand_i_ptr + row * PCAP
 
         scale = _row_scale(temp_ptr, row, TRANSFORM)
 
@@ -532,22 +601,19 @@ def _filter_chain_kernel(
             if bounded:  # two reads (stats, copy) when the entries at the class bound fit the tile
                 if SPLIT:  # the slices copied theirs (_split_pass_kernel)
                     listed, unused_below = gather_bounded(parts_ptr, part_x_ptr, part_i_ptr, part_n_ptr, row, splits,
-                                                          k_eff.to(tl.int32), cand_x_ptr + row * CAP,
-                                                          cand_i_ptr + row * CAP, CAP, FOLD, REC, UNION,
+                                                          k_eff.to(tl.int32), tile_x, tile_i, CAP, FOLD, REC, UNION,
                                                           STAGES)
                 else:
                     listed = _copy_prefix(row_ptr, 0, vocab, scale, class_bound(cmax, k_eff.to(tl.int32), NC, NCK),
-                                          0, cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, TRANSFORM, PRECISE,
-                                          BLOCK, CAP, STAGES)
+                                          0, tile_x, tile_i, TRANSFORM, PRECISE, BLOCK, CAP, STAGES)
                 if listed <= CAP:
                     tl.debug_barrier()  # the tile is read back by other threads of this program
-                    kth_key, n_ge = _tile_kth(cand_x_ptr + row * CAP, listed, k_eff, CAP)
+                    kth_key, n_ge = _tile_kth(tile_x, listed, k_eff, CAP)
             if listed > CAP:  # the radix select over the row, its first digit from the top byte's histogram
                 if ~have_hist:  # the stats pass did not take it: one more read
                     hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC, STAGES)
                     have_hist = tl.full((), 1, tl.int1)
-                kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0,
-                                                      cand_x_ptr + row * CAP, cand_i_ptr + row * CAP,
+                kth_key, n_ge, listed = _radix_select(row_ptr, vocab, scale, k_eff, hist0, tile_x, tile_i,
                                                       TRANSFORM, PRECISE, BLOCK, CAP, EARLY_TILE, STAGES)
             kth = key_value(kth_key)
 
@@ -556,7 +622,7 @@ def _filter_chain_kernel(
         if MIN_KEEP_GT1:
             keep = tl.minimum(min_keep, vocab).to(tl.int64)
             if (listed > 0) & (listed <= CAP):  # the top-k tile holds every entry >= kth, so the keep-th largest
-                floor_key, n_floor = _tile_kth(cand_x_ptr + row * CAP, listed, keep, CAP)
+                floor_key, n_floor = _tile_kth(tile_x, listed, keep, CAP)
             else:
                 if ~have_hist:
                     hist0 = _top_byte_hist(row_ptr, vocab, scale, TRANSFORM, PRECISE, BLOCK, NC, STAGES)
@@ -605,46 +671,33 @@ def _filter_chain_kernel(
         below_key = tl.full((), _BELOW_KEYS, tl.int64)  # the tile's lower bound: every key above it is on it
         below_mass = tl.full((), 0.0, tl.float32)  # and the mass of the row's entries at or below it
         if PTILE:
-            if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > CAP):
+            if topp_on & (~use_tile) & (kth == neg_inf) & (vocab > PCAP):
+                if SPLIT:  # over the slices' folded classes (splits x FOLD)
+                    p_bound = split_class_bound(parts_ptr, row, splits, p_rank, FOLD, REC, UNION)
+                else:
+                    p_bound = class_bound(cmax, p_rank, NC, NC)
                 z, n_kept, use_ptile, ptile_n, below_key, below_mass = _top_p_tile(
-                    row_ptr, vocab, scale, m, kth, keep_floor, threshold, cmax, cand_x_ptr + row * CAP,
-                    cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, NC, STAGES)
+                    row_ptr, vocab, scale, m, kth, keep_floor, threshold, p_bound, tile_x, tile_i, TRANSFORM, PRECISE,
+                    BLOCK, PCAP, STAGES)
                 have_z = tl.full((), 1, tl.int1)
 
         if use_tile | use_ptile:
             written = ptile_n
             if use_tile:
                 if listed > 0:  # the select's tile holds every entry >= kth: no more reads of the row
-                    written = _keep_from_kth(cand_x_ptr + row * CAP, cand_i_ptr + row * CAP, listed, kth, CAP)
+                    written = _keep_from_kth(tile_x, tile_i, listed, kth, CAP)
                 else:
-                    written = _copy_candidates(row_ptr, 0, vocab, scale, kth, cand_x_ptr + row * CAP,
-                                               cand_i_ptr + row * CAP, TRANSFORM, PRECISE, BLOCK, CAP, STAGES)
+                    written = _copy_candidates(row_ptr, 0, vocab, scale, kth, tile_x, tile_i, TRANSFORM, PRECISE,
+                                               BLOCK, CAP, STAGES)
             tl.debug_barrier()  # the tile is read back by other threads of this program
-            offs = tl.arange(0, CAP)
-            valid = offs < written
-            xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=neg_inf)
-            ids = tl.load(cand_i_ptr + row * CAP + offs, mask=valid, other=0)
-            w = tl.where(valid, tl.exp(xs - m), 0.0)
-            keys = float_key(xs)
-            protected = xs >= keep_floor
-            removed = ~valid
-            z_kept = tl.sum(w, axis=0)  # the top-k tile holds the whole filtered row
-            if use_ptile:
-                z_kept = z  # the top-p tile does not: the row's Z
-            if topp_on:
-                target = threshold * z_kept
-                cut = float_key(m)  # top_p 0 (everything at or below the threshold): only the kept floor survives
-                if z_kept > target:
-                    cut, tile_mass = _refine_cut(keys, w, below_key, float_key(m).to(tl.int64), below_mass, target, NP)
-                removed |= (keys <= cut) & (~protected)
-                z_kept = tl.sum(tl.where(removed, 0.0, w), axis=0)
-            if minp_on:
-                min_p_cut = min_p32 * tl.math.div_rn(1.0, z_kept)
-                removed |= (tl.math.div_rn(tl.exp(xs - m), z_kept) < min_p_cut) & (~protected)
-            cand = (~removed) & (xs > neg_inf)
-            best, best_idx = _gumbel_best(xs, cand, ids, seed, off_lo, off_hi, PRECISE)
-            if WANT_LOGPROBS:  # the log-prob's sum takes libdevice's exp (see precise_exp); the filters keep tl.exp
-                z_final = tl.sum(tl.where(cand, precise_exp(xs - m, PRECISE), 0.0), axis=0)
+            if use_tile:  # the top-k tile holds the whole filtered row
+                best, best_idx, z_final = _finish_on_tile(
+                    tile_x, tile_i, written, m, z, False, keep_floor, topp_on, threshold, minp_on, min_p32, below_key,
+                    below_mass, seed, off_lo, off_hi, WANT_LOGPROBS, PRECISE, NP, CAP)
+            else:  # the top-p tile does not: the row's Z
+                best, best_idx, z_final = _finish_on_tile(
+                    tile_x, tile_i, written, m, z, True, keep_floor, topp_on, threshold, minp_on, min_p32, below_key,
+                    below_mass, seed, off_lo, off_hi, WANT_LOGPROBS, PRECISE, NP, PCAP)
         else:
             # ---- Z: softmax denominator of the top-k filtered row, and how many entries it has (taken
             # already when the top-p tile was tried)
@@ -655,7 +708,7 @@ def _filter_chain_kernel(
 
             # ---- top-p: the largest key `cut` with mass(key <= cut) <= (1 - p) * Z. First a pivot search
             # in value space over the row, each pass shrinking (lo, hi) ~NP x in entries, until at
-            # most CAP entries lie strictly between; those are copied to a tile and the exact key is
+            # most PCAP entries lie strictly between; those are copied to a tile and the exact key is
             # found there. lo starts where all V entries below it weigh less than the target (with a 5%
             # margin for the float sums; a start that is not feasible after all falls back to m - 200,
             # below which every weight is exactly 0).
@@ -668,8 +721,8 @@ def _filter_chain_kernel(
                     z_kept = tl.full((), 0.0, tl.float32)
                 else:
                     floor_v = m - 200.0
-                    hi_v = m
                     lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
+                    hi_v = m
                     lo_mass = tl.full((), 0.0, tl.float32)
                     lo_cnt = tl.full((), 0, tl.int32)
                     hi_cnt = n_kept
@@ -693,14 +746,14 @@ def _filter_chain_kernel(
                         lo_mass = new_lo_mass
                         lo_cnt = new_lo_cnt
                         hi_cnt = new_hi_cnt
-                        searching = progress & (hi_cnt - lo_cnt > CAP)
-                    # the entries strictly between lo and hi (at most CAP) go to the tile
-                    written = _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, cand_x_ptr + row * CAP, TRANSFORM,
-                                            PRECISE, BLOCK, CAP, STAGES)
+                        searching = progress & (hi_cnt - lo_cnt > PCAP)
+                    # the entries strictly between lo and hi (at most PCAP) go to the tile
+                    written = _copy_between(row_ptr, vocab, scale, kth, lo_v, hi_v, tile_x, TRANSFORM, PRECISE, BLOCK,
+                                            PCAP, STAGES)
                     tl.debug_barrier()  # the tile is read back by other threads of this program
-                    offs = tl.arange(0, CAP)
+                    offs = tl.arange(0, PCAP)
                     valid = offs < written
-                    xs = tl.load(cand_x_ptr + row * CAP + offs, mask=valid, other=float("-inf"))
+                    xs = tl.load(tile_x + offs, mask=valid, other=float("-inf"))
                     ws = tl.where(valid, tl.exp(xs - m), 0.0)
                     cut, lo_mass = _refine_cut(float_key(xs), ws, float_key(lo_v).to(tl.int64),
                                                float_key(hi_v).to(tl.int64), lo_mass, target, NP)
@@ -828,17 +881,20 @@ def _chain(
     block = block_for(vocab, interpret=interpret)
     # The candidate tile (see the kernel) serves calls that write no full row and have a top-k.
     tile = tokens and not (filtered or kept_input) and top_k is not None
-    # per-row scratch for the top-k select's tile, the candidate tile and the top-p boundary tile
-    scratch = top_k is not None or top_p is not None
-    # Unused tiles still need their element types: the kernel's tile code is compiled for runtime
-    # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
-    cand_x = torch.empty((batch, _CAP) if scratch else (1,), dtype=torch.float32, device=device)
-    # the top-p tile (see the kernel) serves the same calls with a top-p instead, one program per row
     early = early_tile()  # PYDECODE_TRITON_EARLY_TILE: the early tiles of the top-k select and of top-p
     pivots = pivot_count(_NUM_PIVOTS)  # PYDECODE_TRITON_PIVOTS
     stages = row_stages()  # PYDECODE_TRITON_STAGES
+    # the top-p tile (see the kernel) serves the same calls with a top-p instead, one program per row
     ptile = early and tokens and not (filtered or kept_input) and top_p is not None
-    cand_i = torch.empty((batch, _CAP) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
+    # Per-row scratch for the top-k select's tile and the candidate tile (cap entries), the top-p
+    # tile and the top-p boundary tile (pcap >= cap entries).
+    # Unused tiles still need their element types: the kernel's tile code is compiled for runtime
+    # flags (a float16 dummy there failed to compile for sm_90; bench/triton_compile_check.py).
+    scratch = top_k is not None or top_p is not None
+    cap = _CAP if scratch else 16
+    pcap = _P_CAP if top_p is not None else cap
+    cand_x = torch.empty((batch, pcap) if scratch else (1,), dtype=torch.float32, device=device)
+    cand_i = torch.empty((batch, pcap) if top_k is not None or ptile else (1,), dtype=torch.int32, device=device)
     # The split path serves the candidate-tile calls (tokens, a top-k, no full row written) when the
     # class bound selects the top-k: one pass over `splits` slices of each row, the rest per row.
     splits = split_count(batch, vocab, x, min_vocab=SAMPLING_SPLIT_MIN_VOCAB) if tile and early else 1
@@ -871,12 +927,14 @@ def _chain(
         int(top_k is not None), int(top_p is not None), int(min_p is not None),
         cand_x, cand_i,
         parts, part_x, part_i, part_n, splits,
+        # the top-p tile's class-bound rank over the row's classes (min(BLOCK, CLASSES)) or a split row's
+        _p_tile_rank(vocab, splits * fold if splits > 1 else min(block, CLASSES)),
         TRANSFORM=transform, MIN_KEEP_GT1=min_keep > 1, WANT_TOKENS=tokens, WANT_LOGPROBS=logprobs,
         WRITE_FILTERED=filtered, WRITE_KEPT_INPUT=kept_input, PRECISE=precise_log_available(x), BLOCK=block,
         # the pivot pass holds a (BLOCK_P, NP) tile of 8192: 2048 x 4 stays in registers on a GPU (no
         # spills on sm_90) and takes ~78 instructions per element against 94 at 512 rows
-        BLOCK_P=min(block, 4096 if interpret else 8192 // pivots), NP=pivots, TILE=tile, CAP=_CAP if scratch else 16,
-        SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile and splits == 1,
+        BLOCK_P=min(block, 4096 if interpret else 8192 // pivots), NP=pivots, TILE=tile, CAP=cap, PCAP=pcap,
+        SPLIT=splits > 1, EARLY_TILE=early and top_k is not None, PTILE=ptile,
         NC=min(block, CLASSES), NCK=min(block, CLASSES, _CAP),  # the class bound's column classes
         FOLD=fold, REC=4 + fold, UNION=triton.next_power_of_2(splits * fold),  # the split path's records
         STAGES=stages, num_warps=8 if block >= 1024 else 4,

@@ -212,50 +212,114 @@ def test_append_selected_keeps_column_order() -> None:
 
 @interpreted
 def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Top-p without top-k in the decode-loop call: rows whose nucleus lies within the entries at
-    or above the class bound of rank 432 finish on that tile, which the sum pass copies as it counts
-    the entries at the bound and sums the mass below it; rows with a wider nucleus (a flat row, a tie
-    group, a wide randn row) take the row path. Either way the tokens are those of the row path
-    (written rows) and of PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to rounding; with
-    min-p and min_tokens_to_keep too."""
-    vocab = 3000
+    """Top-p without an active top-k in the decode-loop call: rows whose nucleus lies within the
+    entries at or above a class bound (rank 1080 of 2048 here) finish on that 2048-entry tile, which the sum
+    pass copies as it counts the entries at the bound and sums the mass below it. Rows with a wider
+    nucleus (flat rows, a tie group, a wide randn row) take the row path; rows with a top-k in the
+    same call the top-k tile. Either way the tokens are those of the row path (written rows) and of
+    PYDECODE_TRITON_EARLY_TILE=0, and the log-probs agree to rounding; with min-p and
+    min_tokens_to_keep too."""
+    vocab = 8192
     g = torch.Generator().manual_seed(51)
-    peaked = torch.randn(4, vocab, generator=g) * 3  # nucleus of a few tens at p = 0.9
-    flat = torch.randn(2, vocab, generator=g) * 0.1  # nucleus of ~2700
-    wide = torch.randn(1, vocab, generator=g)  # nucleus > 512 entries
+    # nuclei of 325-492 entries at p = 0.9: the mass below a rank-1024 bound is 0.02-0.03 of Z;
+    # rows 1 and 2 are among those the 512-entry tile of rank 432 missed (0.10 and 0.104 of Z below it)
+    peaked = torch.randn(4, vocab, generator=g) * 3
+    flat = torch.randn(2, vocab, generator=g) * 0.1  # nucleus of ~7200
+    wide = torch.randn(1, vocab, generator=g)  # nucleus of ~5000 at p = 0.9, ~860 at p = 0.5 and T = 0.8
     x = torch.cat([peaked, flat, torch.zeros(1, vocab), wide, edge_rows(vocab, seed=52)])
     n = x.shape[0]
     seed, offset = seeds(n, CPU, base=23)
+    assert triton_sampling._p_tile_rank(vocab, 2048) == 1080
+    some_top_k = torch.zeros(n, dtype=torch.int64)
+    some_top_k[[1, 5]] = 50  # these rows take the top-k tile, the others the top-p tile as before
     copies: dict[int, int] = {}  # row -> entries on the tile, for the rows that finished there
     top_p_tile = triton_sampling._top_p_tile
 
-    def recorded(row_ptr, *args):  # noqa: ANN001, ANN202
-        z, n_kept, used, listed, below_key, below_mass = top_p_tile(row_ptr, *args)
-        if bool(used.handle.data.item()):
-            row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
-            copies[row] = int(listed.handle.data.item())
-        return z, n_kept, used, listed, below_key, below_mass
+    def row_of(row_ptr) -> int:  # noqa: ANN001
+        return (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * x.element_size())
 
-    monkeypatch.setattr(triton_sampling, "_top_p_tile", recorded)
+    def recorded_tile(row_ptr, *args):  # noqa: ANN001, ANN202
+        out = top_p_tile(row_ptr, *args)
+        if bool(out[2].handle.data.item()):
+            copies[row_of(row_ptr)] = int(out[3].handle.data.item())
+        return out
+
+    monkeypatch.setattr(triton_sampling, "_top_p_tile", recorded_tile)
     for kw in (dict(top_p=0.9), dict(temperature=0.8, top_p=0.5, min_p=0.02, min_tokens_to_keep=3)):
-        rows = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, return_filtered=True,
-                                   backend="triton")
-        assert not copies, "the written-rows call tried the top-p tile"
-        monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
-        off = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-        assert not copies, "the top-p tile ran while switched off"
-        monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
-        got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
-        for row in range(4):
-            assert 432 <= copies.get(row, 0) <= 512, f"peaked row {row} did not finish on the tile: {copies}"
-        # the flat, tied (and at p = 0.9 wide) rows' nuclei do not fit the tile: the row path
-        assert not ({4, 5, 6, 7} if kw["top_p"] == 0.9 else {4, 5, 6}) & set(copies), copies
+        served = {0, 1, 2, 3} | ({7} if kw["top_p"] == 0.5 else set())  # at p = 0.5 the wide row's fits
+        for top_k, on_tile in ((None, served), (some_top_k, served - {1})):
+            what = f"{kw}, top_k {'None' if top_k is None else 'on rows 1 and 5'}"
+            rows = S.filter_and_sample(x, **kw, top_k=top_k, seed=seed, offset=offset, return_logprobs=True,
+                                       return_filtered=True, backend="triton")
+            assert not copies, "the written-rows call tried the top-p tile"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "0")
+            off = S.filter_and_sample(x, **kw, top_k=top_k, seed=seed, offset=offset, return_logprobs=True,
+                                      backend="triton")
+            assert not copies, "the top-p tile ran while switched off"
+            monkeypatch.setenv(_common.EARLY_TILE_ENV, "1")
+            got = S.filter_and_sample(x, **kw, top_k=top_k, seed=seed, offset=offset, return_logprobs=True,
+                                      backend="triton")
+            for row in on_tile:
+                assert 1024 <= copies.get(row, 0) <= 2048, f"row {row} did not finish on the tile ({what}): {copies}"
+            # not the flat rows, the tie group, the top-k rows (the edge rows, 8 on, may or may not)
+            assert set(copies) & set(range(8)) == on_tile, (what, copies)
+            copies.clear()
+            assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {what}")
+            assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {what}")
+            assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {what}")
+            assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
+                        what=f"top-p tile logprobs vs the filtered row {what}")
+
+
+def test_top_p_tile_rank() -> None:
+    """The top-p tile's class-bound rank aims at ~1400 entries on rows whose top entries are spread
+    at random: about half of 2048 classes whatever the vocabulary, most of a split row's ~512-1024
+    folded classes; every class for rows hardly larger than that."""
+    rank = triton_sampling._p_tile_rank
+    assert [rank(v, 2048) for v in (32000, 128256, 152064)] == [1030, 1018, 1017]
+    assert [rank(128256, c) for c in (512, 640, 960)] == [479, 569, 738]
+    assert rank(1000, 512) == 512 and rank(1401, 2048) > 2000
+    for vocab, classes in ((128256, 2048), (128256, 512), (32000, 960)):  # the expected count reaching it
+        q = 1.0 - (1.0 - rank(vocab, classes) / classes) ** (classes / vocab)
+        assert abs(q * vocab - 1400) < 10, (vocab, classes, q * vocab)
+
+
+@interpreted
+def test_top_p_tile_on_split_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Split rows (forced 2 and 7 slices) take the top-p tile too, its edge a class bound over the
+    slices' folded classes (the records the split pass writes): the peaked rows finish on it,
+    the flat ones take the row path, and the tokens are those of one program per row (the masses
+    are summed over another tile, so log-probs agree to rounding)."""
+    vocab = 8192
+    g = torch.Generator().manual_seed(51)
+    x = torch.cat([torch.randn(4, vocab, generator=g) * 3, torch.randn(2, vocab, generator=g) * 0.1,
+                   edge_rows(vocab, seed=53)])
+    n = x.shape[0]
+    seed, offset = seeds(n, CPU, base=29)
+    copies: dict[int, int] = {}
+    top_p_tile = triton_sampling._top_p_tile
+
+    def recorded_tile(row_ptr, *args):  # noqa: ANN001, ANN202
+        out = top_p_tile(row_ptr, *args)
+        if bool(out[2].handle.data.item()):
+            copies[(int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * 4)] = int(out[3].handle.data.item())
+        return out
+
+    monkeypatch.setattr(triton_sampling, "_top_p_tile", recorded_tile)
+    passes = Launches(triton_sampling._split_pass_kernel)
+    monkeypatch.setattr(triton_sampling, "_split_pass_kernel", passes)
+    kw = dict(temperature=0.7, top_p=0.9, min_p=0.01)
+    want = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+    assert passes.count == 0 and {0, 1, 2, 3} <= set(copies) and not {4, 5} & set(copies), copies
+    for splits in (2, 7):
         copies.clear()
-        assert_same(got.tokens, rows.tokens, what=f"top-p tile vs row path tokens {kw}")
-        assert_same(got.tokens, off.tokens, what=f"top-p tile vs switched off {kw}")
-        assert_same(got.logprobs, rows.logprobs, atol=2e-5, rtol=1e-5, what=f"top-p tile logprobs {kw}")
-        assert_same(got.logprobs, chosen_logprobs(rows.filtered, rows.tokens), atol=2e-5, rtol=1e-5,
-                    what=f"top-p tile logprobs vs the filtered row {kw}")
+        monkeypatch.setattr(_common, "SPLITS_OVERRIDE", splits)
+        got = S.filter_and_sample(x, **kw, seed=seed, offset=offset, return_logprobs=True, backend="triton")
+        assert passes.count > 0, "the split path did not run"
+        assert {0, 1, 2, 3} <= set(copies) and not {4, 5} & set(copies), (splits, copies)
+        assert all(c <= 2048 for c in copies.values()), copies
+        assert_same(got.tokens, want.tokens, what=f"splits={splits} tokens")
+        assert_same(got.logprobs, want.logprobs, atol=2e-5, rtol=1e-5, what=f"splits={splits} logprobs")
 
 
 @interpreted
