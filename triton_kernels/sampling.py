@@ -727,16 +727,28 @@ def _filter_chain_kernel(
                     lo_cnt = tl.full((), 0, tl.int32)
                     hi_cnt = n_kept
                     fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0 is lo itself
+                    first = tl.full((), 1, tl.int1)
                     searching = tl.full((), 1, tl.int1)
                     while searching:
                         pivots = lo_v + (hi_v - lo_v) * fractions
+                        # After the first pass lo is feasible and its mass and count are known, so pivot 0
+                        # takes the largest value below hi instead: the count below hi, without which
+                        # a row whose maximum repeats (a flat row) shrank (lo, hi) towards hi one pass at a
+                        # time (76 passes on a row of zeros) while its count at hi stayed over PCAP.
+                        hi_key = float_key(hi_v).to(tl.int64)
+                        below_hi = key_value(hi_key - 1)
+                        below_hi = tl.where(below_hi == hi_v, key_value(hi_key - 2), below_hi)  # -0.0 == +0.0
+                        pivots = tl.where((fractions == 0.0) & (~first), below_hi, pivots)
                         acc, cnt = _pivot_masses(row_ptr, vocab, scale, m, kth, pivots, TRANSFORM, PRECISE, BLOCK_P,
                                                  NP, STAGES)
                         feasible = acc <= target
-                        any_feasible = tl.max(feasible.to(tl.int32), axis=0) > 0
-                        new_lo = tl.where(any_feasible, tl.max(tl.where(feasible, pivots, floor_v), axis=0), floor_v)
-                        new_lo_mass = tl.max(tl.where(feasible, acc, 0.0), axis=0)
-                        new_lo_cnt = tl.max(tl.where(feasible, cnt, 0), axis=0)
+                        # none feasible: the first pass's lo was not after all (float sums): below m - 200
+                        # every weight is 0; later lo stays
+                        base_v = tl.where(first, floor_v, lo_v)
+                        new_lo = tl.max(tl.where(feasible, pivots, base_v), axis=0)
+                        new_lo_mass = tl.max(tl.where(feasible, acc, tl.where(first, 0.0, lo_mass)), axis=0)
+                        new_lo_cnt = tl.max(tl.where(feasible, cnt, tl.where(first, 0, lo_cnt)), axis=0)
+                        first = tl.full((), 0, tl.int1)
                         new_hi = tl.min(tl.where(feasible, hi_v, pivots), axis=0)
                         new_hi_cnt = tl.min(tl.where(feasible, hi_cnt, cnt), axis=0)
                         # no pivot strictly inside (lo, hi): they are adjacent floats, nothing lies between

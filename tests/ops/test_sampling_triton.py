@@ -271,6 +271,32 @@ def test_top_p_tile(monkeypatch: pytest.MonkeyPatch) -> None:
                         what=f"top-p tile logprobs vs the filtered row {what}")
 
 
+@interpreted
+def test_top_p_search_stops_on_a_repeated_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The row path's top-p search measures the count below hi (pivot 0 after the first pass), so a
+    row whose maximum repeats stops within a few passes (it took 76 on a row of zeros, shrinking
+    towards the maximum one pass at a time): the tie group at the maximum is kept whole."""
+    vocab = 4096
+    g = torch.Generator().manual_seed(3)
+    repeated = torch.randn(vocab, generator=g) * 0.1 - 10.0
+    repeated[: vocab // 2] = 1.0  # half the row ties at its maximum
+    x = torch.stack([torch.zeros(vocab), torch.full((vocab,), 2.5), torch.full((vocab,), -3.0), repeated])
+    passes: dict[int, int] = {}
+    pivot_masses = triton_sampling._pivot_masses
+
+    def counted(row_ptr, *args):  # noqa: ANN001, ANN202
+        row = (int(row_ptr.handle.data.item()) - x.data_ptr()) // (vocab * 4)
+        passes[row] = passes.get(row, 0) + 1
+        return pivot_masses(row_ptr, *args)
+
+    monkeypatch.setattr(triton_sampling, "_pivot_masses", counted)
+    out = S.filter_and_sample(x, top_p=0.9, seed=0, return_filtered=True, backend="triton")
+    assert passes and max(passes.values()) <= 3, passes
+    kept = out.filtered > NEG_INF
+    assert kept[:3].all(), "a flat row's single tie group is kept whole"
+    assert torch.equal(kept[3], repeated == 1.0), "only the tie group at the maximum survives top-p 0.9"
+
+
 def test_top_p_tile_rank() -> None:
     """The top-p tile's class-bound rank aims at ~1400 entries on rows whose top entries are spread
     at random: about half of 2048 classes whatever the vocabulary, most of a split row's ~512-1024
