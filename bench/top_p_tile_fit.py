@@ -25,11 +25,10 @@ import argparse
 from pathlib import Path
 
 import torch
-import triton
 
 from bench.common import append_rows, environment, print_table
-from pydecode.triton_kernels._common import CLASSES, block_for, slices
-from pydecode.triton_kernels.sampling import _P_CAP, _p_tile_rank
+from pydecode.triton_kernels._common import split_shape
+from pydecode.triton_kernels.sampling import _CAP, _P_CAP, _p_tile_rank
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
@@ -43,11 +42,9 @@ def class_maxima(x: torch.Tensor, classes: int) -> torch.Tensor:
 
 def split_class_maxima(x: torch.Tensor, splits: int) -> torch.Tensor:
     """(rows, splits x FOLD): a split row's folded class maxima as its slices' records hold them
-    (triton_kernels/_common.py split_rows: slices of ``slices(vocab, splits)``, classes position in
-    the slice mod FOLD, FOLD by split_rows' rule for the top-k tile's 512 entries, on a GPU)."""
-    vocab = x.shape[1]
-    slice_len, splits = slices(vocab, splits)
-    fold = min(block_for(slice_len), CLASSES, max(16, triton.next_power_of_2(triton.cdiv(512, splits))))
+    (triton_kernels/_common.py split_shape for the chain's top-k tile, _CAP, on a GPU: classes are
+    the position in the slice mod FOLD)."""
+    slice_len, splits, _, _, fold = split_shape(x.shape[1], splits, _CAP)
     return torch.cat([class_maxima(x[:, s * slice_len : (s + 1) * slice_len], fold) for s in range(splits)], dim=1)
 
 

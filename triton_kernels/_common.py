@@ -407,14 +407,21 @@ class SplitRows(NamedTuple):
         return 4 + self.fold
 
 
-def split_rows(rows: int, vocab: int, splits: int, cap: int, x: torch.Tensor) -> SplitRows:
-    """Sizes and scratch of ``rows`` rows split about ``splits`` ways (slices). Each slice's class
-    maxima are folded so that the row's classes number ``cap`` to 2 x ``cap``: gather_bounded's
-    select runs over at most ~2 x cap keys per row, with at least the one-program path's classes."""
+def split_shape(vocab: int, splits: int, cap: int, interpret: bool = False) -> tuple[int, int, int, int, int]:
+    """(slice length, slices, block, classes, fold) of a row of ``vocab`` split about ``splits`` ways
+    (split_rows' sizes; ``interpret``: the interpreter's blocks). Each slice's class maxima are
+    folded so that the row's classes number ``cap`` to 2 x ``cap``: gather_bounded's select runs
+    over at most ~2 x cap keys per row, with at least the one-program path's classes."""
     slice_len, splits = slices(vocab, splits)
-    block = block_for(slice_len, interpret=interpreting(x))
+    block = block_for(slice_len, interpret=interpret)
     classes = min(block, CLASSES)
     fold = min(classes, max(16, triton.next_power_of_2(triton.cdiv(cap, splits))))
+    return slice_len, splits, block, classes, fold
+
+
+def split_rows(rows: int, vocab: int, splits: int, cap: int, x: torch.Tensor) -> SplitRows:
+    """Sizes (split_shape) and scratch of ``rows`` rows split about ``splits`` ways (slices)."""
+    slice_len, splits, block, classes, fold = split_shape(vocab, splits, cap, interpret=interpreting(x))
     return SplitRows(
         slice_len, splits, block, classes, fold,
         parts=torch.empty((rows, splits, 4 + fold), dtype=torch.int32, device=x.device),

@@ -37,10 +37,10 @@ row on that tile as before. Two launches; rows the bound does not serve (k above
 overflowing tile) take the one-program path's radix select over the row. Greedy splits too. The
 merges are exact (maxima, integer counts; the float sums run over the same tile in the same
 order), so the split path returns what one program per row returns, bit for bit. Rows without a
-top-k in such a call (k = 0) take the top-p tile with its edge from the slices' records (3/4 of
-their folded classes): the row's program then reads the row once (the sum with the copy) instead
-of twice; that tile differs from the one-program path's, so its float sums do too (tokens agree
-but within rounding of the top-p boundary).
+top-k in such a call (k = 0) take the top-p tile with its edge from the slices' records (a class
+bound over their folded classes, _p_tile_rank): the row's program then reads the row once (the
+sum with the copy) instead of twice; that tile differs from the one-program path's, so its float
+sums do too (tokens agree but within rounding of the top-p boundary).
 
 Seeds and offsets are read from device tensors and nothing synchronises with the host, so a
 decode step with these ops can be captured in a CUDA graph.
@@ -112,9 +112,9 @@ _CAP = 512
 # ~_P_TILE_ENTRIES entries (up to ~1500 on bfloat16 rows, whose ties add to it) held the nucleus of
 # every row of the op benchmark's logits (randn * 3 at T 0.7, p 0.9: 345 entries on average, up to
 # 920); the 512-entry tile of rank 432 used before missed it on 1 row in 4 (bench/top_p_tile_fit.py,
-# 200 rows), so at batch >= 4 almost every call ran a failed tile and then the row path (~530 us a
-# call on the H200 at every batch up to 64). The sum pass counts the entries before any copy, so
-# an edge that lets too many through costs no read.
+# 200 rows), so from batch 8 on 9 calls in 10 or more ran a failed tile and then the row path
+# (~530 us a call on the H200; at batch 1-64 the split path did not try the tile at all). The sum
+# pass counts the entries before any copy, so an edge that lets too many through costs no read.
 _P_CAP = 2048
 _P_TILE_ENTRIES = 1400
 
@@ -721,12 +721,12 @@ def _filter_chain_kernel(
                     z_kept = tl.full((), 0.0, tl.float32)
                 else:
                     floor_v = m - 200.0
-                    lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
                     hi_v = m
+                    lo_v = tl.maximum(m + tl.log(target / vocab) - 0.05, floor_v)
                     lo_mass = tl.full((), 0.0, tl.float32)
                     lo_cnt = tl.full((), 0, tl.int32)
                     hi_cnt = n_kept
-                    fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0 is lo itself
+                    fractions = tl.arange(0, NP).to(tl.float32) * (1.0 / NP)  # pivot 0: lo (first pass)
                     first = tl.full((), 1, tl.int1)
                     searching = tl.full((), 1, tl.int1)
                     while searching:
