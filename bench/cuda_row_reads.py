@@ -11,7 +11,8 @@ kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``
 ``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
 call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
 row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
-k = 8, with and without log-softmax).
+k = 8, with and without log-softmax). ``reads_top_k_scan``: the top-k call with the one-read top-k
+list (``PYDECODE_CUDA_TOPK_SCAN=1``).
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -77,10 +78,12 @@ def _addr(t: torch.Tensor | None) -> int:
 
 def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: float, splits: int,
                 compact: bool, filtered: bool = False,
-                key_bins: bool = True) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
+                key_bins: bool = True,
+                top_k_scan: bool = False) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
     """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
     temperature 0.7: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
-    (a pass more); key_bins=False: the compact path's lists come from the gap histogram only."""
+    (a pass more); key_bins=False: the compact path's lists come from the gap histogram only;
+    top_k_scan=True: top-k rows with k <= 64 list their candidates in the statistics pass."""
     rows, vocab = x.shape
     temperature = torch.full((rows,), 0.7, dtype=torch.float64)
     k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)
@@ -91,7 +94,7 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     model.take_loaded_bytes()
     model.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, 1, _addr(temperature), _addr(k),
                        _addr(p), 0, 1, _addr(seed), _addr(offset), _addr(tokens), 0, _addr(rows_out), float("-inf"), 0,
-                       THREADS, splits, compact, key_bins)
+                       THREADS, splits, compact, key_bins, top_k_scan)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
 
 
@@ -137,15 +140,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for splits in (1, args.splits):
                     off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False)[0]
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True)
+                    scan, scan_barriers = "", ""
+                    if "top_k" in kw:
+                        scan, scan_barriers, _, _ = chain_reads(model, x, kw["top_k"], kw["top_p"], splits,
+                                                                compact=True, top_k_scan=True)
+                        scan = round(scan, 2)
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
-                                 "row_barriers": barriers if splits > 1 else ""})
+                                 "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",
+                                 "row_barriers_top_k_scan": scan_barriers if splits > 1 else ""})
             for log_softmax in (True, False):
                 beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7), log_softmax=log_softmax)[0]
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
                              "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
-                             "row_barriers": ""})
+                             "reads_top_k_scan": "", "row_barriers": "", "row_barriers_top_k_scan": ""})
     print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))

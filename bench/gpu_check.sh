@@ -29,9 +29,9 @@ budget="${GPU_CHECK_BUDGET:-480}"
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests" ;;
-  second) only="bench-ops-sampling profile-ops profile-triton-stages-off bench-triton-split bench-triton-early-off
-                sanitizer-memcheck bench-generate bench-ops-key-bins-off" ;;
-  third) only="sanitizer-racecheck bench-ops-chain-full-row bench-triton-16-pivots bench-triton-4-stages bench-ops-chain-unsplit
+  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan profile-triton-stages-off bench-triton-split
+                bench-triton-early-off sanitizer-memcheck bench-generate bench-ops-key-bins-off" ;;
+  third) only="sanitizer-racecheck bench-ops-topk-scan bench-ops-chain-full-row bench-triton-16-pivots bench-triton-4-stages bench-ops-chain-unsplit
                bench-triton-persistent bench-triton-one-per-row ncu-kernels bench-ops-processors bench-dispatch
                bench-philox" ;;
 esac
@@ -88,6 +88,11 @@ step bench-ops-sampling 110 "${bench_ops[@]}" \
 # Where each call's time goes (bench/profile_ops.py): eager wall time, CUDA graph replay (issue 6's
 # batch-1 target), kernel time and launches from torch.profiler, the longest kernels.
 step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
+# The CUDA chain's one-read top-k list (PYDECODE_CUDA_TOPK_SCAN=1: bfloat16 rows with k <= 64 list
+# their candidates in the statistics pass) against the key-bin list in profile_ops.csv: the same
+# outputs, the kernel times compared (T + top-k + top-p at batch 1 / 64 / 256).
+step profile-cuda-topk-scan 30 env PYDECODE_CUDA_TOPK_SCAN=1 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_topk_scan.csv"
 # Triton's row loops unpipelined (PYDECODE_TRITON_STAGES=1: one 16-byte load a thread in flight, as
 # before) against the default 3 stages in profile_ops.csv: the same outputs, the kernel times compared.
 step profile-triton-stages-off 40 env PYDECODE_TRITON_STAGES=1 python -m bench.profile_ops --device cuda \
@@ -109,6 +114,10 @@ step bench-ops-chain-full-row 40 env PYDECODE_CUDA_CHAIN_COMPACT=0 "${bench_ops[
 step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_key_bins_off.csv}" \
   --batch 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample beam_topk
+# The one-read top-k list on the op benchmark's shapes (eager calls; compare with ops_cuda.csv).
+step bench-ops-topk-scan 40 env PYDECODE_CUDA_TOPK_SCAN=1 "${bench_ops[@]/ops_cuda.csv/ops_cuda_topk_scan.csv}" \
+  --batch 1 64 256 --vocab 32000 128256 --backends cuda --no-transformers --no-flashinfer \
+  --cases temp_topk_topp_sample rep_temp_topk_topp_sample
 # Triton's early tiles (the top-k select copies the candidates once they fit and finishes on them;
 # top-p without top-k finishes on the entries above the 513th largest when the nucleus lies there)
 # against PYDECODE_TRITON_EARLY_TILE=0: same tokens; compare with ops_cuda.csv.
@@ -161,7 +170,7 @@ step bench-generate 60 python -m bench.bench_generate --device cuda --vocab 3200
 step bench-dispatch 20 python -m bench.bench_dispatch --repeats 300 --csv "$out/dispatch.csv"
 step bench-philox 20 python -m bench.bench_philox --device cuda --batch 1 8 64 256 --vocab 32000 128256 152064 \
   --csv "$out/philox.csv"
-for csv_name in ops_cuda ops_cuda_unsplit ops_cuda_full_row ops_cuda_key_bins_off; do
+for csv_name in ops_cuda ops_cuda_unsplit ops_cuda_full_row ops_cuda_key_bins_off ops_cuda_topk_scan; do
 if [ -f "$out/$csv_name.csv" ]; then
   echo
   echo "== $csv_name on $(python -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null): median us (x one-pass floor)"

@@ -43,11 +43,47 @@ def test_chain_reads_and_outputs(model, kind: str, vocab: int) -> None:  # noqa:
             if top_k is not None and splits == 1:  # PYDECODE_CUDA_KEY_BINS=0: the gap histogram's read back
                 gap = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True, key_bins=False)[0]
                 assert gap == pytest.approx(3), (kind, gap)
-            # the same token and kept set as the full-row path, split or not, key bins or not
-            for compact, key_bins in ((False, True), (True, True), (True, False)):
-                _, _, tokens, rows = reads.chain_reads(model, x, top_k, 0.9, splits, compact, True, key_bins)
+            if top_k is not None:  # PYDECODE_CUDA_TOPK_SCAN=1: the list comes with the statistics
+                scan = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True, top_k_scan=True)[0]
+                assert scan == pytest.approx(1), (kind, splits, scan)
+            # the same token and kept set as the full-row path, split or not, whichever list
+            for compact, key_bins, scan in ((False, True, False), (True, True, False), (True, False, False),
+                                            (True, True, True)):
+                _, _, tokens, rows = reads.chain_reads(model, x, top_k, 0.9, splits, compact, True, key_bins, scan)
                 want = (tokens, rows) if want is None else want
                 assert torch.equal(tokens, want[0]) and torch.equal(rows, want[1]), (kind, top_k, splits, compact)
+
+
+@pytest.mark.parametrize("top_k", [1, 64])
+def test_top_k_scan_on_hard_rows(model, top_k: int) -> None:  # noqa: ANN001
+    """The one-read top-k list on rows that make its warps' buffers work: ascending values (every
+    entry beats the running threshold when it arrives), a few values with thousands of ties (a
+    buffer of ties cannot make room: the gap histogram's list follows, 3 reads), -inf entries,
+    fewer finite entries than k (the full-row path), one block per row and split in 3: the same
+    tokens and filtered rows as without it. (The list is built for bfloat16 rows only.)"""
+    g = torch.Generator().manual_seed(4)
+    v = 6000
+    with_inf = torch.randn(v, generator=g)
+    with_inf[::3] = float("-inf")
+    few = torch.full((v,), float("-inf"))
+    few[:20] = torch.randn(20, generator=g)
+    x = torch.stack([torch.arange(v, dtype=torch.float32) / 100, torch.randint(0, 3, (v,), generator=g).float(),
+                     with_inf, few, torch.randn(v, generator=g) * 3])
+    for dtype in (torch.bfloat16,):
+        rows = x.to(dtype)
+        for splits in (1, 3):
+            for i in range(rows.shape[0]):
+                row = rows[i : i + 1]
+                want = reads.chain_reads(model, row, top_k, 0.9, splits, True, True)
+                got = reads.chain_reads(model, row, top_k, 0.9, splits, True, True, top_k_scan=True)
+                assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), (dtype, splits, i)
+                plain = reads.chain_reads(model, row, top_k, 0.9, splits, True, top_k_scan=True)[0]
+                # one read; a buffer of ties (row 1) sends the row to the gap list (+ histogram + list),
+                # a -inf keep-th value (row 3 at k 64) on to the full-row path
+                if i == 3 and top_k > 20:
+                    assert plain > 3, (dtype, splits, i, plain)
+                else:
+                    assert plain == pytest.approx(3 if i == 1 else 1), (dtype, splits, i, plain)
 
 
 def test_constant_row_top_p(model) -> None:  # noqa: ANN001

@@ -440,6 +440,17 @@ __device__ void select_top_bins(const Each& each, const ScoreFn& score, const Al
   __syncthreads();
 }
 
+// The sum of v over this lane and the lanes below it (every lane of the warp must call).
+__device__ __forceinline__ uint32_t warp_inclusive_sum(uint32_t v) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const uint32_t up = __shfl_up_sync(0xFFFFFFFFu, v, o);
+    if (lane >= o) v += up;
+  }
+  return v;
+}
+
 // Appends pack_cand(base + i, x) for the entries i of [0, len) at `data` where take(x) holds to
 // list[*count ...] (at most cap). Every thread runs the same number of iterations (whole 16-byte
 // chunks per thread), so the warp collectives that take the slots are uniform; one atomic per
@@ -475,12 +486,7 @@ __device__ void append_entries(const void* data, int len, int base, const Take& 
     }
     const uint32_t mine = static_cast<uint32_t>(__popc(hits));
     if (__ballot_sync(0xFFFFFFFFu, mine != 0) == 0) continue;  // the common case: nothing here
-    uint32_t incl = mine;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const uint32_t up = __shfl_up_sync(0xFFFFFFFFu, incl, o);
-      if (lane >= o) incl += up;
-    }
+    const uint32_t incl = warp_inclusive_sum(mine);
     uint32_t start = 0;
     if (lane == 31) start = atomicAdd(count, incl);
     start = __shfl_sync(0xFFFFFFFFu, start, 31) + incl - mine;

@@ -41,7 +41,7 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
 // row, each reading one slice of the vocabulary (a cooperative launch: rows * splits blocks must
 // be resident at once) with `scratch` holding rows * kChainScratchWords uint64 of zeroed device
 // memory. Both paths give the same outputs for the same inputs.
-constexpr int64_t kChainScratchWords = 5262;
+constexpr int64_t kChainScratchWords = 5263;
 // Automatic choice: slices of >= kChainMinSlice entries, at most kChainMaxSplits per row, rows *
 // splits <= the blocks the device holds at once.
 constexpr int64_t kChainMinSlice = 8192;
@@ -62,6 +62,7 @@ struct ChainSpec {
   float* renorm = nullptr;
   int compact = 1;  // 0: never take the compact path (sampling.cu), for comparisons
   int key_bins = 1;  // 0: the compact path's lists come from the gap histogram only (comparisons)
+  int top_k_scan = 0;  // 1: the one-read top-k list (sampling.cu; a lead measured against the key-bin list)
 };
 // Blocks of the split kernel the current device holds at once (0: no cooperative launch).
 int chain_capacity();

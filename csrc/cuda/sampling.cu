@@ -150,7 +150,10 @@ struct MergeBuf {
 struct SplitScratch {
   unsigned long long counter;
   MergeBuf buf[3];
-  unsigned long long cand_count;        // the row's candidate list (the compact path), filled once
+  // The row's candidate list (the compact paths), filled once by the gap histogram's list or by
+  // the one-read top-k list, which has its own count: when it fails, the gap list follows.
+  unsigned long long cand_count;
+  unsigned long long scan_count;
   unsigned long long cand[kCandCap];
 };
 static_assert(sizeof(SplitScratch) == kChainScratchWords * sizeof(uint64_t), "launch.h's kChainScratchWords");
@@ -618,6 +621,282 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
   return n;
 }
 
+// ----------------------------------------------------------------------------- one-read top-k
+// Top-k with a small k (the decode-loop call: k <= kScanMaxKeep) lists its candidates while it
+// reads the row for the statistics: one read instead of two (statistics + key bins, then the
+// list), and no shared-memory atomic per entry. Each warp keeps its own buffer of entries at or
+// above a running threshold: when the buffer fills, the warp finds the keep-th largest key in it
+// (a bisection on the key's bits with ballots), keeps the entries at or above it and raises its
+// threshold to it. A warp's threshold is the keep-th largest key of some of the row's entries, so
+// it never exceeds the row's keep-th largest key: every entry that top-k keeps (the keep-th value's
+// ties included) is on some warp's buffer. The buffers together are the row's list (a superset
+// of the kept set), which the compact path's stages then work on, with the same outputs as every
+// other path: the later stages are order-free and only ever see kept entries. (The running-
+// threshold filter is the idea of streaming top-k selection, e.g. FAISS's WarpSelect; here the
+// threshold only filters, and the exact k-th value is still the radix select's.) When a warp's
+// buffer is all ties of its keep-th value it cannot make room: the row takes the gap histogram's
+// list (two reads more) instead.
+constexpr int kScanMaxKeep = 64;
+constexpr int kScanLoads = 2;
+constexpr int kScanWarpCap = 128;  // entries of a warp's buffer: 32 warps fill the list exactly
+static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the candidate list");
+static_assert(kScanMaxKeep < kScanWarpCap, "a compacted buffer must leave room");
+constexpr uint32_t kNegInfKey = 0x007FFFFFu;  // sort_key(-inf)
+
+// Makes room on a warp's buffer of `count` entries (keep <= count; the whole warp calls): finds a
+// key t with at least `keep` entries at or above it, as high as needed to leave at most
+// keep + kScanSlack of them (or exactly the keep-th largest key, ties and all), keeps only those
+// (*count updated, in slot order) and returns t. The search bisects t's bits below the ones
+// every key on the buffer shares, from the top, and stops once the entries left are few enough:
+// after the first rounds a buffer spans about an octave, so a few ballots a bit suffice. Entries
+// are listed input values: their keys are key_of(x). Out of line: it runs a few times a row, and
+// inlined its registers would squeeze the scan's loop.
+constexpr uint32_t kScanSlack = 8;
+template <class KeyOf>
+__device__ __noinline__ uint32_t warp_keep_top(unsigned long long* buf, uint32_t* count, uint32_t keep,
+                                               const KeyOf key_of) {
+  constexpr int kPer = kScanWarpCap / 32;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  const uint32_t n_in = *count;
+  unsigned long long e[kPer];
+  uint32_t k[kPer];
+  uint32_t lo = 0xFFFFFFFFu, hi = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const bool valid = static_cast<uint32_t>(lane + 32 * i) < n_in;
+    e[i] = valid ? buf[lane + 32 * i] : 0ull;
+    k[i] = valid ? key_of(__uint_as_float(static_cast<uint32_t>(e[i]))) : 0u;  // listed keys are > 0
+    if (valid) {
+      lo = k[i] < lo ? k[i] : lo;
+      hi = k[i] > hi ? k[i] : hi;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const uint32_t l = __shfl_xor_sync(0xFFFFFFFFu, lo, o), h = __shfl_xor_sync(0xFFFFFFFFu, hi, o);
+    lo = l < lo ? l : lo;
+    hi = h > hi ? h : hi;
+  }
+  const uint32_t diff = lo ^ hi;
+  const int top = diff == 0 ? -1 : 31 - __clz(diff);  // the highest bit where the keys differ
+  uint32_t t = top < 0 ? lo : lo & ~((2u << top) - 1u);
+  uint32_t n_t = n_in;  // entries at or above t
+  for (int bit = top; bit >= 0 && n_t > keep + kScanSlack; --bit) {
+    const uint32_t c = t | (1u << bit);
+    uint32_t n = 0;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) n += static_cast<uint32_t>(__popc(__ballot_sync(0xFFFFFFFFu, k[i] >= c)));
+    if (n >= keep) {
+      t = c;
+      n_t = n;
+    }
+  }
+  __syncwarp();
+  // Slot order is kept and an entry never moves up (all of them are in registers anyway).
+  const uint32_t lower_lanes = (1u << lane) - 1u;
+  uint32_t out = 0;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const bool take = static_cast<uint32_t>(lane + 32 * i) < n_in && k[i] >= t;
+    const unsigned b = __ballot_sync(0xFFFFFFFFu, take);
+    if (take) buf[out + static_cast<uint32_t>(__popc(b & lower_lanes))] = e[i];
+    out += static_cast<uint32_t>(__popc(b));
+  }
+  __syncwarp();
+  *count = out;
+  return t;
+}
+
+// The statistics pass of a top-k row with keep <= kScanMaxKeep, listing its candidates on the
+// way (see above): *kmax / *nan / *kmin get this thread's share of the statistics (as the plain
+// pass computes them); the block's list is left in sh.cand. Returns its length, or -1 when a warp
+// could not make room (ties). NaN and -inf entries are never listed (a row with a NaN takes the
+// full-row path, one whose keep-th value is -inf the gap list's). Every thread runs the same
+// rounds (kScanLoads 16-byte chunks each), so the warps' collectives are uniform. Two loads a
+// round, not kFastLoads: the round's values stay in registers for the appends.
+template <int D, class YFn>
+__device__ int scan_top_list(const void* data, int len, int base, const YFn& yof, uint32_t keep, Shared& sh,
+                             uint32_t* kmax_out, uint32_t* nan_out, uint32_t* kmin_out) {
+  using T = typename Elem<D>::T;
+  constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+  constexpr int kE = kScanLoads * kVec;  // entries a thread holds in a round
+  static_assert(kE <= 32, "a round's hits are one 32-bit mask");
+  const T* p = static_cast<const T*>(data);
+  const bool aligned = (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+  const int chunks = (len + kVec - 1) / kVec;
+  const int step = static_cast<int>(blockDim.x);
+  const int warp = static_cast<int>(threadIdx.x >> 5);
+  const auto key_of = [yof](float x) { return sort_key(yof(x)); };
+  unsigned long long* buf = sh.cand + warp * kScanWarpCap;
+  uint32_t count = 0, thr = kNegInfKey + 1;  // warp-uniform: the buffer's fill and the running threshold
+  bool full = false;            // warp-uniform: the buffer could not make room
+  uint32_t kmax = 0, nan = 0, kmin = 0xFFFFFFFFu;
+  for (int c0 = 0; c0 < chunks; c0 += kScanLoads * step) {
+    T vals[kScanLoads][kVec];
+    uint32_t valid = 0;
+#pragma unroll
+    for (int u = 0; u < kScanLoads; ++u) {
+      const int c = c0 + static_cast<int>(threadIdx.x) + u * step;
+      const int first = c * kVec;
+      if (c < chunks && aligned && first + kVec <= len) {
+        const uint4 raw = __ldg(reinterpret_cast<const uint4*>(p) + c);
+        memcpy(vals[u], &raw, sizeof(raw));
+        valid |= ((1u << kVec) - 1u) << (u * kVec);
+      } else if (c < chunks) {
+        for (int j = 0; j < kVec; ++j) {
+          if (first + j < len) {
+            vals[u][j] = __ldg(p + first + j);
+            valid |= 1u << (u * kVec + j);
+          }
+        }
+      }
+    }
+    uint32_t hits = 0;
+#pragma unroll
+    for (int u = 0; u < kScanLoads; ++u) {
+#pragma unroll
+      for (int j = 0; j < kVec; ++j) {
+        if (!((valid >> (u * kVec + j)) & 1u)) continue;
+        const uint32_t key = key_of(Elem<D>::get(vals[u][j]));
+        if (key == kNanKey) {
+          nan = 1;
+        } else {
+          kmax = key > kmax ? key : kmax;
+          if (key > kNegInfKey) kmin = key < kmin ? key : kmin;
+          if (key >= thr) hits |= 1u << (u * kVec + j);
+        }
+      }
+    }
+    if (full || __ballot_sync(0xFFFFFFFFu, hits != 0) == 0) continue;  // the common case once warmed up
+    // Append the hits in (lane, entry) order; when they do not all fit, fill the buffer, make
+    // room and drop what fell below the new threshold, until every hit is placed.
+    while (true) {
+      const uint32_t mine = static_cast<uint32_t>(__popc(hits));
+      const uint32_t incl = warp_inclusive_sum(mine);
+      const uint32_t total = __shfl_sync(0xFFFFFFFFu, incl, 31);
+      if (total == 0) break;
+      const uint32_t room = kScanWarpCap - count;
+      uint32_t rank = incl - mine;
+#pragma unroll
+      for (int u = 0; u < kScanLoads; ++u) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          const uint32_t bit = 1u << (u * kVec + j);
+          if (!(hits & bit)) continue;
+          if (rank < room) {
+            const int c = c0 + static_cast<int>(threadIdx.x) + u * step;
+            buf[count + rank] = pack_cand(base + c * kVec + j, Elem<D>::get(vals[u][j]));
+            hits &= ~bit;
+          }
+          ++rank;
+        }
+      }
+      if (total <= room) {
+        count += total;
+        break;
+      }
+      count = kScanWarpCap;
+      __syncwarp();
+      thr = warp_keep_top(buf, &count, keep, key_of);
+      if (count == kScanWarpCap) {
+        full = true;
+        break;
+      }
+#pragma unroll
+      for (int u = 0; u < kScanLoads; ++u) {
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+          const uint32_t bit = 1u << (u * kVec + j);
+          if ((hits & bit) && key_of(Elem<D>::get(vals[u][j])) < thr) hits &= ~bit;
+        }
+      }
+    }
+  }
+  *kmax_out = kmax;
+  *nan_out = nan;
+  *kmin_out = kmin;
+  // The block's list: the warps' buffers moved together (every entry into registers first: a
+  // buffer's new place may overlap a lower warp's old one).
+  __syncwarp();
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  if (lane == 0) sh.u32[warp] = full ? 0xFFFFFFFFu : count;
+  __syncthreads();
+  const int warps = static_cast<int>(blockDim.x >> 5);
+  uint32_t offset = 0, total = 0;
+  bool overflow = false;
+  for (int w = 0; w < warps; ++w) {
+    const uint32_t c = sh.u32[w];
+    overflow = overflow || c == 0xFFFFFFFFu;
+    offset += w < warp ? c : 0u;
+    total += c;
+  }
+  if (overflow) {
+    __syncthreads();  // sh.u32 is the next reduction's scratch
+    return -1;
+  }
+  constexpr int kPer = kScanWarpCap / 32;
+  unsigned long long e[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const uint32_t slot = static_cast<uint32_t>(lane + 32 * i);
+    if (slot < count) e[i] = buf[slot];
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const uint32_t slot = static_cast<uint32_t>(lane + 32 * i);
+    if (slot < count) sh.cand[offset + slot] = e[i];
+  }
+  __syncthreads();
+  return static_cast<int>(total);
+}
+
+// The row's list of a split row from its blocks' lists (n: this block's length, -1 when it could
+// not be built): each block keeps the entries at or above its own keep-th largest key (at least
+// the row's keep-th, so nothing top-k keeps is dropped) and appends them to the row's list in
+// device memory, which every block then copies. Returns its length (the same in every block), or
+// -1 when some block had no list or the row's would not fit.
+template <class KeyOf>
+__device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t keep, const KeyOf& key_of, uint32_t kmax,
+                                Shared& sh) {
+  SplitScratch* rs = sync.rs;
+  auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
+  if (n < 0) {
+    if (threadIdx.x == 0) atomicAdd(row_count, static_cast<unsigned int>(kCandCap) + 1u);
+  } else if (n > 0) {
+    uint32_t floor_key = 0;
+    if (static_cast<uint32_t>(n) > keep) {
+      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
+      uint32_t above, ties;
+      floor_key = cands.nth(
+          keep,
+          [&](int, float x, uint32_t* key) {
+            *key = key_of(x);
+            return true;
+          },
+          sh, &above, &ties, cands.values);
+    }
+    // Warp-aggregated appends, every thread running the same iterations.
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    for (int i0 = 0; i0 < n; i0 += static_cast<int>(blockDim.x)) {
+      const int i = i0 + static_cast<int>(threadIdx.x);
+      const bool take = i < n && key_of(__uint_as_float(static_cast<uint32_t>(sh.cand[i]))) >= floor_key;
+      const unsigned b = __ballot_sync(0xFFFFFFFFu, take);
+      if (b == 0) continue;
+      uint32_t start = 0;
+      if (lane == 0) start = atomicAdd(row_count, static_cast<unsigned int>(__popc(b)));
+      start = __shfl_sync(0xFFFFFFFFu, start, 0) + static_cast<uint32_t>(__popc(b & ((1u << lane) - 1u)));
+      if (take && start < static_cast<uint32_t>(kCandCap)) rs->cand[start] = sh.cand[i];
+    }
+  }
+  sync.barrier();
+  const uint32_t total = coherent_load(row_count);
+  if (total > static_cast<uint32_t>(kCandCap)) return -1;
+  for (int i = threadIdx.x; i < static_cast<int>(total); i += blockDim.x) sh.cand[i] = coherent_load(&rs->cand[i]);
+  __syncthreads();
+  return static_cast<int>(total);
+}
+
 // Top-k on any part: the cut keeping the `keep` largest and all their ties (kept_count: its size).
 template <class Part, class YFn>
 __device__ void top_k_cut(Part& part, const YFn& yof, uint32_t keep, Shared& sh, Cut* cut, uint32_t* kept_count) {
@@ -863,7 +1142,7 @@ __device__ bool wide_top_p(RowPart<D, S>& part, const RowCtx& r, const YFn& yof,
 // The fused chain for row blockIdx.x: one block reads the whole row, or (kSplit) gridDim.y blocks
 // each read one slice and merge every row-wide quantity through RowSync. Both instantiations run
 // the same code on the same merged integers, so they give the same outputs.
-template <int D, bool kSplit>
+template <int D, bool kSplit, bool kScan = false>
 __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs a) {
   PYDECODE_BLOCK_SHARED(Shared, sh);
   using T = typename Elem<D>::T;
@@ -903,28 +1182,36 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     keep = s.top_k[row] > s.min_tokens_to_keep ? s.top_k[row] : s.min_tokens_to_keep;
     keep = keep < vocab ? keep : 0;
   }
-  // Top-k rows one block reads also histogram their keys' top bits in the statistics pass (the
-  // key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram: merging
-  // 4096 bins between the blocks would cost more than the read it saves.
-  const bool key_bins = !kSplit && s.compact && s.key_bins && keep > 0 && keep <= kCandCap;
+  // Top-k rows with a small k list their candidates in the statistics pass (the one-read top-k
+  // list, above): 1 read. Other top-k rows one block reads histogram their keys' top bits in that
+  // pass (the key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram
+  // there: merging 4096 bins between the blocks would cost more than the read it saves.
+  const bool scan = kScan && s.compact && keep > 0 && keep <= kScanMaxKeep;
+  const bool key_bins = !scan && !kSplit && s.compact && s.key_bins && keep > 0 && keep <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(sh.cand);
   if (key_bins) clear_key_bins(key_hist);
 
   // Row statistics: the largest non-NaN key, whether a NaN is present, the smallest finite key.
   uint32_t kmax = 0, nan = 0, kmin = 0xFFFFFFFFu;
-  part.template each<kFastLoads>([&](int, float x) {
-    const float y = yof(x);
-    const uint32_t key = sort_key(y);
-    if (key == kNanKey) {
-      nan = 1;
-    } else {
-      kmax = key > kmax ? key : kmax;
-      if (y > -kInf) {
-        kmin = key < kmin ? key : kmin;
-        if (key_bins) atomicAdd(&key_hist[key_bin(key)], 1u);
+  int scan_n = -1;  // the one-read list's length (-1: none)
+  if (scan) {
+    scan_n = scan_top_list<D>(part.data, part.len, part.begin, yof, static_cast<uint32_t>(keep), sh, &kmax, &nan,
+                              &kmin);
+  } else {
+    part.template each<kFastLoads>([&](int, float x) {
+      const float y = yof(x);
+      const uint32_t key = sort_key(y);
+      if (key == kNanKey) {
+        nan = 1;
+      } else {
+        kmax = key > kmax ? key : kmax;
+        if (y > -kInf) {
+          kmin = key < kmin ? key : kmin;
+          if (key_bins) atomicAdd(&key_hist[key_bin(key)], 1u);
+        }
       }
-    }
-  });
+    });
+  }
   kmax = block_reduce(kmax, MaxOp(), sh.u32);
   nan = block_reduce(nan, MaxOp(), sh.u32);
   kmin = block_reduce(kmin, MinOp(), sh.u32);
@@ -946,9 +1233,27 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   bool done = false;
   unsigned long long total = 0;  // top-p without top-k: the row's mass, once the compact path has summed it
   bool have_total = false;
+  const auto key_of = [yof](float x) { return sort_key(yof(x)); };
+  if (scan) {
+    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, static_cast<uint32_t>(keep), key_of, kmax, sh);
+    // The list holds every entry top-k keeps unless the keep-th value is -inf (then the -inf
+    // entries off the list are kept too). Without a list (ties filled a buffer) or with a -inf
+    // keep-th value the gap histogram's list is tried next, as for split rows; rows with NaN or
+    // inf take the full-row path.
+    if (scan_n >= keep && softmax_ok) {
+      CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
+      uint32_t kept_count = static_cast<uint32_t>(vocab);
+      Cut c = cut;
+      top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &c, &kept_count);
+      if (c.key > kNegInfKey) {
+        cut = chain_stages<D>(cands, ctx, yof, efix, c, kept_count, nullptr, sh);
+        done = true;
+      }
+    }
+  }
   // The compact path (see above), for the rows where it can apply.
   const float ymin = key_to_float(kmin);  // NaN when nothing is finite
-  if (s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
+  if (!done && s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
     const GapBins bins = GapBins::over(ymax, ymin);
     int n;
     if (key_list.low >= 0) {
@@ -966,7 +1271,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
     } else if (n >= 0) {
       CandPart cands{sh.cand, n, {},
-                     list_keys(sh.cand, n, [&](float x) { return sort_key(yof(x)); }, kmax, sh.u32)};
+                     list_keys(sh.cand, n, key_of, kmax, sh.u32)};
       if (keep > 0) {
         uint32_t kept_count = static_cast<uint32_t>(vocab);
         top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
@@ -1133,9 +1438,16 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
 
 template <int D>
 int split_blocks_per_sm() {
-  int n = 0;
+  int n = 0, scan = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, filter_chain_kernel<D, true>, kThreads, 0) != cudaSuccess) {
     return 0;
+  }
+  if constexpr (D == kDTypeBF16) {  // the one-read top-k list's own kernel (bfloat16 only)
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&scan, filter_chain_kernel<D, true, true>, kThreads, 0) !=
+        cudaSuccess) {
+      return 0;
+    }
+    n = scan < n ? scan : n;
   }
   return n;
 }
@@ -1178,7 +1490,7 @@ int chain_splits(int64_t rows, int64_t vocab, int64_t forced) {
   return splits < 1 ? 1 : static_cast<int>(splits);
 }
 
-template <int D>
+template <int D, bool kScan>
 cudaError_t launch_split_chain(const ChainArgs& args, cudaStream_t stream) {
   // Cooperative: the runtime refuses the launch (an error, not a hang) unless every block can be
   // resident at once, which the row barrier's spin-wait needs.
@@ -1192,7 +1504,7 @@ cudaError_t launch_split_chain(const ChainArgs& args, cudaStream_t stream) {
   attribute[0].val.cooperative = 1;
   config.attrs = attribute;
   config.numAttrs = 1;
-  return cudaLaunchKernelEx(&config, filter_chain_kernel<D, true>, args);
+  return cudaLaunchKernelEx(&config, filter_chain_kernel<D, true, kScan>, args);
 }
 
 cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, uint64_t* scratch, int64_t scratch_len,
@@ -1219,13 +1531,20 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
                                               " this device runs at once (the split path needs them all resident)");
     args.splits = splits;
     args.scratch = reinterpret_cast<SplitScratch*>(scratch);
+    if (spec.top_k_scan != 0 && in.dtype == kDTypeBF16) return launch_split_chain<kDTypeBF16, true>(args, stream);
     switch (in.dtype) {
-      case kDTypeF32: return launch_split_chain<kDTypeF32>(args, stream);
-      case kDTypeF16: return launch_split_chain<kDTypeF16>(args, stream);
-      default: return launch_split_chain<kDTypeBF16>(args, stream);
+      case kDTypeF32: return launch_split_chain<kDTypeF32, false>(args, stream);
+      case kDTypeF16: return launch_split_chain<kDTypeF16, false>(args, stream);
+      default: return launch_split_chain<kDTypeBF16, false>(args, stream);
     }
   }
   const dim3 grid(static_cast<unsigned>(in.rows));
+  // The one-read top-k list is its own instantiation, so the kernel without it is unchanged; it is
+  // built for bfloat16 rows only (each instantiation adds a sixth to this file's compile time).
+  if (spec.top_k_scan != 0 && in.dtype == kDTypeBF16) {
+    filter_chain_kernel<kDTypeBF16, false, true><<<grid, kThreads, 0, stream>>>(args);
+    return cudaGetLastError();
+  }
   switch (in.dtype) {
     case kDTypeF32: filter_chain_kernel<kDTypeF32, false><<<grid, kThreads, 0, stream>>>(args); break;
     case kDTypeF16: filter_chain_kernel<kDTypeF16, false><<<grid, kThreads, 0, stream>>>(args); break;

@@ -18,8 +18,8 @@ from .. import _ext
 from ._cpu import DTYPE_CODES, row_stride, rows_view
 from ._validate import env_switch
 
-__all__ = ["DTYPE_CODES", "KEY_BINS_ENV", "id_args", "key_bins", "logits_args", "module", "on_device", "row_stride",
-           "rows_view", "stream"]
+__all__ = ["DTYPE_CODES", "KEY_BINS_ENV", "TOP_K_SCAN_ENV", "id_args", "key_bins", "logits_args", "module",
+           "on_device", "row_stride", "rows_view", "stream", "top_k_scan"]
 
 # PYDECODE_CUDA_KEY_BINS=0: the compact paths of the sampling chain and of beam top-k list their
 # candidates by the gap histogram only, never by the key bins the statistics pass takes
@@ -29,6 +29,16 @@ KEY_BINS_ENV = "PYDECODE_CUDA_KEY_BINS"
 
 def key_bins() -> bool:
     return env_switch(KEY_BINS_ENV)
+
+
+# PYDECODE_CUDA_TOPK_SCAN=1: the sampling chain lists the candidates of top-k rows with k <= 64 in
+# its statistics pass (csrc/cuda/sampling.cu's one-read top-k list: same outputs, one read of the
+# row instead of two). Off by default until a GPU run has timed it against the key-bin list.
+TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
+
+
+def top_k_scan() -> bool:
+    return env_switch(TOP_K_SCAN_ENV, default=False)
 
 
 def module() -> ModuleType:

@@ -43,9 +43,9 @@ def values_checked() -> bool:
     return not (torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing())
 
 
-def env_switch(name: str) -> bool:
-    """An on/off setting from the environment variable ``name``: "1" (the default when unset) or "0"."""
-    value = os.environ.get(name, "1").strip()
+def env_switch(name: str, default: bool = True) -> bool:
+    """An on/off setting from the environment variable ``name``: "1" or "0" (``default`` when unset)."""
+    value = os.environ.get(name, "1" if default else "0").strip()
     if value not in ("0", "1"):
         raise ValueError(f"{name} must be 0 or 1, got {value!r}")
     return value == "1"

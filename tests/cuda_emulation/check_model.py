@@ -23,29 +23,33 @@ SPLITS = (2, 3, 7) if len(sys.argv) <= 2 or sys.argv[2] != "0" else ()
 def addr(t): return 0 if t is None else t.data_ptr()
 
 def chain_once(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
-               tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1, compact=True):
+               tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1, compact=True,
+               top_k_scan=False):
     x = _cpu.rows_view(x); b, v = x.shape
     tok = torch.full((b,), -7, dtype=torch.int64) if tokens else None
     lp = torch.full((b,), 12345.0) if logprobs else None
     out = torch.full((b, v), 12345.0) if (filtered or renorm) else None
     M.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], b, v, _cpu.row_stride(x), transform, addr(temperature),
                    addr(top_k), addr(top_p), addr(min_p), mtk, addr(seed), addr(offset), addr(tok), addr(lp),
-                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits, compact)
+                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits, compact, True, top_k_scan)
     return tok, lp, out
 
 split_checks = 0
 compact_checks = 0
 def chain(x, **kw):
-    """The one-block result, after checking that the full-row path (compact=False) and every split
-    count in SPLITS give the same bits (with 3 splits also on a row-strided copy, whose rows are
-    not 16-byte aligned)."""
+    """The one-block result, after checking that the full-row path (compact=False), the one-read
+    top-k list (top_k_scan=True, one block and 3 splits a row) and every split count in SPLITS give
+    the same bits (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
     global split_checks, compact_checks
     want = chain_once(x, **kw)
-    full_row = chain_once(x, compact=False, **kw)
-    for name, g, w in zip(("tokens", "logprobs", "rows"), full_row, want):
-        if w is not None:
-            compact_checks += 1
-            report(f"compact=False {name} V={x.shape[-1]} {sorted(kw)}", lambda: assert_same(g, w, atol=0, rtol=0))
+    others = [("compact=False", chain_once(x, compact=False, **kw)), ("top_k_scan", chain_once(x, top_k_scan=True, **kw))]
+    if SPLITS:
+        others.append(("top_k_scan split=3", chain_once(x, top_k_scan=True, splits=3, **kw)))
+    for label, got in others:
+        for name, g, w in zip(("tokens", "logprobs", "rows"), got, want):
+            if w is not None:
+                compact_checks += 1
+                report(f"{label} {name} V={x.shape[-1]} {sorted(kw)}", lambda: assert_same(g, w, atol=0, rtol=0))
     views = [x]
     if x.dim() == 2 and x.shape[-1] > 1:
         wide = torch.full((x.shape[0], x.shape[1] + 3), 7.0, dtype=x.dtype); wide[:, : x.shape[1]] = x
@@ -155,8 +159,10 @@ x = torch.cat([torch.randn(3, 9000, generator=g) * 3, torch.randn(2, 9000, gener
 x[1, ::3] = NEG_INF
 x[2, 17] = -1e30
 n = x.shape[0]
-for kw in ({"top_k": 50, "temperature": 0.5, "top_p": 0.9}, {"top_p": 0.9, "temperature": 0.5}, {"top_k": 4096},
-           {"top_p": 0.5, "mtk": 40}, {"top_k": 20, "min_p": 0.1}):
+x32 = x  # (bfloat16 too: the one-read top-k list is built for bfloat16 rows)
+for x, kw in [(xd, kw) for xd in (x32, x32.to(torch.bfloat16)) for kw in (
+        {"top_k": 50, "temperature": 0.5, "top_p": 0.9}, {"top_p": 0.9, "temperature": 0.5}, {"top_k": 4096},
+        {"top_p": 0.5, "mtk": 40}, {"top_k": 20, "min_p": 0.1}, {"top_k": 64, "temperature": 0.7})]:
     seed = torch.arange(n) * 7919 - 5
     tok, lp, filt = chain(x, transform=1, temperature=rowsp(kw.get("temperature", 1.0), n, torch.float64),
                           top_k=rowsp(kw.get("top_k", 0), n, torch.int64), top_p=rowsp(kw.get("top_p", 1.0), n, torch.float64),

@@ -20,6 +20,7 @@
 #define __host__
 #define __global__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __restrict__
@@ -157,6 +158,7 @@ inline unsigned __ballot_sync(unsigned, int pred) {
   emu::g_block->warps[w]->arrive_and_wait();
   return r;
 }
+inline void __syncwarp(unsigned = 0xFFFFFFFFu) { emu::g_block->warps[threadIdx.x >> 5]->arrive_and_wait(); }
 inline int __ffs(unsigned x) { return __builtin_ffs(static_cast<int>(x)); }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
 inline int __clz(unsigned x) { return x == 0 ? 32 : __builtin_clz(x); }

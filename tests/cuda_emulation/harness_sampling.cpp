@@ -44,7 +44,7 @@ void bind_sampling_model(py::module_& m) {
                            int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
                            int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
                            uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads, int splits, bool compact,
-                           bool key_bins) {
+                           bool key_bins, bool top_k_scan) {
     ChainArgs a;
     a.in = rows_in(logits, dtype, rows, vocab, row_stride);
     a.spec.transform = transform;
@@ -62,6 +62,7 @@ void bind_sampling_model(py::module_& m) {
     a.spec.renorm = ptr<float>(renorm);
     a.spec.compact = compact ? 1 : 0;
     a.spec.key_bins = key_bins ? 1 : 0;
+    a.spec.top_k_scan = top_k_scan ? 1 : 0;
     // splits > 1: the split-vocabulary kernel, a row's blocks running together on zeroed scratch.
     std::vector<SplitScratch> scratch(splits > 1 ? static_cast<size_t>(rows) : 0);
     if (splits > 1) {
@@ -75,18 +76,24 @@ void bind_sampling_model(py::module_& m) {
       constexpr int D = decltype(d)::value;
       if (splits > 1) {
         emu::launch_rows_together(static_cast<unsigned>(rows), static_cast<unsigned>(splits), threads,
-                                  [&]() { filter_chain_kernel<D, true>(a); });
+                                  [&]() {
+                                    if (top_k_scan && D == kDTypeBF16) filter_chain_kernel<D, true, true>(a);
+                                    else filter_chain_kernel<D, true>(a);
+                                  });
         // every block of a row passes each row barrier once: the counter ends at barriers x splits
         last_row_barriers = rows > 0 ? scratch[0].counter / static_cast<unsigned long long>(splits) : 0;
       } else {
-        emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() { filter_chain_kernel<D, false>(a); });
+        emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() {
+          if (top_k_scan && D == kDTypeBF16) filter_chain_kernel<D, false, true>(a);
+          else filter_chain_kernel<D, false>(a);
+        });
       }
     });
   }, py::arg("logits"), py::arg("dtype"), py::arg("rows"), py::arg("vocab"), py::arg("row_stride"),
      py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
      py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1, py::arg("compact") = true,
-     py::arg("key_bins") = true);
+     py::arg("key_bins") = true, py::arg("top_k_scan") = false);
   m.def("last_row_barriers", []() { return last_row_barriers; });
   m.def("temperature", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                           uintptr_t temperature, uintptr_t out, unsigned threads) {

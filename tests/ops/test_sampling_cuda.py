@@ -486,3 +486,32 @@ def test_cuda_big_compact_path(dtype: torch.dtype, std: float, monkeypatch: pyte
     x[1, ::3] = NEG_INF
     x[2, 5] = -1e30
     _check_compact(gpu(x.to(dtype)), (1, 4), monkeypatch, f"std {std} {dtype}")
+
+
+# --------------------------------------------------------------------------- one-read top-k list
+# PYDECODE_CUDA_TOPK_SCAN=1: bfloat16 top-k rows with k <= 64 list their candidates in the
+# statistics pass (csrc/cuda/sampling.cu, "one-read top-k"). The same bits as without it.
+SCAN_KWARGS = ({"top_k": 50, "temperature": 0.7, "top_p": 0.9}, {"top_k": 1}, {"top_k": 64, "min_p": 0.05},
+               {"top_k": 20, "top_p": 0.5, "min_tokens_to_keep": 30}, {"top_k": 65, "top_p": 0.9})
+
+
+@pytest.mark.parametrize(("batch", "vocab"), [(4, 1000), (6, 128256), (300, 32000)])
+def test_cuda_top_k_scan_matches(batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random rows at three scales, ascending values (every entry beats the running threshold),
+    thousands of ties (a buffer that cannot make room), -inf entries, fewer finite entries than k;
+    one block per row and split rows."""
+    g = torch.Generator().manual_seed(vocab)
+    x = torch.randn(batch, vocab, generator=g) * torch.tensor([0.3, 1.0, 3.0])[torch.arange(batch) % 3, None]
+    x[0] = torch.arange(vocab, dtype=torch.float32) / 100
+    x[1] = torch.randint(0, 3, (vocab,), generator=g).float()
+    x[2, ::3] = NEG_INF
+    x[3, 20:] = NEG_INF
+    x = gpu(x.to(torch.bfloat16))
+    for kwargs in SCAN_KWARGS:
+        for n in (1, 3) if batch < 64 else (1,):
+            monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "0")
+            want = _chain_outputs(x, n, monkeypatch, **kwargs)
+            monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "1")
+            got = _chain_outputs(x, n, monkeypatch, **kwargs)
+            for name, a, b in zip(("tokens", "logprobs", "filtered"), got, want):
+                assert_same(a, b, what=f"one-read top-k list, {n} splits: {name} {kwargs}")

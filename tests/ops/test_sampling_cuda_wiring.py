@@ -87,7 +87,7 @@ def test_compact_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, value: s
 
 
 @pytest.mark.parametrize("value", ["0", "1"])
-@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_CHAIN_COMPACT", "PYDECODE_CUDA_KEY_BINS"])
+@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_CHAIN_COMPACT", "PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN"])
 def test_compact_switches_reach_the_launch(monkeypatch: pytest.MonkeyPatch, switch: str, value: str) -> None:
     monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS", raising=False)
     monkeypatch.setenv(switch, value)
@@ -95,7 +95,15 @@ def test_compact_switches_reach_the_launch(monkeypatch: pytest.MonkeyPatch, swit
         _launch(X)
 
 
-def test_key_bins_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYDECODE_CUDA_KEY_BINS", "no")
-    with pytest.raises(ValueError, match="PYDECODE_CUDA_KEY_BINS must be 0 or 1"):
+@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN"])
+def test_list_switches_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, switch: str) -> None:
+    monkeypatch.setenv(switch, "no")
+    with pytest.raises(ValueError, match=f"{switch} must be 0 or 1"):
         _launch(X)
+
+
+def test_top_k_scan_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYDECODE_CUDA_TOPK_SCAN", raising=False)
+    assert not _cuda_launch.top_k_scan()
+    monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "1")
+    assert _cuda_launch.top_k_scan()
