@@ -625,9 +625,9 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
 // Top-k with a small k (the decode-loop call: k <= kScanMaxKeep) lists its candidates while it
 // reads the row for the statistics: one read instead of two (statistics + key bins, then the
 // list), and no shared-memory atomic per entry. Each warp keeps its own buffer of entries at or
-// above a running threshold: when the buffer fills, the warp finds the keep-th largest key in it
-// (a bisection on the key's bits with ballots), keeps the entries at or above it and raises its
-// threshold to it. A warp's threshold is the keep-th largest key of some of the row's entries, so
+// above a running threshold: when the buffer fills, the warp finds a key with at least keep
+// entries of the buffer at or above it (warp_keep_top), keeps those and raises its threshold to
+// it. A warp's threshold never exceeds the keep-th largest key of some of the row's entries, so
 // it never exceeds the row's keep-th largest key: every entry that top-k keeps (the keep-th value's
 // ties included) is on some warp's buffer. The buffers together are the row's list (a superset
 // of the kept set), which the compact path's stages then work on, with the same outputs as every
@@ -648,7 +648,7 @@ constexpr uint32_t kNegInfKey = 0x007FFFFFu;  // sort_key(-inf)
 // keep + kScanSlack of them (or exactly the keep-th largest key, ties and all), keeps only those
 // (*count updated, in slot order) and returns t. The search bisects t's bits below the ones
 // every key on the buffer shares, from the top, and stops once the entries left are few enough:
-// after the first rounds a buffer spans about an octave, so a few ballots a bit suffice. Entries
+// after the first rounds a buffer spans about an octave, so a few bits suffice. Entries
 // are listed input values: their keys are key_of(x). Out of line: it runs a few times a row, and
 // inlined its registers would squeeze the scan's loop.
 constexpr uint32_t kScanSlack = 8;
