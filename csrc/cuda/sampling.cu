@@ -642,6 +642,10 @@ constexpr int kScanWarpCap = 128;  // entries of a warp's buffer: 32 warps fill 
 static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the candidate list");
 static_assert(kScanMaxKeep < kScanWarpCap, "a compacted buffer must leave room");
 constexpr uint32_t kNegInfKey = 0x007FFFFFu;  // sort_key(-inf)
+// The list is its own instantiation of the chain kernel (kScan), so the kernel without it is
+// unchanged; it is built for bfloat16 rows only: each instantiation adds about a sixth to this
+// file's compile time. The launchers (and the CPU model's) pick it by this rule.
+constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 
 // Makes room on a warp's buffer of `count` entries (keep <= count; the whole warp calls): finds a
 // key t with at least `keep` entries at or above it, as high as needed to leave at most
@@ -1438,11 +1442,12 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
 
 template <int D>
 int split_blocks_per_sm() {
-  int n = 0, scan = 0;
+  int n = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, filter_chain_kernel<D, true>, kThreads, 0) != cudaSuccess) {
     return 0;
   }
-  if constexpr (D == kDTypeBF16) {  // the one-read top-k list's own kernel (bfloat16 only)
+  if constexpr (scan_kernel_built(D)) {  // the one-read top-k list's own kernel
+    int scan = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&scan, filter_chain_kernel<D, true, true>, kThreads, 0) !=
         cudaSuccess) {
       return 0;
@@ -1522,6 +1527,7 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
   }
   if (in.rows == 0 || in.vocab == 0) return cudaSuccess;
   ChainArgs args{in, spec};
+  const bool scan = spec.top_k_scan != 0 && scan_kernel_built(in.dtype);
   if (splits > 1) {
     require(scratch != nullptr && scratch_len >= in.rows * kChainScratchWords,
             "scratch must hold rows * " + std::to_string(kChainScratchWords) + " uint64 for splits > 1");
@@ -1531,7 +1537,7 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
                                               " this device runs at once (the split path needs them all resident)");
     args.splits = splits;
     args.scratch = reinterpret_cast<SplitScratch*>(scratch);
-    if (spec.top_k_scan != 0 && in.dtype == kDTypeBF16) return launch_split_chain<kDTypeBF16, true>(args, stream);
+    if (scan) return launch_split_chain<kDTypeBF16, true>(args, stream);
     switch (in.dtype) {
       case kDTypeF32: return launch_split_chain<kDTypeF32, false>(args, stream);
       case kDTypeF16: return launch_split_chain<kDTypeF16, false>(args, stream);
@@ -1539,9 +1545,7 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
     }
   }
   const dim3 grid(static_cast<unsigned>(in.rows));
-  // The one-read top-k list is its own instantiation, so the kernel without it is unchanged; it is
-  // built for bfloat16 rows only (each instantiation adds a sixth to this file's compile time).
-  if (spec.top_k_scan != 0 && in.dtype == kDTypeBF16) {
+  if (scan) {
     filter_chain_kernel<kDTypeBF16, false, true><<<grid, kThreads, 0, stream>>>(args);
     return cudaGetLastError();
   }

@@ -77,14 +77,14 @@ void bind_sampling_model(py::module_& m) {
       if (splits > 1) {
         emu::launch_rows_together(static_cast<unsigned>(rows), static_cast<unsigned>(splits), threads,
                                   [&]() {
-                                    if (top_k_scan && D == kDTypeBF16) filter_chain_kernel<D, true, true>(a);
+                                    if (top_k_scan && scan_kernel_built(D)) filter_chain_kernel<D, true, true>(a);
                                     else filter_chain_kernel<D, true>(a);
                                   });
         // every block of a row passes each row barrier once: the counter ends at barriers x splits
         last_row_barriers = rows > 0 ? scratch[0].counter / static_cast<unsigned long long>(splits) : 0;
       } else {
         emu::launch(static_cast<unsigned>(rows), 1, threads, [&]() {
-          if (top_k_scan && D == kDTypeBF16) filter_chain_kernel<D, false, true>(a);
+          if (top_k_scan && scan_kernel_built(D)) filter_chain_kernel<D, false, true>(a);
           else filter_chain_kernel<D, false>(a);
         });
       }
