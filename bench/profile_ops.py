@@ -17,8 +17,16 @@ numbers for temperature / top-k / top-p), on every pydecode backend that runs he
   Python and dispatch on a GPU, and a launch when it touches device memory);
 * ``top_kernels``: the three longest device activities (name: us per call).
 
+* ``x_read_floor``: the call's time over the one-pass read floor of the same bytes, measured the
+  same way in the same run: a ``read floor`` row per shape times ``x.sum()`` over float32 buffers
+  of the logits' bytes (two of them, rotated like the cases' two input sets). On CUDA the ratio is
+  ``device_us`` over the floor's ``device_us`` (kernel time against kernel time: bench_ops' floor
+  is an eager call, launch and synchronisation included, which flatters the kernels at small
+  shapes); on CPU, where the call is the work, ``eager_us`` over the floor's. ``gbps``: the
+  logits' bytes over that time (once read).
+
 ``eager_us`` well above ``device_us`` means the call is host-bound (the GPU idles between
-launches); ``device_us`` well above the read floor of bench_ops means the kernels are.
+launches); ``x_read_floor`` well above 1 means the kernels are.
 
     python -m bench.profile_ops --device cuda --csv bench/results/profile_ops_h200.csv
     python -m bench.profile_ops --device cpu --batch 1 8 --vocab 32000        # host_ops, eager_us
@@ -41,8 +49,9 @@ from bench.common import append_rows, environment, print_table, time_call
 from pydecode.benchmarks import ops as ops_bench
 
 DEFAULT_CASES = ["temp_topk_topp_sample", "temp_topp_sample", "beam_topk"]
-COLUMNS = ["case", "backend", "batch", "vocab", "eager_us", "host_us", "graph_us", "device_us", "launches", "host_ops",
-           "top_kernels"]
+COLUMNS = ["case", "backend", "batch", "vocab", "eager_us", "host_us", "graph_us", "device_us", "x_read_floor", "gbps",
+           "launches", "host_ops", "top_kernels"]
+FLOOR_CASE = "read floor"
 
 
 def short_name(name: str) -> str:
@@ -135,6 +144,38 @@ def graph_replay_us(fn: Callable[[Any], Any], x: Any, rounds: int = 7,
     return statistics.median(times), ""
 
 
+def read_floor(rows: int, vocab: int, dtype: torch.dtype, args: argparse.Namespace) -> dict[str, Any]:
+    """The read floor row of a shape: ``x.sum()`` over two float32 buffers of the logits' bytes."""
+    device = torch.device(args.device)
+    nbytes = rows * vocab * dtype.itemsize
+    buffers = [torch.rand(max(1, nbytes // 4), device=device) for _ in range(2)]
+    fn = lambda x: x.sum()  # noqa: E731
+    row: dict[str, Any] = {"case": FLOOR_CASE, "backend": "x.sum (float32)", "batch": rows, "vocab": vocab,
+                           "dtype": str(dtype).removeprefix("torch."), "params": "x.sum() of the logits' bytes",
+                           "bytes": nbytes}
+    row["eager_us"] = time_call(fn, buffers, repeats=args.repeats, warmup=3)["median_us"]
+    row["host_us"] = host_us(fn, buffers, args.repeats, device)
+    stats = profile_calls(fn, buffers, args.calls, device)
+    row["note"] = stats.pop("note", "")
+    row.update(stats)
+    return row
+
+
+def floor_time(row: dict[str, Any], device: torch.device) -> Optional[float]:
+    """The time x_read_floor divides: device_us on CUDA, eager_us on CPU (None: not measured)."""
+    t = row.get("device_us") if device.type == "cuda" else row.get("eager_us")
+    return t if isinstance(t, float) and t > 0 else None
+
+
+def against_floor(row: dict[str, Any], floor: dict[str, Any], device: torch.device) -> None:
+    """Adds x_read_floor and gbps to ``row``, from ``floor`` (the read floor row of its shape)."""
+    t, f = floor_time(row, device), floor_time(floor, device)
+    if t is not None:
+        row["gbps"] = floor["bytes"] / t / 1e3
+        if f is not None:
+            row["x_read_floor"] = t / f
+
+
 def measure(case: ops_bench.Case, backend: str, stage_ops: list[str], batch: int, vocab: int,
             args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
@@ -175,12 +216,20 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
         raise SystemExit("--batch, --vocab, --repeats and --calls must be >= 1")
     env = environment()
     print(f"# {env['device']}, torch {env['torch']}, triton {env['triton']}, git {env['git_sha']}")
-    rows = []
+    rows: list[dict[str, Any]] = []
+    floors: dict[tuple[int, int], dict[str, Any]] = {}
+    dtype = getattr(torch, args.dtype)
     for case, backend, stage_ops in ops_bench.each_backend(args.cases, device, args.backends, "not profiled"):
         for vocab in args.vocab:
             for batch in args.batch:
+                shape = (ops_bench.rows_for(case, batch), vocab)
+                if shape not in floors:
+                    floors[shape] = read_floor(*shape, dtype, args)
+                    against_floor(floors[shape], floors[shape], device)
+                    rows.append(floors[shape])
                 rows.append(measure(case, backend, stage_ops, batch, vocab, args))
-    if not rows:
+                against_floor(rows[-1], floors[shape], device)
+    if len(rows) == len(floors):
         raise SystemExit("nothing to profile: no backend runs these cases here")
     print_table(rows, COLUMNS + ["note"])
     if args.csv:
