@@ -4,9 +4,12 @@ digits and the split-row rule (how many programs share a row at small batches)."
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import os
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import torch
 import triton
@@ -18,6 +21,33 @@ try:  # libdevice's logf / expf are accurate to 1-2 ulp; the interpreter has no 
     from triton.language.extra import libdevice as _libdevice
 except ImportError:  # pragma: no cover - very old triton
     _libdevice = None
+
+# Launches inside a pydecode_triton op's body (pydecode/ops/_library.py) go through
+# torch.library.wrap_triton, so torch.compile records each kernel in its graph (traces through the
+# op) instead of one opaque call. Everywhere else they launch directly: wrap_triton outside an op's
+# eager body dispatches through a higher-order op, which costs far more than the launch.
+_TRACEABLE = contextvars.ContextVar("pydecode_traceable_launches", default=False)
+
+
+@contextlib.contextmanager
+def traceable_launches() -> Iterator[None]:
+    """Within this block, :func:`launch` wraps kernels with ``torch.library.wrap_triton``."""
+    token = _TRACEABLE.set(True)
+    try:
+        yield
+    finally:
+        _TRACEABLE.reset(token)
+
+
+def launch(kernel: Any) -> Any:
+    """``kernel``, to be launched as ``launch(kernel)[grid](...)``: wrapped for tracing inside
+    :func:`traceable_launches`, itself otherwise."""
+    if _TRACEABLE.get():
+        from torch.library import wrap_triton
+
+        return wrap_triton(kernel)
+    return kernel
+
 
 # Transforms applied to every loaded element (constexpr codes shared by the launchers).
 T_NONE, T_DIVIDE, T_MUL_RECIP, T_LOG = 0, 1, 2, 3

@@ -17,6 +17,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import launch
+
 
 @triton.jit
 def load_f32(ptrs, mask):
@@ -69,7 +71,7 @@ def float32_copy(logits: torch.Tensor, *, add_zero: bool = False) -> torch.Tenso
         return out
     rows, block = tile(batch, vocab, logits.device, 2048)
     grid = (triton.cdiv(batch, rows), triton.cdiv(vocab, block))
-    _copy_rows_kernel[grid](
+    launch(_copy_rows_kernel)[grid](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         ADD_ZERO=add_zero, CONTIG=logits.stride(1) == 1, ROWS=rows, BLOCK=block, num_warps=4,
     )

@@ -47,6 +47,7 @@ from ._common import (
     float_key,
     gather_bounded,
     interpreting,
+    launch,
     merged_stats,
     precise_exp,
     precise_log,
@@ -360,14 +361,14 @@ def beam_topk_triton(
             splits, fold, parts, part_x, part_i, part_n = sp.splits, sp.fold, sp.parts, sp.part_x, sp.part_i, sp.part_n
             mass = torch.empty((rows, splits), dtype=torch.int64, device=x.device)
             for p in range(2 if apply_log_softmax else 1):
-                _beam_split_kernel[(rows, splits)](
+                launch(_beam_split_kernel)[(rows, splits)](
                     x, x.stride(0), vocab, k_row, parts, mass, part_x, part_i, part_n, splits, sp.slice_len,
                     PASS=p, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_TILE, NC=sp.classes,
                     NCS=min(sp.classes, _TILE), FOLD=fold, REC=sp.rec, SP2=triton.next_power_of_2(splits),
                     STAGES=stages,
                     num_warps=8 if sp.block >= 1024 else 4,
                 )
-        _beam_row_topk_kernel[(row_programs(rows, x),)](
+        launch(_beam_row_topk_kernel)[(row_programs(rows, x),)](
             x, x.stride(0), vocab, rows, beam_scores.contiguous(), k_row, cand_scores, cand_tokens, tile_s, tile_i,
             parts, mass, part_x, part_i, part_n, splits,
             LOG_SOFTMAX=bool(apply_log_softmax), PRECISE=precise_log_available(x), BLOCK=block, CAP=_TILE,
@@ -406,7 +407,7 @@ def _merge(
         sel = flat.gather(1, pos)
         return flat_scores.gather(1, pos), sel % vocab, sel // vocab
     n_pad = triton.next_power_of_2(n)
-    _beam_merge_kernel[(batch,)](
+    launch(_beam_merge_kernel)[(batch,)](
         cand_scores, cand_tokens, scores, token_ids, beam_indices, vocab, num_beams, cand_scores.shape[1], k,
         N=n_pad, num_warps=4 if n_pad <= 1024 else 8,
     )

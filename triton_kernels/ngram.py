@@ -26,6 +26,7 @@ import triton.language as tl
 
 from pydecode.ops._registry import register
 
+from ._common import launch
 from ._copy_rows import float32_copy, load_f32, tile
 
 # ngram.py's padding values: a prefix entry of -1 matches any token; input positions before the
@@ -122,7 +123,7 @@ def _ban(logits: torch.Tensor, ids: torch.Tensor, src: torch.Tensor, group: int,
     if ids.numel() == 0:  # ngram_size 1: no suffix to read; never pass a null pointer
         ids = src
     rows, block = tile(batch, windows, logits.device, _GPU_LANES)
-    _ngram_ban_kernel[(triton.cdiv(batch, rows),)](
+    launch(_ngram_ban_kernel)[(triton.cdiv(batch, rows),)](
         out, batch, vocab, ids, ids.stride(0), ids.stride(1), ids.shape[1], src, src.stride(0), src.stride(1),
         src.shape[1], group, ngram, ROWS=rows, BLOCK=block, num_warps=4,
     )
@@ -202,7 +203,7 @@ def sequence_bias_triton(
     if input_ids.numel() == 0:  # nothing to read (every prefix entry then sees -2); no null pointer
         input_ids = last.view(1, -1)[:, :0].expand(batch, 0)
     rows, block = tile(batch, entries, logits.device, _GPU_LANES)
-    _sequence_bias_kernel[(triton.cdiv(batch, rows),)](
+    launch(_sequence_bias_kernel)[(triton.cdiv(batch, rows),)](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab, input_ids, input_ids.stride(0),
         input_ids.stride(1), input_ids.shape[1], last, bias, prefix if width else last, entries, width,
         ROWS=rows, BLOCK=block, num_warps=4,

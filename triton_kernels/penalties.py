@@ -40,6 +40,7 @@ import triton.language as tl
 
 from pydecode.ops._registry import register
 
+from ._common import launch
 from ._copy_rows import float32_copy, load_f32, tile
 
 _NO_FMA = {"enable_fp_fusion": False}
@@ -221,7 +222,7 @@ def _launch(
         gen_len, gen_steps = gen.shape[1], gen.shape[1].bit_length()
         pres, freq = _f32(presence), _f32(frequency)
     rows, block = tile(batch, max(rep_len, gen_len), logits.device, _GPU_LANES)
-    _penalties_rows_kernel[(triton.cdiv(batch, rows),)](
+    launch(_penalties_rows_kernel)[(triton.cdiv(batch, rows),)](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         rep_ids if has_rep else dummy, rep_sb, rep_sl, rep_len, rep_group, pen, ign,
         gen, gen_len, gen_steps, pres, freq,
@@ -314,7 +315,7 @@ def apply_penalties_state_triton(
     pres, freq = (_f32(presence_penalty), _f32(frequency_penalty)) if has_pf else (out, out)
     rows, block = tile(batch, width, logits.device, _GPU_LANES)
     grid = (triton.cdiv(batch, rows), triton.cdiv(width, block))
-    _penalties_state_kernel[grid](
+    launch(_penalties_state_kernel)[grid](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab,
         tokens, in_rep, counts, lengths, width,
         pen, pres, freq,

@@ -14,6 +14,8 @@ import triton.language as tl
 
 from pydecode.ops._registry import register
 
+from ._common import launch
+
 
 # `stream` is not specialised: triton would turn a 1 into a constexpr, which has no .to().
 @triton.jit(do_not_specialize=["stream"])
@@ -39,5 +41,5 @@ def philox_uniform_triton(seed: torch.Tensor, offset: torch.Tensor, vocab: int, 
         return out
     block = min(1024, triton.next_power_of_2(vocab))
     grid = (rows, triton.cdiv(vocab, block))
-    _philox_uniform_kernel[grid](seed.contiguous(), offset.contiguous(), out, vocab, stream, BLOCK=block)
+    launch(_philox_uniform_kernel)[grid](seed.contiguous(), offset.contiguous(), out, vocab, stream, BLOCK=block)
     return out

@@ -72,6 +72,7 @@ from ._common import (
     gather_bounded,
     interpreting,
     key_value,
+    launch,
     load_row,
     merged_stats,
     pivot_count,
@@ -915,14 +916,14 @@ def _chain(
     if splits > 1:
         sp = split_rows(batch, vocab, splits, _CAP, x)
         splits, fold, parts, part_x, part_i, part_n = sp.splits, sp.fold, sp.parts, sp.part_x, sp.part_i, sp.part_n
-        _split_pass_kernel[(batch, splits)](
+        launch(_split_pass_kernel)[(batch, splits)](
             x, x.stride(0), vocab, dummy if temperature is None else temperature.contiguous(), top_k.contiguous(),
             min_keep, parts, part_x, part_i, part_n, splits, sp.slice_len,
             TRANSFORM=transform, PRECISE=precise_log_available(x), BLOCK=sp.block, CAP=_CAP, NC=sp.classes,
             NCS=min(sp.classes, _CAP), NCK=min(block, CLASSES, _CAP), FOLD=fold, REC=sp.rec, STAGES=stages,
             num_warps=8 if sp.block >= 1024 else 4,
         )
-    _filter_chain_kernel[(row_programs(batch, x),)](
+    launch(_filter_chain_kernel)[(row_programs(batch, x),)](
         x, x.stride(0), vocab, batch,
         dummy if temperature is None else temperature.contiguous(),
         dummy if top_k is None else top_k.contiguous(),
@@ -963,7 +964,7 @@ def apply_temperature_triton(logits: torch.Tensor, temperature: torch.Tensor) ->
         return out
     block = block_for(vocab, 1024, interpreting(x))
     transform = T_DIVIDE if interpreting(x) else T_MUL_RECIP
-    _temperature_kernel[(batch, triton.cdiv(vocab, block))](
+    launch(_temperature_kernel)[(batch, triton.cdiv(vocab, block))](
         x, x.stride(0), vocab, temperature.contiguous(), out, TRANSFORM=transform, BLOCK=block
     )
     return out
@@ -1023,13 +1024,14 @@ def greedy_triton(logits: torch.Tensor) -> torch.Tensor:
         block = block_for(slice_len, 4096, interpreting(x))
         best = torch.empty((batch, splits), dtype=torch.float32, device=x.device)
         idx = torch.empty((batch, splits), dtype=torch.int64, device=x.device)
-        _greedy_split_kernel[(batch, splits)](x, x.stride(0), vocab, slice_len, best, idx, BLOCK=block,
-                                              STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
-        _greedy_merge_kernel[(batch,)](best, idx, out, splits, SPLITS_P2=max(16, triton.next_power_of_2(splits)))
+        launch(_greedy_split_kernel)[(batch, splits)](x, x.stride(0), vocab, slice_len, best, idx, BLOCK=block,
+                                                      STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
+        launch(_greedy_merge_kernel)[(batch,)](best, idx, out, splits,
+                                               SPLITS_P2=max(16, triton.next_power_of_2(splits)))
         return out
     block = block_for(vocab, 4096, interpreting(x))
-    _greedy_kernel[(row_programs(batch, x),)](x, x.stride(0), vocab, batch, out, BLOCK=block,
-                                              STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
+    launch(_greedy_kernel)[(row_programs(batch, x),)](x, x.stride(0), vocab, batch, out, BLOCK=block,
+                                                      STAGES=row_stages(), num_warps=8 if block >= 2048 else 4)
     return out
 
 

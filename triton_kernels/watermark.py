@@ -21,6 +21,7 @@ import triton.language as tl
 
 from pydecode.ops._registry import register
 
+from ._common import launch
 from ._copy_rows import float32_copy, load_f32, tile
 
 _MASK32 = 0xFFFFFFFF
@@ -132,7 +133,7 @@ def watermark_hash_bias_triton(
     width = prev_tokens.shape[1]
     prev = prev_tokens if prev_tokens.numel() else threshold.view(-1, 1)  # never a null pointer
     rows, block = tile(batch, vocab, logits.device, 2048)
-    _watermark_hash_kernel[(triton.cdiv(batch, rows), triton.cdiv(vocab, block))](
+    launch(_watermark_hash_kernel)[(triton.cdiv(batch, rows), triton.cdiv(vocab, block))](
         logits, logits.stride(0), logits.stride(1), out, batch, vocab, prev, prev.stride(0), prev.stride(1), width,
         threshold.to(torch.int64).contiguous(), bias.to(torch.float32).contiguous(), ctx0,
         CONTIG=logits.stride(1) == 1, ROWS=rows, BLOCK=block, num_warps=4,
@@ -161,7 +162,7 @@ def watermark_scatter_bias_triton(logits: torch.Tensor, green_ids: torch.Tensor,
     rows, block = tile(batch, max(count, 32), logits.device, 1024)
     # One element per thread at least (see the kernel): 32 to 1024 elements, 1 to 4 warps.
     warps = max(1, min(4, rows * block // 32))
-    _scatter_bias_kernel[(triton.cdiv(batch, rows), triton.cdiv(count, block))](
+    launch(_scatter_bias_kernel)[(triton.cdiv(batch, rows), triton.cdiv(count, block))](
         out.view(torch.int32), batch, vocab, green_ids, green_ids.stride(0), green_ids.stride(1), count,
         bias.to(torch.float32).contiguous(), _scratch(logits.device, rows * block), ROWS=rows, BLOCK=block,
         num_warps=warps,

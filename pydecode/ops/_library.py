@@ -4,19 +4,31 @@ Each public op is defined once as ``torch.ops.pydecode.<name>`` with a fake (met
 Eager calls skip the op registry and go straight to the selected backend ("the raw path"):
 a call through ``torch.ops`` costs a few microseconds more (``bench/bench_dispatch.py``),
 which matters at batch 1 in a decode loop. Under ``torch.compile`` the public functions call
-``torch.ops.pydecode.<name>`` so dynamo records one opaque node per op.
+``torch.ops.pydecode.<name>`` so dynamo records one opaque node per op, except where the op runs
+on the triton backend: there they call ``torch.ops.pydecode_triton.<name>``, the same launcher
+defined with ``torch.library.triton_op``, whose kernel launches go through ``wrap_triton``, so
+the compiled graph holds the Triton kernels themselves (torch.compile traces through the op).
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 from typing import Any, Callable, Optional
 
 import torch
 
-from ._registry import resolve
+from ._registry import _interpret, resolve, resolve_name
+from ._validate import env_switch
 
 _LIB = torch.library.Library("pydecode", "FRAGMENT")  # noqa: TOR901 (one library for all ops)
 DEFINED: dict[str, str] = {}
+_SCHEMAS: dict[str, tuple[str, str]] = {}  # name -> (arguments, returns), without ``backend``
+# The ops defined in the pydecode_triton namespace (define_triton_ops), by name.
+TRITON_OPS: dict[str, Any] = {}
+# PYDECODE_TRITON_TRACE=0: torch.compile keeps triton-backend ops opaque (torch.ops.pydecode), as
+# for the other backends, instead of tracing through them.
+TRITON_TRACE_ENV = "PYDECODE_TRITON_TRACE"
 
 
 def define_op(name: str, schema: str, fake: Callable[..., Any]) -> None:
@@ -30,6 +42,7 @@ def define_op(name: str, schema: str, fake: Callable[..., Any]) -> None:
     full = f"{args[:-1]}, str? backend=None) -> {returns.strip()}"
     _LIB.define(name + full)
     DEFINED[name] = full
+    _SCHEMAS[name] = (args, returns.strip())
 
     n_args = len(getattr(torch.ops.pydecode, name).default._schema.arguments) - 1
 
@@ -49,8 +62,67 @@ def define_op(name: str, schema: str, fake: Callable[..., Any]) -> None:
     torch.library.register_fake(f"pydecode::{name}", fake_run, lib=_LIB)
 
 
+_TYPES = {"Tensor": torch.Tensor, "Tensor?": Optional[torch.Tensor], "int": int, "float": float, "bool": bool}
+
+
+def python_signature(name: str) -> inspect.Signature:
+    """The Python signature of op ``name``'s schema without ``backend`` (what triton_op infers its
+    schema from: it reads annotations, not schema strings)."""
+    args, returns = _SCHEMAS[name]
+    params = []
+    for arg in args[1:-1].split(","):
+        kind_and_name, _, default = arg.strip().partition("=")
+        kind, arg_name = kind_and_name.split()
+        params.append(inspect.Parameter(
+            arg_name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=_TYPES[kind],
+            default=ast.literal_eval(default) if default else inspect.Parameter.empty))
+    outs = [_TYPES[t.strip()] for t in returns.strip("()").split(",")]
+    result = outs[0] if not returns.startswith("(") else tuple[tuple(outs)]  # type: ignore[valid-type]
+    return inspect.Signature(params, return_annotation=result)
+
+
+def define_triton_ops(impls: dict[str, Callable], traceable: Callable[[], Any]) -> None:
+    """Define ``pydecode_triton::<name>`` with ``torch.library.triton_op`` for every op in
+    ``impls`` (name -> the triton backend's launcher), its body the launcher run inside
+    ``traceable()`` (the context in which launches go through ``wrap_triton``). Called once, when
+    the triton kernels load; torch without ``triton_op`` (< 2.6) keeps the opaque ops."""
+    triton_op = getattr(torch.library, "triton_op", None)
+    if triton_op is None:
+        return
+    for name, impl in impls.items():
+        if name in TRITON_OPS or name not in _SCHEMAS:
+            continue
+        signature = python_signature(name)
+
+        def body(*args: Any, _impl: Callable = impl, _signature: inspect.Signature = signature, **kwargs: Any) -> Any:
+            bound = _signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            with traceable():
+                return _impl(*bound.args)
+
+        body.__signature__ = signature  # type: ignore[attr-defined]
+        body.__name__ = body.__qualname__ = name
+        triton_op(f"pydecode_triton::{name}", body, mutates_args=())
+        TRITON_OPS[name] = getattr(torch.ops.pydecode_triton, name)
+
+
+@torch.compiler.assume_constant_result
+def traces_triton(name: str, device_type: str, backend: Optional[str]) -> bool:
+    """Whether a compiled call of ``name`` goes through its pydecode_triton op: it runs on the
+    triton backend, which is compiled (the interpreter runs kernels on real data only) and
+    PYDECODE_TRITON_TRACE is not 0. A trace-time constant to torch.compile."""
+    if not env_switch(TRITON_TRACE_ENV) or _interpret():
+        return False
+    if resolve_name(name, torch.device(device_type), backend) != "triton":
+        return False
+    return name in TRITON_OPS
+
+
 def call(name: str, backend: Optional[str], *args: Any) -> Any:
-    """Run op ``name``: through ``torch.ops.pydecode`` while compiling, directly otherwise."""
+    """Run op ``name``: through ``torch.ops.pydecode`` (or ``torch.ops.pydecode_triton`` on the
+    triton backend) while compiling, directly otherwise."""
     if torch.compiler.is_compiling():
+        if traces_triton(name, args[0].device.type, backend):
+            return getattr(torch.ops.pydecode_triton, name)(*args)
         return getattr(torch.ops.pydecode, name)(*args, backend=backend)
     return resolve(name, args[0].device, backend)(*args)
