@@ -13,11 +13,11 @@ from . import ngram  # noqa: E402,F401,I001  (triton-r: n-gram masks, sequence b
 from . import penalties  # noqa: E402,F401,I001  (triton-r: penalty ops)
 from . import watermark  # noqa: E402,F401,I001  (triton-r: watermark bias)
 
-# Each op the triton backend implements, also as a torch.library.triton_op (pydecode_triton::<op>),
-# which torch.compile traces through (pydecode/ops/_library.py).
+# Each op the triton backend implements is also a torch.library.triton_op (pydecode_triton::<op>,
+# defined when torch.compile first needs it), which torch.compile traces through: its body runs the
+# launcher with launches through wrap_triton (pydecode/ops/_library.py).
 from pydecode.ops import _library as _lib  # noqa: E402,I001
-from pydecode.ops._registry import _IMPLS as _impls  # noqa: E402,I001
 
 from ._common import traceable_launches as _traceable  # noqa: E402,I001
 
-_lib.define_triton_ops({op: backends["triton"] for op, backends in _impls.items() if "triton" in backends}, _traceable)
+_lib.set_traceable_launches(_traceable)

@@ -18,13 +18,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ._registry import _interpret, resolve, resolve_name
+from ._registry import _IMPLS, _interpret, resolve, resolve_name
 from ._validate import env_switch
 
 _LIB = torch.library.Library("pydecode", "FRAGMENT")  # noqa: TOR901 (one library for all ops)
 DEFINED: dict[str, str] = {}
 _SCHEMAS: dict[str, tuple[str, str]] = {}  # name -> (arguments, returns), without ``backend``
-# The ops defined in the pydecode_triton namespace (define_triton_ops), by name.
+# The ops defined in the pydecode_triton namespace so far (triton_op_for), by name.
 TRITON_OPS: dict[str, Any] = {}
 # PYDECODE_TRITON_TRACE=0: torch.compile keeps triton-backend ops opaque (torch.ops.pydecode), as
 # for the other backends, instead of tracing through them.
@@ -81,29 +81,42 @@ def python_signature(name: str) -> inspect.Signature:
     return inspect.Signature(params, return_annotation=result)
 
 
-def define_triton_ops(impls: dict[str, Callable], traceable: Callable[[], Any]) -> None:
-    """Define ``pydecode_triton::<name>`` with ``torch.library.triton_op`` for every op in
-    ``impls`` (name -> the triton backend's launcher), its body the launcher run inside
-    ``traceable()`` (the context in which launches go through ``wrap_triton``). Called once, when
-    the triton kernels load; torch without ``triton_op`` (< 2.6) keeps the opaque ops."""
+def set_traceable_launches(traceable: Callable[[], Any]) -> None:
+    """Called by pydecode.triton_kernels when it loads: ``traceable()`` is the context in which its
+    launches go through ``wrap_triton`` (the body of a pydecode_triton op)."""
+    global _traceable_launches
+    _traceable_launches = traceable
+
+
+_traceable_launches: Optional[Callable[[], Any]] = None
+
+
+def triton_op_for(name: str) -> Any:
+    """``torch.ops.pydecode_triton.<name>``: the triton backend's launcher of op ``name`` defined
+    with ``torch.library.triton_op``, its body the launcher run where launches are traceable;
+    defined on first use (about 20 ms of each op's definition stays out of import). None where the
+    triton backend does not implement the op, its kernels have not loaded, or torch has no
+    ``triton_op`` (< 2.6)."""
+    if name in TRITON_OPS:
+        return TRITON_OPS[name]
     triton_op = getattr(torch.library, "triton_op", None)
-    if triton_op is None:
-        return
-    for name, impl in impls.items():
-        if name in TRITON_OPS or name not in _SCHEMAS:
-            continue
-        signature = python_signature(name)
+    impl = _IMPLS.get(name, {}).get("triton")
+    if triton_op is None or impl is None or _traceable_launches is None or name not in _SCHEMAS:
+        return None
+    signature = python_signature(name)
+    traceable = _traceable_launches
 
-        def body(*args: Any, _impl: Callable = impl, _signature: inspect.Signature = signature, **kwargs: Any) -> Any:
-            bound = _signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            with traceable():
-                return _impl(*bound.args)
+    def body(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        with traceable():
+            return impl(*bound.args)
 
-        body.__signature__ = signature  # type: ignore[attr-defined]
-        body.__name__ = body.__qualname__ = name
-        triton_op(f"pydecode_triton::{name}", body, mutates_args=())
-        TRITON_OPS[name] = getattr(torch.ops.pydecode_triton, name)
+    body.__signature__ = signature  # type: ignore[attr-defined]
+    body.__name__ = body.__qualname__ = name
+    triton_op(f"pydecode_triton::{name}", body, mutates_args=())
+    TRITON_OPS[name] = getattr(torch.ops.pydecode_triton, name)
+    return TRITON_OPS[name]
 
 
 @torch.compiler.assume_constant_result
@@ -115,7 +128,7 @@ def traces_triton(name: str, device_type: str, backend: Optional[str]) -> bool:
         return False
     if resolve_name(name, torch.device(device_type), backend) != "triton":
         return False
-    return name in TRITON_OPS
+    return triton_op_for(name) is not None
 
 
 def call(name: str, backend: Optional[str], *args: Any) -> Any:
@@ -123,6 +136,6 @@ def call(name: str, backend: Optional[str], *args: Any) -> Any:
     triton backend) while compiling, directly otherwise."""
     if torch.compiler.is_compiling():
         if traces_triton(name, args[0].device.type, backend):
-            return getattr(torch.ops.pydecode_triton, name)(*args)
+            return triton_op_for(name)(*args)
         return getattr(torch.ops.pydecode, name)(*args, backend=backend)
     return resolve(name, args[0].device, backend)(*args)
