@@ -109,15 +109,16 @@ def _tie_at_bin_edge(rows: int, vocab: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("log_softmax", [True, False])
 def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN001
-    """Beam top-k lists its candidates by the logits' key bins from the statistics pass: 3 reads
-    with log-softmax (statistics, sum, list), 2 without, and the reference's candidates; a k-th
+    """Beam top-k lists its candidates by the logits' key bins from the statistics pass: 2 reads
+    with log-softmax (statistics, then the sum and the list in one read), 2 without (statistics,
+    list), and the reference's candidates; a k-th
     score that rounding ties with an unlisted logit's sends the select back to the row."""
     from pydecode.ops import beam as B
 
     x = reads.rows_of("randn x 3", 8, 20000, seed=5).float()
     bonus = torch.randn(8, generator=torch.Generator().manual_seed(1)) - 3
     want = B.beam_topk(x, bonus, 4, 8, apply_log_softmax=log_softmax, backend="torch")
-    for key_bins, count in ((True, 3 if log_softmax else 2), (False, 4 if log_softmax else 3)):
+    for key_bins, count in ((True, 2), (False, 4 if log_softmax else 3)):
         got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, 8, log_softmax, bonus, key_bins)
         assert got_reads == pytest.approx(count), key_bins
         assert torch.equal(tokens, want.token_ids) and torch.equal(beams, want.beam_indices)
@@ -129,3 +130,25 @@ def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN0
             assert got_reads > 2, "the key-bin list stood although an unlisted logit tied its k-th score"
             want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=False, backend="torch")
             assert torch.equal(tokens, want.token_ids) and torch.equal(scores, want.scores), k
+    else:  # the list taken in the sum's read checks its largest unlisted logit the same way
+        x, bonus = _tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
+        for k in (8, 20):
+            fused = reads.beam_reads(model, x, 4, k, True, bonus)
+            row = reads.beam_reads(model, x, 4, k, True, bonus, False)  # the gap histogram's list
+            assert fused[0] > 2, "the key-bin list stood although an unlisted logit tied its k-th score"
+            assert all(torch.equal(a, b) for a, b in zip(fused[1:], row[1:])), k
+
+
+def test_block_syncs_count_a_calls_barriers(model) -> None:  # noqa: ANN001
+    """take_block_syncs: the most __syncthreads one block passed since the last take, the same for
+    the same call, reset by the take; a split row's blocks each pass the statistics' barriers too."""
+    x = reads.rows_of("randn x 3", 1, 20000, seed=3)
+    model.take_block_syncs()
+    counts = []
+    for _ in range(2):
+        reads.chain_reads(model, x, 50, 0.9, 1, compact=True)
+        counts.append(model.take_block_syncs())
+    assert counts[0] == counts[1] > 10
+    assert model.take_block_syncs() == 0
+    reads.chain_reads(model, x, 50, 0.9, 3, compact=True)
+    assert model.take_block_syncs() > 10

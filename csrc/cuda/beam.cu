@@ -98,11 +98,36 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
     nan = block_reduce(nan, MaxOp(), uscratch);
   }
   const KeyBinList key_list = key_bins ? key_bin_list(key_hist, static_cast<uint32_t>(a.row_k), sh) : KeyBinList{};
+  // The compact path (device.cuh's candidate lists) may serve rows without NaN or +inf that have
+  // something finite and a top row_k that fits on a list; the scores' range decides below.
+  const bool compact = select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf;
+  // With log-softmax, the key-bin list is copied in the sum's read (two reads of the row, not three):
+  // the bins are known from the statistics pass, and the sum's order is for_row's either way. Its
+  // entries take one shared atomic each (few: the list is the row's top bins), in no fixed order,
+  // which nothing depends on: the selects count, and ties are broken by index.
+  const bool list_in_sum = a.log_softmax && compact && key_list.low >= 0;
   float m = 0.0f, lse = 0.0f;
+  float sum_left_out = kInf;
   if (a.log_softmax) {
     m = nan ? NAN : mx;  // torch's max propagates NaN: the whole row's log-softmax is NaN
     float z = 0.0f;
-    for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z += expf(x - m); });
+    if (list_in_sum) {
+      if (threadIdx.x == 0) fill = 0;
+      __syncthreads();  // the key-bin histogram, in the list's memory, has been read
+      float out = -kInf;
+      for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
+        z += expf(x - m);
+        if (x > -kInf && key_list.holds(sort_key(x))) {
+          const uint32_t pos = atomicAdd(&fill, 1u);
+          if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
+        } else {
+          out = x > out ? x : out;
+        }
+      });
+      sum_left_out = block_reduce(out, MaxOp(), fscratch);  // its barriers also complete the list
+    } else {
+      for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z += expf(x - m); });
+    }
     z = block_reduce(z, AddOp(), fscratch);
     lse = logf(z);
   }
@@ -111,35 +136,40 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   const auto score_of = [=](float x) { return beam_score(x, m, lse, bs, lsm); };
   const auto key_of = [=](float x) { return beam_key(score_of(x)); };
 
-  // The compact path (device.cuh's candidate lists): when the row's top row_k fit on a list, the
-  // radix selects run on the list and the candidates are written from it. The list comes from the
-  // logits' key bins (one read: the copy) or else from the scores' gap bins (two: histogram,
+  // The compact path: when the row's top row_k fit on a list, the radix selects run on the list
+  // and the candidates are written from it. The list comes from the logits' key bins (the copy,
+  // in the sum's read with log-softmax) or else from the scores' gap bins (two reads: histogram,
   // copy), instead of 5 reads of the row. Rows with NaN, +inf or nothing finite read the row.
   // Key bins order the logits, and a score never decreases with its logit, but rounding can give
   // an unlisted logit the k-th score; the copy keeps the largest unlisted logit so the select can
   // check (below).
-  int listed = -1;  // the list's length; -1: the selects read the row
-  KeyRange keys;
-  float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
-  // The list of the entries where take(x) holds (its length counted beforehand).
+  //
+  // The list of the entries where take(x) holds (its length counted beforehand), in a read of its own.
   const auto copy_list = [&](auto&& take) {
     if (threadIdx.x == 0) fill = 0;
     __syncthreads();
     append_entries<D>(src, vocab, 0, take, list, &fill, kCandCap);
     __syncthreads();
   };
-  if (select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf) {
+  int listed = -1;  // the list's length; -1: the selects read the row
+  KeyRange keys;
+  float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
+  if (compact) {
     const float smax = score_of(mx), smin = score_of(mn);
     if (smax < kInf && smin > -kInf && smax - smin < kInf) {
       if (key_list.low >= 0) {
         listed = static_cast<int>(key_list.count);
-        float out = -kInf;
-        copy_list([&](float x) {
-          const bool take = x > -kInf && key_list.holds(sort_key(x));
-          if (!take) out = x > out ? x : out;
-          return take;
-        });
-        left_out = block_reduce(out, MaxOp(), fscratch);
+        if (list_in_sum) {
+          left_out = sum_left_out;
+        } else {
+          float out = -kInf;
+          copy_list([&](float x) {
+            const bool take = x > -kInf && key_list.holds(sort_key(x));
+            if (!take) out = x > out ? x : out;
+            return take;
+          });
+          left_out = block_reduce(out, MaxOp(), fscratch);
+        }
       } else {
         const GapBins bins = GapBins::over(smax, smin);
         select_top_bins([&](auto&& f) { for_row<D, kFastLoads>(src, vocab, f); }, score_of, [](float) {}, bins,
