@@ -12,7 +12,10 @@ kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``
 call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
 row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
 k = 8, with and without log-softmax). ``reads_top_k_scan``: the top-k call with the one-read top-k
-list (``PYDECODE_CUDA_TOPK_SCAN=1``).
+list (``PYDECODE_CUDA_TOPK_SCAN=1``). ``block_syncs`` (compact path on): the most ``__syncthreads``
+one block of the call passes, the chain of block barriers a row waits through (at batch 1 that
+sequence, with the row barriers, is the call's latency; the model's 64-thread blocks pass the same
+sequence as a GPU's 1024-thread ones but for loops over more list entries than threads).
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--vocab", type=int, default=128256)
     parser.add_argument("--splits", type=int, default=15, help="slices per row of the split chain")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
+    parser.add_argument("--families", nargs="+", default=["chain", "beam"], choices=["chain", "beam"],
+                        help="which kernels' reads to count")
     parser.add_argument("--csrc", type=Path, default=ROOT / "csrc", help="the kernels' sources to count")
     parser.add_argument("--csv", type=Path, default=None, help="append the rows to this CSV")
     args = parser.parse_args(argv)
@@ -136,10 +141,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows = []
         for kind in args.kinds:
             x = rows_of(kind, 1, args.vocab, seed=7)
-            for call, kw in CHAIN_CALLS.items():
+            for call, kw in CHAIN_CALLS.items() if "chain" in args.families else ():
                 for splits in (1, args.splits):
                     off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False)[0]
+                    model.take_block_syncs()
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True)
+                    syncs = model.take_block_syncs()
                     scan, scan_barriers = "", ""
                     if "top_k" in kw:
                         scan, scan_barriers, _, _ = chain_reads(model, x, kw["top_k"], kw["top_p"], splits,
@@ -148,13 +155,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
                                  "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",
-                                 "row_barriers_top_k_scan": scan_barriers if splits > 1 else ""})
-            for log_softmax in (True, False):
+                                 "row_barriers_top_k_scan": scan_barriers if splits > 1 else "",
+                                 "block_syncs": syncs})
+            for log_softmax in (True, False) if "beam" in args.families else ():
+                model.take_block_syncs()
                 beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7), log_softmax=log_softmax)[0]
+                syncs = model.take_block_syncs()
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
                              "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
-                             "reads_top_k_scan": "", "row_barriers": "", "row_barriers_top_k_scan": ""})
+                             "reads_top_k_scan": "", "row_barriers": "", "row_barriers_top_k_scan": "",
+                             "block_syncs": syncs})
     print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))

@@ -46,11 +46,21 @@ struct Block {
     std::memset(shared, 0x5A, sizeof(shared));
   }
   std::barrier<> block;
+  unsigned long long syncs = 0;  // __syncthreads the block passed (counted by its thread 0)
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<uint64_t> slots;
   alignas(64) unsigned char shared[65536] = {};
 };
 inline thread_local Block* g_block = nullptr;
+// The most __syncthreads one block of a launch passed, the largest over the launches since the
+// last take_block_syncs(): a proxy for a row's latency where one block (or a row's blocks in step)
+// runs alone, as at batch 1.
+inline std::atomic<unsigned long long> max_block_syncs{0};
+inline void note_block_syncs(const Block& b) {
+  unsigned long long seen = max_block_syncs.load();
+  while (seen < b.syncs && !max_block_syncs.compare_exchange_weak(seen, b.syncs)) {
+  }
+}
 inline thread_local EmuDim3 t_thread, t_block;
 inline EmuDim3 g_block_dim, g_grid_dim;
 
@@ -78,6 +88,7 @@ inline void launch(unsigned grid_x, unsigned grid_y, unsigned threads, const std
       std::vector<std::thread> pool;
       start_block(b, bx, by, threads, body, pool);
       for (auto& th : pool) th.join();
+      note_block_syncs(b);
     }
   }
 }
@@ -97,6 +108,7 @@ inline void launch_rows_together(unsigned grid_x, unsigned grid_y, unsigned thre
       start_block(*blocks.back(), bx, by, threads, body, pool);
     }
     for (auto& th : pool) th.join();
+    for (const auto& b : blocks) note_block_syncs(*b);
   }
 }
 
@@ -132,7 +144,10 @@ T exchange(T v, int src_lane) {
 #define blockDim (emu::g_block_dim)
 #define gridDim (emu::g_grid_dim)
 
-inline void __syncthreads() { emu::g_block->block.arrive_and_wait(); }
+inline void __syncthreads() {
+  if (threadIdx.x == 0) ++emu::g_block->syncs;
+  emu::g_block->block.arrive_and_wait();
+}
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 inline void __nanosleep(unsigned) { std::this_thread::yield(); }
 
