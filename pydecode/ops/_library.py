@@ -135,7 +135,7 @@ def call(name: str, backend: Optional[str], *args: Any) -> Any:
     """Run op ``name``: through ``torch.ops.pydecode`` (or ``torch.ops.pydecode_triton`` on the
     triton backend) while compiling, directly otherwise."""
     if torch.compiler.is_compiling():
-        if traces_triton(name, args[0].device.type, backend):
-            return triton_op_for(name)(*args)
+        if traces_triton(name, args[0].device.type, backend):  # which also defined the op
+            return TRITON_OPS[name](*args)
         return getattr(torch.ops.pydecode, name)(*args, backend=backend)
     return resolve(name, args[0].device, backend)(*args)

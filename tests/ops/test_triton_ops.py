@@ -123,6 +123,31 @@ def test_compile_keeps_the_opaque_op_where_it_cannot_trace(monkeypatch: pytest.M
         _library.traces_triton("filter_and_sample", "cuda", "triton")
 
 
+@pytest.mark.slow
+def test_compiled_call_routes_to_the_traced_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where traces_triton says yes, the compiled public op calls TRITON_OPS[name] (a stand-in here:
+    the opaque op without a backend argument, since interpreted kernels cannot be traced) with the
+    op's arguments, in one graph (fullgraph) and with eager's outputs."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    monkeypatch.setattr(_library, "traces_triton",
+                        torch.compiler.assume_constant_result(lambda name, device_type, backend: True))
+    monkeypatch.setitem(_library.TRITON_OPS, "filter_and_sample", torch.ops.pydecode.filter_and_sample)
+    x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(0)) * 3
+    seed, offset = torch.full((4,), 5, dtype=torch.int64), torch.zeros(4, dtype=torch.int64)
+
+    def step(logits: torch.Tensor) -> torch.Tensor:
+        return S.filter_and_sample(logits * 1.0, top_k=20, seed=seed, offset=offset, backend="cpu").tokens
+
+    counter = CompileCounterWithBackend("eager")
+    torch._dynamo.reset()
+    assert torch.equal(torch.compile(step, fullgraph=True, backend=counter)(x), step(x))
+    calls = [n for g in counter.graphs for n in g.graph.nodes
+             if n.op == "call_function" and "filter_and_sample" in str(n.target)]
+    assert len(calls) == 1 and "backend" not in calls[0].kwargs  # the stand-in, not the opaque op's call
+    torch._dynamo.reset()
+
+
 # --------------------------------------------------------------------------- GPU (compiled)
 def _compiled_graphs(fn, *args):  # noqa: ANN001, ANN002, ANN202
     """(compiled fn(*args), the AOT forward graphs' call targets) under torch.compile(fullgraph)."""
