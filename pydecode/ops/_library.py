@@ -29,6 +29,8 @@ TRITON_OPS: dict[str, Any] = {}
 # PYDECODE_TRITON_TRACE=0: torch.compile keeps triton-backend ops opaque (torch.ops.pydecode), as
 # for the other backends, instead of tracing through them.
 TRITON_TRACE_ENV = "PYDECODE_TRITON_TRACE"
+# The context in which the Triton launches go through wrap_triton (set_traceable_launches).
+_traceable_launches: Optional[Callable[[], Any]] = None
 
 
 def define_op(name: str, schema: str, fake: Callable[..., Any]) -> None:
@@ -88,13 +90,11 @@ def set_traceable_launches(traceable: Callable[[], Any]) -> None:
     _traceable_launches = traceable
 
 
-_traceable_launches: Optional[Callable[[], Any]] = None
-
 
 def triton_op_for(name: str) -> Any:
     """``torch.ops.pydecode_triton.<name>``: the triton backend's launcher of op ``name`` defined
     with ``torch.library.triton_op``, its body the launcher run where launches are traceable;
-    defined on first use (about 20 ms of each op's definition stays out of import). None where the
+    defined on first use (each definition takes ~40 ms, which stays out of import). None where the
     triton backend does not implement the op, its kernels have not loaded, or torch has no
     ``triton_op`` (< 2.6)."""
     if name in TRITON_OPS:
