@@ -106,6 +106,8 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   // entries take one shared atomic each (few: the list is the row's top bins), in no fixed order,
   // which nothing depends on: the selects count, and ties are broken by index.
   const bool list_in_sum = a.log_softmax && compact && key_list.low >= 0;
+  // Whether an entry goes on the key-bin list (the rest: the largest is the left-out logit, below).
+  const auto on_key_list = [&](float x) { return x > -kInf && key_list.holds(sort_key(x)); };
   float m = 0.0f, lse = 0.0f;
   float sum_left_out = kInf;
   if (a.log_softmax) {
@@ -117,7 +119,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
       float out = -kInf;
       for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
         z += expf(x - m);
-        if (x > -kInf && key_list.holds(sort_key(x))) {
+        if (on_key_list(x)) {
           const uint32_t pos = atomicAdd(&fill, 1u);
           if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
         } else {
@@ -143,7 +145,9 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   // Key bins order the logits, and a score never decreases with its logit, but rounding can give
   // an unlisted logit the k-th score; the copy keeps the largest unlisted logit so the select can
   // check (below).
-  //
+  int listed = -1;  // the list's length; -1: the selects read the row
+  KeyRange keys;
+  float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
   // The list of the entries where take(x) holds (its length counted beforehand), in a read of its own.
   const auto copy_list = [&](auto&& take) {
     if (threadIdx.x == 0) fill = 0;
@@ -151,9 +155,6 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
     append_entries<D>(src, vocab, 0, take, list, &fill, kCandCap);
     __syncthreads();
   };
-  int listed = -1;  // the list's length; -1: the selects read the row
-  KeyRange keys;
-  float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
   if (compact) {
     const float smax = score_of(mx), smin = score_of(mn);
     if (smax < kInf && smin > -kInf && smax - smin < kInf) {
@@ -164,7 +165,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
         } else {
           float out = -kInf;
           copy_list([&](float x) {
-            const bool take = x > -kInf && key_list.holds(sort_key(x));
+            const bool take = on_key_list(x);
             if (!take) out = x > out ? x : out;
             return take;
           });
