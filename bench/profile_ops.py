@@ -144,6 +144,22 @@ def graph_replay_us(fn: Callable[[Any], Any], x: Any, rounds: int = 7,
     return statistics.median(times), ""
 
 
+def timings(fn: Callable[[Any], Any], inputs: list, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    """A row's measured columns for calls ``fn(inputs[i])``: eager_us, host_us, graph_us (CUDA),
+    profile_calls' columns and a note."""
+    out: dict[str, Any] = {"eager_us": time_call(fn, inputs, repeats=args.repeats, warmup=3)["median_us"],
+                           "host_us": host_us(fn, inputs, args.repeats, device)}
+    notes = []
+    if device.type == "cuda":
+        out["graph_us"], why = graph_replay_us(fn, inputs[0])
+        notes.append(why)
+    stats = profile_calls(fn, inputs, args.calls, device)
+    notes.append(stats.pop("note", ""))
+    out.update(stats)
+    out["note"] = "; ".join(n for n in notes if n)
+    return out
+
+
 def read_floor(rows: int, vocab: int, dtype: torch.dtype, args: argparse.Namespace) -> dict[str, Any]:
     """The read floor row of a shape: ``x.sum()`` over two float32 buffers of the logits' bytes."""
     device = torch.device(args.device)
@@ -153,12 +169,7 @@ def read_floor(rows: int, vocab: int, dtype: torch.dtype, args: argparse.Namespa
     row: dict[str, Any] = {"case": FLOOR_CASE, "backend": "x.sum (float32)", "batch": rows, "vocab": vocab,
                            "dtype": str(dtype).removeprefix("torch."), "params": "x.sum() of the logits' bytes",
                            "bytes": nbytes}
-    row["eager_us"] = time_call(fn, buffers, repeats=args.repeats, warmup=3)["median_us"]
-    row["host_us"] = host_us(fn, buffers, args.repeats, device)
-    stats = profile_calls(fn, buffers, args.calls, device)
-    row["note"] = stats.pop("note", "")
-    row.update(stats)
-    return row
+    return {**row, **timings(fn, buffers, args, device)}
 
 
 def floor_time(row: dict[str, Any], device: torch.device) -> Optional[float]:
@@ -184,17 +195,7 @@ def measure(case: ops_bench.Case, backend: str, stage_ops: list[str], batch: int
     fn = ops_bench.pydecode_fn(case, backend, stage_ops, vocab)
     row: dict[str, Any] = {"case": case.name, "backend": backend, "batch": rows, "vocab": vocab,
                            "dtype": args.dtype, "params": case.params}
-    row["eager_us"] = time_call(fn, inputs, repeats=args.repeats, warmup=3)["median_us"]
-    row["host_us"] = host_us(fn, inputs, args.repeats, device)
-    notes = []
-    if device.type == "cuda":
-        row["graph_us"], why = graph_replay_us(fn, inputs[0])
-        notes.append(why)
-    stats = profile_calls(fn, inputs, args.calls, device)
-    notes.append(stats.pop("note", ""))
-    row.update(stats)
-    row["note"] = "; ".join(n for n in notes if n)
-    return row
+    return {**row, **timings(fn, inputs, args, device)}
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
