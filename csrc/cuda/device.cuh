@@ -165,6 +165,65 @@ struct MinOp {
   __device__ __forceinline__ T operator()(T a, T b) const { return a < b ? a : b; }
 };
 
+// ------------------------------------------------------------------------------ exact sums
+// Log-softmax denominators (the sampled token's log-prob, beam top-k's scores) are exact integer
+// sums: each term exp(y - max) in [0, 1] truncated to a multiple of 2^-63, summed in 128 bits, so
+// they do not depend on the summation order, hence not on the block size or the vocabulary split.
+struct U128 {
+  unsigned long long lo = 0, hi = 0;
+  __device__ __forceinline__ void add(unsigned long long v) {
+    lo += v;
+    hi += lo < v ? 1ull : 0ull;
+  }
+  __device__ __forceinline__ void add(const U128& o) {
+    lo += o.lo;
+    hi += o.hi + (lo < o.lo ? 1ull : 0ull);
+  }
+  __device__ __forceinline__ double to_double() const {
+    return static_cast<double>(hi) * 18446744073709551616.0 + static_cast<double>(lo);
+  }
+};
+
+// f in [0, 2) as a multiple of 2^-63, truncated (error < 2^-63 per term): the 24-bit significand
+// shifted into place.
+__device__ __forceinline__ unsigned long long fix63(float f) {
+  const uint32_t bits = __float_as_uint(f);
+  const int e = static_cast<int>(bits >> 23);
+  const unsigned long long m = (bits & 0x7FFFFFu) | (e != 0 ? 0x800000u : 0u);
+  const int shift = (e != 0 ? e : 1) - 87;  // f = m * 2^(e - 150)
+  if (shift >= 0) return m << shift;        // shift <= 40 for f < 2: below 2^64
+  return -shift < 32 ? m >> -shift : 0ull;
+}
+
+// log(z * 2^-63) rounded to float32: the log of an exact sum of fix63 terms.
+__device__ __forceinline__ float log_fix63(const U128& z) { return static_cast<float>(log(z.to_double() * 0x1p-63)); }
+
+// Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
+__device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsigned long long* hi_s) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    U128 other;
+    other.lo = __shfl_xor_sync(0xFFFFFFFFu, v.lo, o);
+    other.hi = __shfl_xor_sync(0xFFFFFFFFu, v.hi, o);
+    v.add(other);
+  }
+  const int warps = static_cast<int>(blockDim.x >> 5);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) {
+    lo_s[threadIdx.x >> 5] = v.lo;
+    hi_s[threadIdx.x >> 5] = v.hi;
+  }
+  __syncthreads();
+  U128 r;
+  for (int w = 0; w < warps; ++w) {
+    U128 p;
+    p.lo = lo_s[w];
+    p.hi = hi_s[w];
+    r.add(p);
+  }
+  return r;
+}
+
 // Warp 0 helpers over 256 histogram bins, visited from the highest bin down. Lane l owns bins
 // 255 - 8l ... 248 - 8l. Returns, to lane 0 (and all of warp 0), the exclusive suffix sum of
 // every lane's first bin.
