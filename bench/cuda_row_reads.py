@@ -103,19 +103,21 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
 
 def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, log_softmax: bool = True,
                beam_scores: torch.Tensor | None = None,
-               key_bins: bool = True) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+               key_bins: bool = True, splits: int = 1) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row reads, scores, token ids, beam indices) of one beam top-k call on rows ``x`` (items x
-    ``beams``), beam scores 0 unless given; key_bins=False: candidates listed by the gap histogram only."""
+    ``beams``), beam scores 0 unless given; key_bins=False: candidates listed by the gap histogram only;
+    splits > 1: the split path with that many slices per row."""
     rows, vocab = x.shape
     cand = torch.empty(rows * min(k, vocab), dtype=torch.int64)
     stats = torch.empty(rows * 2)
     beam_scores = torch.zeros(rows) if beam_scores is None else beam_scores.float().contiguous()
     scores = torch.empty(rows // beams, k)
     tokens, which = (torch.empty(rows // beams, k, dtype=torch.int64) for _ in range(2))
+    scratch = torch.empty(rows * splits * model.BEAM_SLICE_WORDS if splits > 1 else 0, dtype=torch.int64)
     model.take_loaded_bytes()
     model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k,
                     log_softmax, cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(),
-                    which.data_ptr(), THREADS, key_bins)
+                    which.data_ptr(), THREADS, key_bins, splits, _addr(scratch) if splits > 1 else 0)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), scores, tokens, which
 
 

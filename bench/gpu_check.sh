@@ -24,16 +24,17 @@ budget="${GPU_CHECK_BUDGET:-480}"
 # and a session's device time is 15 minutes (the H200 run of b16b8d9: build 129 s, the GPU tests
 # past 240 s), so presets split them over commands on one warm lease (the build stays installed):
 # GPU_CHECK_ONLY=first (build, GPU tests: GPU_CHECK_BUDGET=480 GPU_TESTS_LIMIT=330), then
-# GPU_CHECK_ONLY=second (the main op benchmarks, the profile with the Triton loops pipelined and not, memcheck, generate: about 370 s),
-# and GPU_CHECK_ONLY=third (racecheck and the switch-by-switch benchmarks) when time is left.
+# GPU_CHECK_ONLY=second (what the speed targets need: the op benchmarks, the kernel-time profile
+# with the switches that decide defaults, and Nsight Compute's why: about 300 s), and
+# GPU_CHECK_ONLY=third (the sanitizers, generate and the switch-by-switch benchmarks) when time is left.
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests" ;;
-  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan profile-triton-stages-off bench-triton-split
-                bench-triton-early-off sanitizer-memcheck bench-generate bench-ops-key-bins-off" ;;
-  third) only="sanitizer-racecheck bench-ops-topk-scan bench-ops-chain-full-row bench-triton-16-pivots bench-triton-4-stages bench-ops-chain-unsplit
-               bench-triton-persistent bench-triton-one-per-row ncu-kernels bench-ops-processors bench-dispatch
-               bench-philox" ;;
+  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan profile-cuda-beam-unsplit ncu-kernels" ;;
+  third) only="sanitizer-memcheck bench-generate profile-triton-stages-off bench-triton-split bench-triton-early-off
+               bench-ops-key-bins-off sanitizer-racecheck bench-ops-topk-scan bench-ops-chain-full-row bench-triton-16-pivots
+               bench-triton-4-stages bench-ops-chain-unsplit bench-triton-persistent bench-triton-one-per-row
+               bench-ops-processors bench-dispatch bench-philox" ;;
 esac
 only="$(echo $only)"  # one space between names: the match below pads them with single spaces
 
@@ -93,6 +94,10 @@ step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profil
 # outputs, the kernel times compared (T + top-k + top-p at batch 1 / 64 / 256).
 step profile-cuda-topk-scan 30 env PYDECODE_CUDA_TOPK_SCAN=1 python -m bench.profile_ops --device cuda \
   --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_topk_scan.csv"
+# CUDA beam top-k's split rows (small batches: slices' lists, then one merge per batch item) against
+# one block per row (PYDECODE_CUDA_BEAM_SPLITS=1); the default's rows are in profile_ops.csv.
+step profile-cuda-beam-unsplit 25 env PYDECODE_CUDA_BEAM_SPLITS=1 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases beam_topk --csv "$out/profile_ops_cuda_beam_unsplit.csv"
 # Triton's row loops unpipelined (PYDECODE_TRITON_STAGES=1: one 16-byte load a thread in flight, as
 # before) against the default 3 stages in profile_ops.csv: the same outputs, the kernel times compared.
 step profile-triton-stages-off 40 env PYDECODE_TRITON_STAGES=1 python -m bench.profile_ops --device cuda \
@@ -155,7 +160,7 @@ step bench-triton-one-per-row 40 env PYDECODE_TRITON_PROGRAMS=1024 "${persistent
 # cuda and triton, batch 1 and 256 x 128256: bandwidth against the card's, occupancy, warp stall
 # reasons); the kernel-name filter and launch count keep ncu's replays to the row kernels.
 if command -v ncu >/dev/null 2>&1; then
-  step ncu-kernels 120 ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split' --launch-count 24 \
+  step ncu-kernels 90 ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split|beam_slice' --launch-count 32 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --csv \
     --log-file "$out/ncu_kernels.csv" python -m bench.ncu_calls --batch 1 256 --calls 1
 else

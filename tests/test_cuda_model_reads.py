@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from bench import cuda_row_reads as reads
+from tests.ops import beam_cases
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="the CPU model of the CUDA kernels needs g++")
 
@@ -97,16 +98,6 @@ def test_constant_row_top_p(model) -> None:  # noqa: ANN001
         assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), splits
 
 
-def _tie_at_bin_edge(rows: int, vocab: int) -> torch.Tensor:
-    """Logits whose k-th beam score (x + -3e4, float32) ties across two key bins: 7.9995 and 8.0
-    score alike, and the 7.9995s have the lower indices."""
-    x = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(6)) * 0.5
-    x[:, 100:110] = 7.9995
-    x[:, 200:220] = 8.0
-    x[:, 300:303] = 12.0
-    return x
-
-
 @pytest.mark.parametrize("log_softmax", [True, False])
 def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN001
     """Beam top-k lists its candidates by the logits' key bins from the statistics pass: 2 reads
@@ -124,14 +115,14 @@ def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN0
         assert torch.equal(tokens, want.token_ids) and torch.equal(beams, want.beam_indices)
         torch.testing.assert_close(scores, want.scores, atol=1e-5 if log_softmax else 0, rtol=0)
     if not log_softmax:  # the reference's own add, so the tie is the same there
-        x, bonus = _tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
+        x, bonus = beam_cases.tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
         for k in (8, 20):
             got_reads, scores, tokens, beams = reads.beam_reads(model, x, 4, k, False, bonus)
             assert got_reads > 2, "the key-bin list stood although an unlisted logit tied its k-th score"
             want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=False, backend="torch")
             assert torch.equal(tokens, want.token_ids) and torch.equal(scores, want.scores), k
     else:  # the list taken in the sum's read checks its largest unlisted logit the same way
-        x, bonus = _tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
+        x, bonus = beam_cases.tie_at_bin_edge(8, 9000), torch.full((8,), -3e4)
         for k in (8, 20):
             fused = reads.beam_reads(model, x, 4, k, True, bonus)
             row = reads.beam_reads(model, x, 4, k, True, bonus, False)  # the gap histogram's list
@@ -152,3 +143,36 @@ def test_block_syncs_count_a_calls_barriers(model) -> None:  # noqa: ANN001
     assert model.take_block_syncs() == 0
     reads.chain_reads(model, x, 50, 0.9, 3, compact=True)
     assert model.take_block_syncs() > 10
+
+
+@pytest.mark.parametrize("kind", ["float32", "bfloat16", "bad rows", "integer ties", "bin-edge tie"])
+def test_beam_split_rows_match_one_block(model, kind: str) -> None:  # noqa: ANN001
+    """Beam top-k's split path (slices' lists, their exact sums, the item's merge) gives what one
+    block per row gives, bit for bit, and the reference's tokens and beams, on rows that take every
+    branch: lists that decide, and items handed back to the row algorithm. (More split counts and
+    shapes: tests/cuda_emulation/check_model.py.)"""
+    from pydecode.ops import beam as B
+
+    x, bonus = beam_cases.split_rows(5000, seed=7)[kind]
+    for log_softmax, k in ((True, 8), (False, 20)):
+        one = reads.beam_reads(model, x, 4, k, log_softmax, bonus)
+        want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=log_softmax, backend="torch")
+        assert torch.equal(one[2], want.token_ids) and torch.equal(one[3], want.beam_indices), (kind, k)
+        got = reads.beam_reads(model, x, 4, k, log_softmax, bonus, splits=3)
+        for a, b in zip(got[1:], one[1:]):
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan()), (kind, k)
+
+
+def test_beam_split_falls_back_where_the_lists_cannot_decide(model) -> None:  # noqa: ANN001
+    """The reads show which branch ran: the lists decide plain rows (each slice read a few times:
+    statistics, radix passes, list); a rounding tie between a slice's left-out logit and the k-th
+    rank, or slices with more ties than their lists hold (values 0-2: too many for the row
+    algorithm's key-bin list as well), send the item to the row algorithm, which reads its rows again."""
+    rows = beam_cases.split_rows(5000, seed=7)
+    def split_reads(x: torch.Tensor, bonus: torch.Tensor, k: int) -> float:
+        return reads.beam_reads(model, x, 4, k, False, bonus, splits=7)[0]
+    plain = split_reads(*rows["float32"], 20)
+    tie = split_reads(*rows["bin-edge tie"], 20)
+    ties = split_reads(torch.randint(0, 3, (4, 13000), generator=torch.Generator().manual_seed(8)).float(),
+                       torch.zeros(4), 8)
+    assert plain < 8 and tie > plain + 4 and ties > plain + 4, (plain, tie, ties)

@@ -1,16 +1,34 @@
-// CUDA kernels of beam search's top-k step (pydecode/ops/beam.py), in two launches:
+// CUDA kernels of beam search's top-k step (pydecode/ops/beam.py). One block per beam row, then
+// one per batch item:
 //
-// 1. one block per beam row: log-softmax statistics (max, then a deterministic float sum of
-//    exp(x - max); score = ((x - max) - log(sum)) + beam_score, the operation order of torch's
-//    CUDA log_softmax epilogue plus transformers' add), then the row's own top min(k, vocab) by a
-//    radix select on the score key (on a candidate list in shared memory when the row's top
-//    entries fit on one: the compact path below), ties at the boundary to the lowest index,
-//    written as 64-bit ranks (score key << 32 | ~flat index) to scratch;
-// 2. one block per batch item: the num_beams * min(k, vocab) ranks sorted in shared memory
-//    (bitonic), the first k written out. Ranks are unique, so the top k of the union of each
-//    row's top k is the batch item's top k (beam_merge.h's argument) whatever the order the
-//    candidates were written in. Scores are recomputed from the logits with the same float ops,
-//    so their bits (sign of zero, NaN) are the ones the ranking saw.
+// 1. beam_rows_kernel, one block per beam row: log-softmax statistics (max, then the exact sum
+//    of exp(x - max), device.cuh's fix63 terms; score = ((x - max) - log(sum)) + beam_score, the
+//    operation order of torch's CUDA log_softmax epilogue plus transformers' add), then the row's
+//    own top min(k, vocab) by a radix select on the score key (on a candidate list in shared
+//    memory when the row's top entries fit on one: the compact path below), ties at the boundary
+//    to the lowest index, written as 64-bit ranks (score key << 32 | ~flat index) to scratch;
+// 2. beam_merge_kernel, one block per batch item: the num_beams * min(k, vocab) ranks sorted in
+//    shared memory (bitonic), the first k written out. Ranks are unique, so the top k of the union
+//    of each row's top k is the batch item's top k (beam_merge.h's argument) whatever the order
+//    the candidates were written in. Scores are recomputed from the logits with the same float
+//    ops, so their bits (sign of zero, NaN) are the ones the ranking saw.
+//
+// Small batches (beam_splits > 1: rows alone would leave most SMs idle, and one block reads a row
+// at a fraction of the card's bandwidth) split each row into slices instead, in three launches:
+//
+// a. beam_slice_kernel, one block per slice: the slice's statistics, and its own top
+//    min(row_k, len) logits by value with every tie of the last (a radix select on the slice) on a
+//    list in scratch, with the largest logit left off it;
+// b. beam_slice_sum_kernel (log-softmax only): the row max from the slices' records, the slice's
+//    exact sum;
+// c. beam_split_merge_kernel, one block per batch item: each row's max and sum from its slices
+//    (exact integer sums: the same bits as one block per row), the listed entries' ranks, sorted,
+//    the first k written out as in 2. A score never decreases with its logit, so an unlisted entry
+//    scores at most what its slice's left-out logit scores; when that is below the k-th rank's
+//    score for every slice, the lists hold the item's top k. Otherwise (rounding made them equal),
+//    and for rows the lists cannot serve (NaN, +inf, nothing finite, a non-finite score range, a
+//    slice with more ties than its list holds), the block runs 1. on the item's rows itself and
+//    merges their candidates: the same outputs as the unsplit launches in every case.
 #include <climits>
 #include <cmath>
 #include <string>
@@ -60,22 +78,50 @@ __device__ __forceinline__ const void* row_ptr(const RowsIn& in, int64_t row) {
   return static_cast<const char*>(in.data) + row * in.row_stride * static_cast<int64_t>(sizeof(typename Elem<D>::T));
 }
 
-// (At least 1 block per SM: without it ptxas squeezed the kernel into 32 registers, two blocks'
-// worth, spilling 40 bytes; as before the key-bin list it takes 54-56, one block per SM, no spills.)
+// Log-softmax's max and log-sum of a row from its statistics: torch's max propagates NaN (the
+// whole row's log-softmax is NaN), and a max of +-inf makes every x - max NaN or -inf (log-sum
+// NaN), so the sum is only taken (sum_of) when the max is finite.
+struct RowLse {
+  float m;
+  float lse;
+};
+template <class SumOf>
+__device__ __forceinline__ RowLse row_lse(float mx, uint32_t nan, const SumOf& sum_of) {
+  const float m = nan ? NAN : mx;
+  if (!(m > -kInf && m < kInf)) return RowLse{m, NAN};
+  return RowLse{m, log_fix63(sum_of(m))};
+}
+
+// Whether the compact path (and the split path's lists) may serve a row: no NaN or +inf,
+// something finite, and a finite range of scores, over which the score is monotone in the logit.
+__device__ __forceinline__ bool scores_span_finite(float smax, float smin) {
+  return smax < kInf && smin > -kInf && smax - smin < kInf;
+}
+
+// The shared memory of the row algorithm (row_candidates).
+struct RowShared {
+  RadixShared sh;
+  float fscratch[32];
+  uint32_t uscratch[32];
+  unsigned long long u64a[32];
+  unsigned long long u64b[32];
+  uint32_t fill;
+  unsigned long long list[kCandCap];
+};
+
+// The row algorithm (1. above) for beam row `row`, by the whole block: its candidates to
+// a.candidates + row * row_k, its max and log-sum to a.row_stats.
 template <int D>
-__global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a) {
-  __shared__ RadixShared sh;
-  __shared__ float fscratch[32];
-  __shared__ uint32_t uscratch[32];
-  __shared__ uint32_t fill;
-  __shared__ unsigned long long list[kCandCap];
-  const int row = static_cast<int>(blockIdx.x);
+__device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
+  RadixShared& sh = s.sh;
+  unsigned long long* list = s.list;
   const int vocab = static_cast<int>(a.in.vocab);
   const void* src = row_ptr<D>(a.in, row);
   const bool select = a.row_k < vocab;
   // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
   const bool key_bins = a.key_bins && select && a.row_k <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
+  __syncthreads();  // a previous row's list (the split merge runs rows in turn) has been read
   if (key_bins) clear_key_bins(key_hist);
   // Row statistics: the largest non-NaN value (log-softmax's max), the smallest finite one (with
   // the largest, the compact path's bin range), whether a NaN is present.
@@ -93,46 +139,47 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
         }
       }
     });
-    mx = block_reduce(mx, MaxOp(), fscratch);
-    mn = block_reduce(mn, MinOp(), fscratch);
-    nan = block_reduce(nan, MaxOp(), uscratch);
+    mx = block_reduce(mx, MaxOp(), s.fscratch);
+    mn = block_reduce(mn, MinOp(), s.fscratch);
+    nan = block_reduce(nan, MaxOp(), s.uscratch);
   }
   const KeyBinList key_list = key_bins ? key_bin_list(key_hist, static_cast<uint32_t>(a.row_k), sh) : KeyBinList{};
   // The compact path (device.cuh's candidate lists) may serve rows without NaN or +inf that have
   // something finite and a top row_k that fits on a list; the scores' range decides below.
   const bool compact = select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf;
   // With log-softmax, the key-bin list is copied in the sum's read (two reads of the row, not three):
-  // the bins are known from the statistics pass, and the sum's order is for_row's either way. Its
-  // entries take one shared atomic each (few: the list is the row's top bins), in no fixed order,
-  // which nothing depends on: the selects count, and ties are broken by index.
+  // the bins are known from the statistics pass. Its entries take one shared atomic each (few: the
+  // list is the row's top bins), in no fixed order, which nothing depends on: the selects count,
+  // and ties are broken by index.
   const bool list_in_sum = a.log_softmax && compact && key_list.low >= 0;
   // Whether an entry goes on the key-bin list (the rest: the largest is the left-out logit, below).
   const auto on_key_list = [&](float x) { return x > -kInf && key_list.holds(sort_key(x)); };
-  float m = 0.0f, lse = 0.0f;
+  RowLse stats{0.0f, 0.0f};
   float sum_left_out = kInf;
   if (a.log_softmax) {
-    m = nan ? NAN : mx;  // torch's max propagates NaN: the whole row's log-softmax is NaN
-    float z = 0.0f;
-    if (list_in_sum) {
-      if (threadIdx.x == 0) fill = 0;
-      __syncthreads();  // the key-bin histogram, in the list's memory, has been read
-      float out = -kInf;
-      for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
-        z += expf(x - m);
-        if (on_key_list(x)) {
-          const uint32_t pos = atomicAdd(&fill, 1u);
-          if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
-        } else {
-          out = x > out ? x : out;
-        }
-      });
-      sum_left_out = block_reduce(out, MaxOp(), fscratch);  // its barriers also complete the list
-    } else {
-      for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z += expf(x - m); });
-    }
-    z = block_reduce(z, AddOp(), fscratch);
-    lse = logf(z);
+    stats = row_lse(mx, nan, [&](float m) {
+      U128 z;
+      if (list_in_sum) {
+        if (threadIdx.x == 0) s.fill = 0;
+        __syncthreads();  // the key-bin histogram, in the list's memory, has been read
+        float out = -kInf;
+        for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
+          z.add(fix63(expf(x - m)));
+          if (on_key_list(x)) {
+            const uint32_t pos = atomicAdd(&s.fill, 1u);
+            if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
+          } else {
+            out = x > out ? x : out;
+          }
+        });
+        sum_left_out = block_reduce(out, MaxOp(), s.fscratch);  // its barriers also complete the list
+      } else {
+        for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z.add(fix63(expf(x - m))); });
+      }
+      return block_sum(z, s.u64a, s.u64b);
+    });
   }
+  const float m = stats.m, lse = stats.lse;
   const float bs = a.beam_scores[row];
   const bool lsm = a.log_softmax;
   const auto score_of = [=](float x) { return beam_score(x, m, lse, bs, lsm); };
@@ -150,14 +197,14 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   float left_out = kInf;  // a key-bin list's largest unlisted logit (+inf: not a key-bin list)
   // The list of the entries where take(x) holds (its length counted beforehand), in a read of its own.
   const auto copy_list = [&](auto&& take) {
-    if (threadIdx.x == 0) fill = 0;
+    if (threadIdx.x == 0) s.fill = 0;
     __syncthreads();
-    append_entries<D>(src, vocab, 0, take, list, &fill, kCandCap);
+    append_entries<D>(src, vocab, 0, take, list, &s.fill, kCandCap);
     __syncthreads();
   };
   if (compact) {
     const float smax = score_of(mx), smin = score_of(mn);
-    if (smax < kInf && smin > -kInf && smax - smin < kInf) {
+    if (scores_span_finite(smax, smin)) {
       if (key_list.low >= 0) {
         listed = static_cast<int>(key_list.count);
         if (list_in_sum) {
@@ -169,7 +216,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
             if (!take) out = x > out ? x : out;
             return take;
           });
-          left_out = block_reduce(out, MaxOp(), fscratch);
+          left_out = block_reduce(out, MaxOp(), s.fscratch);
         }
       } else {
         const GapBins bins = GapBins::over(smax, smin);
@@ -181,7 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
           copy_list([&](float x) { return bins(score_of(x)) >= low; });
         }
       }
-      if (listed >= 0) keys = list_keys(list, listed, key_of, beam_key(smax), uscratch);
+      if (listed >= 0) keys = list_keys(list, listed, key_of, beam_key(smax), s.uscratch);
     }
   }
   const auto visit = [&](auto&& f) {
@@ -226,7 +273,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
       last = static_cast<int>(0xFFFFFFFFu - pick);
     }
   }
-  if (threadIdx.x == 0) fill = 0;
+  if (threadIdx.x == 0) s.fill = 0;
   __syncthreads();
   const uint32_t flat0 = static_cast<uint32_t>(row % a.num_beams) * static_cast<uint32_t>(vocab);
   unsigned long long* out = a.candidates + static_cast<int64_t>(row) * a.row_k;
@@ -234,7 +281,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
   visit([&](int v, float x) {
     const uint32_t key = key_of(x);
     if (key > cut || (key == cut && v <= last)) {
-      const uint32_t pos = atomicAdd(&fill, 1u);
+      const uint32_t pos = atomicAdd(&s.fill, 1u);
       // Never more than row_k by construction; the bound keeps a logic error from writing out of range.
       if (pos < static_cast<uint32_t>(row_k)) {
         out[pos] = (static_cast<unsigned long long>(key) << 32) | (0xFFFFFFFFu - (flat0 + static_cast<uint32_t>(v)));
@@ -245,17 +292,19 @@ __global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a
     a.row_stats[2 * row] = m;
     a.row_stats[2 * row + 1] = lse;
   }
+  __syncthreads();  // the candidates and statistics are written (the split merge reads them next)
 }
 
+// (At least 1 block per SM: without it ptxas squeezed the kernel into 32 registers, two blocks'
+// worth, spilling 40 bytes; as before the key-bin list it takes 54-56, one block per SM, no spills.)
 template <int D>
-__global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, int padded) {
-  __shared__ unsigned long long ranks[kMergeMax];
-  const int item = static_cast<int>(blockIdx.x);
-  const int n = a.num_beams * a.row_k;
-  const unsigned long long* cand = a.candidates + static_cast<int64_t>(item) * n;
-  for (int i = threadIdx.x; i < padded; i += blockDim.x) ranks[i] = i < n ? cand[i] : 0ull;  // 0: below every rank
-  __syncthreads();
-  // Bitonic sort, descending.
+__global__ void __launch_bounds__(kThreads, 1) beam_rows_kernel(const BeamArgs a) {
+  __shared__ RowShared s;
+  row_candidates<D>(a, static_cast<int>(blockIdx.x), s);
+}
+
+// Sorts ranks[0, padded) descending (bitonic; padded a power of 2), by the whole block.
+__device__ void sort_ranks(unsigned long long* ranks, int padded) {
   for (int size = 2; size <= padded; size <<= 1) {
     for (int stride = size >> 1; stride > 0; stride >>= 1) {
       for (int i = threadIdx.x; i < padded; i += blockDim.x) {
@@ -272,6 +321,18 @@ __global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, 
       __syncthreads();
     }
   }
+}
+
+// The smallest power of 2 >= n (n >= 1).
+__device__ __forceinline__ int pow2_at_least(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Batch item `item`'s outputs from its ranks sorted descending (at least k of them).
+template <int D>
+__device__ void write_top_k(const BeamArgs& a, int item, const unsigned long long* ranks) {
   const int64_t vocab = a.in.vocab;
   for (int i = threadIdx.x; i < a.k; i += blockDim.x) {
     const uint32_t flat = 0xFFFFFFFFu - static_cast<uint32_t>(ranks[i] & 0xFFFFFFFFull);
@@ -288,11 +349,264 @@ __global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a, 
   }
 }
 
+// The item's num_beams * row_k candidates (row_candidates') into ranks, sorted.
+__device__ void load_candidates(const BeamArgs& a, int item, unsigned long long* ranks) {
+  const int n = a.num_beams * a.row_k;
+  const int padded = pow2_at_least(n);
+  const unsigned long long* cand = a.candidates + static_cast<int64_t>(item) * n;
+  for (int i = threadIdx.x; i < padded; i += blockDim.x) ranks[i] = i < n ? cand[i] : 0ull;  // 0: below every rank
+  __syncthreads();
+  sort_ranks(ranks, padded);
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) beam_merge_kernel(const BeamArgs a) {
+  __shared__ unsigned long long ranks[kMergeMax];
+  const int item = static_cast<int>(blockIdx.x);
+  load_candidates(a, item, ranks);
+  write_top_k<D>(a, item, ranks);
+}
+
+// ------------------------------------------------------------------------------- split rows
+// A slice's record in the split path's scratch (launch.h's kBeamSliceWords uint64 per slice).
+struct SliceRecord {
+  float mx;           // largest non-NaN logit (-inf: none)
+  float mn;           // smallest finite logit (+inf: none)
+  uint32_t nan;       // whether a NaN is present
+  int32_t count;      // listed entries; -1: more ties than the list holds, or a NaN
+  uint32_t left_out;  // sort key of the largest unlisted logit; 0: every entry is listed
+  uint32_t pad;
+  unsigned long long sum_lo, sum_hi;     // the slice's exact sum of exp(x - row max) (log-softmax)
+  unsigned long long list[kBeamSliceCap];  // pack_cand(index in the row, logit)
+};
+static_assert(sizeof(SliceRecord) == kBeamSliceWords * sizeof(uint64_t), "launch.h's kBeamSliceWords");
+
+struct SliceArgs {
+  int splits;
+  SliceRecord* records;  // rows * splits
+};
+
+// Slice blockIdx.y of `splits` of a row of `vocab`: slices start at multiples of 8 entries, so a
+// 16-byte aligned row gives 16-byte aligned slices; trailing ones may be empty.
+struct Slice {
+  int begin;
+  int len;
+  __device__ static Slice of(int vocab, int splits) {
+    const int64_t chunk = ((static_cast<int64_t>(vocab) + splits - 1) / splits + 7) & ~int64_t{7};
+    int64_t b = chunk * static_cast<int64_t>(blockIdx.y);
+    b = b < vocab ? b : vocab;
+    return Slice{static_cast<int>(b), static_cast<int>(chunk < vocab - b ? chunk : vocab - b)};
+  }
+};
+
+// a. (see the top): statistics and list of one slice. Needs a.row_k < vocab.
+template <int D>
+__global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, const SliceArgs sa) {
+  __shared__ RadixShared sh;
+  __shared__ float fscratch[32];
+  __shared__ uint32_t uscratch[32];
+  __shared__ uint32_t fill;
+  const int row = static_cast<int>(blockIdx.x);
+  const Slice slice = Slice::of(static_cast<int>(a.in.vocab), sa.splits);
+  const void* src = static_cast<const char*>(row_ptr<D>(a.in, row)) +
+                    static_cast<int64_t>(slice.begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  const auto each = [&](auto&& f) { for_row<D>(src, slice.len, [&](int i, float x) { f(slice.begin + i, x); }); };
+  float mx = -kInf, mn = kInf;
+  uint32_t nan = 0, kmin = 0xFFFFFFFFu;
+  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) {
+    if (x != x) {
+      nan = 1;
+    } else {
+      mx = x > mx ? x : mx;
+      mn = x > -kInf && x < mn ? x : mn;
+      const uint32_t key = sort_key(x);
+      kmin = key < kmin ? key : kmin;
+    }
+  });
+  mx = block_reduce(mx, MaxOp(), fscratch);
+  mn = block_reduce(mn, MinOp(), fscratch);
+  nan = block_reduce(nan, MaxOp(), uscratch);
+  kmin = block_reduce(kmin, MinOp(), uscratch);
+  SliceRecord& r = sa.records[static_cast<int64_t>(row) * sa.splits + blockIdx.y];
+  // The slice's top n = min(row_k, len) logits with every tie of the n-th: the entries whose key
+  // is at least the n-th largest key. A row with NaN is served by the row algorithm: no list.
+  const uint32_t n = static_cast<uint32_t>(a.row_k < slice.len ? a.row_k : slice.len);
+  int count = -1;
+  uint32_t left_out = 0;
+  if (nan != 0) {
+    count = -1;
+  } else if (n == static_cast<uint32_t>(slice.len)) {  // all of it (or nothing: an empty slice)
+    if (threadIdx.x == 0) fill = 0;
+    __syncthreads();
+    append_entries<D>(src, slice.len, slice.begin, [](float) { return true; }, r.list, &fill, kBeamSliceCap);
+    count = slice.len;
+  } else {
+    uint32_t above, ties;
+    const uint32_t cut = radix_nth_each(
+        each, n,
+        [](int, float x, uint32_t* key) {
+          *key = sort_key(x);
+          return true;
+        },
+        sh, &above, &ties, NoMerge(), KeyRange{kmin, sort_key(mx)});
+    if (above + ties <= static_cast<uint32_t>(kBeamSliceCap)) {
+      count = static_cast<int>(above + ties);
+      if (threadIdx.x == 0) fill = 0;
+      __syncthreads();
+      uint32_t out = 0;
+      append_entries<D>(src, slice.len, slice.begin, [&](float x) {
+        const uint32_t key = sort_key(x);
+        if (key >= cut) return true;
+        out = key > out ? key : out;
+        return false;
+      }, r.list, &fill, kBeamSliceCap);
+      left_out = block_reduce(out, MaxOp(), uscratch);
+    }
+  }
+  if (threadIdx.x == 0) {
+    r.mx = mx;
+    r.mn = mn;
+    r.nan = nan;
+    r.count = count;
+    r.left_out = left_out;
+  }
+}
+
+// The row's max and NaN flag from its slices' records.
+__device__ __forceinline__ void row_max_of(const SliceRecord* rec, int splits, float* mx, uint32_t* nan) {
+  float m = -kInf;
+  uint32_t bad = 0;
+  for (int i = 0; i < splits; ++i) {
+    m = rec[i].mx > m ? rec[i].mx : m;
+    bad |= rec[i].nan;
+  }
+  *mx = m;
+  *nan = bad;
+}
+
+// b. (see the top): the slice's exact sum of exp(x - row max), for log-softmax rows with a finite max.
+template <int D>
+__global__ void __launch_bounds__(kThreads) beam_slice_sum_kernel(const BeamArgs a, const SliceArgs sa) {
+  __shared__ unsigned long long lo_s[32], hi_s[32];
+  const int row = static_cast<int>(blockIdx.x);
+  const Slice slice = Slice::of(static_cast<int>(a.in.vocab), sa.splits);
+  SliceRecord* rec = sa.records + static_cast<int64_t>(row) * sa.splits;
+  float mx;
+  uint32_t nan;
+  row_max_of(rec, sa.splits, &mx, &nan);
+  const float m = nan ? NAN : mx;
+  if (!(m > -kInf && m < kInf)) return;  // row_lse takes no sum (block-uniform)
+  const void* src = static_cast<const char*>(row_ptr<D>(a.in, row)) +
+                    static_cast<int64_t>(slice.begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  U128 z;
+  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { z.add(fix63(expf(x - m))); });
+  z = block_sum(z, lo_s, hi_s);
+  if (threadIdx.x == 0) {
+    rec[blockIdx.y].sum_lo = z.lo;
+    rec[blockIdx.y].sum_hi = z.hi;
+  }
+}
+
+// c. (see the top): one batch item's top k from its rows' slice lists, or from the row algorithm.
+template <int D>
+__global__ void __launch_bounds__(kThreads, 1) beam_split_merge_kernel(const BeamArgs a, const SliceArgs sa) {
+  __shared__ RowShared s;  // the row algorithm's, when it runs; else s.list holds the ranks
+  const int item = static_cast<int>(blockIdx.x);
+  const int nb = a.num_beams;
+  const int splits = sa.splits;
+  unsigned long long* ranks = s.list;
+  // Each row's statistics (its max and log-sum to row_stats), whether its lists may serve, and the
+  // entries they hold.
+  uint32_t ok = 1, total = 0;
+  for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+    const int row = item * nb + b;
+    const SliceRecord* rec = sa.records + static_cast<int64_t>(row) * splits;
+    float mx, mn = kInf;
+    uint32_t nan;
+    row_max_of(rec, splits, &mx, &nan);
+    for (int i = 0; i < splits; ++i) {
+      mn = rec[i].mn < mn ? rec[i].mn : mn;
+      if (rec[i].count < 0) ok = 0;
+      total += rec[i].count < 0 ? 0u : static_cast<uint32_t>(rec[i].count);
+    }
+    RowLse st{0.0f, 0.0f};
+    if (a.log_softmax) {
+      st = row_lse(mx, nan, [&](float) {
+        U128 z;
+        for (int i = 0; i < splits; ++i) {
+          U128 part;
+          part.lo = rec[i].sum_lo;
+          part.hi = rec[i].sum_hi;
+          z.add(part);
+        }
+        return z;
+      });
+    }
+    a.row_stats[2 * row] = st.m;
+    a.row_stats[2 * row + 1] = st.lse;
+    const float bs = a.beam_scores[row];
+    const bool usable = nan == 0 && mn <= mx && mx < kInf &&
+                        scores_span_finite(beam_score(mx, st.m, st.lse, bs, a.log_softmax),
+                                           beam_score(mn, st.m, st.lse, bs, a.log_softmax));
+    if (!usable) ok = 0;
+  }
+  ok = block_reduce(ok, MinOp(), s.uscratch);
+  total = block_reduce(total, AddOp(), s.uscratch);  // its barriers also publish row_stats
+  if (total > static_cast<uint32_t>(kMergeMax)) ok = 0;
+  if (ok) {
+    // The listed entries' ranks, and the largest score key a slice's unlisted entries can have.
+    if (threadIdx.x == 0) s.fill = 0;
+    __syncthreads();
+    uint32_t unlisted = 0;  // 0: none
+    const int warp = static_cast<int>(threadIdx.x >> 5), lane = static_cast<int>(threadIdx.x & 31);
+    const int warps = static_cast<int>(blockDim.x >> 5);
+    for (int p = warp; p < nb * splits; p += warps) {
+      const int b = p / splits;
+      const int row = item * nb + b;
+      const SliceRecord& r = sa.records[static_cast<int64_t>(row) * splits + p % splits];
+      const float m = a.row_stats[2 * row], lse = a.row_stats[2 * row + 1], bs = a.beam_scores[row];
+      const uint32_t flat0 = static_cast<uint32_t>(b) * static_cast<uint32_t>(a.in.vocab);
+      for (int i = lane; i < r.count; i += 32) {
+        const unsigned long long c = r.list[i];
+        const float x = __uint_as_float(static_cast<uint32_t>(c));
+        const uint32_t v = static_cast<uint32_t>(c >> 32);
+        const uint32_t pos = atomicAdd(&s.fill, 1u);
+        ranks[pos] = (static_cast<unsigned long long>(beam_key(beam_score(x, m, lse, bs, a.log_softmax))) << 32) |
+                     (0xFFFFFFFFu - (flat0 + v));
+      }
+      if (lane == 0 && r.left_out != 0) {
+        const uint32_t key = beam_key(beam_score(key_to_float(r.left_out), m, lse, bs, a.log_softmax));
+        unlisted = key > unlisted ? key : unlisted;
+      }
+    }
+    unlisted = block_reduce(unlisted, MaxOp(), s.uscratch);  // its barriers also complete the ranks
+    const int padded = pow2_at_least(static_cast<int>(total));
+    for (int i = static_cast<int>(total) + threadIdx.x; i < padded; i += blockDim.x) ranks[i] = 0ull;
+    __syncthreads();
+    sort_ranks(ranks, padded);
+    // An unlisted entry with the k-th rank's score could rank above it by a lower index.
+    if (unlisted != 0 && unlisted >= static_cast<uint32_t>(ranks[a.k - 1] >> 32)) ok = 0;
+    __syncthreads();  // every thread has read ranks[k - 1] before the row algorithm may reuse them
+  }
+  if (!ok) {
+    for (int b = 0; b < nb; ++b) row_candidates<D>(a, item * nb + b, s);
+    load_candidates(a, item, ranks);
+  }
+  write_top_k<D>(a, item, ranks);
+}
+
 #if !defined(PYDECODE_CUDA_EMULATION)
 template <int D>
-void launch(const BeamArgs& a, int64_t rows, int64_t batch, int padded, cudaStream_t stream) {
+void launch(const BeamArgs& a, int64_t rows, int64_t batch, const SliceArgs& sa, cudaStream_t stream) {
+  if (sa.splits > 1) {
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(sa.splits));
+    beam_slice_kernel<D><<<grid, kThreads, 0, stream>>>(a, sa);
+    if (a.log_softmax) beam_slice_sum_kernel<D><<<grid, kThreads, 0, stream>>>(a, sa);
+    beam_split_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a, sa);
+    return;
+  }
   beam_rows_kernel<D><<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(a);
-  beam_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a, padded);
+  beam_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a);
 }
 #endif
 
@@ -301,9 +615,31 @@ void launch(const BeamArgs& a, int64_t rows, int64_t batch, int padded, cudaStre
 #if !defined(PYDECODE_CUDA_EMULATION)  // the launchers use <<<>>>; the CPU model calls kernels directly
 int64_t beam_merge_limit() { return kMergeMax; }
 
+int beam_splits(int64_t rows, int64_t vocab, int64_t num_beams, int64_t k, int64_t forced) {
+  const int64_t row_k = k < vocab ? k : vocab;
+  // The split path needs a selection (row_k < vocab) whose lists fit: each slice lists row_k and
+  // the ties of its last, and an item's lists go through one shared-memory sort.
+  if (rows <= 0 || num_beams <= 0 || row_k >= vocab || row_k > kBeamSplitMaxK) return 1;
+  const int64_t by_merge = kMergeMax / (2 * num_beams * row_k);  // room for ties
+  if (forced > 0) {
+    int64_t splits = forced < vocab ? forced : vocab;
+    splits = splits < by_merge ? splits : by_merge;
+    return splits > 65535 ? 65535 : (splits < 1 ? 1 : static_cast<int>(splits));
+  }
+  // Like greedy_splits: while the rows alone would leave most SMs idle, ~2 blocks per SM of an
+  // H100, slices of >= kBeamMinSlice entries.
+  if (rows >= 128) return 1;
+  int64_t splits = (256 + rows - 1) / rows;
+  splits = splits < vocab / kBeamMinSlice ? splits : vocab / kBeamMinSlice;
+  splits = splits < kBeamMaxSplits ? splits : kBeamMaxSplits;
+  splits = splits < by_merge ? splits : by_merge;
+  return splits < 2 ? 1 : static_cast<int>(splits);
+}
+
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
-                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins) {
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins, int splits,
+                      uint64_t* split_scratch, int64_t split_scratch_len) {
   require_nonnegative(in.rows, "rows");
   require_nonnegative(in.row_stride, "row_stride");
   require(in.dtype >= 0 && in.dtype <= 2, "dtype code must be 0 (float32), 1 (float16) or 2 (bfloat16), got " +
@@ -325,9 +661,15 @@ cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_be
   require_pointer(reinterpret_cast<uintptr_t>(scores), batch * k, "scores");
   require_pointer(reinterpret_cast<uintptr_t>(tokens), batch * k, "tokens");
   require_pointer(reinterpret_cast<uintptr_t>(beams), batch * k, "beams");
+  require(splits >= 1 && splits <= 65535, "splits must be in [1, 65535], got " + std::to_string(splits));
+  if (splits > 1) {
+    require(row_k < in.vocab && row_k <= kBeamSplitMaxK,
+            "splits > 1 needs min(k, vocab) < vocab and <= " + std::to_string(kBeamSplitMaxK));
+    require(in.rows * splits <= INT_MAX, "rows * splits must be < 2^31");
+    require(split_scratch != nullptr && split_scratch_len >= in.rows * splits * kBeamSliceWords,
+            "split_scratch must hold rows * splits * " + std::to_string(kBeamSliceWords) + " uint64 for splits > 1");
+  }
   if (in.rows == 0) return cudaSuccess;
-  int padded = 1;
-  while (padded < num_beams * row_k) padded <<= 1;
   const BeamArgs a{in,
                    beam_scores,
                    static_cast<int>(num_beams),
@@ -340,10 +682,11 @@ cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_be
                    tokens,
                    beams,
                    key_bins};
+  const SliceArgs sa{splits, reinterpret_cast<SliceRecord*>(split_scratch)};
   switch (in.dtype) {
-    case kDTypeF32: launch<kDTypeF32>(a, in.rows, batch, padded, stream); break;
-    case kDTypeF16: launch<kDTypeF16>(a, in.rows, batch, padded, stream); break;
-    default: launch<kDTypeBF16>(a, in.rows, batch, padded, stream); break;
+    case kDTypeF32: launch<kDTypeF32>(a, in.rows, batch, sa, stream); break;
+    case kDTypeF16: launch<kDTypeF16>(a, in.rows, batch, sa, stream); break;
+    default: launch<kDTypeBF16>(a, in.rows, batch, sa, stream); break;
   }
   return cudaGetLastError();
 }

@@ -78,8 +78,20 @@ cudaError_t filter_chain(const RowsIn& in, const ChainSpec& spec, int splits, ui
 // float32. Requires num_beams * min(k, vocab) <= beam_merge_limit(). key_bins false: the row
 // candidates' lists come from the gap histogram only (same outputs; for comparisons).
 int64_t beam_merge_limit();
+// Small batches split each row into `splits` slices (beam.cu's split path: same outputs), with
+// `split_scratch` holding rows * splits * kBeamSliceWords uint64 of device memory (written before
+// it is read: no zeroing). beam_splits: the count for (rows, vocab, num_beams, k), `forced` when
+// > 0 (bounded by what the path supports); 1 where the split path does not apply: min(k, vocab)
+// must be < vocab and <= kBeamSplitMaxK.
+constexpr int kBeamSliceCap = 128;  // list entries per slice: row_k and the ties of its last
+constexpr int64_t kBeamSliceWords = 5 + kBeamSliceCap;
+constexpr int64_t kBeamSplitMaxK = 64;
+constexpr int64_t kBeamMinSlice = 4096;
+constexpr int kBeamMaxSplits = 32;
+int beam_splits(int64_t rows, int64_t vocab, int64_t num_beams, int64_t k, int64_t forced);
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
-                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins = true);
+                      int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins = true, int splits = 1,
+                      uint64_t* split_scratch = nullptr, int64_t split_scratch_len = 0);
 
 }  // namespace pydecode::cuda

@@ -24,7 +24,7 @@ import torch
 from . import _cpu
 from ._library import call, define_op
 from ._registry import register
-from ._validate import check_device, check_int, check_logits
+from ._validate import check_device, check_int, check_logits, env_count
 
 __all__ = ["BeamTopK", "beam_candidates", "beam_topk"]
 
@@ -230,16 +230,26 @@ def beam_topk(
 # --------------------------------------------------------------------------- cuda backend
 # csrc/cuda/beam.cu: per beam row, log-softmax statistics and the row's top min(k, vocab) by
 # radix select; per batch item, a shared-memory merge of the num_beams * min(k, vocab) ranks.
-# Larger merges (beyond the module's BEAM_MERGE_LIMIT candidates, far above transformers'
-# 2 * num_beams per row) run the torch reference on the GPU instead.
+# Small batches split each row into slices (the module's beam_splits picks how many: one block
+# per slice, then one per batch item; the same outputs as one block per row).
+# PYDECODE_CUDA_BEAM_SPLITS=n forces n slices per row where the split path applies (tests and
+# benchmarks; 1 turns it off). Larger merges (beyond the module's BEAM_MERGE_LIMIT candidates, far
+# above transformers' 2 * num_beams per row) run the torch reference on the GPU instead.
+BEAM_SPLITS_ENV = "PYDECODE_CUDA_BEAM_SPLITS"
+
+
+def _forced_beam_splits() -> int:
+    """The forced slices per row, 0 when not forced (the module's convention)."""
+    return env_count(BEAM_SPLITS_ENV, "slices per row") or 0
+
+
 @register("beam_topk", "cuda")
 def _beam_topk_cuda(
     logits: torch.Tensor, beam_scores: torch.Tensor, num_beams: int, k: int, apply_log_softmax: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    from .. import _ext
     from . import _cuda_launch
 
-    module = _ext.cuda_module()
+    module = _cuda_launch.module()
     x = _cpu.rows_view(logits)
     rows, vocab = x.shape
     row_k = min(k, vocab)
@@ -248,16 +258,19 @@ def _beam_topk_cuda(
     batch = rows // num_beams
     dev = x.device
     beam_scores = _cpu.contiguous(beam_scores, torch.float32)
+    splits = module.beam_splits(rows, vocab, num_beams, k, _forced_beam_splits())
     candidates = torch.empty(rows * row_k, dtype=torch.int64, device=dev)
     row_stats = torch.empty(rows * 2, dtype=torch.float32, device=dev)
+    split_scratch = torch.empty(rows * splits * module.BEAM_SLICE_WORDS if splits > 1 else 0, dtype=torch.int64,
+                                device=dev)
     scores = torch.empty((batch, k), dtype=torch.float32, device=dev)
     token_ids = torch.empty((batch, k), dtype=torch.int64, device=dev)
     beam_indices = torch.empty((batch, k), dtype=torch.int64, device=dev)
-    with torch.cuda.device(dev):
+    with _cuda_launch.on_device(dev):
         module.beam_topk(
             x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, _cpu.row_stride(x), beam_scores.data_ptr(),
             num_beams, k, apply_log_softmax, candidates.data_ptr(), row_stats.data_ptr(), scores.data_ptr(),
-            token_ids.data_ptr(), beam_indices.data_ptr(), torch.cuda.current_stream(dev).cuda_stream,
-            _cuda_launch.key_bins(),
+            token_ids.data_ptr(), beam_indices.data_ptr(), _cuda_launch.stream(dev),
+            _cuda_launch.key_bins(), splits, split_scratch.data_ptr() if splits > 1 else 0, split_scratch.numel(),
         )
     return scores, token_ids, beam_indices

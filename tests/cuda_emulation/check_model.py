@@ -243,14 +243,29 @@ for vocab in (1, 9, 2000):
 print("renorm done", fails)
 
 # beam
-def beam(logits, scores, W, k, lsm):
+def beam_once(logits, scores, W, k, lsm, splits):
     rws, v = logits.shape; b = rws // W; rk = min(k, v)
     cand = torch.empty(rws * rk, dtype=torch.int64); st = torch.empty(rws * 2)
     sc = torch.empty(b, k); tk = torch.empty(b, k, dtype=torch.int64); bm = torch.empty(b, k, dtype=torch.int64)
+    scratch = torch.empty(rws * splits * M.BEAM_SLICE_WORDS if splits > 1 else 0, dtype=torch.int64)
     x = _cpu.rows_view(logits)
     M.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rws, v, _cpu.row_stride(x), scores.data_ptr(), W, k, lsm,
-                cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH, True)
+                cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH, True, splits,
+                scratch.data_ptr() if splits > 1 else 0)
     return sc, tk, bm
+def beam(logits, scores, W, k, lsm):
+    """One block per row; where the split path applies (min(k, vocab) < vocab, <= 64), every split
+    count in SPLITS must give the same outputs, bit for bit."""
+    global split_checks
+    got = beam_once(logits, scores, W, k, lsm, 1)
+    if min(k, logits.shape[1]) < logits.shape[1] and k <= 64:
+        for splits in SPLITS:
+            if splits <= logits.shape[1]:
+                other = beam_once(logits, scores, W, k, lsm, splits)
+                report(f"beam split {splits} {tuple(logits.shape)} W={W} k={k} lsm={lsm}",
+                       lambda: [assert_same(a, b, atol=0, rtol=0) for a, b in zip(other, got)])
+                split_checks += 1
+    return got
 g = torch.Generator().manual_seed(0)
 for batch, W, vocab in ((1, 1, 5), (3, 4, 111), (2, 8, 301)):
     logits = torch.randn(batch * W, vocab, generator=g) * 3

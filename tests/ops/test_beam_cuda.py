@@ -2,9 +2,11 @@
 the same GPU and the cpu backend.
 
 Without log-softmax the candidate scores are logits + beam scores on both sides: exact. With it,
-the kernel's float32 log-sum-exp sums in another order than torch's CUDA kernel, so scores may
-differ by a few ulps (atol 1e-5 here) and the selection is compared where no two candidates are
-that close. Tests named "big" run full shapes and can be deselected for compute-sanitizer.
+the kernel's log-sum-exp is an exact integer sum rounded once, torch's CUDA kernel a float32 sum,
+so scores may differ by a few ulps (atol 1e-5 here) and the selection is compared where no two
+candidates are that close. Small batches split rows into slices (PYDECODE_CUDA_BEAM_SPLITS forces
+the count): the same outputs as one block per row, bit for bit. Tests named "big" run full shapes
+and can be deselected for compute-sanitizer.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from pydecode import _ext
 from pydecode.ops import beam as B
 from tests.helpers import assert_same
+from tests.ops import beam_cases
 
 pytestmark = [
     pytest.mark.gpu,
@@ -71,10 +74,7 @@ def test_cuda_beam_topk_key_bin_tie() -> None:
     logits 8.0 and 7.9995 score alike and the 7.9995s, in the lower key bin, have the lower indices,
     so they are the reference's; the kernel must select on the row (also under tests/cuda_emulation
     and test_cuda_model_reads.py on CPU)."""
-    x = torch.randn(8, 9000, generator=torch.Generator().manual_seed(6)) * 0.5
-    x[:, 100:110] = 7.9995
-    x[:, 200:220] = 8.0
-    x[:, 300:303] = 12.0
+    x = beam_cases.tie_at_bin_edge(8, 9000)
     for k in (8, 20):
         got, want = run(x.cuda(), torch.full((8,), -3e4, device="cuda"), 4, k, lsm=False)
         check(got, want, True, f"key-bin tie k={k}")
@@ -118,3 +118,43 @@ def test_cuda_big_beam_topk(dtype: torch.dtype, batch: int, beams: int, vocab: i
     scores = (torch.randn(batch * beams, generator=g) - 3).cuda()
     got, want = run(logits, scores, beams, 2 * beams)
     check(got, want, False, f"{batch}x{beams}x{vocab}")
+
+
+def test_cuda_beam_split_rows_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forced slices per row (and the automatic count) give what one block per row gives, bit for bit."""
+    for name, (x, bonus) in beam_cases.split_rows(20000, seed=11).items():
+        x, bonus = x.cuda(), bonus.cuda()
+        for lsm in (True, False):
+            for k in (1, 8, 20):
+                monkeypatch.setenv(B.BEAM_SPLITS_ENV, "1")
+                one = B.beam_topk(x, bonus, 4, k, apply_log_softmax=lsm, backend="cuda")
+                want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=lsm, backend="torch")
+                # (bad rows against the reference: test_cuda_beam_topk_ties_and_bad_rows; the bin-edge
+                # tie is the reference's own only without log-softmax)
+                if name != "bad rows" and (name != "bin-edge tie" or not lsm):
+                    check(one, want, not lsm, f"{name} lsm={lsm} k={k}")
+                for splits in ("2", "5", "32"):
+                    monkeypatch.setenv(B.BEAM_SPLITS_ENV, splits)
+                    got = B.beam_topk(x, bonus, 4, k, apply_log_softmax=lsm, backend="cuda")
+                    for a, b, what in zip(got, one, ("scores", "tokens", "beams")):
+                        assert_same(a, b, atol=0, rtol=0, what=f"{name} lsm={lsm} k={k} splits={splits} {what}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 8, 16])
+def test_cuda_big_beam_split_rows(monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype, batch: int) -> None:
+    """Full vocabularies at the batches that split automatically (4 beams: 4-64 rows), against one
+    block per row and the reference."""
+    g = torch.Generator().manual_seed(20 + batch)
+    logits = (torch.randn(batch * 4, 128256, generator=g) * 3).to(dtype).cuda()
+    scores = (torch.randn(batch * 4, generator=g) - 3).cuda()
+    monkeypatch.delenv(B.BEAM_SPLITS_ENV, raising=False)
+    from pydecode import _ext
+
+    assert _ext.cuda_module().beam_splits(batch * 4, 128256, 4, 8) > 1
+    got, want = run(logits, scores, 4, 8)
+    check(got, want, False, f"split {batch}x4")
+    monkeypatch.setenv(B.BEAM_SPLITS_ENV, "1")
+    one = B.beam_topk(logits, scores, 4, 8, backend="cuda")
+    for a, b, what in zip(got, one, ("scores", "tokens", "beams")):
+        assert_same(a, b, atol=0, rtol=0, what=f"split vs one block {batch}x4 {what}")

@@ -6,29 +6,20 @@ a real launch there): tests/ops/test_*_cuda.py run the kernels on the GPU."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
-from pydecode import _ext
-from pydecode.ops import _cuda_launch, _registry
+from pydecode.ops import _registry
 from pydecode.ops import ngram as N
 from pydecode.ops import penalties as P
+from tests.ops import cuda_wiring
 
-if not _ext.cuda_module_built():
-    pytest.skip("the CUDA module is not built", allow_module_level=True)
-if _ext.cuda_module() is not None:
-    pytest.skip("a GPU is present: the GPU tests run the kernels", allow_module_level=True)
-
-RAW = _ext._load("_C_cuda")[0]
+RAW = cuda_wiring.raw_cuda_module()
 
 
 @pytest.fixture(autouse=True)
 def _launch_on_cpu_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_cuda_launch, "module", lambda: RAW)
-    monkeypatch.setattr(_cuda_launch, "stream", lambda device: 0)
-    monkeypatch.setattr(_cuda_launch, "on_device", lambda device: contextlib.nullcontext())
+    cuda_wiring.launch_on_cpu_tensors(monkeypatch, RAW)
 
 
 def _impl(op: str):
