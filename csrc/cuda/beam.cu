@@ -2,7 +2,7 @@
 // one per batch item:
 //
 // 1. beam_rows_kernel, one block per beam row: log-softmax statistics (max, then the exact sum
-//    of exp(x - max), device.cuh's fix63 terms; score = ((x - max) - log(sum)) + beam_score, the
+//    of exp(x - max), device.cuh's fix40 terms; score = ((x - max) - log(sum)) + beam_score, the
 //    operation order of torch's CUDA log_softmax epilogue plus transformers' add), then the row's
 //    own top min(k, vocab) by a radix select on the score key (on a candidate list in shared
 //    memory when the row's top entries fit on one: the compact path below), ties at the boundary
@@ -32,6 +32,7 @@
 #include <climits>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "cuda/device.cuh"
 #include "cuda/launch.h"
@@ -89,7 +90,7 @@ template <class SumOf>
 __device__ __forceinline__ RowLse row_lse(float mx, uint32_t nan, const SumOf& sum_of) {
   const float m = nan ? NAN : mx;
   if (!(m > -kInf && m < kInf)) return RowLse{m, NAN};
-  return RowLse{m, log_fix63(sum_of(m))};
+  return RowLse{m, log_fix40(sum_of(m))};
 }
 
 // Whether the compact path (and the split path's lists) may serve a row: no NaN or +inf,
@@ -128,17 +129,19 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   float mx = -kInf, mn = kInf;
   uint32_t nan = 0;
   if (a.log_softmax || select) {
-    for_row<D, kFastLoads>(src, vocab, [&](int, float x) {
-      if (x != x) {
-        nan = 1;
-      } else {
-        mx = x > mx ? x : mx;
-        if (x > -kInf) {
-          mn = x < mn ? x : mn;
-          if (key_bins) atomicAdd(&key_hist[key_bin(sort_key(x))], 1u);
-        }
-      }
-    });
+    // Branch-free per entry, unswitched on the histogram (as the sampling chain's statistics pass).
+    const auto stats = [&](float x, auto bins) {
+      const bool listable = x > -kInf;  // false for NaN and -inf
+      nan |= x != x ? 1u : 0u;
+      mx = x > mx ? x : mx;
+      mn = listable && x < mn ? x : mn;
+      if (bins) atomicAdd(&key_hist[key_slot(sort_key(x), listable)], 1u);
+    };
+    if (key_bins) {
+      for_row<D, kFastLoads>(src, vocab, [&](int, float x) { stats(x, std::true_type()); });
+    } else {
+      for_row<D, kFastLoads>(src, vocab, [&](int, float x) { stats(x, std::false_type()); });
+    }
     mx = block_reduce(mx, MaxOp(), s.fscratch);
     mn = block_reduce(mn, MinOp(), s.fscratch);
     nan = block_reduce(nan, MaxOp(), s.uscratch);
@@ -153,7 +156,7 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   // and ties are broken by index.
   const bool list_in_sum = a.log_softmax && compact && key_list.low >= 0;
   // Whether an entry goes on the key-bin list (the rest: the largest is the left-out logit, below).
-  const auto on_key_list = [&](float x) { return x > -kInf && key_list.holds(sort_key(x)); };
+  const auto on_key_list = [&](float x) { return (x > -kInf) & key_list.holds(sort_key(x)); };  // & : no branch
   RowLse stats{0.0f, 0.0f};
   float sum_left_out = kInf;
   if (a.log_softmax) {
@@ -164,7 +167,7 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
         __syncthreads();  // the key-bin histogram, in the list's memory, has been read
         float out = -kInf;
         for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
-          z.add(fix63(expf(x - m)));
+          z.add(fix40(expf(x - m)));
           if (on_key_list(x)) {
             const uint32_t pos = atomicAdd(&s.fill, 1u);
             if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
@@ -174,7 +177,7 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
         });
         sum_left_out = block_reduce(out, MaxOp(), s.fscratch);  // its barriers also complete the list
       } else {
-        for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z.add(fix63(expf(x - m))); });
+        for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z.add(fix40(expf(x - m))); });
       }
       return block_sum(z, s.u64a, s.u64b);
     });
@@ -414,14 +417,11 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
   float mx = -kInf, mn = kInf;
   uint32_t nan = 0, kmin = 0xFFFFFFFFu;
   for_row<D, kFastLoads>(src, slice.len, [&](int, float x) {
-    if (x != x) {
-      nan = 1;
-    } else {
-      mx = x > mx ? x : mx;
-      mn = x > -kInf && x < mn ? x : mn;
-      const uint32_t key = sort_key(x);
-      kmin = key < kmin ? key : kmin;
-    }
+    nan |= x != x ? 1u : 0u;
+    mx = x > mx ? x : mx;
+    mn = x > -kInf && x < mn ? x : mn;
+    const uint32_t key = sort_key(x);  // NaN's is the largest: never the minimum
+    kmin = key < kmin ? key : kmin;
   });
   mx = block_reduce(mx, MaxOp(), fscratch);
   mn = block_reduce(mn, MinOp(), fscratch);
@@ -499,7 +499,7 @@ __global__ void __launch_bounds__(kThreads) beam_slice_sum_kernel(const BeamArgs
   const void* src = static_cast<const char*>(row_ptr<D>(a.in, row)) +
                     static_cast<int64_t>(slice.begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
   U128 z;
-  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { z.add(fix63(expf(x - m))); });
+  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { z.add(fix40(expf(x - m))); });
   z = block_sum(z, lo_s, hi_s);
   if (threadIdx.x == 0) {
     rec[blockIdx.y].sum_lo = z.lo;

@@ -113,12 +113,15 @@ __device__ __forceinline__ float load_one(const void* row, int v) {
 
 // Order-preserving key: a < b <=> key(a) < key(b) for non-NaN floats; -0.0 == +0.0; every NaN
 // maps to kNanKey, above +inf.
+// Written with selects, not early returns: the row loops call it on every entry, and nvcc turned
+// the returns into branches with their convergence barriers (BSSY/BSYNC) per entry.
 __device__ __forceinline__ uint32_t sort_key(float f) {
   const uint32_t bits = __float_as_uint(f);
   const uint32_t mag = bits & 0x7FFFFFFFu;
-  if (mag > 0x7F800000u) return kNanKey;
-  if (mag == 0) return 0x80000000u;
-  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+  // Negative: all bits flipped; positive: the sign bit set.
+  uint32_t key = bits ^ (static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31) | 0x80000000u);
+  key = mag == 0 ? 0x80000000u : key;
+  return mag > 0x7F800000u ? kNanKey : key;
 }
 
 __device__ __forceinline__ float key_to_float(uint32_t key) {
@@ -198,6 +201,13 @@ __device__ __forceinline__ unsigned long long fix63(float f) {
 // log(z * 2^-63) rounded to float32: the log of an exact sum of fix63 terms.
 __device__ __forceinline__ float log_fix63(const U128& z) { return static_cast<float>(log(z.to_double() * 0x1p-63)); }
 
+// The cheaper fixed point of a full row's sum (beam top-k's log-softmax): t in [0, 1] rounded to a
+// multiple of 2^-40 (one multiply and one conversion; fix63 takes ~10 integer operations). A row's
+// error stays below vocab * 2^-41, under 2^-23 of the sum (which is >= 1: the max's term) for any
+// vocabulary below 2^18 entries, and the sum is still exact and order-free.
+__device__ __forceinline__ unsigned long long fix40(float t) { return __float2ull_rn(t * 0x1p40f); }
+__device__ __forceinline__ float log_fix40(const U128& z) { return static_cast<float>(log(z.to_double() * 0x1p-40)); }
+
 // Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
 __device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsigned long long* hi_s) {
 #pragma unroll
@@ -270,7 +280,7 @@ __device__ __forceinline__ void select_bin(const uint32_t* hist, uint32_t remain
 
 // Shared state of radix_nth_each.
 struct RadixShared {
-  uint32_t hist[256];
+  uint32_t hist[256 + 32];  // 256 bins, then a spare slot per lane (select_top_bins), never read
   int bin;
   uint32_t above;
   uint32_t bin_count;
@@ -391,6 +401,17 @@ static_assert(kKeyBins * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long lon
 // The histogram's bin of a sort key.
 __device__ __forceinline__ uint32_t key_bin(uint32_t key) { return key >> kKeyBinShift; }
 
+// The histogram's slot for an entry of the statistics pass: its bin when `listable` (finite), else
+// one of 32 spare slots past the bins, the lane's own, which nothing reads. Every entry then takes
+// one shared atomic, with no branch around it (which cost the pass a convergence barrier per
+// entry), and entries left out never collide with each other (a row of mostly -inf, a masked
+// vocabulary, would otherwise send a warp's 32 atomics to one address).
+constexpr int kKeySlots = kKeyBins + 32;
+static_assert(kKeySlots * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long), "the slots live in a list");
+__device__ __forceinline__ uint32_t key_slot(uint32_t key, bool listable) {
+  return listable ? key_bin(key) : static_cast<uint32_t>(kKeyBins) + (threadIdx.x & 31u);
+}
+
 // Zeroes a key-bin histogram before its pass (the whole block).
 __device__ __forceinline__ void clear_key_bins(uint32_t* key_hist) {
   for (int i = threadIdx.x; i < kKeyBins; i += blockDim.x) key_hist[i] = 0;
@@ -400,9 +421,10 @@ __device__ __forceinline__ void clear_key_bins(uint32_t* key_hist) {
 struct KeyBinList {
   int low = -1;        // the lowest listed bin; -1: no key-bin list
   uint32_t count = 0;  // entries in bins low..kKeyBins-1
-  // Whether an entry with this sort key is listed (callers also leave out -inf).
+  // Whether an entry with this sort key is listed (callers also leave out -inf). `&`, not `&&`:
+  // the row loops call it on every entry, and a short circuit becomes a branch there.
   __device__ __forceinline__ bool holds(uint32_t key) const {
-    return low >= 0 && key_bin(key) >= static_cast<uint32_t>(low);
+    return (low >= 0) & (key_bin(key) >= static_cast<uint32_t>(low));
   }
 };
 
@@ -446,11 +468,13 @@ struct GapBins {
     const float range = smax - smin;
     return GapBins{smax, range > 0.0f ? 256.0f / range : 0.0f};
   }
+  // Selects, no early return (a branch per entry in the row loops): -inf's and NaN's gaps clamp to
+  // 255 like any other before the select drops them.
   __device__ __forceinline__ int operator()(float score) const {
-    if (!(score > -INFINITY)) return -1;
     float g = (smax - score) * scale;
     g = g < 255.0f ? g : 255.0f;
-    return 255 - static_cast<int>(g);
+    const int bin = 255 - static_cast<int>(g);
+    return score > -INFINITY ? bin : -1;
   }
 };
 
@@ -467,7 +491,8 @@ __device__ void select_top_bins(const Each& each, const ScoreFn& score, const Al
   each([&](int, float x) {
     const float y = score(x);
     const int b = bins(y);
-    if (b >= 0) atomicAdd(&sh.hist[b], 1u);
+    // -inf (no bin) counts in the lane's spare slot: no branch around the atomic (key_slot's reason)
+    atomicAdd(&sh.hist[b >= 0 ? b : 256 + static_cast<int>(threadIdx.x & 31u)], 1u);
     also(y);
   });
   __syncthreads();

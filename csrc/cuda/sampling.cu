@@ -31,6 +31,7 @@
 #include <climits>
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "cuda/device.cuh"
 #include "cuda/launch.h"
@@ -73,6 +74,7 @@ struct Shared : RadixShared {
   unsigned long long mass_above;
   WideBins wide;
   uint32_t cand_count;
+  double bin_exp[257];  // fit_nucleus: exp(-j * width of a gap bin) for j in [0, 256]
   unsigned long long cand[kCandCap];
 };
 
@@ -456,13 +458,20 @@ __device__ __forceinline__ double top_p_limit(double top_p, unsigned long long t
 // The bounds only choose the list: the kernel then checks the list's exact mass. When no list of
 // top bins can hold the nucleus, the bounds locate the bins that can hold its boundary instead
 // (sh.wide, for wide_top_p). Thread 0 decides from the merged histogram, so every block of a split
-// row decides alike.
-__device__ void locate_boundary_bins(Shared& sh, double width, double limit, uint32_t mtk);
+// row decides alike. The bounds' factors exp(-j * width) come from a table the block fills first:
+// thread 0 then only multiplies and adds (it took up to 510 double exps one after another, a
+// latency every row paid).
+__device__ void locate_boundary_bins(Shared& sh, double limit, uint32_t mtk);
 
 __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint32_t mtk) {
   if (threadIdx.x == 0) sh.wide.lo = -1;  // set on every path: the kernel reads it whenever no list fits
-  if (threadIdx.x == 0 && bins.scale > 0.0f) {
+  if (bins.scale > 0.0f) {  // block-uniform: the bins come from the row's merged statistics
     const double width = 1.0 / static_cast<double>(bins.scale);  // of a bin, in y
+    for (int j = threadIdx.x; j <= 256; j += blockDim.x) sh.bin_exp[j] = exp(-j * width);
+    __syncthreads();
+  }
+  if (threadIdx.x == 0 && bins.scale > 0.0f) {
+    const double* ex = sh.bin_exp;
     if (sh.bin >= 0) {
       double lower = 0.0, upper = 0.0;  // bounds on sum exp(y - ymax) over bins b..255
       uint32_t count = 0;
@@ -470,8 +479,8 @@ __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint3
       uint32_t fit_count = 0;
       for (int b = 255; b >= sh.bin; --b) {
         const double c = static_cast<double>(sh.hist[b]);
-        upper += c * exp(-(255 - b) * width);
-        if (b > 0) lower += c * exp(-(256 - b) * width);  // bin 0 also holds the gaps past the range
+        upper += c * ex[255 - b];
+        if (b > 0) lower += c * ex[256 - b];  // bin 0 also holds the gaps past the range
         count += sh.hist[b];
         if (fit < 0 && count >= mtk && lower * 4294967296.0 * (1.0 - 1e-6) - count >= limit) {
           fit = b;
@@ -485,7 +494,7 @@ __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint3
         sh.bin_count = fit_count;
       }
     }
-    if (sh.bin < 0) locate_boundary_bins(sh, width, limit, mtk);
+    if (sh.bin < 0) locate_boundary_bins(sh, limit, mtk);
   }
   __syncthreads();
 }
@@ -499,16 +508,17 @@ __device__ void fit_nucleus(Shared& sh, const GapBins& bins, double limit, uint3
 // short of it). Bin 0 also holds the gaps past the range (its lower bound is 0): a boundary there
 // is left to the full-row path. The margin is wider than fit_nucleus': it only widens the range,
 // and the exact masses are checked (wide_top_p).
-__device__ void locate_boundary_bins(Shared& sh, double width, double limit, uint32_t mtk) {
+__device__ void locate_boundary_bins(Shared& sh, double limit, uint32_t mtk) {
   constexpr double kOne = 4294967296.0, kMargin = 1e-4;
+  const double* ex = sh.bin_exp;
   double lower = 0.0, upper = 0.0;  // bounds on M(b - 1): exp(y - ymax) summed over bins b..255
   uint32_t count = 0;               // entries in bins b..255
   uint32_t above = 0;               // entries in the bins above hi
   int hi = -1;
   for (int b = 255; b >= 1; --b) {
     const uint32_t c = sh.hist[b];
-    upper += static_cast<double>(c) * exp(-(255 - b) * width);
-    lower += static_cast<double>(c) * exp(-(256 - b) * width);
+    upper += static_cast<double>(c) * ex[255 - b];
+    lower += static_cast<double>(c) * ex[256 - b];
     count += c;
     if (hi < 0 && upper * kOne * (1.0 + kMargin) + count >= limit) {
       hi = b;
@@ -547,11 +557,16 @@ template <int D, bool S, class YFn, class EFn>
 __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const GapBins& bins,
                                 uint32_t keep, double top_p, uint32_t mtk, unsigned long long* total, Shared& sh) {
   unsigned long long mass = 0;
-  select_top_bins([&](auto&& f) { part.template each<kFastLoads>(f); }, yof,
-                  [&](float y) {
-                    if (keep == 0) mass += efix(y);
-                  },
-                  bins, keep, kCandCap, [&](uint32_t* h) { part.sync.hist(h); }, sh);
+  // Unswitched on top-p's row mass (taken in the same read), so neither loop branches per entry.
+  const auto histogram = [&](const auto& also) {
+    select_top_bins([&](auto&& f) { part.template each<kFastLoads>(f); }, yof, also, bins, keep, kCandCap,
+                    [&](uint32_t* h) { part.sync.hist(h); }, sh);
+  };
+  if (keep == 0) {
+    histogram([&](float y) { mass += efix(y); });
+  } else {
+    histogram([](float) {});
+  }
   if (keep == 0) {
     mass = block_reduce(mass, AddOp(), sh.u64);
     part.sync.add(mass);
@@ -1146,19 +1161,29 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     scan_n = scan_top_list<D>(part.data, part.len, part.begin, yof, static_cast<uint32_t>(keep), sh, &kmax, &nan,
                               &kmin);
   } else {
-    part.template each<kFastLoads>([&](int, float x) {
-      const float y = yof(x);
+    // Per entry: the largest non-NaN key, a NaN flag, the smallest key above -inf, and its key bin.
+    // Branch-free (selects; key_slot's atomic), and the loop is unswitched on the transform and on
+    // the histogram: with yof's three-way branch and the conditionals inside, nvcc emitted ~40
+    // instructions per entry, 8 of them branches and convergence barriers (sm_90 SASS), where this
+    // takes ~22 (x * rcp is x itself for rcp 1: the transform-free rows share the loop).
+    const auto stats = [&](float y, auto bins) {
       const uint32_t key = sort_key(y);
-      if (key == kNanKey) {
-        nan = 1;
-      } else {
-        kmax = key > kmax ? key : kmax;
-        if (y > -kInf) {
-          kmin = key < kmin ? key : kmin;
-          if (key_bins) atomicAdd(&key_hist[key_bin(key)], 1u);
-        }
-      }
-    });
+      const bool is_nan = key == kNanKey;
+      const bool listable = !is_nan && y > -kInf;
+      nan |= is_nan ? 1u : 0u;
+      const uint32_t top = is_nan ? 0u : key;
+      kmax = top > kmax ? top : kmax;
+      const uint32_t low = listable ? key : 0xFFFFFFFFu;
+      kmin = low < kmin ? low : kmin;
+      if (bins) atomicAdd(&key_hist[key_slot(key, listable)], 1u);
+    };
+    if (tf == 2) {
+      part.template each<kFastLoads>([&](int, float x) { stats(log_cr(x), key_bins); });
+    } else if (key_bins) {
+      part.template each<kFastLoads>([&](int, float x) { stats(x * rcp, std::true_type()); });
+    } else {
+      part.template each<kFastLoads>([&](int, float x) { stats(x * rcp, std::false_type()); });
+    }
   }
   kmax = block_reduce(kmax, MaxOp(), sh.u32);
   nan = block_reduce(nan, MaxOp(), sh.u32);
@@ -1203,16 +1228,30 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   const float ymin = key_to_float(kmin);  // NaN when nothing is finite
   if (!done && s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
     const GapBins bins = GapBins::over(ymax, ymin);
+    // The list's reads of the row take the transform out of the loop as the statistics pass does:
+    // `scaled` is yof for every row but the log rows (x * 1 is x for the transform-free ones, and
+    // the compact path sees no NaN).
+    const auto scaled = [rcp](float x) { return x * rcp; };
+    const auto list_by_key_bins = [&](const auto& y_of) {
+      list_entries(part, [&](float x) {
+        const float y = y_of(x);
+        return (y > -kInf) & key_list.holds(sort_key(y));  // & : no branch per entry
+      }, static_cast<int>(key_list.count), sh);
+    };
+    const auto candidates = [&](const auto& y_of) {
+      return build_candidates(part, y_of, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0,
+                              ctx.mtk, &total, sh);
+    };
     int n;
     if (key_list.low >= 0) {
       n = static_cast<int>(key_list.count);
-      list_entries(part, [&](float x) {
-        const float y = yof(x);
-        return y > -kInf && key_list.holds(sort_key(y));
-      }, n, sh);
+      if (tf == 2) {
+        list_by_key_bins(yof);
+      } else {
+        list_by_key_bins(scaled);
+      }
     } else {
-      n = build_candidates(part, yof, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0, ctx.mtk,
-                           &total, sh);
+      n = tf == 2 ? candidates(yof) : candidates(scaled);
     }
     have_total = keep == 0;
     if (n < 0 && keep == 0 && sh.wide.lo >= 0) {
