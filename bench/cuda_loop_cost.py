@@ -9,7 +9,8 @@ The loops counted are the passes every call makes over the whole row (csrc/cuda/
 the bfloat16 instantiation of each kernel: the statistics pass, beam top-k's sum, the split rows'
 passes. Per loop: instructions per entry, and how many of them are branches, convergence barriers
 (``BSSY``, which nvcc puts around every branch that may diverge), shared-memory atomics, exps
-(``MUFU.EX2``) and double-precision operations (the log of probability inputs). Static counts:
+(``MUFU.EX2``), double-precision operations (the log of probability inputs) and local-memory
+loads and stores (spills, ``LDL``/``STL``). Static counts:
 every instruction of the loop once, so a loop with branches inside counts every path (an upper
 bound for the path a row takes); a branch-free loop's count is exact.
 
@@ -34,7 +35,7 @@ SOURCES = ("sampling", "beam")
 LOADS_PER_STEP = 4  # kFastLoads
 BF16_PER_LOAD = 8
 FEATURES = {"branches": r"\bBRA\b", "convergence_barriers": r"\bBSSY\b", "shared_atomics": r"\bATOMS\b",
-            "exps": r"\bMUFU\.EX2\b", "double_ops": r"\bD(?:FMA|MUL|ADD)\b"}
+            "exps": r"\bMUFU\.EX2\b", "double_ops": r"\bD(?:FMA|MUL|ADD)\b", "spill_ops": r"\b(?:LDL|STL)\b"}
 
 
 def compile_sass(source: Path, csrc: Path, arch: int) -> str:
