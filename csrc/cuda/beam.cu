@@ -400,6 +400,12 @@ struct Slice {
     b = b < vocab ? b : vocab;
     return Slice{static_cast<int>(b), static_cast<int>(chunk < vocab - b ? chunk : vocab - b)};
   }
+  // The slice's first entry in row `row`.
+  template <int D>
+  __device__ const void* data(const RowsIn& in, int64_t row) const {
+    return static_cast<const char*>(row_ptr<D>(in, row)) +
+           static_cast<int64_t>(begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  }
 };
 
 // a. (see the top): statistics and list of one slice. Needs a.row_k < vocab.
@@ -411,8 +417,7 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
   __shared__ uint32_t fill;
   const int row = static_cast<int>(blockIdx.x);
   const Slice slice = Slice::of(static_cast<int>(a.in.vocab), sa.splits);
-  const void* src = static_cast<const char*>(row_ptr<D>(a.in, row)) +
-                    static_cast<int64_t>(slice.begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  const void* src = slice.data<D>(a.in, row);
   const auto each = [&](auto&& f) { for_row<D>(src, slice.len, [&](int i, float x) { f(slice.begin + i, x); }); };
   float mx = -kInf, mn = kInf;
   uint32_t nan = 0, kmin = 0xFFFFFFFFu;
@@ -431,14 +436,18 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
   // The slice's top n = min(row_k, len) logits with every tie of the n-th: the entries whose key
   // is at least the n-th largest key. A row with NaN is served by the row algorithm: no list.
   const uint32_t n = static_cast<uint32_t>(a.row_k < slice.len ? a.row_k : slice.len);
+  // The slice's entries where take(x) holds to its list (at most kBeamSliceCap, counted beforehand).
+  const auto copy_list = [&](auto&& take) {
+    if (threadIdx.x == 0) fill = 0;
+    __syncthreads();
+    append_entries<D>(src, slice.len, slice.begin, take, r.list, &fill, kBeamSliceCap);
+  };
   int count = -1;
   uint32_t left_out = 0;
   if (nan != 0) {
     count = -1;
   } else if (n == static_cast<uint32_t>(slice.len)) {  // all of it (or nothing: an empty slice)
-    if (threadIdx.x == 0) fill = 0;
-    __syncthreads();
-    append_entries<D>(src, slice.len, slice.begin, [](float) { return true; }, r.list, &fill, kBeamSliceCap);
+    copy_list([](float) { return true; });
     count = slice.len;
   } else {
     uint32_t above, ties;
@@ -451,15 +460,13 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
         sh, &above, &ties, NoMerge(), KeyRange{kmin, sort_key(mx)});
     if (above + ties <= static_cast<uint32_t>(kBeamSliceCap)) {
       count = static_cast<int>(above + ties);
-      if (threadIdx.x == 0) fill = 0;
-      __syncthreads();
       uint32_t out = 0;
-      append_entries<D>(src, slice.len, slice.begin, [&](float x) {
+      copy_list([&](float x) {
         const uint32_t key = sort_key(x);
         if (key >= cut) return true;
         out = key > out ? key : out;
         return false;
-      }, r.list, &fill, kBeamSliceCap);
+      });
       left_out = block_reduce(out, MaxOp(), uscratch);
     }
   }
@@ -496,8 +503,7 @@ __global__ void __launch_bounds__(kThreads) beam_slice_sum_kernel(const BeamArgs
   row_max_of(rec, sa.splits, &mx, &nan);
   const float m = nan ? NAN : mx;
   if (!(m > -kInf && m < kInf)) return;  // row_lse takes no sum (block-uniform)
-  const void* src = static_cast<const char*>(row_ptr<D>(a.in, row)) +
-                    static_cast<int64_t>(slice.begin) * static_cast<int64_t>(sizeof(typename Elem<D>::T));
+  const void* src = slice.data<D>(a.in, row);
   U128 z;
   for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { z.add(fix40(expf(x - m))); });
   z = block_sum(z, lo_s, hi_s);

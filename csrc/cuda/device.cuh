@@ -170,8 +170,9 @@ struct MinOp {
 
 // ------------------------------------------------------------------------------ exact sums
 // Log-softmax denominators (the sampled token's log-prob, beam top-k's scores) are exact integer
-// sums: each term exp(y - max) in [0, 1] truncated to a multiple of 2^-63, summed in 128 bits, so
-// they do not depend on the summation order, hence not on the block size or the vocabulary split.
+// sums: each term exp(y - max) in [0, 1] as a fixed-point integer (fix63, fix40 below), summed in
+// 128 bits, so they do not depend on the summation order, hence not on the block size or the
+// vocabulary split.
 struct U128 {
   unsigned long long lo = 0, hi = 0;
   __device__ __forceinline__ void add(unsigned long long v) {
@@ -278,9 +279,19 @@ __device__ __forceinline__ void select_bin(const uint32_t* hist, uint32_t remain
   *above_out = __shfl_sync(0xFFFFFFFFu, found_above, src);
 }
 
+// A histogram's slot for an entry: its bin when it has one, else one of 32 spare slots past the
+// `bins` bins, the lane's own, which nothing reads. Every entry then takes one shared atomic, with
+// no branch around it (a convergence barrier per entry in the row loops), and entries without a
+// bin never collide with each other (a row of mostly -inf, a masked vocabulary, would otherwise
+// send a warp's 32 atomics to one address).
+constexpr int kSpareSlots = 32;
+__device__ __forceinline__ uint32_t bin_or_spare(bool has_bin, uint32_t bin, uint32_t bins) {
+  return has_bin ? bin : bins + (threadIdx.x & 31u);
+}
+
 // Shared state of radix_nth_each.
 struct RadixShared {
-  uint32_t hist[256 + 32];  // 256 bins, then a spare slot per lane (select_top_bins), never read
+  uint32_t hist[256 + kSpareSlots];  // 256 bins, then the spare slots (select_top_bins)
   int bin;
   uint32_t above;
   uint32_t bin_count;
@@ -401,15 +412,12 @@ static_assert(kKeyBins * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long lon
 // The histogram's bin of a sort key.
 __device__ __forceinline__ uint32_t key_bin(uint32_t key) { return key >> kKeyBinShift; }
 
-// The histogram's slot for an entry of the statistics pass: its bin when `listable` (finite), else
-// one of 32 spare slots past the bins, the lane's own, which nothing reads. Every entry then takes
-// one shared atomic, with no branch around it (which cost the pass a convergence barrier per
-// entry), and entries left out never collide with each other (a row of mostly -inf, a masked
-// vocabulary, would otherwise send a warp's 32 atomics to one address).
-constexpr int kKeySlots = kKeyBins + 32;
-static_assert(kKeySlots * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long), "the slots live in a list");
+// The key-bin histogram's slot for an entry of the statistics pass (bin_or_spare): its bin when
+// `listable` (finite).
+static_assert((kKeyBins + kSpareSlots) * sizeof(uint32_t) <= kCandCap * sizeof(unsigned long long),
+              "the slots live in a list");
 __device__ __forceinline__ uint32_t key_slot(uint32_t key, bool listable) {
-  return listable ? key_bin(key) : static_cast<uint32_t>(kKeyBins) + (threadIdx.x & 31u);
+  return bin_or_spare(listable, key_bin(key), kKeyBins);
 }
 
 // Zeroes a key-bin histogram before its pass (the whole block).
@@ -491,8 +499,7 @@ __device__ void select_top_bins(const Each& each, const ScoreFn& score, const Al
   each([&](int, float x) {
     const float y = score(x);
     const int b = bins(y);
-    // -inf (no bin) counts in the lane's spare slot: no branch around the atomic (key_slot's reason)
-    atomicAdd(&sh.hist[b >= 0 ? b : 256 + static_cast<int>(threadIdx.x & 31u)], 1u);
+    atomicAdd(&sh.hist[bin_or_spare(b >= 0, static_cast<uint32_t>(b), 256)], 1u);  // -inf: no bin
     also(y);
   });
   __syncthreads();

@@ -1139,6 +1139,9 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     }
   }
   const auto yof = [tf, rcp](float x) -> float { return tf == 0 ? x : (tf == 1 ? x * rcp : log_cr(x)); };
+  // yof for every row but the log rows (tf 2), without yof's branch, for the loops over the whole
+  // row to be unswitched on: x * 1 is x, so the transform-free rows share it (NaN keeps NaN).
+  const auto scaled = [rcp](float x) { return x * rcp; };
 
   int64_t keep = 0;  // top-k's keep, 0: no top-k
   if (s.top_k != nullptr && s.top_k[row] > 0) {
@@ -1165,7 +1168,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     // Branch-free (selects; key_slot's atomic), and the loop is unswitched on the transform and on
     // the histogram: with yof's three-way branch and the conditionals inside, nvcc emitted ~40
     // instructions per entry, 8 of them branches and convergence barriers (sm_90 SASS), where this
-    // takes ~22 (x * rcp is x itself for rcp 1: the transform-free rows share the loop).
+    // takes ~22 (`scaled`).
     const auto stats = [&](float y, auto bins) {
       const uint32_t key = sort_key(y);
       const bool is_nan = key == kNanKey;
@@ -1180,9 +1183,9 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     if (tf == 2) {
       part.template each<kFastLoads>([&](int, float x) { stats(log_cr(x), key_bins); });
     } else if (key_bins) {
-      part.template each<kFastLoads>([&](int, float x) { stats(x * rcp, std::true_type()); });
+      part.template each<kFastLoads>([&](int, float x) { stats(scaled(x), std::true_type()); });
     } else {
-      part.template each<kFastLoads>([&](int, float x) { stats(x * rcp, std::false_type()); });
+      part.template each<kFastLoads>([&](int, float x) { stats(scaled(x), std::false_type()); });
     }
   }
   kmax = block_reduce(kmax, MaxOp(), sh.u32);
@@ -1228,10 +1231,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   const float ymin = key_to_float(kmin);  // NaN when nothing is finite
   if (!done && s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
     const GapBins bins = GapBins::over(ymax, ymin);
-    // The list's reads of the row take the transform out of the loop as the statistics pass does:
-    // `scaled` is yof for every row but the log rows (x * 1 is x for the transform-free ones, and
-    // the compact path sees no NaN).
-    const auto scaled = [rcp](float x) { return x * rcp; };
+    // The list's reads of the row take the transform out of the loop as the statistics pass does.
     const auto list_by_key_bins = [&](const auto& y_of) {
       list_entries(part, [&](float x) {
         const float y = y_of(x);
