@@ -12,7 +12,11 @@ passes. Per loop: instructions per entry, and how many of them are branches, con
 (``MUFU.EX2``), double-precision operations (the log of probability inputs) and local-memory
 loads and stores (spills, ``LDL``/``STL``). Static counts:
 every instruction of the loop once, so a loop with branches inside counts every path (an upper
-bound for the path a row takes); a branch-free loop's count is exact.
+bound for the path a row takes); a branch-free loop's count is exact. ``hot_per_entry``: the
+fewest instructions an iteration can execute (the shortest path from the loop's head to its back
+edge, every forward branch inside it taken or not), per entry: the loop's cost when its rare parts
+are skipped, as the one-read top-k list's rounds with no hit skip theirs; a branch-free loop's
+equals ``per_entry``.
 
     python -m bench.cuda_loop_cost [--sources sampling beam] [--arch 90] [--csrc DIR --label WHAT] [--csv FILE]
 
@@ -65,6 +69,28 @@ def kernel_name(mangled: str) -> str | None:
     return None
 
 
+def shortest_path(rows: list[tuple[int, str]], head: int, back_edge: int) -> int:
+    """The fewest instructions from ``head`` to the branch at ``back_edge`` (both counted), along
+    fall-throughs and the forward branches that stay inside the loop (a predicated ``@P BRA`` or a
+    ``BRA.DIV`` may go either way, a bare ``BRA`` only to its target)."""
+    body = [(at, text) for at, text in rows if head <= at <= back_edge]
+    order = {at: i for i, (at, _) in enumerate(body)}
+    inf = len(body) + 1
+    dist = [inf] * len(body)
+    dist[0] = 1
+    for i, (at, text) in enumerate(body[:-1]):
+        if dist[i] == inf:
+            continue
+        jump = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", text)
+        if jump and int(jump.group(1), 16) in order and int(jump.group(1), 16) > at:
+            j = order[int(jump.group(1), 16)]
+            dist[j] = min(dist[j], dist[i] + 1)
+        always = re.match(r"\s*BRA\s", text)  # no predicate, no .DIV / .CONV condition
+        if not always and not re.match(r"\s*EXIT\b", text):
+            dist[i + 1] = min(dist[i + 1], dist[i] + 1)
+    return dist[-1]
+
+
 def row_loops(sass: str) -> list[dict]:
     """One row per full-row loop (an innermost loop holding LOADS_PER_STEP 16-byte loads) of every
     bfloat16 kernel in a cuobjdump listing."""
@@ -83,7 +109,8 @@ def row_loops(sass: str) -> list[dict]:
                 continue
             entries = LOADS_PER_STEP * BF16_PER_LOAD
             row = {"kernel": name, "loop_at": hex(target), "instructions": len(loop),
-                   "per_entry": round(len(loop) / entries, 1)}
+                   "per_entry": round(len(loop) / entries, 1),
+                   "hot_per_entry": round(shortest_path(rows, target, at) / entries, 1)}
             for feature, pattern in FEATURES.items():
                 row[feature] = round(sum(bool(re.search(pattern, t)) for t in loop) / entries, 2)
             out.append(row)
@@ -102,7 +129,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for source in args.sources:
         for row in row_loops(compile_sass(args.csrc / "cuda" / f"{source}.cu", args.csrc, args.arch)):
             rows.append({"source": f"{source}.cu", "arch": f"sm_{args.arch}", **row})
-    columns = ["kernel", "loop_at", "per_entry", *FEATURES]
+    columns = ["kernel", "loop_at", "per_entry", "hot_per_entry", *FEATURES]
     print("  ".join(columns) + "   (per bfloat16 entry)")
     for row in rows:
         print("  ".join(str(row[c]) for c in columns))

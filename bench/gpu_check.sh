@@ -30,9 +30,9 @@ budget="${GPU_CHECK_BUDGET:-480}"
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests" ;;
-  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan profile-cuda-beam-unsplit ncu-kernels" ;;
+  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan-off profile-cuda-beam-unsplit ncu-kernels" ;;
   third) only="sanitizer-memcheck bench-generate profile-triton-stages-off bench-triton-split bench-triton-early-off
-               bench-ops-key-bins-off sanitizer-racecheck bench-ops-topk-scan bench-ops-chain-full-row bench-triton-16-pivots
+               bench-ops-key-bins-off sanitizer-racecheck bench-ops-topk-scan-off bench-ops-chain-full-row bench-triton-16-pivots
                bench-triton-4-stages bench-ops-chain-unsplit bench-triton-persistent bench-triton-one-per-row
                bench-ops-processors bench-dispatch bench-philox" ;;
 esac
@@ -89,11 +89,12 @@ step bench-ops-sampling 110 "${bench_ops[@]}" \
 # Where each call's time goes (bench/profile_ops.py): eager wall time, CUDA graph replay (issue 6's
 # batch-1 target), kernel time and launches from torch.profiler, the longest kernels.
 step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
-# The CUDA chain's one-read top-k list (PYDECODE_CUDA_TOPK_SCAN=1: bfloat16 rows with k <= 64 list
-# their candidates in the statistics pass) against the key-bin list in profile_ops.csv: the same
-# outputs, the kernel times compared (T + top-k + top-p at batch 1 / 64 / 256).
-step profile-cuda-topk-scan 30 env PYDECODE_CUDA_TOPK_SCAN=1 python -m bench.profile_ops --device cuda \
-  --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_topk_scan.csv"
+# The CUDA chain's lists from the key-bin / gap histograms (PYDECODE_CUDA_TOPK_SCAN=0) against the
+# default one-read top-k list (bfloat16 rows with k <= 64 list their candidates as they read the
+# row) in profile_ops.csv: the same outputs, the kernel times compared (T + top-k + top-p at batch
+# 1 / 64 / 256).
+step profile-cuda-topk-scan-off 30 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_topk_scan_off.csv"
 # CUDA beam top-k's split rows (small batches: slices' lists, then one merge per batch item) against
 # one block per row (PYDECODE_CUDA_BEAM_SPLITS=1); the default's rows are in profile_ops.csv.
 step profile-cuda-beam-unsplit 25 env PYDECODE_CUDA_BEAM_SPLITS=1 python -m bench.profile_ops --device cuda \
@@ -113,14 +114,17 @@ step bench-ops-chain-unsplit 40 env PYDECODE_CUDA_CHAIN_SPLITS=1 "${bench_ops[@]
 step bench-ops-chain-full-row 40 env PYDECODE_CUDA_CHAIN_COMPACT=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_full_row.csv}" \
   --batch 1 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample temp_topp_sample
-# The compact paths' key-bin lists (top-k chain and beam top-k: the statistics pass histograms the
-# keys' top bits, one read fewer) against PYDECODE_CUDA_KEY_BINS=0 (the gap histogram's read back):
-# same outputs; compare with ops_cuda.csv.
-step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_key_bins_off.csv}" \
+# The compact paths' key-bin lists (top-k chain without the one-read list, and beam top-k: the
+# statistics pass histograms the keys' top bits, one read fewer) against PYDECODE_CUDA_KEY_BINS=0
+# (the gap histogram's read back): same outputs; compare the chain with ops_cuda_topk_scan_off.csv,
+# beam top-k with ops_cuda.csv.
+step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 PYDECODE_CUDA_TOPK_SCAN=0 \
+  "${bench_ops[@]/ops_cuda.csv/ops_cuda_key_bins_off.csv}" \
   --batch 64 256 --vocab 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample beam_topk
-# The one-read top-k list on the op benchmark's shapes (eager calls; compare with ops_cuda.csv).
-step bench-ops-topk-scan 40 env PYDECODE_CUDA_TOPK_SCAN=1 "${bench_ops[@]/ops_cuda.csv/ops_cuda_topk_scan.csv}" \
+# The lists from the histograms (PYDECODE_CUDA_TOPK_SCAN=0) on the op benchmark's shapes (eager
+# calls; compare with ops_cuda.csv, where the one-read list runs).
+step bench-ops-topk-scan-off 40 env PYDECODE_CUDA_TOPK_SCAN=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_topk_scan_off.csv}" \
   --batch 1 64 256 --vocab 32000 128256 --backends cuda --no-transformers --no-flashinfer \
   --cases temp_topk_topp_sample rep_temp_topk_topp_sample
 # Triton's early tiles (the top-k select copies the candidates once they fit and finishes on them;

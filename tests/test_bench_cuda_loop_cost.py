@@ -47,6 +47,23 @@ def test_row_loops_of_a_listing() -> None:
     assert row["instructions"] == 9 and row["per_entry"] == round(9 / 32, 1)
     assert row["branches"] == round(1 / 32, 2) and row["convergence_barriers"] == round(1 / 32, 2)
     assert row["shared_atomics"] == row["exps"] == row["double_ops"] == round(1 / 32, 2)
+    assert row["hot_per_entry"] == row["per_entry"]  # nothing inside it to skip
+
+
+def test_shortest_path_skips_what_a_branch_may_jump_over() -> None:
+    """A round that skips its rare part: the shortest path takes the forward branch over it; a
+    BRA.DIV may fall through, a bare BRA may not, and a branch out of the loop is not a way on."""
+    body = ["LDG.E.128.CONSTANT R4, desc[UR4][R2.64]",  # 0x00: head
+            "BRA.DIV UR4, 0x400",  # 0x10: conditional (divergence): falls through
+            "VOTE.ANY R6, PT, P0",  # 0x20
+            "@!P0 BRA 0x80",  # 0x30: the common round skips 0x40..0x70
+            "CALL.REL.NOINC 0x500", "MOV R7, R8", "BRA 0x80", "MOV R9, R9",  # 0x40..0x70; 0x70 unreachable
+            "IADD3 R2, R2, 0x10, RZ",  # 0x80
+            "@P1 BRA 0x0"]  # 0x90: the back edge
+    rows = [(16 * i, text) for i, text in enumerate(body)]
+    assert cuda_loop_cost.shortest_path(rows, 0x0, 0x90) == 6  # 0x00 0x10 0x20 0x30 0x80 0x90
+    rows[3] = (0x30, "BRA 0x40")  # no way round the rare part now: through the bare BRA at 0x60
+    assert cuda_loop_cost.shortest_path(rows, 0x0, 0x90) == 9
 
 
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc")

@@ -27,6 +27,7 @@ template <>
 struct Elem<kDTypeF32> {
   using T = float;
   static __device__ __forceinline__ float get(float x) { return x; }
+  static __device__ __forceinline__ float neg_inf() { return -INFINITY; }
 };
 template <>
 struct Elem<kDTypeF16> {
@@ -40,11 +41,13 @@ struct Elem<kDTypeF16> {
     return f;
 #endif
   }
+  static __device__ __forceinline__ uint16_t neg_inf() { return 0xFC00u; }
 };
 template <>
 struct Elem<kDTypeBF16> {
   using T = uint16_t;
   static __device__ __forceinline__ float get(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
+  static __device__ __forceinline__ uint16_t neg_inf() { return 0xFF80u; }
 };
 
 // f(v, x) for every element v of the row [0, vocab) this thread owns. With a 16-byte aligned row

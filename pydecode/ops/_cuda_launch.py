@@ -31,14 +31,15 @@ def key_bins() -> bool:
     return env_switch(KEY_BINS_ENV)
 
 
-# PYDECODE_CUDA_TOPK_SCAN=1: the sampling chain lists the candidates of top-k rows with k <= 64 in
-# its statistics pass (csrc/cuda/sampling.cu's one-read top-k list: same outputs, one read of the
-# row instead of two). Off by default until a GPU run has timed it against the key-bin list.
+# PYDECODE_CUDA_TOPK_SCAN=0: the sampling chain lists the candidates of bfloat16 top-k rows with
+# k <= 64 from the key-bin or gap histogram (two or three reads of the row) instead of as it reads
+# the row (csrc/cuda/sampling.cu's one-read top-k list, the default: same outputs, one read and
+# ~5 instructions an entry), for the GPU benchmarks that compare the two.
 TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
 
 
 def top_k_scan() -> bool:
-    return env_switch(TOP_K_SCAN_ENV, default=False)
+    return env_switch(TOP_K_SCAN_ENV)
 
 
 def module() -> ModuleType:

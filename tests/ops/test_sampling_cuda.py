@@ -489,9 +489,10 @@ def test_cuda_big_compact_path(dtype: torch.dtype, std: float, monkeypatch: pyte
 
 
 # --------------------------------------------------------------------------- one-read top-k list
-# PYDECODE_CUDA_TOPK_SCAN=1: bfloat16 top-k rows with k <= 64 list their candidates in the
-# statistics pass (csrc/cuda/sampling.cu, "one-read top-k"). The same bits as without it.
+# PYDECODE_CUDA_TOPK_SCAN (on by default): bfloat16 top-k rows with k <= 64 list their candidates
+# as they read the row (csrc/cuda/sampling.cu, "one-read top-k"). The same bits as without it.
 SCAN_KWARGS = ({"top_k": 50, "temperature": 0.7, "top_p": 0.9}, {"top_k": 1}, {"top_k": 64, "min_p": 0.05},
+               {"top_k": 50, "temperature": 1.1, "top_p": 0.95}, {"top_k": 8, "temperature": 1e39},
                {"top_k": 20, "top_p": 0.5, "min_tokens_to_keep": 30}, {"top_k": 65, "top_p": 0.9})
 
 

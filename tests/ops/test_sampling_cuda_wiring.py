@@ -93,8 +93,8 @@ def test_list_switches_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, switch: s
         _launch(X)
 
 
-def test_top_k_scan_is_off_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_top_k_scan_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PYDECODE_CUDA_TOPK_SCAN", raising=False)
-    assert not _cuda_launch.top_k_scan()
-    monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "1")
     assert _cuda_launch.top_k_scan()
+    monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "0")
+    assert not _cuda_launch.top_k_scan()
