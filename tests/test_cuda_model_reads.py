@@ -154,6 +154,26 @@ def test_beam_reads_and_outputs(model, log_softmax: bool) -> None:  # noqa: ANN0
             assert all(torch.equal(a, b) for a, b in zip(fused[1:], row[1:])), k
 
 
+def test_beam_key_bin_list_by_value_at_bin_edges(model) -> None:  # noqa: ANN001
+    """The sum's read lists an entry when `x >= KeyBinList::lowest()`, one comparison where the key
+    and its bin were taken: rows of values on key-bin edges (an eighth of an octave apart), one
+    ulp either side of them, of both signs, +-0 and -inf, with ties, at k whose k-th value is such
+    an edge: the candidates of the gap histogram's list. (Not the torch reference's: with this many
+    equal scores torch.topk picks among ties its own way.)"""
+    edges = torch.tensor([1.0, 1.125, 1.25, 0.5, 0.5625, 2.0, -1.0, -1.125, -0.5, -2.0, 0.0, -0.0])
+    values = torch.cat([edges, torch.nextafter(edges, torch.tensor(float("inf"))),
+                        torch.nextafter(edges, torch.tensor(float("-inf"))), torch.tensor([float("-inf")])])
+    g = torch.Generator().manual_seed(9)
+    x = values[torch.randint(0, len(values), (8, 3000), generator=g)]
+    bonus = torch.zeros(8)
+    for log_softmax in (True, False):
+        for k in (1, 8, 20):
+            fused = reads.beam_reads(model, x, 4, k, log_softmax, bonus)
+            gap = reads.beam_reads(model, x, 4, k, log_softmax, bonus, False)
+            assert fused[0] == pytest.approx(2), "the key-bin list took the sum's read"
+            assert all(torch.equal(a, b) for a, b in zip(fused[1:], gap[1:])), (log_softmax, k)
+
+
 def test_block_syncs_count_a_calls_barriers(model) -> None:  # noqa: ANN001
     """take_block_syncs: the most __syncthreads one block passed since the last take, the same for
     the same call, reset by the take; a split row's blocks each pass the statistics' barriers too."""

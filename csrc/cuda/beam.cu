@@ -155,31 +155,34 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   // list is the row's top bins), in no fixed order, which nothing depends on: the selects count,
   // and ties are broken by index.
   const bool list_in_sum = a.log_softmax && compact && key_list.low >= 0;
-  // Whether an entry goes on the key-bin list (the rest: the largest is the left-out logit, below).
-  const auto on_key_list = [&](float x) { return (x > -kInf) & key_list.holds(sort_key(x)); };  // & : no branch
+  // Whether an entry goes on the key-bin list (the rest: the largest is the left-out logit, below);
+  // one comparison (KeyBinList::lowest), where the sort key and its bin took ten instructions.
+  const float lowest = key_list.low >= 0 ? key_list.lowest() : kInf;
+  const auto on_key_list = [lowest](float x) { return x >= lowest; };
   RowLse stats{0.0f, 0.0f};
   float sum_left_out = kInf;
   if (a.log_softmax) {
     stats = row_lse(mx, nan, [&](float m) {
-      U128 z;
+      ThreadSum z;
       if (list_in_sum) {
         if (threadIdx.x == 0) s.fill = 0;
         __syncthreads();  // the key-bin histogram, in the list's memory, has been read
         float out = -kInf;
         for_row<D, kFastLoads>(src, vocab, [&](int v, float x) {
           z.add(fix40(expf(x - m)));
-          if (on_key_list(x)) {
+          const bool listed = on_key_list(x);
+          out = fmaxf(out, listed ? -kInf : x);  // no NaN here (compact rows)
+          if (listed) {  // rare: the value is read again (from L1), so no entry's stays live for it
             const uint32_t pos = atomicAdd(&s.fill, 1u);
-            if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, x);  // bound: a logic error only
-          } else {
-            out = x > out ? x : out;
+            // the bound: a logic error only
+            if (pos < static_cast<uint32_t>(kCandCap)) list[pos] = pack_cand(v, load_one<D>(src, v));
           }
         });
         sum_left_out = block_reduce(out, MaxOp(), s.fscratch);  // its barriers also complete the list
       } else {
         for_row<D, kFastLoads>(src, vocab, [&](int, float x) { z.add(fix40(expf(x - m))); });
       }
-      return block_sum(z, s.u64a, s.u64b);
+      return block_sum(z.wide(), s.u64a, s.u64b);
     });
   }
   const float m = stats.m, lse = stats.lse;
@@ -504,9 +507,9 @@ __global__ void __launch_bounds__(kThreads) beam_slice_sum_kernel(const BeamArgs
   const float m = nan ? NAN : mx;
   if (!(m > -kInf && m < kInf)) return;  // row_lse takes no sum (block-uniform)
   const void* src = slice.data<D>(a.in, row);
-  U128 z;
-  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { z.add(fix40(expf(x - m))); });
-  z = block_sum(z, lo_s, hi_s);
+  ThreadSum t;
+  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) { t.add(fix40(expf(x - m))); });
+  const U128 z = block_sum(t.wide(), lo_s, hi_s);
   if (threadIdx.x == 0) {
     rec[blockIdx.y].sum_lo = z.lo;
     rec[blockIdx.y].sum_hi = z.hi;

@@ -210,6 +210,16 @@ __device__ __forceinline__ float log_fix63(const U128& z) { return static_cast<f
 // error stays below vocab * 2^-41, under 2^-23 of the sum (which is >= 1: the max's term) for any
 // vocabulary below 2^18 entries, and the sum is still exact and order-free.
 __device__ __forceinline__ unsigned long long fix40(float t) { return __float2ull_rn(t * 0x1p40f); }
+
+// One thread's sum of fix40 terms (each <= 2^40) over a row loop: a 64-bit integer, exact while the
+// thread adds fewer than 2^24 terms (a thread of a 1024-thread block reads at most vocab / 1024
+// entries, vocab < 2^31), so the loop adds two words an entry instead of U128's carry check; the
+// block sums these in 128 bits (block_sum).
+struct ThreadSum {
+  unsigned long long v = 0;
+  __device__ __forceinline__ void add(unsigned long long term) { v += term; }
+  __device__ __forceinline__ U128 wide() const { return U128{v, 0ull}; }
+};
 __device__ __forceinline__ float log_fix40(const U128& z) { return static_cast<float>(log(z.to_double() * 0x1p-40)); }
 
 // Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
@@ -436,6 +446,13 @@ struct KeyBinList {
   // the row loops call it on every entry, and a short circuit becomes a branch there.
   __device__ __forceinline__ bool holds(uint32_t key) const {
     return (low >= 0) & (key_bin(key) >= static_cast<uint32_t>(low));
+  }
+  // The same test as one float comparison, for the row loops (low >= 0): a value x is listed iff
+  // x >= lowest(), the smallest value above -inf in bin low or above (sort keys order the values,
+  // and -0 / +0 share a key; NaN, never listed, compares false).
+  __device__ __forceinline__ float lowest() const {
+    const uint32_t key = static_cast<uint32_t>(low) << kKeyBinShift;  // the bin's first key
+    return key < 0x00800000u ? -3.40282347e38f : key_to_float(key);  // below: only -inf's and NaN's keys (-FLT_MAX)
   }
 };
 
