@@ -40,6 +40,10 @@ void by_dtype(int dtype, const F& f) {
 }  // namespace
 
 void bind_sampling_model(py::module_& m) {
+  // The one-read top-k list's input-side bound of a threshold key, and the float32 factor of a
+  // temperature, for the tests of the bound itself.
+  m.def("input_floor", [](uint32_t thr, float rcp) { return input_floor(thr, rcp); });
+  m.def("temperature_factor", [](double t) { return temperature_factor(t); });
   m.def("filter_chain", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                            int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
                            int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
