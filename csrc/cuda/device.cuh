@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cfloat>
 #include <cstdint>
 
 #include "pydecode/philox.h"
@@ -20,6 +21,7 @@ constexpr int kDTypeBF16 = 2;
 
 // NaN ranks above +inf (key 0xFF800000), as torch.topk / torch.sort rank it.
 constexpr uint32_t kNanKey = 0xFFFFFFFFu;
+constexpr uint32_t kNegInfKey = 0x007FFFFFu;  // sort_key(-inf), below every finite value's
 
 template <int D>
 struct Elem;
@@ -452,7 +454,7 @@ struct KeyBinList {
   // and -0 / +0 share a key; NaN, never listed, compares false).
   __device__ __forceinline__ float lowest() const {
     const uint32_t key = static_cast<uint32_t>(low) << kKeyBinShift;  // the bin's first key
-    return key < 0x00800000u ? -3.40282347e38f : key_to_float(key);  // below: only -inf's and NaN's keys (-FLT_MAX)
+    return key <= kNegInfKey ? -FLT_MAX : key_to_float(key);  // at or below: only -inf's and NaN's keys
   }
 };
 

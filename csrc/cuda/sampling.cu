@@ -610,7 +610,6 @@ constexpr int kScanLoads = 4;
 constexpr int kScanWarpCap = 128;  // entries of a warp's buffer: 32 warps fill the list exactly
 static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the candidate list");
 static_assert(kScanMaxKeep < kScanWarpCap, "a compacted buffer must leave room");
-constexpr uint32_t kNegInfKey = 0x007FFFFFu;  // sort_key(-inf)
 // The list is its own instantiation of the chain kernel (kScan), so the kernel without it is
 // unchanged; it is built for bfloat16 rows only: each instantiation adds about a sixth to this
 // file's compile time. The launchers (and the CPU model's) pick it by this rule.
@@ -619,10 +618,10 @@ constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 // The highest key t such that at least `keep` of the warp's keys (kPer a lane; 0: no key) are at
 // or above it, narrowed bit by bit from the top bit where the keys differ only while more than
 // keep + kScanSlack are (after the first rounds a buffer spans about an octave, so a few bits
-// suffice); 0 when the warp holds fewer than keep keys. *at: how many keys are at or above t.
+// suffice); 0 when the warp holds fewer than keep keys.
 constexpr uint32_t kScanSlack = 8;
 template <int kPer>
-__device__ __forceinline__ uint32_t warp_key_floor(const uint32_t (&k)[kPer], uint32_t keep, uint32_t* at) {
+__device__ __forceinline__ uint32_t warp_key_floor(const uint32_t (&k)[kPer], uint32_t keep) {
   uint32_t lo = 0xFFFFFFFFu, hi = 0, n = 0;
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {
@@ -636,7 +635,6 @@ __device__ __forceinline__ uint32_t warp_key_floor(const uint32_t (&k)[kPer], ui
     lo = l < lo ? l : lo;
     hi = h > hi ? h : hi;
   }
-  *at = n;
   if (n < keep) return 0;
   const uint32_t diff = lo ^ hi;
   const int top = diff == 0 ? -1 : 31 - __clz(diff);  // the highest bit where the keys differ
@@ -651,7 +649,6 @@ __device__ __forceinline__ uint32_t warp_key_floor(const uint32_t (&k)[kPer], ui
       n = m;
     }
   }
-  *at = n;
   return t;
 }
 
@@ -674,8 +671,7 @@ __device__ __noinline__ uint32_t warp_keep_top(unsigned long long* buf, uint32_t
     e[i] = valid ? buf[lane + 32 * i] : 0ull;
     k[i] = valid ? key_of(__uint_as_float(static_cast<uint32_t>(e[i]))) : 0u;  // listed keys are > 0
   }
-  uint32_t at;
-  uint32_t t = warp_key_floor(k, keep, &at);  // keep <= n_in: t is a key
+  uint32_t t = warp_key_floor(k, keep);  // keep <= n_in: t is a key
   t = t > at_least ? t : at_least;
   __syncwarp();
   // Slot order is kept and an entry never moves up (all of them are in registers anyway).
@@ -701,7 +697,7 @@ __device__ __noinline__ uint32_t warp_keep_top(unsigned long long* buf, uint32_t
 // threshold rises, a few times a row.
 __device__ __noinline__ float input_floor(uint32_t thr, float rcp) {
   const float t = key_to_float(thr);
-  double lo = t == kInf ? 3.4028234663852886e38 : static_cast<double>(t);
+  double lo = t == kInf ? static_cast<double>(FLT_MAX) : static_cast<double>(t);
   lo -= fabs(lo) * 0x1p-22 + 0x1p-148;
   double q = lo / static_cast<double>(rcp);
   q -= fabs(q) * 0x1p-40;
@@ -833,9 +829,12 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
   __syncthreads();
   ScanState w{0u, kNegInfKey + 1u, false, 0u};
   float thr_x;
-  const auto raise = [&](uint32_t t) {  // warp-uniform
+  const auto adopt = [&](uint32_t t) {  // warp-uniform: the warp filters with t from now on
     w.thr = t;
     thr_x = input_floor(t, rcp);
+  };
+  const auto raise = [&](uint32_t t) {  // adopt t and share it with the other warps
+    adopt(t);
     if (lane == 0) atomicMax(shared_thr, t);
   };
   // The hits of a round starting at chunk c0 (bits: scan_hits'), if the warp has any.
@@ -862,8 +861,7 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
       for (int j = 0; j < kVec; ++j) m = fmaxf(m, chunk_entry<D>(raw[u], j));
       sub[u] = key_above_neg_inf(m);
     }
-    uint32_t at;
-    uint32_t t = warp_key_floor(sub, keep, &at);
+    uint32_t t = warp_key_floor(sub, keep);
     if (t == 0) {
 #pragma unroll
       for (int q = 0; q < kScanLoads; ++q) {
@@ -871,7 +869,7 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
                                                             chunk_entry<D>(raw[0], (2 * q + 1) % kVec)))
                                   : 0u;
       }
-      t = warp_key_floor(sub, keep, &at);
+      t = warp_key_floor(sub, keep);
     }
     raise(t > w.thr ? t : w.thr);
     take_hits(0, hit_mask(raw, thr_x));
@@ -881,10 +879,7 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
   // of a higher one another warp has reached (lane 0's reading, so that the warp agrees on it).
   const auto next_round = [&](int c0) {
     const uint32_t other = __shfl_sync(0xFFFFFFFFu, lane == 0 ? coherent_load(shared_thr) : 0u, 0);
-    if (other > w.thr) {
-      w.thr = other;
-      thr_x = input_floor(other, rcp);
-    }
+    if (other > w.thr) adopt(other);
     bool any = false;  // the common round once warmed up: nothing reaches the threshold
 #pragma unroll
     for (int u = 0; u < kScanLoads; ++u) {
