@@ -253,8 +253,8 @@ __device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsi
 // Warp 0 helpers over 256 histogram bins, visited from the highest bin down. Lane l owns bins
 // 255 - 8l ... 248 - 8l. Returns, to lane 0 (and all of warp 0), the exclusive suffix sum of
 // every lane's first bin.
-template <class T>
-__device__ __forceinline__ T lane_exclusive_suffix(const T* bins, int lane, T* lane_total) {
+template <class Bins, class T>
+__device__ __forceinline__ T lane_exclusive_suffix(const Bins& bins, int lane, T* lane_total) {
   T total = 0;
 #pragma unroll
   for (int j = 0; j < 8; ++j) total += bins[255 - 8 * lane - j];

@@ -66,8 +66,38 @@ struct WideBins {
   uint32_t above;
 };
 
+// A 256-bin histogram of fixed-point masses in shared memory (terms of at most 2^32, sums below
+// 2^64), added to with 32-bit atomics on each bin's two halves. sm_90 has no 64-bit shared-memory
+// atomic add: nvcc's stand-in is a compare-and-swap loop (ATOMS.CAST.SPIN.64) that retries while
+// other threads hit the same bin, so a pass whose entries share a few bins (a radix descent's
+// first digit over a whole row, a wide nucleus' boundary bins) serialised on it. The add that
+// wraps a low word sees so in the old value its atomic returns, and it alone carries into the
+// high word: the sums are the same integers in any order.
+struct MassBins {
+  uint32_t lo[256];
+  uint32_t hi[256];
+
+  __device__ __forceinline__ void clear(int b) {
+    lo[b] = 0;
+    hi[b] = 0;
+  }
+  __device__ __forceinline__ void add(int b, unsigned long long v) {
+    const uint32_t low = static_cast<uint32_t>(v);
+    const uint32_t old = atomicAdd(&lo[b], low);
+    const uint32_t carry = static_cast<uint32_t>(v >> 32) + (low > ~old ? 1u : 0u);
+    if (carry != 0) atomicAdd(&hi[b], carry);
+  }
+  __device__ __forceinline__ unsigned long long operator[](int b) const {
+    return (static_cast<unsigned long long>(hi[b]) << 32) | lo[b];
+  }
+  __device__ __forceinline__ void set(int b, unsigned long long v) {
+    lo[b] = static_cast<uint32_t>(v);
+    hi[b] = static_cast<uint32_t>(v >> 32);
+  }
+};
+
 struct Shared : RadixShared {
-  unsigned long long mass[256];
+  MassBins mass;
   uint32_t u32[32];
   unsigned long long u64[32];
   unsigned long long u64b[32];
@@ -112,7 +142,7 @@ struct RowSync;
 template <>
 struct RowSync<false> {
   __device__ __forceinline__ void hist(uint32_t*) {}
-  __device__ __forceinline__ void hist_mass(uint32_t*, unsigned long long*) {}
+  __device__ __forceinline__ void hist_mass(uint32_t*, MassBins&) {}
   __device__ __forceinline__ void stats(uint32_t&, uint32_t&, uint32_t&) {}
   __device__ __forceinline__ void barrier() { __syncthreads(); }
   __device__ __forceinline__ void add(unsigned long long&) {}
@@ -166,16 +196,17 @@ struct RowSync<true> {
     __syncthreads();
   }
 
-  __device__ void hist_mass(uint32_t* h, unsigned long long* m) {
+  __device__ void hist_mass(uint32_t* h, MassBins& m) {
     MergeBuf* b = open();
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       if (h[i] != 0) atomicAdd(&b->hist[i], h[i]);
-      if (m[i] != 0) atomicAdd(&b->mass[i], m[i]);
+      const unsigned long long mi = m[i];
+      if (mi != 0) atomicAdd(&b->mass[i], mi);
     }
     close();
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       h[i] = coherent_load(&b->hist[i]);
-      m[i] = coherent_load(&b->mass[i]);
+      m.set(i, coherent_load(&b->mass[i]));
     }
     __syncthreads();
   }
@@ -349,7 +380,7 @@ __device__ uint32_t mass_descent(Part& part, const YFn& yof, const EFn& efix, co
   for (int shift = part.values.start(&prefix, &mask); shift >= 0; shift -= 8) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       sh.hist[i] = 0;
-      sh.mass[i] = 0;
+      sh.mass.clear(i);
     }
     __syncthreads();
     part.each([&](int v, float x) {
@@ -358,7 +389,7 @@ __device__ uint32_t mass_descent(Part& part, const YFn& yof, const EFn& efix, co
       if (kept(cut, key, v) && (key & mask) == prefix) {
         const uint32_t d = (key >> shift) & 255u;
         atomicAdd(&sh.hist[d], 1u);
-        atomicAdd(&sh.mass[d], efix(y));
+        sh.mass.add(d, efix(y));
       }
     });
     __syncthreads();
@@ -1167,7 +1198,7 @@ __device__ bool wide_top_p(RowPart<D, S>& part, const RowCtx& r, const YFn& yof,
   if (w.count > static_cast<uint32_t>(kCandCap)) {
     for (int i = threadIdx.x; i < 256; i += blockDim.x) {
       sh.hist[i] = 0;
-      sh.mass[i] = 0;
+      sh.mass.clear(i);
     }
     __syncthreads();
     part.each([&](int, float x) {
@@ -1177,7 +1208,7 @@ __device__ bool wide_top_p(RowPart<D, S>& part, const RowCtx& r, const YFn& yof,
         base += efix(y);
       } else if (b >= w.lo) {
         atomicAdd(&sh.hist[b], 1u);
-        atomicAdd(&sh.mass[b], efix(y));
+        sh.mass.add(b, efix(y));
       }
     });
     __syncthreads();
