@@ -11,13 +11,14 @@ kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``
 ``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
 call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
 row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
-k = 8, with and without log-softmax). ``reads_compact_on``: the top-k call with its list from the
+k = 8, with and without log-softmax). ``reads_compact_on``: the calls with their lists from the
 key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``); ``reads_top_k_scan``: with the one-read
-top-k list (the default for bfloat16 rows with k <= 64; the hits' values read again count too), and
-``block_syncs_top_k_scan`` its block barriers. ``block_syncs`` (compact path on): the most ``__syncthreads``
-one block of the call passes, the chain of block barriers a row waits through (at batch 1 that
-sequence, with the row barriers, is the call's latency; the model's 64-thread blocks pass the same
-sequence as a GPU's 1024-thread ones but for loops over more list entries than threads).
+list (the default for bfloat16 top-k rows with k <= 64 and top-p rows without top-k; the hits'
+values read again count too), and ``block_syncs_top_k_scan`` its block barriers. ``block_syncs``
+(compact path on): the most ``__syncthreads`` one block of the call passes, the chain of block
+barriers a row waits through (at batch 1 that sequence, with the row barriers, is the call's
+latency; the model's 64-thread blocks pass the same sequence as a GPU's 1024-thread ones but for
+loops over more list entries than threads).
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -83,23 +84,24 @@ def _addr(t: torch.Tensor | None) -> int:
 
 def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: float, splits: int,
                 compact: bool, filtered: bool = False,
-                key_bins: bool = True, top_k_scan: bool = False,
-                temperature: float = 0.7) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
+                key_bins: bool = True, top_k_scan: bool = False, temperature: float = 0.7, min_p: float = 0.0,
+                min_tokens_to_keep: int = 1) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
     """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
     at ``temperature``: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
     (a pass more); key_bins=False: the compact path's lists come from the gap histogram only;
-    top_k_scan=True: top-k rows with k <= 64 list their candidates in the statistics pass."""
+    top_k_scan=True: the one-read list (top-k rows with k <= 64, top-p rows without top-k)."""
     rows, vocab = x.shape
     temps = torch.full((rows,), temperature, dtype=torch.float64)
     k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)
     p = torch.full((rows,), top_p, dtype=torch.float64)
+    mp = torch.full((rows,), min_p, dtype=torch.float64) if min_p > 0 else None
     seed, offset = torch.arange(rows, dtype=torch.int64) + 5, torch.zeros(rows, dtype=torch.int64)
     tokens = torch.empty(rows, dtype=torch.int64)
     rows_out = torch.empty(rows, vocab) if filtered else None
     model.take_loaded_bytes()
     model.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, 1, _addr(temps), _addr(k),
-                       _addr(p), 0, 1, _addr(seed), _addr(offset), _addr(tokens), 0, _addr(rows_out), float("-inf"), 0,
-                       THREADS, splits, compact, key_bins, top_k_scan)
+                       _addr(p), _addr(mp), min_tokens_to_keep, _addr(seed), _addr(offset), _addr(tokens), 0,
+                       _addr(rows_out), float("-inf"), 0, THREADS, splits, compact, key_bins, top_k_scan)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
 
 
@@ -151,11 +153,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     model.take_block_syncs()
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True)
                     syncs = model.take_block_syncs()
-                    scan, scan_barriers, scan_syncs = "", "", ""
-                    if "top_k" in kw:
-                        scan, scan_barriers, _, _ = chain_reads(model, x, kw["top_k"], kw["top_p"], splits,
-                                                                compact=True, top_k_scan=True)
-                        scan, scan_syncs = round(scan, 2), model.take_block_syncs()
+                    scan, scan_barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits,
+                                                            compact=True, top_k_scan=True)
+                    scan, scan_syncs = round(scan, 2), model.take_block_syncs()
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
                                  "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",

@@ -582,12 +582,12 @@ __device__ void list_entries(RowPart<D, S>& part, const Take& take, int n, Share
   __syncthreads();
 }
 
-// Builds the row's candidate list in sh.cand (top-k: `keep` > 0; top-p: keep == 0, and *total
-// gets the mass of the whole row, exp(y - ymax) in 32.32 fixed point). Returns its length, or -1
-// when it would not fit or (top-p) cannot reach the limit: the full-row path runs.
+// The compact path's histogram read (top-k: `keep` > 0; top-p: keep == 0, and *total gets the mass
+// of the whole row, exp(y - ymax) in 32.32 fixed point, and the list's bins are fitted to the
+// nucleus): leaves the list's lowest bin in sh.bin (-1: no list) and its length in sh.bin_count.
 template <int D, bool S, class YFn, class EFn>
-__device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const GapBins& bins,
-                                uint32_t keep, double top_p, uint32_t mtk, unsigned long long* total, Shared& sh) {
+__device__ void bin_row(RowPart<D, S>& part, const YFn& yof, const EFn& efix, const GapBins& bins, uint32_t keep,
+                        double top_p, uint32_t mtk, unsigned long long* total, Shared& sh) {
   unsigned long long mass = 0;
   // Unswitched on top-p's row mass (taken in the same read), so neither loop branches per entry.
   const auto histogram = [&](const auto& also) {
@@ -605,6 +605,23 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
     *total = mass;
     fit_nucleus(sh, bins, top_p_limit(top_p, mass), mtk);
   }
+}
+
+// Whether the list of n entries in sh.cand decides top-p: its mass reaches the limit and
+// min_tokens_to_keep fits in it.
+template <class YFn, class EFn>
+__device__ __forceinline__ bool list_reaches(int n, const YFn& yof, const EFn& efix, double limit, uint32_t mtk,
+                                             Shared& sh) {
+  unsigned long long listed = 0;
+  for_list(sh.cand, n, [&](int, float x) { listed += efix(yof(x)); });
+  listed = block_reduce(listed, AddOp(), sh.u64);
+  return static_cast<double>(listed) >= limit && mtk <= static_cast<uint32_t>(n);
+}
+
+// Lists the bins bin_row chose in sh.cand (a read of the row): returns the list's length, or -1
+// when it chose none (it would not fit or, top-p, cannot reach the limit).
+template <int D, bool S, class YFn>
+__device__ int list_top_bins(RowPart<D, S>& part, const YFn& yof, const GapBins& bins, Shared& sh) {
   const int low = sh.bin;
   const int n = static_cast<int>(sh.bin_count);
   if (low < 0) return -1;
@@ -615,7 +632,8 @@ __device__ int build_candidates(RowPart<D, S>& part, const YFn& yof, const EFn& 
 // ----------------------------------------------------------------------------- one-read top-k
 // Top-k with a small k (the decode-loop call: k <= kScanMaxKeep) lists its candidates while it
 // reads the row: one read instead of two (statistics + key bins, then the list), and no
-// shared-memory atomic per entry. Each warp keeps its own buffer of entries at or above a running
+// shared-memory atomic per entry. (Top-p rows without top-k list their kScanMaxKeep largest
+// entries the same way: see the chain kernel.) Each warp keeps its own buffer of entries at or above a running
 // threshold: when the buffer fills, the warp finds a key with at least keep entries of the buffer
 // at or above it (warp_keep_top), keeps those and raises its threshold to it. A warp's threshold
 // never exceeds the keep-th largest key of some of the row's entries, so it never exceeds the
@@ -811,10 +829,12 @@ __device__ __noinline__ ScanState scan_hits(const void* data, int len, int base,
 // thread met a NaN (only meaningful when the list was built). NaN and -inf entries are never
 // listed (a row with a NaN takes the statistics pass, and so does one with fewer than keep
 // entries above -inf). Every thread runs the same rounds (kScanLoads 16-byte chunks each), so the
-// warps' collectives are uniform.
-template <int D, class YFn>
+// warps' collectives are uniform. kLow: *low_out gets this thread's smallest input above -inf
+// (+inf: none; only meaningful when the list was built, as a warp that cannot make room stops
+// reading), which top-p's gap bins need: a minimum an entry in the loop, kept out of top-k's.
+template <int D, bool kLow, class YFn>
 __device__ int scan_top_list(const void* data, int len, int base, const YFn& scaled, float rcp, uint32_t keep,
-                             Shared& sh, uint32_t* kmax_out, uint32_t* nan_out) {
+                             Shared& sh, uint32_t* kmax_out, uint32_t* nan_out, float* low_out) {
   using T = typename Elem<D>::T;
   constexpr int kVec = 16 / static_cast<int>(sizeof(T));
   static_assert(kScanLoads * kVec <= 32, "a round's hits are one 32-bit mask");
@@ -876,6 +896,10 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     if (w.thr != before) raise(w.thr);
   };
   uint4 raw[kScanLoads];
+  float low = kInf;
+  const auto take_low = [&](float x) {  // NaN and -inf: no candidate
+    if constexpr (kLow) low = fminf(low, x > -kInf ? x : kInf);
+  };
   {  // the first round: the threshold starts at the keep-th largest of the lanes' maxima of 8
     // entries, or (a short part: fewer than keep of those in the warp) of pairs of the lane's first
     // chunk; at least keep entries reach it either way (NaN-ignoring maxima; none above -inf: no key)
@@ -889,7 +913,11 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     for (int u = 0; u < kScanLoads; ++u) {
       float m = -kInf;
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) m = fmaxf(m, chunk_entry<D>(raw[u], j));
+      for (int j = 0; j < kVec; ++j) {
+        const float x = chunk_entry<D>(raw[u], j);
+        m = fmaxf(m, x);
+        take_low(x);
+      }
       sub[u] = key_above_neg_inf(m);
     }
     uint32_t t = warp_key_floor(sub, keep);
@@ -915,7 +943,11 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
 #pragma unroll
     for (int u = 0; u < kScanLoads; ++u) {
 #pragma unroll
-      for (int j = 0; j < kVec; ++j) any |= !(chunk_entry<D>(raw[u], j) < thr_x);
+      for (int j = 0; j < kVec; ++j) {
+        const float x = chunk_entry<D>(raw[u], j);
+        any |= !(x < thr_x);
+        take_low(x);
+      }
     }
     if (__ballot_sync(0xFFFFFFFFu, any) != 0) take_hits(c0, hit_mask(raw, thr_x));
   };
@@ -930,6 +962,7 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     next_round(c0);
   }
   *nan_out = w.nan;
+  *low_out = low;
   // The block's list: the entries of the warps' buffers at or above the block's final threshold
   // (some warp's: no entry top-k keeps is below it; about keep of them are above), moved together
   // (every entry into registers first: a buffer's new place may overlap a lower warp's old one),
@@ -1308,32 +1341,46 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     keep = s.top_k[row] > s.min_tokens_to_keep ? s.top_k[row] : s.min_tokens_to_keep;
     keep = keep < vocab ? keep : 0;
   }
+  const bool top_p = s.top_p != nullptr && s.top_p[row] < 1.0;
   // Top-k rows with a small k list their candidates as they read the row (the one-read top-k
-  // list, above): 1 read, and the statistics come from the list. It compares the inputs with the
-  // threshold, which needs the transform to be a multiply by a finite factor > 0: not the log of
-  // probability inputs, and not a temperature whose reciprocal rounds to 0 or inf. Other top-k
-  // rows one block reads, and the rows whose list fails, histogram their keys' top bits in the
-  // statistics pass (the key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap
-  // histogram there: merging 4096 bins between the blocks would cost more than the read it saves.
-  const bool scan = kScan && s.compact && keep > 0 && keep <= kScanMaxKeep && tf != 2 && rcp > 0.0f && rcp < kInf;
+  // list, above): 1 read, and the statistics come from the list. So do top-p rows without top-k,
+  // whose list is the kScanMaxKeep largest entries (and whose read also takes the row's smallest
+  // value, for the gap bins): a second read sums the row's mass (and takes the gap histogram), and
+  // when the list's mass reaches top-p's limit (a nucleus of at most about kScanMaxKeep entries,
+  // the usual decode step) the list holds it: 2 reads; else the histogram's list follows, as after
+  // the statistics pass. The list compares the inputs with the threshold,
+  // which needs the transform to be a multiply by a finite factor > 0: not the log of probability
+  // inputs, and not a temperature whose reciprocal rounds to 0 or inf. Other top-k rows one block
+  // reads, and the rows whose list fails, histogram their keys' top bits in the statistics pass
+  // (the key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram
+  // there: merging 4096 bins between the blocks would cost more than the read it saves.
+  const uint32_t scan_keep = keep > 0 ? static_cast<uint32_t>(keep) : (top_p ? kScanMaxKeep : 0u);
+  const bool scan = kScan && s.compact && scan_keep > 0 && scan_keep <= kScanMaxKeep && scan_keep < vocab && tf != 2 &&
+                    rcp > 0.0f && rcp < kInf;
   const auto key_of = [yof](float x) { return sort_key(yof(x)); };
 
   // Row statistics: the largest non-NaN key, whether a NaN is present, the smallest finite key
-  // (not known, 0xFFFFFFFF, when the list provides the statistics: only the paths after a failed
-  // list need it).
+  // (not known, 0xFFFFFFFF, when a top-k row's list provides the statistics: only the paths after
+  // a failed list need it).
   uint32_t kmax = 0, nan = 0, kmin = 0xFFFFFFFFu;
   int scan_n = -1;  // the one-read list's length (-1: none)
   bool have_stats = false;
   if (scan) {
-    scan_n = scan_top_list<D>(part.data, part.len, part.begin, scaled, rcp, static_cast<uint32_t>(keep), sh, &kmax,
-                              &nan);
+    float low = kInf;  // top-p rows: the smallest input above -inf, for the gap bins
+    const auto scan_row = [&](auto take_low) {
+      return scan_top_list<D, decltype(take_low)::value>(part.data, part.len, part.begin, scaled, rcp, scan_keep, sh,
+                                                         &kmax, &nan, &low);
+    };
+    scan_n = keep > 0 ? scan_row(std::false_type()) : scan_row(std::true_type());
     nan = block_reduce(nan, MaxOp(), sh.u32);
+    if (keep == 0) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
     part.sync.stats(kmax, nan, kmin);
-    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, static_cast<uint32_t>(keep), key_of, kmax, sh);
-    // The list holds every entry top-k keeps, and the row's largest, when it has keep entries
-    // (all above -inf). A NaN or +inf (the full-row path's rows) and a list that failed send the
-    // row to the statistics pass. (The same in every block of a split row: merged values.)
-    have_stats = scan_n >= keep && nan == 0 && kmax < sort_key(kInf);
+    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, scan_keep, key_of, kmax, sh);
+    // The list holds the scan_keep largest entries with all their ties, and so the row's largest,
+    // when it has scan_keep entries (all above -inf). A NaN or +inf (the full-row path's rows) and
+    // a list that failed send the row to the statistics pass. (The same in every block of a split
+    // row: merged values.)
+    have_stats = scan_n >= static_cast<int>(scan_keep) && nan == 0 && kmax < sort_key(kInf);
   }
   const bool key_bins = !have_stats && !kSplit && s.compact && s.key_bins && keep > 0 && keep <= kCandCap;
   uint32_t* key_hist = reinterpret_cast<uint32_t*>(sh.cand);  // a failed list's memory
@@ -1341,6 +1388,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     if (key_bins) clear_key_bins(key_hist);
     kmax = 0;
     nan = 0;
+    kmin = 0xFFFFFFFFu;
     // Per entry: the largest non-NaN key, a NaN flag, the smallest key above -inf, and its key bin.
     // Branch-free (selects; key_slot's atomic), and the loop is unswitched on the transform and on
     // the histogram: with yof's three-way branch and the conditionals inside, nvcc emitted ~40
@@ -1380,23 +1428,51 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     return __float2ull_rn(expf(y - ymax) * 4294967296.0f);  // 32.32 fixed point, exact scaling
   };
 
-  const bool top_p = s.top_p != nullptr && s.top_p[row] < 1.0;
-
   Cut cut{0u, 0, INT_MAX};
   bool done = false;
   unsigned long long total = 0;  // top-p without top-k: the row's mass, once the compact path has summed it
   bool have_total = false;
-  if (have_stats) {
+  const float ymin = key_to_float(kmin);  // NaN when nothing is finite
+  // The compact path (see above), for the rows where it can apply (kmin is known after the
+  // statistics pass and after the one-read list of a top-p row).
+  const bool compact = s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf;
+  if (have_stats && keep > 0) {
     // The keep-th largest listed key is above -inf (nothing at -inf is listed), so it is the row's.
     CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
     uint32_t kept_count = static_cast<uint32_t>(vocab);
     top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
     cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
     done = true;
-  }
-  // The compact path (see above), for the rows where it can apply.
-  const float ymin = key_to_float(kmin);  // NaN when nothing is finite
-  if (!done && s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf && (keep > 0 ? keep <= kCandCap : top_p)) {
+  } else if (keep == 0 && top_p && compact) {
+    // Top-p without top-k: bin_row's read takes the row's mass (and the gap histogram), then the
+    // stages run on a list of the row's top entries (a top prefix of the sorted row, equal values
+    // on one side) whose mass reaches the limit and which min_tokens_to_keep fits in: every entry
+    // off it has at least the list's mass above it, so the boundary is on the list. The list is
+    // the one-read list when it reaches (2 reads), else that of the histogram's bins (3), else the
+    // wide-nucleus bins' (wide_top_p); the full-row path otherwise. (Written out, not a lambda:
+    // nvcc outlined one, with a 600-byte stack frame in the kernel and spills in the function.)
+    const GapBins bins = GapBins::over(ymax, ymin);
+    if (tf == 2) {
+      bin_row(part, yof, efix, bins, 0u, s.top_p[row], ctx.mtk, &total, sh);
+    } else {
+      bin_row(part, scaled, efix, bins, 0u, s.top_p[row], ctx.mtk, &total, sh);
+    }
+    have_total = true;
+    const double limit = top_p_limit(s.top_p[row], total);
+    int n = scan_n;
+    bool enough = have_stats && list_reaches(n, yof, efix, limit, ctx.mtk, sh);
+    if (!enough) {
+      n = tf == 2 ? list_top_bins(part, yof, bins, sh) : list_top_bins(part, scaled, bins, sh);
+      enough = n >= 0 && list_reaches(n, yof, efix, limit, ctx.mtk, sh);
+    }
+    if (enough) {
+      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
+      cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), &total, sh);
+      done = true;
+    } else if (n < 0 && sh.wide.lo >= 0) {
+      done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
+    }
+  } else if (compact && keep > 0 && keep <= kCandCap) {
     const GapBins bins = GapBins::over(ymax, ymin);
     // The list's reads of the row take the transform out of the loop as the statistics pass does.
     const auto list_by_key_bins = [&](const auto& y_of) {
@@ -1405,42 +1481,24 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
         return (y > -kInf) & key_list.holds(sort_key(y));  // & : no branch per entry
       }, static_cast<int>(key_list.count), sh);
     };
-    const auto candidates = [&](const auto& y_of) {
-      return build_candidates(part, y_of, efix, bins, static_cast<uint32_t>(keep), top_p ? s.top_p[row] : 1.0,
-                              ctx.mtk, &total, sh);
+    const auto top_bins = [&](const auto& y_of) {
+      bin_row(part, y_of, efix, bins, static_cast<uint32_t>(keep), 1.0, ctx.mtk, &total, sh);
+      return list_top_bins(part, y_of, bins, sh);
     };
-    int n;
-    if (key_list.low >= 0) {
-      n = static_cast<int>(key_list.count);
-      if (tf == 2) {
-        list_by_key_bins(yof);
-      } else {
-        list_by_key_bins(scaled);
-      }
+    int n = static_cast<int>(key_list.count);
+    if (key_list.low >= 0 && tf == 2) {
+      list_by_key_bins(yof);
+    } else if (key_list.low >= 0) {
+      list_by_key_bins(scaled);
     } else {
-      n = tf == 2 ? candidates(yof) : candidates(scaled);
+      n = tf == 2 ? top_bins(yof) : top_bins(scaled);
     }
-    have_total = keep == 0;
-    if (n < 0 && keep == 0 && sh.wide.lo >= 0) {
-      done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
-    } else if (n >= 0) {
-      CandPart cands{sh.cand, n, {},
-                     list_keys(sh.cand, n, key_of, kmax, sh.u32)};
-      if (keep > 0) {
-        uint32_t kept_count = static_cast<uint32_t>(vocab);
-        top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
-        cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
-        done = true;
-      } else {
-        // The list decides top-p when its mass reaches the limit and min_tokens_to_keep fits in it.
-        unsigned long long listed = 0;
-        cands.each([&](int, float x) { listed += efix(yof(x)); });
-        listed = block_reduce(listed, AddOp(), sh.u64);
-        if (static_cast<double>(listed) >= top_p_limit(s.top_p[row], total) && ctx.mtk <= static_cast<uint32_t>(n)) {
-          cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), &total, sh);
-          done = true;
-        }
-      }
+    if (n >= 0) {
+      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
+      uint32_t kept_count = static_cast<uint32_t>(vocab);
+      top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
+      cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
+      done = true;
     }
   }
   if (!done) {

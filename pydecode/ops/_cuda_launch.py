@@ -32,9 +32,10 @@ def key_bins() -> bool:
 
 
 # PYDECODE_CUDA_TOPK_SCAN=0: the sampling chain lists the candidates of bfloat16 top-k rows with
-# k <= 64 from the key-bin or gap histogram (two or three reads of the row) instead of as it reads
-# the row (csrc/cuda/sampling.cu's one-read top-k list, the default: same outputs, one read and
-# ~5 instructions an entry), for the GPU benchmarks that compare the two.
+# k <= 64, and of top-p rows without top-k, from the key-bin or gap histogram (two or three reads
+# of the row) instead of as it reads the row (csrc/cuda/sampling.cu's one-read list, the default:
+# same outputs; one read for top-k, two for top-p whose nucleus fits its 64 entries; ~3 instructions
+# an entry), for the GPU benchmarks that compare the two.
 TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
 
 

@@ -38,7 +38,7 @@ split_checks = 0
 compact_checks = 0
 def chain(x, **kw):
     """The one-block result, after checking that the full-row path (compact=False), the one-read
-    top-k list (top_k_scan=True, one block and 3 splits a row) and every split count in SPLITS give
+    list (top_k_scan=True: top-k and top-p rows, one block and 3 splits a row) and every split count in SPLITS give
     the same bits (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
     global split_checks, compact_checks
     want = chain_once(x, **kw)
