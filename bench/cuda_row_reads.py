@@ -9,16 +9,17 @@ csrc/cuda/sampling.cu and beam.cu unchanged (one thread per CUDA thread, 64 per 
 counts the bytes they load through ``__ldg``; reads = those bytes / the rows' bytes. Rows: the
 kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``flat``) plus
 ``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
-call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, at one block per
-row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card), and beam top-k (4 beams,
-k = 8, with and without log-softmax). ``reads_compact_on``: the calls with their lists from the
-key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``); ``reads_top_k_scan``: with the one-read
-list (the default for bfloat16 top-k rows with k <= 64 and top-p rows without top-k; the hits'
-values read again count too), and ``block_syncs_top_k_scan`` its block barriers. ``block_syncs``
-(compact path on): the most ``__syncthreads`` one block of the call passes, the chain of block
-barriers a row waits through (at batch 1 that sequence, with the row barriers, is the call's
-latency; the model's 64-thread blocks pass the same sequence as a GPU's 1024-thread ones but for
-loops over more list entries than threads).
+call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, temperature 0.7 +
+min-p 0.1, at one block per row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card),
+and beam top-k (4 beams, k = 8, with and without log-softmax). ``reads_compact_on``: the calls with
+their lists from the key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``);
+``reads_top_k_scan``: with the one-read list (the default for bfloat16 top-k rows with k <= 64, and
+top-p or min-p rows without top-k; the hits' values read again count too), and
+``block_syncs_top_k_scan`` its block barriers. ``block_syncs`` (compact path on): the most
+``__syncthreads`` one block of the call passes, the chain of block barriers a row waits through
+(at batch 1 that sequence, with the row barriers, is the call's latency; the model's 64-thread
+blocks pass the same sequence as a GPU's 1024-thread ones but for loops over more list entries
+than threads).
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -47,7 +48,8 @@ from pydecode.ops import _cpu
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ("randn x 1", "randn x 3", "peaked", "flat", "rand")
 CHAIN_CALLS = {"T0.7 top-k 50 top-p 0.9 sample": {"top_k": 50, "top_p": 0.9},
-               "T0.7 top-p 0.9 sample": {"top_p": 0.9}}
+               "T0.7 top-p 0.9 sample": {"top_p": 0.9},
+               "T0.7 min-p 0.1 sample": {"top_p": 1.0, "min_p": 0.1}}
 THREADS = 64
 
 
@@ -149,12 +151,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             x = rows_of(kind, 1, args.vocab, seed=7)
             for call, kw in CHAIN_CALLS.items() if "chain" in args.families else ():
                 for splits in (1, args.splits):
-                    off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False)[0]
+                    mp = kw.get("min_p", 0.0)
+                    off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False, min_p=mp)[0]
                     model.take_block_syncs()
-                    on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True)
+                    on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True,
+                                                     min_p=mp)
                     syncs = model.take_block_syncs()
                     scan, scan_barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits,
-                                                            compact=True, top_k_scan=True)
+                                                            compact=True, top_k_scan=True, min_p=mp)
                     scan, scan_syncs = round(scan, 2), model.take_block_syncs()
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),

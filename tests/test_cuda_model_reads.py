@@ -92,6 +92,36 @@ def test_top_k_scan_on_hard_rows(model, top_k: int) -> None:  # noqa: ANN001
                     assert 1 <= plain <= (2 if i == 0 else 1.15), (dtype, splits, i, plain)
 
 
+def _list_rows() -> dict[str, torch.Tensor]:
+    """Rows of 6000 for the one-read list's top-p and min-p rows: a ramp of 300 values 0.01 apart
+    (mass ~ 0.986^i at T 0.7) among values ~40 lower (no mass, and no ties: a list of ties cannot
+    make room), fewer finite entries than the list's 64, a NaN, -inf entries, three values tied."""
+    g = torch.Generator().manual_seed(6)
+    v = 6000
+    ramp = torch.randn(v, generator=g) - 40.0
+    ramp[torch.randperm(v, generator=g)[:300]] = -0.01 * torch.arange(300, dtype=torch.float32)
+    few = torch.full((v,), float("-inf"))
+    few[:20] = torch.randn(20, generator=g)
+    with_nan = torch.randn(v, generator=g) * 4
+    with_nan[77] = float("nan")
+    with_inf = torch.randn(v, generator=g) * 4
+    with_inf[::3] = float("-inf")
+    ties = torch.randint(0, 3, (v,), generator=g).float()
+    return {"ramp": ramp, "few": few, "nan": with_nan, "-inf": with_inf, "ties": ties}
+
+
+def _same_as_full_row(model, x: torch.Tensor, kw: dict) -> None:  # noqa: ANN001
+    """Tokens and filtered rows with the one-read list, without it and on the full-row path, at
+    one block and 3 slices, bit for bit (NaN kept as NaN)."""
+    args = {"min_p": kw.get("min_p", 0.0), "min_tokens_to_keep": kw.get("min_tokens_to_keep", 1)}
+    for splits in (1, 3):
+        want = reads.chain_reads(model, x, None, kw.get("top_p", 1.0), splits, False, True, **args)
+        for scan in (False, True):
+            got = reads.chain_reads(model, x, None, kw.get("top_p", 1.0), splits, True, True, top_k_scan=scan, **args)
+            same_rows = torch.allclose(got[3], want[3], rtol=0, atol=0, equal_nan=True)
+            assert torch.equal(got[2], want[2]) and same_rows, (kw, splits, scan)
+
+
 def test_top_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
     """Top-p without top-k on the one-read list (the 64 largest entries and their ties): 2 reads
     where the list's mass reaches top-p's limit (the list, then the row's mass), 3 where it falls
@@ -100,31 +130,14 @@ def test_top_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
     across the list's size; min_tokens_to_keep past the list, min-p, ties, -inf entries, fewer
     finite entries than the list's 64 and a NaN send the row to the other paths. (The model's
     2-warp blocks list at most 256 entries.)"""
-    g = torch.Generator().manual_seed(6)
-    v = 6000
-    ramp = torch.randn(v, generator=g) - 40.0  # no mass, and no ties (a list of ties cannot make room)
-    ramp[torch.randperm(v, generator=g)[:300]] = -0.01 * torch.arange(300, dtype=torch.float32)  # mass ~ 0.986^i
-    few = torch.full((v,), float("-inf"))
-    few[:20] = torch.randn(20, generator=g)
-    with_nan = torch.randn(v, generator=g) * 4
-    with_nan[77] = float("nan")
-    with_inf = torch.randn(v, generator=g) * 4
-    with_inf[::3] = float("-inf")
-    ties = torch.randint(0, 3, (v,), generator=g).float()
-    calls = [(ramp, {"top_p": p}) for p in (0.3, 0.5, 0.7, 0.9, 0.95, 0.99)]
-    calls += [(ramp, {"top_p": 0.3, "min_tokens_to_keep": 280}), (ramp, {"top_p": 0.9, "min_p": 0.2})]
-    calls += [(x, {"top_p": 0.9}) for x in (few, with_nan, with_inf, ties)]
+    rows = _list_rows()
+    calls = [(rows["ramp"], {"top_p": p}) for p in (0.3, 0.5, 0.7, 0.9, 0.95, 0.99)]
+    calls += [(rows["ramp"], {"top_p": 0.3, "min_tokens_to_keep": 280}), (rows["ramp"], {"top_p": 0.9, "min_p": 0.2})]
+    calls += [(rows[kind], {"top_p": 0.9}) for kind in ("few", "nan", "-inf", "ties")]
     for row, kw in calls:
         x = row.to(torch.bfloat16)[None]
-        for splits in (1, 3):
-            want = reads.chain_reads(model, x, None, kw["top_p"], splits, False, True, min_p=kw.get("min_p", 0.0),
-                                     min_tokens_to_keep=kw.get("min_tokens_to_keep", 1))
-            for scan in (False, True):
-                got = reads.chain_reads(model, x, None, kw["top_p"], splits, True, True, top_k_scan=scan,
-                                        min_p=kw.get("min_p", 0.0), min_tokens_to_keep=kw.get("min_tokens_to_keep", 1))
-                same_rows = torch.allclose(got[3], want[3], rtol=0, atol=0, equal_nan=True)  # bits, NaN kept
-                assert torch.equal(got[2], want[2]) and same_rows, (kw, splits, scan)
-        if row is ramp and "min_tokens_to_keep" not in kw:
+        _same_as_full_row(model, x, kw)
+        if row is rows["ramp"] and len(kw) == 1:
             probs = torch.softmax(x.float()[0] / 0.7, 0).sort(descending=True).values
             nucleus = int((probs.cumsum(0) < kw["top_p"]).sum())
             on = reads.chain_reads(model, x, None, kw["top_p"], 1, True, top_k_scan=True)[0]
@@ -132,6 +145,29 @@ def test_top_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
             assert off == pytest.approx(3) and on < off + 0.1, (kw, on, off)  # the hits again: < 0.1
             if nucleus < 40:  # well inside the list: the list (and its hits' values again) and the mass
                 assert 2 <= on < 2.1, (kw, nucleus, on)
+
+
+def test_min_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
+    """Min-p without top-k or top-p on the one-read list: 1 read where the list's smallest value is
+    below min-p's bar (the kept set is on the list), the full-row path's 3 where it is not, and
+    that path's tokens and filtered rows either way. On the ramp min-p keeps ~48 entries at 0.5
+    (on the list), ~113 at 0.2 and ~210 at 0.05; min_tokens_to_keep past the list and the other
+    rows send it to the full-row path."""
+    rows = _list_rows()
+    calls = [(rows["ramp"], {"min_p": m}) for m in (0.9, 0.5, 0.2, 0.05)]
+    calls += [(rows["ramp"], {"min_p": 0.5, "min_tokens_to_keep": 280})]
+    calls += [(rows[kind], {"min_p": 0.1}) for kind in ("few", "nan", "-inf", "ties")]
+    for row, kw in calls:
+        x = row.to(torch.bfloat16)[None]
+        _same_as_full_row(model, x, kw)
+        if row is rows["ramp"] and len(kw) == 1:
+            probs = torch.softmax(x.float()[0] / 0.7, 0)
+            kept = int((probs >= kw["min_p"] * probs.max()).sum())
+            on = reads.chain_reads(model, x, None, 1.0, 1, True, top_k_scan=True, min_p=kw["min_p"])[0]
+            off = reads.chain_reads(model, x, None, 1.0, 1, True, min_p=kw["min_p"])[0]
+            assert off == pytest.approx(3) and on < off + 0.1, (kw, on, off)
+            if kept < 40:
+                assert 1 <= on < 1.1, (kw, kept, on)
 
 
 def _sort_keys(y: torch.Tensor) -> torch.Tensor:

@@ -1342,19 +1342,21 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     keep = keep < vocab ? keep : 0;
   }
   const bool top_p = s.top_p != nullptr && s.top_p[row] < 1.0;
+  const bool min_p = s.min_p != nullptr && s.min_p[row] > 0.0;
   // Top-k rows with a small k list their candidates as they read the row (the one-read top-k
   // list, above): 1 read, and the statistics come from the list. So do top-p rows without top-k,
   // whose list is the kScanMaxKeep largest entries (and whose read also takes the row's smallest
   // value, for the gap bins): a second read sums the row's mass (and takes the gap histogram), and
   // when the list's mass reaches top-p's limit (a nucleus of at most about kScanMaxKeep entries,
   // the usual decode step) the list holds it: 2 reads; else the histogram's list follows, as after
-  // the statistics pass. The list compares the inputs with the threshold,
-  // which needs the transform to be a multiply by a finite factor > 0: not the log of probability
+  // the statistics pass. And min-p rows without either, whose kept set is on the same list when
+  // the list's smallest value is below min-p's bar: 1 read. The list compares the inputs with the
+  // threshold, which needs the transform to be a multiply by a finite factor > 0: not the log of probability
   // inputs, and not a temperature whose reciprocal rounds to 0 or inf. Other top-k rows one block
   // reads, and the rows whose list fails, histogram their keys' top bits in the statistics pass
   // (the key-bin list, device.cuh): 2 reads instead of 3. Split rows keep the gap histogram
   // there: merging 4096 bins between the blocks would cost more than the read it saves.
-  const uint32_t scan_keep = keep > 0 ? static_cast<uint32_t>(keep) : (top_p ? kScanMaxKeep : 0u);
+  const uint32_t scan_keep = keep > 0 ? static_cast<uint32_t>(keep) : (top_p || min_p ? kScanMaxKeep : 0u);
   const bool scan = kScan && s.compact && scan_keep > 0 && scan_keep <= kScanMaxKeep && scan_keep < vocab && tf != 2 &&
                     rcp > 0.0f && rcp < kInf;
   const auto key_of = [yof](float x) { return sort_key(yof(x)); };
@@ -1371,9 +1373,10 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       return scan_top_list<D, decltype(take_low)::value>(part.data, part.len, part.begin, scaled, rcp, scan_keep, sh,
                                                          &kmax, &nan, &low);
     };
-    scan_n = keep > 0 ? scan_row(std::false_type()) : scan_row(std::true_type());
+    const bool want_low = keep == 0 && top_p;  // the gap bins' span
+    scan_n = want_low ? scan_row(std::true_type()) : scan_row(std::false_type());
     nan = block_reduce(nan, MaxOp(), sh.u32);
-    if (keep == 0) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
+    if (want_low) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
     part.sync.stats(kmax, nan, kmin);
     if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, scan_keep, key_of, kmax, sh);
     // The list holds the scan_keep largest entries with all their ties, and so the row's largest,
@@ -1471,6 +1474,17 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       done = true;
     } else if (n < 0 && sh.wide.lo >= 0) {
       done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
+    }
+  } else if (have_stats && !top_p) {
+    // Min-p without top-k or top-p: it keeps the entries with expf(y - ymax) >= min_p, a top
+    // prefix of the sorted row, so when the list's smallest value fails that test every entry off
+    // the list (all below it) does too, and the kept set (or the min_tokens_to_keep largest, when
+    // they fit) is on the list. The same test as min_p_and_sample's.
+    CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
+    const float mp = static_cast<float>(s.min_p[row]);
+    if (!(expf(key_to_float(cands.values.lo) - ymax) >= mp) && ctx.mtk <= static_cast<uint32_t>(scan_n)) {
+      cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), nullptr, sh);
+      done = true;
     }
   } else if (compact && keep > 0 && keep <= kCandCap) {
     const GapBins bins = GapBins::over(ymax, ymin);

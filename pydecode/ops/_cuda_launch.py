@@ -32,10 +32,11 @@ def key_bins() -> bool:
 
 
 # PYDECODE_CUDA_TOPK_SCAN=0: the sampling chain lists the candidates of bfloat16 top-k rows with
-# k <= 64, and of top-p rows without top-k, from the key-bin or gap histogram (two or three reads
-# of the row) instead of as it reads the row (csrc/cuda/sampling.cu's one-read list, the default:
-# same outputs; one read for top-k, two for top-p whose nucleus fits its 64 entries; ~3 instructions
-# an entry), for the GPU benchmarks that compare the two.
+# k <= 64 from the key-bin or gap histogram (two or three reads of the row), and reads top-p and
+# min-p rows without top-k as before, instead of listing them as it reads the row
+# (csrc/cuda/sampling.cu's one-read list, the default: same outputs; one read for top-k and for a
+# min-p set within its 64 entries, two for a top-p nucleus within them; 3-6 instructions an entry),
+# for the GPU benchmarks that compare the two.
 TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
 
 

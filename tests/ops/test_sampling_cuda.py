@@ -489,21 +489,22 @@ def test_cuda_big_compact_path(dtype: torch.dtype, std: float, monkeypatch: pyte
 
 
 # --------------------------------------------------------------------------- one-read top-k list
-# PYDECODE_CUDA_TOPK_SCAN (on by default): bfloat16 top-k rows with k <= 64, and top-p rows without
-# top-k (their 64 largest entries), list their candidates as they read the row (csrc/cuda/sampling.cu,
-# "one-read top-k"). The same bits as without it.
+# PYDECODE_CUDA_TOPK_SCAN (on by default): bfloat16 top-k rows with k <= 64, and top-p or min-p rows
+# without top-k (their 64 largest entries), list their candidates as they read the row
+# (csrc/cuda/sampling.cu, "one-read top-k"). The same bits as without it.
 SCAN_KWARGS = ({"top_k": 50, "temperature": 0.7, "top_p": 0.9}, {"top_k": 1}, {"top_k": 64, "min_p": 0.05},
                {"top_k": 50, "temperature": 1.1, "top_p": 0.95}, {"top_k": 8, "temperature": 1e39},
                {"top_k": 20, "top_p": 0.5, "min_tokens_to_keep": 30}, {"top_k": 65, "top_p": 0.9},
                {"temperature": 0.7, "top_p": 0.9}, {"top_p": 0.5, "min_p": 0.05}, {"top_p": 0.99},
-               {"temperature": 0.7, "top_p": 0.3, "min_tokens_to_keep": 80})
+               {"temperature": 0.7, "top_p": 0.3, "min_tokens_to_keep": 80}, {"min_p": 0.1},
+               {"temperature": 0.7, "min_p": 0.3, "min_tokens_to_keep": 100}, {"temperature": 1.5, "min_p": 0.02})
 
 
 @pytest.mark.parametrize(("batch", "vocab"), [(4, 1000), (6, 128256), (300, 32000)])
 def test_cuda_top_k_scan_matches(batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Random rows at three scales, ascending values (every entry beats the running threshold),
     thousands of ties (a buffer that cannot make room), -inf entries, fewer finite entries than k;
-    one block per row and split rows; top-p nuclei inside the list and wider than it."""
+    one block per row and split rows; top-p nuclei and min-p sets inside the list and wider."""
     g = torch.Generator().manual_seed(vocab)
     x = torch.randn(batch, vocab, generator=g) * torch.tensor([0.3, 1.0, 3.0])[torch.arange(batch) % 3, None]
     x[0] = torch.arange(vocab, dtype=torch.float32) / 100
