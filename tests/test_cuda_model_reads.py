@@ -133,9 +133,10 @@ def test_top_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
     rows = _list_rows()
     calls = [(rows["ramp"], {"top_p": p}) for p in (0.3, 0.5, 0.7, 0.9, 0.95, 0.99)]
     calls += [(rows["ramp"], {"top_p": 0.3, "min_tokens_to_keep": 280}), (rows["ramp"], {"top_p": 0.9, "min_p": 0.2})]
-    calls += [(rows[kind], {"top_p": 0.9}) for kind in ("few", "nan", "-inf", "ties")]
+    hard = torch.stack([rows[kind] for kind in ("few", "nan", "-inf", "ties")])  # one call, four rows
+    calls += [(hard, {"top_p": 0.9})]
     for row, kw in calls:
-        x = row.to(torch.bfloat16)[None]
+        x = row.to(torch.bfloat16).reshape(-1, row.shape[-1])
         _same_as_full_row(model, x, kw)
         if row is rows["ramp"] and len(kw) == 1:
             probs = torch.softmax(x.float()[0] / 0.7, 0).sort(descending=True).values
@@ -156,9 +157,9 @@ def test_min_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
     rows = _list_rows()
     calls = [(rows["ramp"], {"min_p": m}) for m in (0.9, 0.5, 0.2, 0.05)]
     calls += [(rows["ramp"], {"min_p": 0.5, "min_tokens_to_keep": 280})]
-    calls += [(rows[kind], {"min_p": 0.1}) for kind in ("few", "nan", "-inf", "ties")]
+    calls += [(torch.stack([rows[kind] for kind in ("few", "nan", "-inf", "ties")]), {"min_p": 0.1})]
     for row, kw in calls:
-        x = row.to(torch.bfloat16)[None]
+        x = row.to(torch.bfloat16).reshape(-1, row.shape[-1])
         _same_as_full_row(model, x, kw)
         if row is rows["ramp"] and len(kw) == 1:
             probs = torch.softmax(x.float()[0] / 0.7, 0)
