@@ -91,7 +91,7 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
     at ``temperature``: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
     (a pass more); key_bins=False: the compact path's lists come from the gap histogram only;
-    top_k_scan=True: the one-read list (top-k rows with k <= 64, top-p rows without top-k)."""
+    top_k_scan=True: the one-read list (top-k rows with k <= 64, top-p or min-p rows without top-k)."""
     rows, vocab = x.shape
     temps = torch.full((rows,), temperature, dtype=torch.float64)
     k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)

@@ -1121,6 +1121,10 @@ __device__ Cut top_p_stage(Part& part, const RowCtx& r, const YFn& yof, const EF
 
 // Min-p and sampling on `part` (the row, or its candidate list) from the cut the earlier stages
 // left (kept_count: its size). Returns the final cut.
+// Whether min-p (bar mp, as float32) keeps a value y of a row whose largest is ymax: the test of
+// min_p_and_sample, and of the one-read list deciding that a row's min-p set is on it.
+__device__ __forceinline__ bool min_p_keeps(float y, float ymax, float mp) { return expf(y - ymax) >= mp; }
+
 template <int D, class Part, class YFn>
 __device__ Cut min_p_and_sample(Part& part, const RowCtx& r, const YFn& yof, Cut cut, uint32_t kept_count,
                                 Shared& sh) {
@@ -1134,7 +1138,7 @@ __device__ Cut min_p_and_sample(Part& part, const RowCtx& r, const YFn& yof, Cut
     part.each([&](int v, float x) {
       const float y = yof(x);
       const uint32_t key = sort_key(y);
-      if (kept(c0, key, v) && expf(y - ymax) >= mp) {
+      if (kept(c0, key, v) && min_p_keeps(y, ymax, mp)) {
         ++count;
         kmin = key < kmin ? key : kmin;
       }
@@ -1479,10 +1483,10 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     // Min-p without top-k or top-p: it keeps the entries with expf(y - ymax) >= min_p, a top
     // prefix of the sorted row, so when the list's smallest value fails that test every entry off
     // the list (all below it) does too, and the kept set (or the min_tokens_to_keep largest, when
-    // they fit) is on the list. The same test as min_p_and_sample's.
+    // they fit) is on the list.
     CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
     const float mp = static_cast<float>(s.min_p[row]);
-    if (!(expf(key_to_float(cands.values.lo) - ymax) >= mp) && ctx.mtk <= static_cast<uint32_t>(scan_n)) {
+    if (!min_p_keeps(key_to_float(cands.values.lo), ymax, mp) && ctx.mtk <= static_cast<uint32_t>(scan_n)) {
       cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), nullptr, sh);
       done = true;
     }

@@ -38,8 +38,8 @@ split_checks = 0
 compact_checks = 0
 def chain(x, **kw):
     """The one-block result, after checking that the full-row path (compact=False), the one-read
-    list (top_k_scan=True: top-k and top-p rows, one block and 3 splits a row) and every split count in SPLITS give
-    the same bits (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
+    list (top_k_scan=True: top-k, top-p and min-p rows, one block and 3 splits a row) and every
+    split count in SPLITS give the same bits (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
     global split_checks, compact_checks
     want = chain_once(x, **kw)
     others = [("compact=False", chain_once(x, compact=False, **kw)), ("top_k_scan", chain_once(x, top_k_scan=True, **kw))]
