@@ -25,7 +25,7 @@ budget="${GPU_CHECK_BUDGET:-480}"
 # past 240 s), so presets split them over commands on one warm lease (the build stays installed):
 # GPU_CHECK_ONLY=first (build, GPU tests: GPU_CHECK_BUDGET=480 GPU_TESTS_LIMIT=330), then
 # GPU_CHECK_ONLY=second (what the speed targets need: the op benchmarks, the kernel-time profile
-# with the switches that decide defaults, and Nsight Compute's why: about 300 s), and
+# with the switches that decide defaults, and Nsight Compute's why: about 370 s), and
 # GPU_CHECK_ONLY=third (the sanitizers, generate and the switch-by-switch benchmarks) when time is left.
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
@@ -84,17 +84,18 @@ step gpu-tests "${GPU_TESTS_LIMIT:-240}" env PYDECODE_TEST_REPORT="$out/gpu-test
 # cases at two shapes.
 bench_ops=(python -m bench.bench_ops --device cuda --dtype bfloat16 --budget 0.1 --repeats 15 --wait-idle 0
            --retries 0 --no-llama --csv "$out/ops_cuda.csv")
-step bench-ops-sampling 110 "${bench_ops[@]}" \
-  --cases temp_topk_topp_sample temp_topp_sample beam_topk rep_temp_topk_topp_sample
+step bench-ops-sampling 135 "${bench_ops[@]}" \
+  --cases temp_topk_topp_sample temp_topp_sample temp_minp_sample beam_topk rep_temp_topk_topp_sample
 # Where each call's time goes (bench/profile_ops.py): eager wall time, CUDA graph replay (issue 6's
 # batch-1 target), kernel time and launches from torch.profiler, the longest kernels.
-step profile-ops 60 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
+step profile-ops 75 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
 # The CUDA chain's lists from the key-bin / gap histograms (PYDECODE_CUDA_TOPK_SCAN=0) against the
-# default one-read top-k list (bfloat16 rows with k <= 64 list their candidates as they read the
-# row) in profile_ops.csv: the same outputs, the kernel times compared (T + top-k + top-p at batch
-# 1 / 64 / 256).
-step profile-cuda-topk-scan-off 30 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
-  --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_topk_scan_off.csv"
+# default one-read list (bfloat16 rows with k <= 64, and top-p or min-p rows without top-k, list
+# their candidates as they read the row) in profile_ops.csv: the same outputs, the kernel times
+# compared (T + top-k + top-p, T + top-p and T + min-p at batch 1 / 64 / 256).
+step profile-cuda-topk-scan-off 45 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases temp_topk_topp_sample temp_topp_sample temp_minp_sample \
+  --csv "$out/profile_ops_cuda_topk_scan_off.csv"
 # CUDA beam top-k's split rows (small batches: slices' lists, then one merge per batch item) against
 # one block per row (PYDECODE_CUDA_BEAM_SPLITS=1); the default's rows are in profile_ops.csv.
 step profile-cuda-beam-unsplit 25 env PYDECODE_CUDA_BEAM_SPLITS=1 python -m bench.profile_ops --device cuda \
@@ -164,7 +165,7 @@ step bench-triton-one-per-row 40 env PYDECODE_TRITON_PROGRAMS=1024 "${persistent
 # cuda and triton, batch 1 and 256 x 128256: bandwidth against the card's, occupancy, warp stall
 # reasons); the kernel-name filter and launch count keep ncu's replays to the row kernels.
 if command -v ncu >/dev/null 2>&1; then
-  step ncu-kernels 90 ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split|beam_slice' --launch-count 32 \
+  step ncu-kernels 120 ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split|beam_slice' --launch-count 48 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats --csv \
     --log-file "$out/ncu_kernels.csv" python -m bench.ncu_calls --batch 1 256 --calls 1
 else

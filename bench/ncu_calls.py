@@ -8,7 +8,7 @@ on each GPU backend at each batch, ``--calls`` times after one warm-up call (Tri
 ``bench/gpu_check.sh`` (step ``ncu-kernels``) runs it under ``ncu`` with a kernel-name filter and a
 launch count, so that only the row kernels are replayed:
 
-    ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split|beam_slice' --launch-count 32 \\
+    ncu --kernel-name regex:'filter_chain|split_pass|beam_row|beam_split|beam_slice' --launch-count 48 \\
         --section SpeedOfLight --section Occupancy --section WarpStateStats --csv \\
         python -m bench.ncu_calls --batch 1 256
 """
@@ -22,7 +22,7 @@ import torch
 
 from pydecode.benchmarks import ops as ops_bench
 
-DEFAULT_CASES = ["temp_topk_topp_sample", "beam_topk"]
+DEFAULT_CASES = ["temp_topk_topp_sample", "temp_topp_sample", "beam_topk"]
 
 
 def main(argv: Optional[list[str]] = None) -> int:

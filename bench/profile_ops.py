@@ -48,7 +48,7 @@ from torch.profiler import ProfilerActivity, profile
 from bench.common import append_rows, environment, print_table, time_call
 from pydecode.benchmarks import ops as ops_bench
 
-DEFAULT_CASES = ["temp_topk_topp_sample", "temp_topp_sample", "beam_topk"]
+DEFAULT_CASES = ["temp_topk_topp_sample", "temp_topp_sample", "temp_minp_sample", "beam_topk"]
 COLUMNS = ["case", "backend", "batch", "vocab", "eager_us", "host_us", "graph_us", "device_us", "x_read_floor", "gbps",
            "launches", "host_ops", "top_kernels"]
 FLOOR_CASE = "read floor"

@@ -33,6 +33,7 @@ CASE_TITLES = {
     "rep_temp_topk_topp_sample": "(a) repetition penalty 1.2 + temperature 0.7 + top-k 50 + top-p 0.9 + sample",
     "temp_topp_sample": "(b) temperature 0.7 + top-p 0.9 + sample",
     "temp_topk_topp_sample": "temperature 0.7 + top-k 50 + top-p 0.9 + sample",
+    "temp_minp_sample": "temperature 0.7 + min-p 0.1 + sample",
     "beam_topk": "(c) beam top-k: items x 4 beams, k = 8",
     "repetition_penalty": "(d) repetition penalty 1.2",
     "watermark_hash": "(e) watermark bias (pydecode hash scheme; transformers lefthash)",

@@ -33,3 +33,24 @@ def test_beam_scores_within_tolerance_ids_exact() -> None:
     assert not bench_ops._agreement(case, (scores, ids, torch.tensor([[1, 1, 0]])), ref)[0]
     finite_for_inf = torch.tensor([[-1.25, -2.5, -30.0]])
     assert not bench_ops._agreement(case, (finite_for_inf, ids, beams), ref)[0]
+
+
+def test_min_p_case_samples_from_transformers_min_p_set() -> None:
+    """temp_minp_sample: pydecode's call and the transformers provider both sample from the set that
+    TemperatureLogitsWarper(0.7) + MinPLogitsWarper(0.1) keep (the case times the same filter on
+    both sides), and that set is a real cut: more than one token, far fewer than the vocabulary."""
+    import transformers as tf
+
+    case = CASES["temp_minp_sample"]
+    rows, vocab = 16, 600
+    x = bench_ops.make_inputs(case, rows, vocab, torch.float32, torch.device("cpu"), 3.0, sets=1)[0]
+    scores = tf.TemperatureLogitsWarper(bench_ops.TEMPERATURE)(x.ids, x.logits.float())
+    kept = torch.isfinite(tf.MinPLogitsWarper(bench_ops.MIN_P)(x.ids, scores))
+    sizes = kept.sum(dim=1)
+    assert int(sizes.max()) > 1 and int(sizes.max()) < vocab // 4
+    for backend in ("cpu", "torch"):
+        tokens = bench_ops.pydecode_fn(case, backend, ["filter_and_sample"], vocab)(x)
+        assert bool(kept.gather(1, tokens[:, None]).all()), backend
+    torch.manual_seed(0)
+    tokens = bench_ops.transformers_fn(case, rows, vocab, torch.device("cpu"))(x)
+    assert bool(kept.gather(1, tokens[:, None]).all())

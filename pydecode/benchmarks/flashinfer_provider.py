@@ -30,7 +30,8 @@ def version() -> str:
         return "unknown"
 
 
-def sampler(case: str, temperature: float, top_k: int, top_p: float) -> Optional[Callable[[Any], Any]]:
+def sampler(case: str, temperature: float, top_k: int, top_p: float,
+            min_p: float = 0.1) -> Optional[Callable[[Any], Any]]:
     """A function of a bench input set (``.logits``) for ``case``, or None when FlashInfer has no counterpart.
 
     The temperature is applied by a torch division first (FlashInfer's logits samplers take none),
@@ -54,4 +55,13 @@ def sampler(case: str, temperature: float, top_k: int, top_p: float) -> Optional
             probs = torch.softmax(x.logits.float() / temperature, dim=-1)
             return fn(probs, top_p, deterministic=True)
         return run_p
+    if case == "temp_minp_sample":
+        fn = getattr(fs, "min_p_sampling_from_probs", None)
+        if fn is None:
+            return None
+
+        def run_min_p(x: Any) -> torch.Tensor:
+            probs = torch.softmax(x.logits.float() / temperature, dim=-1)
+            return fn(probs, min_p, deterministic=True)
+        return run_min_p
     return None

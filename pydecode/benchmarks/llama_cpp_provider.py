@@ -8,11 +8,11 @@ the logits on every call, ``{id, logit, p = 0}`` for every token, since the samp
 and truncate it in place. The sampled token is then ``llama_sampler_accept``-ed, as
 ``llama_sampler_sample`` does (it updates the penalties' ring of recent tokens).
 
-Stage order. ``order="hf"`` (default) chains penalties -> temperature -> top-k -> top-p -> dist,
+Stage order. ``order="hf"`` (default) chains penalties -> temperature -> top-k -> top-p -> min-p -> dist,
 the order of transformers' processors and pydecode's fused op, so every provider samples from
 the same filtered distribution (llama.cpp's penalty rule ``l <= 0 ? l * p : l / p`` equals
 transformers' except at exactly 0). ``order="llama"`` is llama.cpp's default CLI order,
-penalties -> top-k -> top-p -> temperature -> dist: the nucleus is then taken before the
+penalties -> top-k -> top-p -> min-p -> temperature -> dist: the nucleus is then taken before the
 temperature, so it is larger (and llama.cpp's top-p falls back to a full sort once the nucleus
 exceeds its 256-candidate partial sort).
 
@@ -74,7 +74,7 @@ class LlamaSamplerChains:
 
     Args:
         batch, vocab: the shape of the logits :meth:`sample` receives.
-        temperature, top_k, top_p: stage parameters; None leaves the stage out.
+        temperature, top_k, top_p, min_p: stage parameters; None leaves the stage out.
         repetition_penalty: None, or the penalty of llama.cpp's penalties sampler (frequency and
             presence 0), applied over ``history``.
         history: ``(batch, n)`` int token ids accepted into each row's chain before timing
@@ -91,6 +91,7 @@ class LlamaSamplerChains:
         temperature: Optional[float] = None,
         top_k: Optional[int] = None,
         top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
         repetition_penalty: Optional[float] = None,
         history: Optional[torch.Tensor] = None,
         seed: int = 1234,
@@ -118,6 +119,8 @@ class LlamaSamplerChains:
                 stages.append(api.llama_sampler_init_top_k(top_k))
             if top_p is not None:
                 stages.append(api.llama_sampler_init_top_p(top_p, 1))
+            if min_p is not None:
+                stages.append(api.llama_sampler_init_min_p(min_p, 1))
             if order == "llama":
                 stages += temp
             stages.append(api.llama_sampler_init_dist(seed + b))

@@ -34,6 +34,8 @@ Cases (issue 3):
   sort case).
 * ``temp_topk_topp_sample``: temperature 0.7, top-k 50, top-p 0.9, sample: (a) without the
   penalty, the chain issue 3 quotes llama.cpp's per-row time for.
+* ``temp_minp_sample``: temperature 0.7, min-p 0.1, sample (no top-k or top-p: the min-p-only
+  setting llama.cpp and vLLM users run; transformers' ``MinPLogitsWarper``).
 * ``beam_topk`` (c): ``batch // 4`` items x 4 beams (``batch`` = rows, so 32 -> 8 x 4), k = 8.
 * ``repetition_penalty`` (d), ``watermark_hash`` (e: pydecode's hash scheme; transformers'
   ``WatermarkLogitsProcessor`` lefthash, the same feature), ``watermark_hf`` (the HF-exact
@@ -74,7 +76,7 @@ READ, COPY = "read", "copy"
 HISTORY = 640  # 512 prompt + 128 generated ids per row
 NGRAM_HISTORY = 1024
 BEAMS = 4
-TEMPERATURE, TOP_K, TOP_P, REP_PENALTY = 0.7, 50, 0.9, 1.2
+TEMPERATURE, TOP_K, TOP_P, MIN_P, REP_PENALTY = 0.7, 50, 0.9, 0.1, 1.2
 MIN_SETS, MAX_SETS, MIN_SET_BYTES = 4, 64, 32 << 20
 
 
@@ -96,6 +98,7 @@ CASES = {
         Case("temp_topp_sample", (("filter_and_sample",),), READ, f"T={TEMPERATURE} p={TOP_P}", 1, True),
         Case("temp_topk_topp_sample", (("filter_and_sample",),), READ,
              f"T={TEMPERATURE} k={TOP_K} p={TOP_P}", 1, True),
+        Case("temp_minp_sample", (("filter_and_sample",),), READ, f"T={TEMPERATURE} min_p={MIN_P}", 1, True),
         Case("beam_topk", (("beam_topk",),), READ, f"beams={BEAMS} k={2 * BEAMS} items=batch/{BEAMS}", 1),
         Case("repetition_penalty", (("repetition_penalty", "apply_penalties"),), COPY,
              f"rep={REP_PENALTY} hist={HISTORY}", HISTORY),
@@ -229,6 +232,9 @@ def pydecode_fn(case: Case, backend: str, stage_ops: list[str], vocab: int) -> C
     if case.name == "temp_topk_topp_sample":
         return lambda x: ops.filter_and_sample(x.logits, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
                                                seed=x.seed, offset=x.offset, backend=b).tokens
+    if case.name == "temp_minp_sample":
+        return lambda x: ops.filter_and_sample(x.logits, temperature=TEMPERATURE, min_p=MIN_P,
+                                               seed=x.seed, offset=x.offset, backend=b).tokens
     if case.name == "beam_topk":
         return lambda x: tuple(ops.beam_topk(x.logits, x.beam_scores, BEAMS, 2 * BEAMS, backend=b))
     if case.name == "repetition_penalty":
@@ -268,6 +274,8 @@ def transformers_fn(case: Case, rows: int, vocab: int, device: torch.device) -> 
     if case.name == "temp_topk_topp_sample":
         return sampler([tf.TemperatureLogitsWarper(TEMPERATURE), tf.TopKLogitsWarper(TOP_K),
                         tf.TopPLogitsWarper(TOP_P)])
+    if case.name == "temp_minp_sample":
+        return sampler([tf.TemperatureLogitsWarper(TEMPERATURE), tf.MinPLogitsWarper(MIN_P)])
     if case.name == "beam_topk":
         items = rows // BEAMS
 
@@ -288,7 +296,11 @@ def transformers_fn(case: Case, rows: int, vocab: int, device: torch.device) -> 
 
 
 def llama_provider(case: Case, rows: int, vocab: int, inputs: list[InputSet], order: str) -> Provider:
-    kwargs: dict[str, Any] = {"temperature": TEMPERATURE, "top_p": TOP_P, "order": order}
+    kwargs: dict[str, Any] = {"temperature": TEMPERATURE, "order": order}
+    if case.name == "temp_minp_sample":
+        kwargs["min_p"] = MIN_P
+    else:
+        kwargs["top_p"] = TOP_P
     if case.name in ("rep_temp_topk_topp_sample", "temp_topk_topp_sample"):
         kwargs["top_k"] = TOP_K
     if case.name == "rep_temp_topk_topp_sample":
@@ -411,7 +423,7 @@ def measure(case: Case, batch: int, vocab: int, dtype: torch.dtype, device: torc
         providers.append(Provider("transformers", "processors", transformers_fn(case, rows, vocab, device)))
     if case.sampling and device.type == "cuda" and not args.no_flashinfer:
         why = flashinfer_provider.unavailable_reason()
-        fn = None if why else flashinfer_provider.sampler(case.name, TEMPERATURE, TOP_K, TOP_P)
+        fn = None if why else flashinfer_provider.sampler(case.name, TEMPERATURE, TOP_K, TOP_P, MIN_P)
         if why or fn is None:
             skipped.add(f"flashinfer: {why or 'no counterpart for this case'}")
         else:
