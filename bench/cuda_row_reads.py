@@ -19,7 +19,10 @@ top-p or min-p rows without top-k; the hits' values read again count too), and
 ``__syncthreads`` one block of the call passes, the chain of block barriers a row waits through
 (at batch 1 that sequence, with the row barriers, is the call's latency; the model's 64-thread
 blocks pass the same sequence as a GPU's 1024-thread ones but for loops over more list entries
-than threads).
+than threads). ``atomics_per_entry`` / ``hot_word_atomics`` (compact path on; ``_top_k_scan``: with
+the one-read list): the call's atomics per logits entry, and the most that one word (a histogram
+bin, mostly) took in one block: on a GPU a warp's atomics on one shared word run one after another,
+so a pass that piles its entries into a few bins costs time its read does not show.
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(args.csrc.resolve(), Path(tmp))
+        model.count_atomics(True)
+        entries = args.vocab
         rows = []
         for kind in args.kinds:
             x = rows_of(kind, 1, args.vocab, seed=7)
@@ -154,26 +159,35 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     mp = kw.get("min_p", 0.0)
                     off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False, min_p=mp)[0]
                     model.take_block_syncs()
+                    model.take_atomics()
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True,
                                                      min_p=mp)
-                    syncs = model.take_block_syncs()
+                    syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
                     scan, scan_barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits,
                                                             compact=True, top_k_scan=True, min_p=mp)
                     scan, scan_syncs = round(scan, 2), model.take_block_syncs()
+                    scan_atomics, scan_hot = model.take_atomics()
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
                                  "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",
                                  "row_barriers_top_k_scan": scan_barriers if splits > 1 else "",
-                                 "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs})
+                                 "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
+                                 "atomics_per_entry": round(atomics / entries, 3),
+                                 "atomics_per_entry_top_k_scan": round(scan_atomics / entries, 3),
+                                 "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
             for log_softmax in (True, False) if "beam" in args.families else ():
                 model.take_block_syncs()
+                model.take_atomics()
                 beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7), log_softmax=log_softmax)[0]
-                syncs = model.take_block_syncs()
+                syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
                              "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
                              "reads_top_k_scan": "", "row_barriers": "", "row_barriers_top_k_scan": "",
-                             "block_syncs": syncs, "block_syncs_top_k_scan": ""})
+                             "block_syncs": syncs, "block_syncs_top_k_scan": "",
+                             "atomics_per_entry": round(atomics / (4 * entries), 3),
+                             "atomics_per_entry_top_k_scan": "", "hot_word_atomics": hot,
+                             "hot_word_atomics_top_k_scan": ""})
     print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))

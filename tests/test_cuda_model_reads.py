@@ -327,3 +327,25 @@ def test_beam_split_falls_back_where_the_lists_cannot_decide(model) -> None:  # 
     ties = split_reads(torch.randint(0, 3, (4, 13000), generator=torch.Generator().manual_seed(8)).float(),
                        torch.zeros(4), 8)
     assert plain < 8 and tie > plain + 4 and ties > plain + 4, (plain, tie, ties)
+
+
+def test_atomic_counts(model) -> None:  # noqa: ANN001
+    """The model's atomic counts (bench/cuda_row_reads.py's atomics columns): the histogram paths
+    make about one shared atomic per entry, their hottest bin thousands; the one-read list
+    (top-k 50, min-p) makes a few per list entry, not per row entry. The counts are off unless a
+    tool turns them on."""
+    x = reads.rows_of("randn x 3", 1, 30000, seed=3)
+    model.take_atomics()
+    reads.chain_reads(model, x, 50, 0.9, 1, compact=True)
+    assert model.take_atomics() == (0, 0)  # counting is off by default
+    model.count_atomics(True)
+    try:
+        reads.chain_reads(model, x, 50, 0.9, 1, compact=True)
+        atomics, hot = model.take_atomics()
+        assert 0.95 <= atomics / x.numel() < 1.2 and hot > 300, (atomics, hot)
+        for top_k, min_p in ((50, 0.0), (None, 0.1)):
+            reads.chain_reads(model, x, top_k, 1.0 if min_p else 0.9, 1, compact=True, top_k_scan=True, min_p=min_p)
+            atomics, hot = model.take_atomics()
+            assert atomics < 0.02 * x.numel() and hot < 100, (top_k, atomics, hot)
+    finally:
+        model.count_atomics(False)

@@ -13,7 +13,9 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #define __device__
@@ -47,6 +49,10 @@ struct Block {
   }
   std::barrier<> block;
   unsigned long long syncs = 0;  // __syncthreads the block passed (counted by its thread 0)
+  // Atomics per address (shared, static or global) when emu::count_atomics is on, merged from the
+  // threads' own counts as they finish.
+  std::mutex atomics_mutex;
+  std::unordered_map<const void*, unsigned long long> atomics;
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   std::vector<uint64_t> slots;
   alignas(64) unsigned char shared[65536] = {};
@@ -56,7 +62,27 @@ inline thread_local Block* g_block = nullptr;
 // last take_block_syncs(): a proxy for a row's latency where one block (or a row's blocks in step)
 // runs alone, as at batch 1.
 inline std::atomic<unsigned long long> max_block_syncs{0};
+
+// Atomic counting (off unless a tool turns it on: bench/cuda_row_reads.py): on a GPU, atomics a
+// warp aims at one shared word run one after another, so a histogram whose entries pile into a
+// few bins costs time the read count does not show. Each thread counts its atomics per address;
+// when a block ends, its total and its hottest address's count are added to / maxed into these.
+inline std::atomic<bool> count_atomics{false};
+inline thread_local std::unordered_map<const void*, unsigned long long>* t_atomics = nullptr;
+inline std::atomic<unsigned long long> total_atomics{0}, max_word_atomics{0};
+inline void note_block_atomics(const Block& b) {
+  unsigned long long total = 0, hottest = 0;
+  for (const auto& [address, n] : b.atomics) {
+    total += n;
+    hottest = n > hottest ? n : hottest;
+  }
+  total_atomics += total;
+  unsigned long long seen = max_word_atomics.load();
+  while (seen < hottest && !max_word_atomics.compare_exchange_weak(seen, hottest)) {
+  }
+}
 inline void note_block_syncs(const Block& b) {
+  note_block_atomics(b);
   unsigned long long seen = max_block_syncs.load();
   while (seen < b.syncs && !max_block_syncs.compare_exchange_weak(seen, b.syncs)) {
   }
@@ -72,7 +98,16 @@ inline void start_block(Block& b, unsigned bx, unsigned by, unsigned threads, co
       g_block = &b;
       t_thread = EmuDim3{t, 0, 0};
       t_block = EmuDim3{bx, by, 0};
+      if (!count_atomics.load()) {
+        body();
+        return;
+      }
+      std::unordered_map<const void*, unsigned long long> mine;
+      t_atomics = &mine;
       body();
+      t_atomics = nullptr;
+      const std::lock_guard<std::mutex> hold(b.atomics_mutex);
+      for (const auto& [address, n] : mine) b.atomics[address] += n;
     });
   }
 }
@@ -205,10 +240,12 @@ inline float __double2float_rn(double x) { return static_cast<float>(x); }
 
 template <class T>
 T atomicAdd(T* p, T v) {
+  if (emu::t_atomics != nullptr) ++(*emu::t_atomics)[p];
   return std::atomic_ref<T>(*p).fetch_add(v);
 }
 template <class T>
 T atomicMax(T* p, T v) {
+  if (emu::t_atomics != nullptr) ++(*emu::t_atomics)[p];
   std::atomic_ref<T> a(*p);
   T old = a.load();
   while (old < v && !a.compare_exchange_weak(old, v)) {
