@@ -13,8 +13,8 @@ call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, temp
 min-p 0.1, at one block per row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card),
 and beam top-k (4 beams, k = 8, with and without log-softmax). ``reads_compact_on``: the calls with
 their lists from the key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``);
-``reads_top_k_scan``: with the one-read list (the default for bfloat16 top-k rows with k <= 64, and
-top-p or min-p rows without top-k; the hits' values read again count too), and
+``reads_top_k_scan``: with the one-read list (the default for bfloat16 top-k rows with k <= 64, top-p
+or min-p rows without top-k, and beam rows with k <= 64; the hits' values read again count too), and
 ``block_syncs_top_k_scan`` its block barriers. ``block_syncs`` (compact path on): the most
 ``__syncthreads`` one block of the call passes, the chain of block barriers a row waits through
 (at batch 1 that sequence, with the row barriers, is the call's latency; the model's 64-thread
@@ -112,7 +112,8 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
 
 def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, log_softmax: bool = True,
                beam_scores: torch.Tensor | None = None,
-               key_bins: bool = True, splits: int = 1) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+               key_bins: bool = True, splits: int = 1,
+               top_k_scan: bool = False) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row reads, scores, token ids, beam indices) of one beam top-k call on rows ``x`` (items x
     ``beams``), beam scores 0 unless given; key_bins=False: candidates listed by the gap histogram only;
     splits > 1: the split path with that many slices per row."""
@@ -126,7 +127,7 @@ def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, l
     model.take_loaded_bytes()
     model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k,
                     log_softmax, cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(),
-                    which.data_ptr(), THREADS, key_bins, splits, _addr(scratch) if splits > 1 else 0)
+                    which.data_ptr(), THREADS, key_bins, splits, _addr(scratch) if splits > 1 else 0, top_k_scan)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), scores, tokens, which
 
 
@@ -176,18 +177,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                  "atomics_per_entry_top_k_scan": round(scan_atomics / entries, 3),
                                  "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
             for log_softmax in (True, False) if "beam" in args.families else ():
+                beam_rows = rows_of(kind, 4, args.vocab, seed=7)
                 model.take_block_syncs()
                 model.take_atomics()
-                beam = beam_reads(model, rows_of(kind, 4, args.vocab, seed=7), log_softmax=log_softmax)[0]
+                beam = beam_reads(model, beam_rows, log_softmax=log_softmax)[0]
                 syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
+                scan = beam_reads(model, beam_rows, log_softmax=log_softmax, top_k_scan=True)[0]
+                scan_syncs, (scan_atomics, scan_hot) = model.take_block_syncs(), model.take_atomics()
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
                              "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
-                             "reads_top_k_scan": "", "row_barriers": "", "row_barriers_top_k_scan": "",
-                             "block_syncs": syncs, "block_syncs_top_k_scan": "",
-                             "atomics_per_entry": round(atomics / (4 * entries), 3),
-                             "atomics_per_entry_top_k_scan": "", "hot_word_atomics": hot,
-                             "hot_word_atomics_top_k_scan": ""})
+                             "reads_top_k_scan": round(scan, 2), "row_barriers": "", "row_barriers_top_k_scan": "",
+                             "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
+                             "atomics_per_entry": round(atomics / beam_rows.numel(), 3),
+                             "atomics_per_entry_top_k_scan": round(scan_atomics / beam_rows.numel(), 3),
+                             "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
     print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))

@@ -349,3 +349,41 @@ def test_atomic_counts(model) -> None:  # noqa: ANN001
             assert atomics < 0.02 * x.numel() and hot < 100, (top_k, atomics, hot)
     finally:
         model.count_atomics(False)
+
+
+def _beam_same(a: tuple, b: tuple) -> bool:
+    return all(torch.equal(x.nan_to_num(), y.nan_to_num()) and torch.equal(x.isnan(), y.isnan())
+               for x, y in zip(a[1:], b[1:]))
+
+
+@pytest.mark.parametrize("log_softmax", [True, False])
+def test_beam_one_read_list(model, log_softmax: bool) -> None:  # noqa: ANN001
+    """Beam top-k's one-read list (bfloat16 rows, min(k, vocab) <= 64; PYDECODE_CUDA_TOPK_SCAN): the
+    row's 64 largest logits listed as the row is read, so 1 read without log-softmax (2 with: its
+    sum), not 2, and the statistics pass's outputs bit for bit: plain rows at k 8 and 64 (the list's
+    size); a list whose smallest score rounds to the k-th (beam scores -3e9: the row decides, and
+    reads again); rows it cannot serve (NaN, +inf, -inf, a dead beam; integer logits, whose ties
+    fill a warp's buffer), which take the statistics pass; and the split path's items handed back
+    to the row algorithm."""
+    plain = reads.rows_of("randn x 3", 8, 20000, seed=5)
+    bonus = torch.randn(8, generator=torch.Generator().manual_seed(1)) - 3
+    for k in (8, 64):
+        off = reads.beam_reads(model, plain, 4, k, log_softmax, bonus)
+        on = reads.beam_reads(model, plain, 4, k, log_softmax, bonus, top_k_scan=True)
+        assert _beam_same(on, off), k
+        assert off[0] == pytest.approx(2) and (2 if log_softmax else 1) <= on[0] < (2.1 if log_softmax else 1.1), k
+    rounded = reads.rows_of("randn x 1", 8, 9000, seed=6)
+    rounded[:, 1000:1080] = (8 + torch.arange(80) / 16).to(torch.bfloat16)  # one score at -3e9 (float32 ulp 256)
+    for k in (8, 20):
+        if log_softmax:
+            break
+        off = reads.beam_reads(model, rounded, 4, k, False, torch.full((8,), -3e9))
+        on = reads.beam_reads(model, rounded, 4, k, False, torch.full((8,), -3e9), top_k_scan=True)
+        assert _beam_same(on, off) and on[0] > 2, ("the list stood although its smallest score tied the k-th", k)
+    for kind in ("bad rows", "integer ties", "bin-edge tie"):
+        x, scores = beam_cases.split_rows(5000, seed=7)[kind]
+        x = x.to(torch.bfloat16)
+        for splits in (1, 3):
+            off = reads.beam_reads(model, x, 4, 8, log_softmax, scores, splits=splits)
+            on = reads.beam_reads(model, x, 4, 8, log_softmax, scores, splits=splits, top_k_scan=True)
+            assert _beam_same(on, off), (kind, splits)

@@ -6,7 +6,10 @@
 //    operation order of torch's CUDA log_softmax epilogue plus transformers' add), then the row's
 //    own top min(k, vocab) by a radix select on the score key (on a candidate list in shared
 //    memory when the row's top entries fit on one: the compact path below), ties at the boundary
-//    to the lowest index, written as 64-bit ranks (score key << 32 | ~flat index) to scratch;
+//    to the lowest index, written as 64-bit ranks (score key << 32 | ~flat index) to scratch.
+//    bfloat16 rows with min(k, vocab) <= 64 take their statistics and list in one read instead
+//    (scan_list.cuh's one-read list: no shared-memory atomic per entry), then the sum's read with
+//    log-softmax: 1 or 2 reads of the row where the statistics pass and the list took 2;
 // 2. beam_merge_kernel, one block per batch item: the num_beams * min(k, vocab) ranks sorted in
 //    shared memory (bitonic), the first k written out. Ranks are unique, so the top k of the union
 //    of each row's top k is the batch item's top k (beam_merge.h's argument) whatever the order
@@ -36,6 +39,7 @@
 
 #include "cuda/device.cuh"
 #include "cuda/launch.h"
+#include "cuda/scan_list.cuh"
 #include "pydecode/check.h"
 
 namespace pydecode::cuda {
@@ -67,7 +71,8 @@ struct BeamArgs {
   float* scores;
   int64_t* tokens;
   int64_t* beams;
-  bool key_bins;  // list the candidates by the logits' key bins when they fit
+  bool key_bins;    // list the candidates by the logits' key bins when they fit
+  bool top_k_scan;  // bfloat16 rows with k <= kScanMaxKeep: the one-read list (scan_list.cuh)
 };
 
 __device__ __forceinline__ float beam_score(float x, float m, float lse, float bs, bool log_softmax) {
@@ -107,8 +112,10 @@ struct RowShared {
   unsigned long long u64a[32];
   unsigned long long u64b[32];
   uint32_t fill;
+  uint32_t scan_thr;  // scan_top_list's shared threshold
   unsigned long long list[kCandCap];
 };
+static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the one-read list's warp buffers share the list");
 
 // The row algorithm (1. above) for beam row `row`, by the whole block: its candidates to
 // a.candidates + row * row_k, its max and log-sum to a.row_stats.
@@ -119,16 +126,39 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   const int vocab = static_cast<int>(a.in.vocab);
   const void* src = row_ptr<D>(a.in, row);
   const bool select = a.row_k < vocab;
-  // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
-  const bool key_bins = a.key_bins && select && a.row_k <= kCandCap;
-  uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
   __syncthreads();  // a previous row's list (the split merge runs rows in turn) has been read
-  if (key_bins) clear_key_bins(key_hist);
   // Row statistics: the largest non-NaN value (log-softmax's max), the smallest finite one (with
   // the largest, the compact path's bin range), whether a NaN is present.
   float mx = -kInf, mn = kInf;
   uint32_t nan = 0;
-  if (a.log_softmax || select) {
+  // The one-read list (bfloat16 rows, row_k <= kScanMaxKeep): the row's kScanMaxKeep largest
+  // logits and all their ties, listed as the row is read, with its largest and smallest finite
+  // value, and no shared-memory atomic per entry (the statistics pass below takes one, for its key
+  // bins). The largest entry is always listed, so the list's largest is the row's. A row with a
+  // NaN or +inf, fewer than kScanMaxKeep entries above -inf, or a warp buffer of ties takes the
+  // statistics pass instead (scan_n -1). Keeping kScanMaxKeep rather than row_k puts the list's
+  // smallest score below the row_k-th in all but tied or rounded rows, which the select checks.
+  int scan_n = -1;
+  if constexpr (D == kDTypeBF16) {
+    if (a.top_k_scan && select && a.row_k <= kScanMaxKeep && vocab > kScanMaxKeep) {
+      uint32_t kmax = 0, lane_nan = 0;
+      float low = kInf;
+      const int n = scan_top_list<D, true>(src, vocab, 0, [](float x) { return x; }, 1.0f, kScanMaxKeep,
+                                           ScanShared{list, &s.scan_thr, s.uscratch}, &kmax, &lane_nan, &low);
+      lane_nan = block_reduce(lane_nan, MaxOp(), s.uscratch);
+      low = block_reduce(low, MinOp(), s.fscratch);
+      if (n >= kScanMaxKeep && lane_nan == 0 && kmax < sort_key(kInf)) {
+        scan_n = n;
+        mx = key_to_float(kmax);
+        mn = low;
+      }
+    }
+  }
+  // The statistics pass also histograms the logits' key bins (device.cuh) for the compact path.
+  const bool key_bins = scan_n < 0 && a.key_bins && select && a.row_k <= kCandCap;
+  uint32_t* key_hist = reinterpret_cast<uint32_t*>(list);
+  if (key_bins) clear_key_bins(key_hist);
+  if (scan_n < 0 && (a.log_softmax || select)) {
     // Branch-free per entry, unswitched on the histogram (as the sampling chain's statistics pass).
     const auto stats = [&](float x, auto bins) {
       const bool listable = x > -kInf;  // false for NaN and -inf
@@ -211,7 +241,9 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   if (compact) {
     const float smax = score_of(mx), smin = score_of(mn);
     if (scores_span_finite(smax, smin)) {
-      if (key_list.low >= 0) {
+      if (scan_n >= 0) {
+        listed = scan_n;  // every unlisted logit is below the list's smallest: checked after the select
+      } else if (key_list.low >= 0) {
         listed = static_cast<int>(key_list.count);
         if (list_in_sum) {
           left_out = sum_left_out;
@@ -261,7 +293,10 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
     cut = kth_score();
     // A key-bin list stands when every unlisted entry scores below its k-th score (left_out
     // -inf: nothing finite is unlisted); else the row decides.
-    if (left_out < kInf && left_out > -kInf && !(key_of(left_out) < cut)) {
+    // The one-read list stands when its smallest score (keys.lo, exact: list_keys) is below the
+    // k-th: an unlisted logit is below the list's smallest, and scores never decrease with logits.
+    const bool scan_short = scan_n >= 0 && listed >= 0 && !(keys.lo < cut);
+    if (scan_short || (left_out < kInf && left_out > -kInf && !(key_of(left_out) < cut))) {
       listed = -1;
       keys = KeyRange();
       cut = kth_score();
@@ -648,7 +683,7 @@ int beam_splits(int64_t rows, int64_t vocab, int64_t num_beams, int64_t k, int64
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
                       int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins, int splits,
-                      uint64_t* split_scratch, int64_t split_scratch_len) {
+                      uint64_t* split_scratch, int64_t split_scratch_len, bool top_k_scan) {
   require_nonnegative(in.rows, "rows");
   require_nonnegative(in.row_stride, "row_stride");
   require(in.dtype >= 0 && in.dtype <= 2, "dtype code must be 0 (float32), 1 (float16) or 2 (bfloat16), got " +
@@ -690,7 +725,8 @@ cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_be
                    scores,
                    tokens,
                    beams,
-                   key_bins};
+                   key_bins,
+                   top_k_scan};
   const SliceArgs sa{splits, reinterpret_cast<SliceRecord*>(split_scratch)};
   switch (in.dtype) {
     case kDTypeF32: launch<kDTypeF32>(a, in.rows, batch, sa, stream); break;

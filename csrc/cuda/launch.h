@@ -92,6 +92,6 @@ int beam_splits(int64_t rows, int64_t vocab, int64_t num_beams, int64_t k, int64
 cudaError_t beam_topk(const RowsIn& in, const float* beam_scores, int64_t num_beams, int64_t k,
                       bool apply_log_softmax, uint64_t* candidates, float* row_stats, float* scores,
                       int64_t* tokens, int64_t* beams, cudaStream_t stream, bool key_bins = true, int splits = 1,
-                      uint64_t* split_scratch = nullptr, int64_t split_scratch_len = 0);
+                      uint64_t* split_scratch = nullptr, int64_t split_scratch_len = 0, bool top_k_scan = true);
 
 }  // namespace pydecode::cuda

@@ -34,9 +34,11 @@ def key_bins() -> bool:
 # PYDECODE_CUDA_TOPK_SCAN=0: the sampling chain lists the candidates of bfloat16 top-k rows with
 # k <= 64 from the key-bin or gap histogram (two or three reads of the row), and reads top-p and
 # min-p rows without top-k as before, instead of listing them as it reads the row
-# (csrc/cuda/sampling.cu's one-read list, the default: same outputs; one read for top-k and for a
-# min-p set within its 64 entries, two for a top-p nucleus within them; 3-6 instructions an entry),
-# for the GPU benchmarks that compare the two.
+# (csrc/cuda/scan_list.cuh's one-read list, the default: same outputs; one read for top-k and for a
+# min-p set within its 64 entries, two for a top-p nucleus within them; 3-6 instructions an entry);
+# and beam top-k's bfloat16 rows with min(k, vocab) <= 64 take the statistics pass and its key-bin
+# list (2 reads) instead of the one-read list (1 read, 2 with log-softmax); for the GPU benchmarks
+# that compare the two.
 TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
 
 

@@ -272,5 +272,6 @@ def _beam_topk_cuda(
             num_beams, k, apply_log_softmax, candidates.data_ptr(), row_stats.data_ptr(), scores.data_ptr(),
             token_ids.data_ptr(), beam_indices.data_ptr(), _cuda_launch.stream(dev),
             _cuda_launch.key_bins(), splits, split_scratch.data_ptr() if splits > 1 else 0, split_scratch.numel(),
+            _cuda_launch.top_k_scan(),
         )
     return scores, token_ids, beam_indices

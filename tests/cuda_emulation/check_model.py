@@ -243,7 +243,7 @@ for vocab in (1, 9, 2000):
 print("renorm done", fails)
 
 # beam
-def beam_once(logits, scores, W, k, lsm, splits):
+def beam_once(logits, scores, W, k, lsm, splits, scan=False):
     rws, v = logits.shape; b = rws // W; rk = min(k, v)
     cand = torch.empty(rws * rk, dtype=torch.int64); st = torch.empty(rws * 2)
     sc = torch.empty(b, k); tk = torch.empty(b, k, dtype=torch.int64); bm = torch.empty(b, k, dtype=torch.int64)
@@ -251,13 +251,20 @@ def beam_once(logits, scores, W, k, lsm, splits):
     x = _cpu.rows_view(logits)
     M.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rws, v, _cpu.row_stride(x), scores.data_ptr(), W, k, lsm,
                 cand.data_ptr(), st.data_ptr(), sc.data_ptr(), tk.data_ptr(), bm.data_ptr(), TH, True, splits,
-                scratch.data_ptr() if splits > 1 else 0)
+                scratch.data_ptr() if splits > 1 else 0, scan)
     return sc, tk, bm
 def beam(logits, scores, W, k, lsm):
     """One block per row; where the split path applies (min(k, vocab) < vocab, <= 64), every split
-    count in SPLITS must give the same outputs, bit for bit."""
+    count in SPLITS must give the same outputs, bit for bit. The rows in bfloat16: the one-read list
+    (top_k_scan) on and off give the same outputs, bit for bit, one block per row and split."""
     global split_checks
     got = beam_once(logits, scores, W, k, lsm, 1)
+    half = logits.to(torch.bfloat16)
+    for splits in (1, 3) if min(k, logits.shape[1]) < logits.shape[1] and k <= 64 else (1,):
+        if splits <= logits.shape[1]:
+            off, on = (beam_once(half, scores, W, k, lsm, splits, scan) for scan in (False, True))
+            report(f"beam one-read list bf16 splits {splits} {tuple(logits.shape)} W={W} k={k} lsm={lsm}",
+                   lambda: [assert_same(a, b, atol=0, rtol=0) for a, b in zip(on, off)])
     if min(k, logits.shape[1]) < logits.shape[1] and k <= 64:
         for splits in SPLITS:
             if splits <= logits.shape[1]:

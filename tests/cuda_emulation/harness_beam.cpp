@@ -11,7 +11,7 @@ void bind_beam_model(py::module_& m) {
   m.def("beam_topk", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                         uintptr_t beam_scores, int num_beams, int k, bool lsm, uintptr_t candidates,
                         uintptr_t row_stats, uintptr_t scores, uintptr_t tokens, uintptr_t beams, unsigned threads,
-                        bool key_bins, int splits, uintptr_t split_scratch) {
+                        bool key_bins, int splits, uintptr_t split_scratch, bool top_k_scan) {
     BeamArgs a;
     a.in.data = reinterpret_cast<const void*>(logits);
     a.in.dtype = dtype;
@@ -24,6 +24,7 @@ void bind_beam_model(py::module_& m) {
     a.k = k;
     a.log_softmax = lsm;
     a.key_bins = key_bins;
+    a.top_k_scan = top_k_scan;
     a.candidates = reinterpret_cast<unsigned long long*>(candidates);
     a.row_stats = reinterpret_cast<float*>(row_stats);
     a.scores = reinterpret_cast<float*>(scores);

@@ -158,3 +158,32 @@ def test_cuda_big_beam_split_rows(monkeypatch: pytest.MonkeyPatch, dtype: torch.
     one = B.beam_topk(logits, scores, 4, 8, backend="cuda")
     for a, b, what in zip(got, one, ("scores", "tokens", "beams")):
         assert_same(a, b, atol=0, rtol=0, what=f"split vs one block {batch}x4 {what}")
+
+
+@pytest.mark.parametrize(("batch", "vocab"), [(2, 20000), (64, 128256)])
+def test_cuda_beam_one_read_list_matches(monkeypatch: pytest.MonkeyPatch, batch: int, vocab: int) -> None:
+    """bfloat16 rows with min(k, vocab) <= 64 list their candidates as they are read (the one-read
+    list, PYDECODE_CUDA_TOPK_SCAN): bit for bit what the statistics pass's list gives, one block per
+    row (and through the split merge's fallback rows), with and without log-softmax, on plain rows,
+    rows it cannot serve (NaN, +inf, -inf, integer ties) and a list whose smallest score rounds to
+    the k-th (beam scores -3e9)."""
+    g = torch.Generator().manual_seed(vocab)
+    x = torch.randn(batch * 4, vocab, generator=g) * 3
+    x[1, 5] = float("nan")
+    x[2, 7] = float("inf")
+    x[3, ::3] = float("-inf")
+    x[4 % x.shape[0]] = torch.randint(0, 3, (vocab,), generator=g).float()
+    x[5 % x.shape[0], 1000:1080] = 8 + torch.arange(80) / 16
+    x = x.to(torch.bfloat16).cuda()
+    cases = [(torch.randn(batch * 4, generator=g) - 3).cuda(), torch.full((batch * 4,), -3e9).cuda()]
+    for bonus in cases:
+        for lsm in (True, False):
+            for k in (1, 8, 64):
+                for splits in ("1", "3"):
+                    monkeypatch.setenv(B.BEAM_SPLITS_ENV, splits)
+                    monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "0")
+                    want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=lsm, backend="cuda")
+                    monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "1")
+                    got = B.beam_topk(x, bonus, 4, k, apply_log_softmax=lsm, backend="cuda")
+                    for a, b, what in zip(got, want, ("scores", "tokens", "beams")):
+                        assert_same(a, b, atol=0, rtol=0, what=f"one-read list lsm={lsm} k={k} splits={splits} {what}")
