@@ -54,3 +54,32 @@ def test_min_p_case_samples_from_transformers_min_p_set() -> None:
     torch.manual_seed(0)
     tokens = bench_ops.transformers_fn(case, rows, vocab, torch.device("cpu"))(x)
     assert bool(kept.gather(1, tokens[:, None]).all())
+
+
+def test_flashinfer_sampler_per_case(monkeypatch) -> None:  # noqa: ANN001
+    """The FlashInfer provider calls the sampler of each case with the case's parameter (a stand-in
+    module records the calls: FlashInfer needs a GPU), and has none for beam top-k."""
+    import sys
+    import types
+
+    from pydecode.benchmarks import flashinfer_provider
+
+    calls = []
+
+    def sampler(name: str):  # noqa: ANN202
+        def fn(x: torch.Tensor, *params: object, deterministic: bool) -> torch.Tensor:
+            calls.append((name, params, deterministic))
+            return torch.zeros(x.shape[0], dtype=torch.int64)
+        return fn
+
+    fs = types.ModuleType("flashinfer.sampling")
+    for name in ("top_k_top_p_sampling_from_logits", "top_p_sampling_from_probs", "min_p_sampling_from_probs"):
+        setattr(fs, name, sampler(name))
+    monkeypatch.setitem(sys.modules, "flashinfer", types.ModuleType("flashinfer"))
+    monkeypatch.setitem(sys.modules, "flashinfer.sampling", fs)
+    x = types.SimpleNamespace(logits=torch.randn(2, 10))
+    for case in ("temp_topk_topp_sample", "temp_topp_sample", "temp_minp_sample"):
+        flashinfer_provider.sampler(case, 0.7, 50, 0.9, 0.1)(x)
+    assert calls == [("top_k_top_p_sampling_from_logits", (50, 0.9), True),
+                     ("top_p_sampling_from_probs", (0.9,), True), ("min_p_sampling_from_probs", (0.1,), True)]
+    assert flashinfer_provider.sampler("beam_topk", 0.7, 50, 0.9, 0.1) is None

@@ -46,22 +46,17 @@ def sampler(case: str, temperature: float, top_k: int, top_p: float,
         def run(x: Any) -> torch.Tensor:
             return fn(x.logits.float() / temperature, top_k, top_p, deterministic=True)
         return run
-    if case == "temp_topp_sample":
-        fn = getattr(fs, "top_p_sampling_from_probs", None)
-        if fn is None:
+    # The samplers from probabilities: softmax of the tempered logits first, counted in their time.
+    from_probs = {"temp_topp_sample": ("top_p_sampling_from_probs", top_p),
+                  "temp_minp_sample": ("min_p_sampling_from_probs", min_p)}
+    if case in from_probs:
+        name, param = from_probs[case]
+        fn_probs = getattr(fs, name, None)
+        if fn_probs is None:
             return None
 
-        def run_p(x: Any) -> torch.Tensor:
+        def run_probs(x: Any) -> torch.Tensor:
             probs = torch.softmax(x.logits.float() / temperature, dim=-1)
-            return fn(probs, top_p, deterministic=True)
-        return run_p
-    if case == "temp_minp_sample":
-        fn = getattr(fs, "min_p_sampling_from_probs", None)
-        if fn is None:
-            return None
-
-        def run_min_p(x: Any) -> torch.Tensor:
-            probs = torch.softmax(x.logits.float() / temperature, dim=-1)
-            return fn(probs, min_p, deterministic=True)
-        return run_min_p
+            return fn_probs(probs, param, deterministic=True)
+        return run_probs
     return None
