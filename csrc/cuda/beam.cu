@@ -98,8 +98,12 @@ __device__ __forceinline__ RowLse row_lse(float mx, uint32_t nan, const SumOf& s
   return RowLse{m, log_fix40(sum_of(m))};
 }
 
-// Whether the compact path (and the split path's lists) may serve a row: no NaN or +inf,
-// something finite, and a finite range of scores, over which the score is monotone in the logit.
+// Whether the compact path (and the split path's lists) may serve a row: no NaN or +inf and
+// something finite among its logits (largest mx, smallest finite mn; nan: whether a NaN is there)...
+__device__ __forceinline__ bool logits_listable(uint32_t nan, float mx, float mn) {
+  return nan == 0 && mn <= mx && mx < kInf;
+}
+// ... and a finite range of scores, over which the score is monotone in the logit.
 __device__ __forceinline__ bool scores_span_finite(float smax, float smin) {
   return smax < kInf && smin > -kInf && smax - smin < kInf;
 }
@@ -179,7 +183,7 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   const KeyBinList key_list = key_bins ? key_bin_list(key_hist, static_cast<uint32_t>(a.row_k), sh) : KeyBinList{};
   // The compact path (device.cuh's candidate lists) may serve rows without NaN or +inf that have
   // something finite and a top row_k that fits on a list; the scores' range decides below.
-  const bool compact = select && a.row_k <= kCandCap && nan == 0 && mn <= mx && mx < kInf;
+  const bool compact = select && a.row_k <= kCandCap && logits_listable(nan, mx, mn);
   // With log-softmax, the key-bin list is copied in the sum's read (two reads of the row, not three):
   // the bins are known from the statistics pass. Its entries take one shared atomic each (few: the
   // list is the row's top bins), in no fixed order, which nothing depends on: the selects count,
@@ -589,7 +593,7 @@ __global__ void __launch_bounds__(kThreads, 1) beam_split_merge_kernel(const Bea
     a.row_stats[2 * row] = st.m;
     a.row_stats[2 * row + 1] = st.lse;
     const float bs = a.beam_scores[row];
-    const bool usable = nan == 0 && mn <= mx && mx < kInf &&
+    const bool usable = logits_listable(nan, mx, mn) &&
                         scores_span_finite(beam_score(mx, st.m, st.lse, bs, a.log_softmax),
                                            beam_score(mn, st.m, st.lse, bs, a.log_softmax));
     if (!usable) ok = 0;
