@@ -11,10 +11,11 @@ kinds of bench/triton_row_reads.py (``randn x 1``, ``randn x 3``, ``peaked``, ``
 ``rand`` (uniform [0, 1): a nearly flat softmax), bfloat16. Calls (tokens only, the decode-loop
 call): temperature 0.7 + top-k 50 + top-p 0.9, temperature 0.7 + top-p 0.9, temperature 0.7 +
 min-p 0.1, at one block per row and split in 15 slices (batch 1 x vocab 128256 on a 132-SM card),
-and beam top-k (4 beams, k = 8, with and without log-softmax). ``reads_compact_on``: the calls with
-their lists from the key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``);
-``reads_top_k_scan``: with the one-read list (the default for bfloat16 top-k rows with k <= 64, top-p
-or min-p rows without top-k, and beam rows with k <= 64; the hits' values read again count too), and
+and beam top-k (4 beams, k = 8, with and without log-softmax, one block per row and split in 31
+slices, as 4 rows of 128256 are on a 132-SM card). ``reads_compact_on``: the calls with their lists
+from the key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``); ``reads_top_k_scan``: with the
+one-read list (the default for bfloat16 top-k rows with k <= 64, top-p or min-p rows without top-k,
+beam rows with k <= 64 and beam slices with k <= 32; the hits' values read again count too), and
 ``block_syncs_top_k_scan`` its block barriers. ``block_syncs`` (compact path on): the most
 ``__syncthreads`` one block of the call passes, the chain of block barriers a row waits through
 (at batch 1 that sequence, with the row barriers, is the call's latency; the model's 64-thread
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocab", type=int, default=128256)
     parser.add_argument("--splits", type=int, default=15, help="slices per row of the split chain")
+    parser.add_argument("--beam-splits", type=int, default=31,
+                        help="slices per row of beam top-k's split path (4 rows x 128256 on a 132-SM card: 31)")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     parser.add_argument("--families", nargs="+", default=["chain", "beam"], choices=["chain", "beam"],
                         help="which kernels' reads to count")
@@ -176,17 +179,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                  "atomics_per_entry": round(atomics / entries, 3),
                                  "atomics_per_entry_top_k_scan": round(scan_atomics / entries, 3),
                                  "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
-            for log_softmax in (True, False) if "beam" in args.families else ():
+            for log_softmax, splits in ((True, 1), (False, 1), (True, args.beam_splits), (False, args.beam_splits)):
+                if "beam" not in args.families:
+                    break
                 beam_rows = rows_of(kind, 4, args.vocab, seed=7)
                 model.take_block_syncs()
                 model.take_atomics()
-                beam = beam_reads(model, beam_rows, log_softmax=log_softmax)[0]
+                beam = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits)[0]
                 syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
-                scan = beam_reads(model, beam_rows, log_softmax=log_softmax, top_k_scan=True)[0]
+                scan = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits, top_k_scan=True)[0]
                 scan_syncs, (scan_atomics, scan_hot) = model.take_block_syncs(), model.take_atomics()
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
-                             "splits": 1, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
+                             "splits": splits, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
                              "reads_top_k_scan": round(scan, 2), "row_barriers": "", "row_barriers_top_k_scan": "",
                              "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
                              "atomics_per_entry": round(atomics / beam_rows.numel(), 3),

@@ -91,10 +91,11 @@ step bench-ops-sampling 135 "${bench_ops[@]}" \
 step profile-ops 75 python -m bench.profile_ops --device cuda --csv "$out/profile_ops.csv"
 # The CUDA chain's lists from the key-bin / gap histograms (PYDECODE_CUDA_TOPK_SCAN=0) against the
 # default one-read list (bfloat16 rows with k <= 64, and top-p or min-p rows without top-k, list
-# their candidates as they read the row) in profile_ops.csv: the same outputs, the kernel times
-# compared (T + top-k + top-p, T + top-p and T + min-p at batch 1 / 64 / 256).
-step profile-cuda-topk-scan-off 45 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
-  --backends cuda --cases temp_topk_topp_sample temp_topp_sample temp_minp_sample \
+# their candidates as they read the row; so do beam top-k's rows and slices) in profile_ops.csv:
+# the same outputs, the kernel times compared (T + top-k + top-p, T + top-p, T + min-p and beam
+# top-k at batch 1 / 64 / 256).
+step profile-cuda-topk-scan-off 55 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases temp_topk_topp_sample temp_topp_sample temp_minp_sample beam_topk \
   --csv "$out/profile_ops_cuda_topk_scan_off.csv"
 # CUDA beam top-k's split rows (small batches: slices' lists, then one merge per batch item) against
 # one block per row (PYDECODE_CUDA_BEAM_SPLITS=1); the default's rows are in profile_ops.csv.
@@ -125,9 +126,9 @@ step bench-ops-key-bins-off 40 env PYDECODE_CUDA_KEY_BINS=0 PYDECODE_CUDA_TOPK_S
   --cases temp_topk_topp_sample beam_topk
 # The lists from the histograms (PYDECODE_CUDA_TOPK_SCAN=0) on the op benchmark's shapes (eager
 # calls; compare with ops_cuda.csv, where the one-read list runs).
-step bench-ops-topk-scan-off 40 env PYDECODE_CUDA_TOPK_SCAN=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_topk_scan_off.csv}" \
+step bench-ops-topk-scan-off 50 env PYDECODE_CUDA_TOPK_SCAN=0 "${bench_ops[@]/ops_cuda.csv/ops_cuda_topk_scan_off.csv}" \
   --batch 1 64 256 --vocab 32000 128256 --backends cuda --no-transformers --no-flashinfer \
-  --cases temp_topk_topp_sample rep_temp_topk_topp_sample
+  --cases temp_topk_topp_sample rep_temp_topk_topp_sample temp_topp_sample temp_minp_sample beam_topk
 # Triton's early tiles (the top-k select copies the candidates once they fit and finishes on them;
 # top-p without top-k finishes on the entries above the 513th largest when the nucleus lies there)
 # against PYDECODE_TRITON_EARLY_TILE=0: same tokens; compare with ops_cuda.csv.

@@ -360,18 +360,25 @@ def _beam_same(a: tuple, b: tuple) -> bool:
 def test_beam_one_read_list(model, log_softmax: bool) -> None:  # noqa: ANN001
     """Beam top-k's one-read list (bfloat16 rows, min(k, vocab) <= 64; PYDECODE_CUDA_TOPK_SCAN): the
     row's 64 largest logits listed as the row is read, so 1 read without log-softmax (2 with: its
-    sum), not 2, and the statistics pass's outputs bit for bit: plain rows at k 8 and 64 (the list's
-    size); a list whose smallest score rounds to the k-th (beam scores -3e9: the row decides, and
-    reads again); rows it cannot serve (NaN, +inf, -inf, a dead beam; integer logits, whose ties
-    fill a warp's buffer), which take the statistics pass; and the split path's items handed back
-    to the row algorithm."""
+    sum), not 2, and the statistics pass's outputs bit for bit: plain rows at k 8, 32 and 64 (the
+    list's size), one block per row and split (slices list their 64 largest for k <= 32: 1 read,
+    2 with the sum, where the statistics, radix passes and copy took 6, 7 with the sum); a list whose
+    smallest score rounds to the k-th (beam scores -3e9: the row decides, and reads again); rows it
+    cannot serve (NaN, +inf, -inf, a dead beam; integer logits, whose ties fill a warp's buffer),
+    which take the statistics pass; and the split path's items handed back to the row algorithm."""
     plain = reads.rows_of("randn x 3", 8, 20000, seed=5)
     bonus = torch.randn(8, generator=torch.Generator().manual_seed(1)) - 3
-    for k in (8, 64):
-        off = reads.beam_reads(model, plain, 4, k, log_softmax, bonus)
-        on = reads.beam_reads(model, plain, 4, k, log_softmax, bonus, top_k_scan=True)
-        assert _beam_same(on, off), k
-        assert off[0] == pytest.approx(2) and (2 if log_softmax else 1) <= on[0] < (2.1 if log_softmax else 1.1), k
+    one_read = (2 if log_softmax else 1, 2.1 if log_softmax else 1.1)
+    for k in (8, 32, 64):
+        for splits in (1, 3):
+            off = reads.beam_reads(model, plain, 4, k, log_softmax, bonus, splits=splits)
+            on = reads.beam_reads(model, plain, 4, k, log_softmax, bonus, splits=splits, top_k_scan=True)
+            assert _beam_same(on, off), (k, splits)
+            if splits == 1 or k <= 32:
+                assert one_read[0] <= on[0] < one_read[1], (k, splits, on[0])
+                assert off[0] == pytest.approx(2) if splits == 1 else off[0] >= 6, (k, splits, off[0])
+            else:  # slices list at most 32 on the one-read list
+                assert on[0] == pytest.approx(off[0]), (k, splits)
     rounded = reads.rows_of("randn x 1", 8, 9000, seed=6)
     rounded[:, 1000:1080] = (8 + torch.arange(80) / 16).to(torch.bfloat16)  # one score at -3e9 (float32 ulp 256)
     for k in (8, 20):

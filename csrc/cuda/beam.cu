@@ -450,8 +450,22 @@ struct Slice {
   }
 };
 
-// a. (see the top): statistics and list of one slice. Needs a.row_k < vocab.
-template <int D>
+// Whether a slice takes the one-read list (kScan below): bfloat16 rows whose slices list at most
+// half of the list's entries, so that the list holds entries below the slice's n-th (the left-out
+// logit is then exact). The launcher and the CPU model pick the kernel by this rule.
+__host__ __device__ constexpr bool slice_scan(const BeamArgs& a, int dtype) {
+  return a.top_k_scan && dtype == kDTypeBF16 && a.row_k <= kScanMaxKeep / 2;
+}
+
+// a. (see the top): statistics and list of one slice. Needs a.row_k < vocab. kScan (slice_scan):
+// the slice's kScanMaxKeep largest logits are listed as it is read (scan_list.cuh) with its
+// largest and smallest finite logit, and the select runs on that list instead of the slice: one
+// read where the statistics, the radix passes and the copy took 4-6. The slice's n-th logit and
+// its ties are on the list, and every unlisted logit is below the list's smallest, so the entries
+// at or above the n-th and the largest logit below it (the left-out, when the list holds one
+// below the n-th; else the n-th's own key, a bound the merge checks alike) are the slice's.
+// A NaN, a short slice or a buffer of ties takes the statistics pass as without it.
+template <int D, bool kScan = false>
 __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, const SliceArgs sa) {
   __shared__ RadixShared sh;
   __shared__ float fscratch[32];
@@ -460,56 +474,108 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
   const int row = static_cast<int>(blockIdx.x);
   const Slice slice = Slice::of(static_cast<int>(a.in.vocab), sa.splits);
   const void* src = slice.data<D>(a.in, row);
-  const auto each = [&](auto&& f) { for_row<D>(src, slice.len, [&](int i, float x) { f(slice.begin + i, x); }); };
-  float mx = -kInf, mn = kInf;
-  uint32_t nan = 0, kmin = 0xFFFFFFFFu;
-  for_row<D, kFastLoads>(src, slice.len, [&](int, float x) {
-    nan |= x != x ? 1u : 0u;
-    mx = x > mx ? x : mx;
-    mn = x > -kInf && x < mn ? x : mn;
-    const uint32_t key = sort_key(x);  // NaN's is the largest: never the minimum
-    kmin = key < kmin ? key : kmin;
-  });
-  mx = block_reduce(mx, MaxOp(), fscratch);
-  mn = block_reduce(mn, MinOp(), fscratch);
-  nan = block_reduce(nan, MaxOp(), uscratch);
-  kmin = block_reduce(kmin, MinOp(), uscratch);
   SliceRecord& r = sa.records[static_cast<int64_t>(row) * sa.splits + blockIdx.y];
   // The slice's top n = min(row_k, len) logits with every tie of the n-th: the entries whose key
   // is at least the n-th largest key. A row with NaN is served by the row algorithm: no list.
   const uint32_t n = static_cast<uint32_t>(a.row_k < slice.len ? a.row_k : slice.len);
-  // The slice's entries where take(x) holds to its list (at most kBeamSliceCap, counted beforehand).
-  const auto copy_list = [&](auto&& take) {
-    if (threadIdx.x == 0) fill = 0;
-    __syncthreads();
-    append_entries<D>(src, slice.len, slice.begin, take, r.list, &fill, kBeamSliceCap);
-  };
+  float mx = -kInf, mn = kInf;
+  uint32_t nan = 0;
   int count = -1;
   uint32_t left_out = 0;
-  if (nan != 0) {
-    count = -1;
-  } else if (n == static_cast<uint32_t>(slice.len)) {  // all of it (or nothing: an empty slice)
-    copy_list([](float) { return true; });
-    count = slice.len;
-  } else {
-    uint32_t above, ties;
-    const uint32_t cut = radix_nth_each(
-        each, n,
-        [](int, float x, uint32_t* key) {
-          *key = sort_key(x);
-          return true;
-        },
-        sh, &above, &ties, NoMerge(), KeyRange{kmin, sort_key(mx)});
-    if (above + ties <= static_cast<uint32_t>(kBeamSliceCap)) {
-      count = static_cast<int>(above + ties);
-      uint32_t out = 0;
-      copy_list([&](float x) {
-        const uint32_t key = sort_key(x);
-        if (key >= cut) return true;
-        out = key > out ? key : out;
-        return false;
-      });
-      left_out = block_reduce(out, MaxOp(), uscratch);
+  bool listed = false;  // count and left_out are set
+  if constexpr (kScan) {
+    __shared__ unsigned long long scan[kCandCap];
+    __shared__ uint32_t scan_thr;
+    static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the list");
+    if (n < static_cast<uint32_t>(slice.len) && slice.len > kScanMaxKeep) {
+      uint32_t kmax = 0, lane_nan = 0;
+      float low = kInf;
+      const int m = scan_top_list<D, true>(src, slice.len, slice.begin, [](float x) { return x; }, 1.0f,
+                                           kScanMaxKeep, ScanShared{scan, &scan_thr, uscratch}, &kmax, &lane_nan,
+                                           &low);
+      lane_nan = block_reduce(lane_nan, MaxOp(), uscratch);
+      low = block_reduce(low, MinOp(), fscratch);
+      if (m >= kScanMaxKeep && lane_nan == 0) {
+        mx = key_to_float(kmax);
+        mn = low;
+        const auto key = [](float x) { return sort_key(x); };
+        uint32_t above, ties;
+        const uint32_t cut = radix_nth_each(
+            [&](auto&& f) { for_list(scan, m, f); }, n,
+            [](int, float x, uint32_t* k) {
+              *k = sort_key(x);
+              return true;
+            },
+            sh, &above, &ties, NoMerge(), list_keys(scan, m, key, kmax, uscratch));
+        if (above + ties <= static_cast<uint32_t>(kBeamSliceCap)) {
+          if (threadIdx.x == 0) fill = 0;
+          __syncthreads();
+          uint32_t out = 0;
+          for (int i = threadIdx.x; i < m; i += blockDim.x) {
+            const unsigned long long c = scan[i];
+            const uint32_t k = sort_key(__uint_as_float(static_cast<uint32_t>(c)));
+            if (k >= cut) {
+              r.list[atomicAdd(&fill, 1u)] = c;  // pack_cand(index in the row, logit), as copy_list's
+            } else {
+              out = k > out ? k : out;
+            }
+          }
+          out = block_reduce(out, MaxOp(), uscratch);
+          count = static_cast<int>(above + ties);
+          // Off the list, the slice's logits lie below its smallest, the cut's: a bound (0: none).
+          left_out = out != 0 ? out : (m < slice.len ? cut : 0u);
+        }
+        listed = true;
+      }
+    }
+  }
+  if (!listed) {
+    const auto each = [&](auto&& f) { for_row<D>(src, slice.len, [&](int i, float x) { f(slice.begin + i, x); }); };
+    uint32_t kmin = 0xFFFFFFFFu;
+    mx = -kInf;
+    mn = kInf;
+    for_row<D, kFastLoads>(src, slice.len, [&](int, float x) {
+      nan |= x != x ? 1u : 0u;
+      mx = x > mx ? x : mx;
+      mn = x > -kInf && x < mn ? x : mn;
+      const uint32_t key = sort_key(x);  // NaN's is the largest: never the minimum
+      kmin = key < kmin ? key : kmin;
+    });
+    mx = block_reduce(mx, MaxOp(), fscratch);
+    mn = block_reduce(mn, MinOp(), fscratch);
+    nan = block_reduce(nan, MaxOp(), uscratch);
+    kmin = block_reduce(kmin, MinOp(), uscratch);
+    // The slice's entries where take(x) holds to its list (at most kBeamSliceCap, counted beforehand).
+    const auto copy_list = [&](auto&& take) {
+      if (threadIdx.x == 0) fill = 0;
+      __syncthreads();
+      append_entries<D>(src, slice.len, slice.begin, take, r.list, &fill, kBeamSliceCap);
+    };
+    if (nan != 0) {
+      count = -1;
+    } else if (n == static_cast<uint32_t>(slice.len)) {  // all of it (or nothing: an empty slice)
+      copy_list([](float) { return true; });
+      count = slice.len;
+    } else {
+      uint32_t above, ties;
+      const uint32_t cut = radix_nth_each(
+          each, n,
+          [](int, float x, uint32_t* key) {
+            *key = sort_key(x);
+            return true;
+          },
+          sh, &above, &ties, NoMerge(), KeyRange{kmin, sort_key(mx)});
+      if (above + ties <= static_cast<uint32_t>(kBeamSliceCap)) {
+        count = static_cast<int>(above + ties);
+        uint32_t out = 0;
+        copy_list([&](float x) {
+          const uint32_t key = sort_key(x);
+          if (key >= cut) return true;
+          out = key > out ? key : out;
+          return false;
+        });
+        left_out = block_reduce(out, MaxOp(), uscratch);
+      }
     }
   }
   if (threadIdx.x == 0) {
@@ -648,7 +714,12 @@ template <int D>
 void launch(const BeamArgs& a, int64_t rows, int64_t batch, const SliceArgs& sa, cudaStream_t stream) {
   if (sa.splits > 1) {
     const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(sa.splits));
-    beam_slice_kernel<D><<<grid, kThreads, 0, stream>>>(a, sa);
+    bool scan = false;
+    if constexpr (D == kDTypeBF16) {  // the one-read list's kernel is built for bfloat16 only
+      scan = slice_scan(a, D);
+      if (scan) beam_slice_kernel<D, true><<<grid, kThreads, 0, stream>>>(a, sa);
+    }
+    if (!scan) beam_slice_kernel<D><<<grid, kThreads, 0, stream>>>(a, sa);
     if (a.log_softmax) beam_slice_sum_kernel<D><<<grid, kThreads, 0, stream>>>(a, sa);
     beam_split_merge_kernel<D><<<static_cast<unsigned>(batch), kThreads, 0, stream>>>(a, sa);
     return;

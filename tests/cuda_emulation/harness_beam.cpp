@@ -37,7 +37,12 @@ void bind_beam_model(py::module_& m) {
       constexpr int D = decltype(d)::value;
       if (splits > 1) {  // the launcher's split path (beam.cu)
         const unsigned grid_y = static_cast<unsigned>(splits);
-        emu::launch(static_cast<unsigned>(rows), grid_y, threads, [&]() { beam_slice_kernel<D>(a, sa); });
+        emu::launch(static_cast<unsigned>(rows), grid_y, threads, [&]() {
+          if constexpr (D == kDTypeBF16) {
+            if (slice_scan(a, D)) return beam_slice_kernel<D, true>(a, sa);
+          }
+          beam_slice_kernel<D>(a, sa);
+        });
         if (lsm) emu::launch(static_cast<unsigned>(rows), grid_y, threads, [&]() { beam_slice_sum_kernel<D>(a, sa); });
         emu::launch(batch, 1, threads, [&]() { beam_split_merge_kernel<D>(a, sa); });
         return;
