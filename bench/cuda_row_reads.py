@@ -179,9 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                  "atomics_per_entry": round(atomics / entries, 3),
                                  "atomics_per_entry_top_k_scan": round(scan_atomics / entries, 3),
                                  "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
-            for log_softmax, splits in ((True, 1), (False, 1), (True, args.beam_splits), (False, args.beam_splits)):
-                if "beam" not in args.families:
-                    break
+            beam_calls = ((True, 1), (False, 1), (True, args.beam_splits), (False, args.beam_splits))
+            for log_softmax, splits in beam_calls if "beam" in args.families else ():
                 beam_rows = rows_of(kind, 4, args.vocab, seed=7)
                 model.take_block_syncs()
                 model.take_atomics()

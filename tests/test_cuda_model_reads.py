@@ -296,6 +296,12 @@ def test_block_syncs_count_a_calls_barriers(model) -> None:  # noqa: ANN001
     assert model.take_block_syncs() > 10
 
 
+def _beam_same(a: tuple, b: tuple) -> bool:
+    """Whether two beam_reads results have the same scores (NaN where NaN), token ids and beams."""
+    return all(torch.equal(x.nan_to_num(), y.nan_to_num()) and torch.equal(x.isnan(), y.isnan())
+               for x, y in zip(a[1:], b[1:]))
+
+
 @pytest.mark.parametrize("kind", ["float32", "bfloat16", "bad rows", "integer ties", "bin-edge tie"])
 def test_beam_split_rows_match_one_block(model, kind: str) -> None:  # noqa: ANN001
     """Beam top-k's split path (slices' lists, their exact sums, the item's merge) gives what one
@@ -310,8 +316,7 @@ def test_beam_split_rows_match_one_block(model, kind: str) -> None:  # noqa: ANN
         want = B.beam_topk(x, bonus, 4, k, apply_log_softmax=log_softmax, backend="torch")
         assert torch.equal(one[2], want.token_ids) and torch.equal(one[3], want.beam_indices), (kind, k)
         got = reads.beam_reads(model, x, 4, k, log_softmax, bonus, splits=3)
-        for a, b in zip(got[1:], one[1:]):
-            assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan()), (kind, k)
+        assert _beam_same(got, one), (kind, k)
 
 
 def test_beam_split_falls_back_where_the_lists_cannot_decide(model) -> None:  # noqa: ANN001
@@ -349,11 +354,6 @@ def test_atomic_counts(model) -> None:  # noqa: ANN001
             assert atomics < 0.02 * x.numel() and hot < 100, (top_k, atomics, hot)
     finally:
         model.count_atomics(False)
-
-
-def _beam_same(a: tuple, b: tuple) -> bool:
-    return all(torch.equal(x.nan_to_num(), y.nan_to_num()) and torch.equal(x.isnan(), y.isnan())
-               for x, y in zip(a[1:], b[1:]))
 
 
 @pytest.mark.parametrize("log_softmax", [True, False])

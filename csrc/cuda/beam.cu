@@ -121,6 +121,26 @@ struct RowShared {
 };
 static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the one-read list's warp buffers share the list");
 
+// The one-read list (scan_list.cuh) of the len logits at src, numbered from begin: their
+// kScanMaxKeep largest and all their ties in sh.cand, listed as they are read. Returns the list's
+// length, or -1 when it cannot stand in for the statistics pass (a NaN, fewer than kScanMaxKeep
+// entries above -inf, a warp buffer of ties); then *mx and *mn get the largest logit (the list's:
+// the largest entry is always listed) and the smallest one above -inf. fscratch: 32 floats.
+template <int D>
+__device__ int scan_logits(const void* src, int len, int begin, const ScanShared sh, float* fscratch, float* mx,
+                           float* mn) {
+  uint32_t kmax = 0, nan = 0;
+  float low = kInf;
+  const int n = scan_top_list<D, true>(src, len, begin, [](float x) { return x; }, 1.0f, kScanMaxKeep, sh, &kmax,
+                                       &nan, &low);
+  nan = block_reduce(nan, MaxOp(), sh.u32);
+  low = block_reduce(low, MinOp(), fscratch);
+  if (n < kScanMaxKeep || nan != 0) return -1;
+  *mx = key_to_float(kmax);
+  *mn = low;
+  return n;
+}
+
 // The row algorithm (1. above) for beam row `row`, by the whole block: its candidates to
 // a.candidates + row * row_k, its max and log-sum to a.row_stats.
 template <int D>
@@ -145,16 +165,13 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   int scan_n = -1;
   if constexpr (D == kDTypeBF16) {
     if (a.top_k_scan && select && a.row_k <= kScanMaxKeep && vocab > kScanMaxKeep) {
-      uint32_t kmax = 0, lane_nan = 0;
-      float low = kInf;
-      const int n = scan_top_list<D, true>(src, vocab, 0, [](float x) { return x; }, 1.0f, kScanMaxKeep,
-                                           ScanShared{list, &s.scan_thr, s.uscratch}, &kmax, &lane_nan, &low);
-      lane_nan = block_reduce(lane_nan, MaxOp(), s.uscratch);
-      low = block_reduce(low, MinOp(), s.fscratch);
-      if (n >= kScanMaxKeep && lane_nan == 0 && kmax < sort_key(kInf)) {
+      float list_mx, list_mn;
+      const int n = scan_logits<D>(src, vocab, 0, ScanShared{list, &s.scan_thr, s.uscratch}, s.fscratch, &list_mx,
+                                   &list_mn);
+      if (n >= 0 && list_mx < kInf) {
         scan_n = n;
-        mx = key_to_float(kmax);
-        mn = low;
+        mx = list_mx;
+        mn = list_mn;
       }
     }
   }
@@ -488,16 +505,10 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
     __shared__ uint32_t scan_thr;
     static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the list");
     if (n < static_cast<uint32_t>(slice.len) && slice.len > kScanMaxKeep) {
-      uint32_t kmax = 0, lane_nan = 0;
-      float low = kInf;
-      const int m = scan_top_list<D, true>(src, slice.len, slice.begin, [](float x) { return x; }, 1.0f,
-                                           kScanMaxKeep, ScanShared{scan, &scan_thr, uscratch}, &kmax, &lane_nan,
-                                           &low);
-      lane_nan = block_reduce(lane_nan, MaxOp(), uscratch);
-      low = block_reduce(low, MinOp(), fscratch);
-      if (m >= kScanMaxKeep && lane_nan == 0) {
-        mx = key_to_float(kmax);
-        mn = low;
+      const int m = scan_logits<D>(src, slice.len, slice.begin, ScanShared{scan, &scan_thr, uscratch}, fscratch, &mx,
+                                   &mn);
+      if (m >= 0) {
+        const uint32_t kmax = sort_key(mx);
         const auto key = [](float x) { return sort_key(x); };
         uint32_t above, ties;
         const uint32_t cut = radix_nth_each(
