@@ -62,6 +62,12 @@ inline thread_local Block* g_block = nullptr;
 // last take_block_syncs(): a proxy for a row's latency where one block (or a row's blocks in step)
 // runs alone, as at batch 1.
 inline std::atomic<unsigned long long> max_block_syncs{0};
+// a = max(a, v), for the maxima the blocks report.
+inline void raise_to(std::atomic<unsigned long long>& a, unsigned long long v) {
+  unsigned long long seen = a.load();
+  while (seen < v && !a.compare_exchange_weak(seen, v)) {
+  }
+}
 
 // Atomic counting (off unless a tool turns it on: bench/cuda_row_reads.py): on a GPU, atomics a
 // warp aims at one shared word run one after another, so a histogram whose entries pile into a
@@ -77,15 +83,11 @@ inline void note_block_atomics(const Block& b) {
     hottest = n > hottest ? n : hottest;
   }
   total_atomics += total;
-  unsigned long long seen = max_word_atomics.load();
-  while (seen < hottest && !max_word_atomics.compare_exchange_weak(seen, hottest)) {
-  }
+  raise_to(max_word_atomics, hottest);
 }
 inline void note_block_syncs(const Block& b) {
   note_block_atomics(b);
-  unsigned long long seen = max_block_syncs.load();
-  while (seen < b.syncs && !max_block_syncs.compare_exchange_weak(seen, b.syncs)) {
-  }
+  raise_to(max_block_syncs, b.syncs);
 }
 inline thread_local EmuDim3 t_thread, t_block;
 inline EmuDim3 g_block_dim, g_grid_dim;
