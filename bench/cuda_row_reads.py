@@ -16,11 +16,14 @@ slices, as 4 rows of 128256 are on a 132-SM card). ``reads_compact_on``: the cal
 from the key-bin or gap histograms (``PYDECODE_CUDA_TOPK_SCAN=0``); ``reads_top_k_scan``: with the
 one-read list (the default for bfloat16 top-k rows with k <= 64, top-p or min-p rows without top-k,
 beam rows with k <= 64 and beam slices with k <= 32; the hits' values read again count too), and
-``block_syncs_top_k_scan`` its block barriers. ``block_syncs`` (compact path on): the most
-``__syncthreads`` one block of the call passes, the chain of block barriers a row waits through
-(at batch 1 that sequence, with the row barriers, is the call's latency; the model's 64-thread
-blocks pass the same sequence as a GPU's 1024-thread ones but for loops over more list entries
-than threads). ``atomics_per_entry`` / ``hot_word_atomics`` (compact path on; ``_top_k_scan``: with
+``block_syncs_top_k_scan`` its block barriers (``_block_stages``: with the stages on a short list
+run by the whole block, ``PYDECODE_CUDA_WARP_FINISH=0``, instead of one warp). ``block_syncs``
+(compact path on): the most ``__syncthreads`` one block of the call passes, the chain of block
+barriers a row waits through (at batch 1 that sequence, with the row barriers, is the call's
+latency). The model's 64-thread blocks (``--threads``) are 2 warps: their one-read lists hold
+~100-150 entries at top-k 50 where a GPU's 32 warps list ~1300-2300 (each warp's threshold only
+reaches the keep-th of its own buffer), so ``--threads 1024`` counts what a GPU block does
+(slower). ``atomics_per_entry`` / ``hot_word_atomics`` (compact path on; ``_top_k_scan``: with
 the one-read list): the call's atomics per logits entry, and the most that one word (a histogram
 bin, mostly) took in one block: on a GPU a warp's atomics on one shared word run one after another,
 so a pass that piles its entries into a few bins costs time its read does not show.
@@ -91,11 +94,14 @@ def _addr(t: torch.Tensor | None) -> int:
 def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: float, splits: int,
                 compact: bool, filtered: bool = False,
                 key_bins: bool = True, top_k_scan: bool = False, temperature: float = 0.7, min_p: float = 0.0,
-                min_tokens_to_keep: int = 1) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
+                min_tokens_to_keep: int = 1, warp_finish: bool = True,
+                threads: int = THREADS) -> tuple[float, int, torch.Tensor, torch.Tensor | None]:
     """(row reads, row barriers, tokens, filtered rows or None) of one chain call on rows ``x``,
     at ``temperature``: tokens only (the decode-loop call), or with ``filtered`` also the filtered rows
     (a pass more); key_bins=False: the compact path's lists come from the gap histogram only;
-    top_k_scan=True: the one-read list (top-k rows with k <= 64, top-p or min-p rows without top-k)."""
+    top_k_scan=True: the one-read list (top-k rows with k <= 64, top-p or min-p rows without top-k);
+    warp_finish=False: the stages on a short list run with the whole block (PYDECODE_CUDA_WARP_FINISH=0);
+    threads: the model's block size (a GPU's 1024 make the one-read list longer than 64's)."""
     rows, vocab = x.shape
     temps = torch.full((rows,), temperature, dtype=torch.float64)
     k = None if top_k is None else torch.full((rows,), top_k, dtype=torch.int64)
@@ -107,7 +113,7 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
     model.take_loaded_bytes()
     model.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, 1, _addr(temps), _addr(k),
                        _addr(p), _addr(mp), min_tokens_to_keep, _addr(seed), _addr(offset), _addr(tokens), 0,
-                       _addr(rows_out), float("-inf"), 0, THREADS, splits, compact, key_bins, top_k_scan)
+                       _addr(rows_out), float("-inf"), 0, threads, splits, compact, key_bins, top_k_scan, warp_finish)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), model.last_row_barriers(), tokens, rows_out
 
 
@@ -149,6 +155,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="which kernels' reads to count")
     parser.add_argument("--csrc", type=Path, default=ROOT / "csrc", help="the kernels' sources to count")
     parser.add_argument("--csv", type=Path, default=None, help="append the rows to this CSV")
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help="the model's threads per block (1024: a GPU block's one-read lists; slower)")
     args = parser.parse_args(argv)
     env = environment()
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,21 +169,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
             for call, kw in CHAIN_CALLS.items() if "chain" in args.families else ():
                 for splits in (1, args.splits):
                     mp = kw.get("min_p", 0.0)
-                    off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False, min_p=mp)[0]
+                    common = {"min_p": mp, "threads": args.threads}
+                    off = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=False, **common)[0]
                     model.take_block_syncs()
                     model.take_atomics()
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True,
-                                                     min_p=mp)
+                                                     **common)
                     syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
                     scan, scan_barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits,
-                                                            compact=True, top_k_scan=True, min_p=mp)
+                                                            compact=True, top_k_scan=True, **common)
                     scan, scan_syncs = round(scan, 2), model.take_block_syncs()
                     scan_atomics, scan_hot = model.take_atomics()
+                    chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True, top_k_scan=True,
+                                warp_finish=False, **common)
+                    block_stages_syncs = model.take_block_syncs()
+                    model.take_atomics()
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
                                  "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",
                                  "row_barriers_top_k_scan": scan_barriers if splits > 1 else "",
                                  "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
+                                 "block_syncs_top_k_scan_block_stages": block_stages_syncs,
                                  "atomics_per_entry": round(atomics / entries, 3),
                                  "atomics_per_entry_top_k_scan": round(scan_atomics / entries, 3),
                                  "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
@@ -193,10 +207,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                              "splits": splits, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
                              "reads_top_k_scan": round(scan, 2), "row_barriers": "", "row_barriers_top_k_scan": "",
                              "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
+                             "block_syncs_top_k_scan_block_stages": "",
                              "atomics_per_entry": round(atomics / beam_rows.numel(), 3),
                              "atomics_per_entry_top_k_scan": round(scan_atomics / beam_rows.numel(), 3),
                              "hot_word_atomics": hot, "hot_word_atomics_top_k_scan": scan_hot})
-    print(f"# CUDA kernels of {args.csrc} on the CPU model, {THREADS} threads per block, bfloat16 rows of "
+    print(f"# CUDA kernels of {args.csrc} on the CPU model, {args.threads} threads per block, bfloat16 rows of "
           f"{args.vocab}; git {env['git_sha']}")
     print_table(rows, list(rows[0]))
     if args.csv:

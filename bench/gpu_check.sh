@@ -25,12 +25,13 @@ budget="${GPU_CHECK_BUDGET:-480}"
 # past 240 s), so presets split them over commands on one warm lease (the build stays installed):
 # GPU_CHECK_ONLY=first (build, GPU tests: GPU_CHECK_BUDGET=480 GPU_TESTS_LIMIT=330), then
 # GPU_CHECK_ONLY=second (what the speed targets need: the op benchmarks, the kernel-time profile
-# with the switches that decide defaults, and Nsight Compute's why: about 370 s), and
+# with the switches that decide defaults, and Nsight Compute's why: about 395 s), and
 # GPU_CHECK_ONLY=third (the sanitizers, generate and the switch-by-switch benchmarks) when time is left.
 only="${GPU_CHECK_ONLY:-}"
 case "$only" in
   first) only="env build show-config gpu-tests" ;;
-  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan-off profile-cuda-beam-unsplit ncu-kernels" ;;
+  second) only="bench-ops-sampling profile-ops profile-cuda-topk-scan-off profile-cuda-warp-finish-off
+                profile-cuda-beam-unsplit ncu-kernels" ;;
   third) only="sanitizer-memcheck bench-generate profile-triton-stages-off bench-triton-split bench-triton-early-off
                bench-ops-key-bins-off sanitizer-racecheck bench-ops-topk-scan-off bench-ops-chain-full-row bench-triton-16-pivots
                bench-triton-4-stages bench-ops-chain-unsplit bench-triton-persistent bench-triton-one-per-row
@@ -97,6 +98,11 @@ step profile-ops 75 python -m bench.profile_ops --device cuda --csv "$out/profil
 step profile-cuda-topk-scan-off 55 env PYDECODE_CUDA_TOPK_SCAN=0 python -m bench.profile_ops --device cuda \
   --backends cuda --cases temp_topk_topp_sample temp_topp_sample temp_minp_sample beam_topk \
   --csv "$out/profile_ops_cuda_topk_scan_off.csv"
+# The CUDA chain's stages on a short list run by the whole block (PYDECODE_CUDA_WARP_FINISH=0) against
+# the default one-warp finish in profile_ops.csv (the decode call: tokens and log-probs; top-k rows'
+# lists cut to top-k's set first): the same outputs, the kernel times compared.
+step profile-cuda-warp-finish-off 25 env PYDECODE_CUDA_WARP_FINISH=0 python -m bench.profile_ops --device cuda \
+  --backends cuda --cases temp_topk_topp_sample --csv "$out/profile_ops_cuda_warp_finish_off.csv"
 # CUDA beam top-k's split rows (small batches: slices' lists, then one merge per batch item) against
 # one block per row (PYDECODE_CUDA_BEAM_SPLITS=1); the default's rows are in profile_ops.csv.
 step profile-cuda-beam-unsplit 25 env PYDECODE_CUDA_BEAM_SPLITS=1 python -m bench.profile_ops --device cuda \

@@ -5,6 +5,7 @@ rows) is tests/cuda_emulation/check_model.py, outside the suite."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -394,3 +395,86 @@ def test_beam_one_read_list(model, log_softmax: bool) -> None:  # noqa: ANN001
             off = reads.beam_reads(model, x, 4, 8, log_softmax, scores, splits=splits)
             on = reads.beam_reads(model, x, 4, 8, log_softmax, scores, splits=splits, top_k_scan=True)
             assert _beam_same(on, off), (kind, splits)
+
+
+def _tokens_and_logprobs(model, x: torch.Tensor, kw: dict, splits: int, warp: bool,  # noqa: ANN001
+                         threads: int = reads.THREADS) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Tokens, log-probs (float32 bits) and block barriers of one chain call on the one-read list."""
+    rows, vocab = x.shape
+    full = lambda v, dt: None if v is None else torch.full((rows,), v, dtype=dt)  # noqa: E731
+    args = [full(kw.get("temperature", 0.7), torch.float64), full(kw.get("top_k"), torch.int64),
+            full(kw.get("top_p"), torch.float64), full(kw.get("min_p"), torch.float64)]
+    seed, offset = torch.arange(rows, dtype=torch.int64) * 977 + 3, torch.zeros(rows, dtype=torch.int64)
+    tokens, logprobs = torch.full((rows,), -7, dtype=torch.int64), torch.full((rows,), 123.0)
+    addr = lambda t: 0 if t is None else t.data_ptr()  # noqa: E731
+    model.take_block_syncs()
+    transform = 0 if args[0] is None else 1
+    model.filter_chain(x.data_ptr(), 2, rows, vocab, vocab, transform, *(addr(t) for t in args), kw.get("mtk", 1),
+                       seed.data_ptr(), offset.data_ptr(), tokens.data_ptr(), logprobs.data_ptr(), 0,
+                       float("-inf"), 0, threads, splits, True, True, True, warp)
+    return tokens, logprobs.view(torch.int32), model.take_block_syncs()
+
+
+# Calls whose later stages all run on the list: top-k with top-p, min-p and min_tokens_to_keep in
+# the ways that make each stage decide (p 0: top-p keeps min_tokens_to_keep; min-p past the
+# top-k's set; min_tokens_to_keep above what top-p or min-p keep), top-p or min-p alone.
+_WARP_CALLS = [
+    {"top_k": 50, "top_p": 0.9}, {"top_k": 50}, {"top_k": 20, "top_p": 0.5, "temperature": None},
+    {"top_k": 50, "top_p": 0.9, "min_p": 0.05}, {"top_k": 40, "top_p": 0.2, "min_p": 0.3, "mtk": 3},
+    {"top_k": 8, "top_p": 0.0, "mtk": 5}, {"top_k": 64, "top_p": 0.95, "min_p": 0.5, "mtk": 7},
+    {"top_k": 64, "min_p": 0.9, "mtk": 30, "temperature": 1.0}, {"top_k": 1, "top_p": 0.9},
+    {"top_p": 0.9}, {"top_p": 0.3}, {"top_p": 0.0}, {"top_p": 0.6, "min_p": 0.2, "mtk": 9},
+    {"min_p": 0.1, "temperature": 1.3},
+]
+
+
+def test_warp_finish_matches_the_block_stages(model) -> None:  # noqa: ANN001
+    """warp_finish (a short list's stages in one warp, by rank on the sorted list) gives the block
+    stages' tokens and log-probs bit for bit, one block and 3 slices a row, on rows whose lists hold
+    ties (integers, a few tied maxima, bin-edge ties), a peaked and a flat softmax, and -inf entries;
+    and it passes fewer block barriers where it runs. Vocab 300 lists fit the warp as they are;
+    6000's top-k lists are cut to top-k's set first (prune_list)."""
+    g = torch.Generator().manual_seed(11)
+    kinds = {
+        "randn x 3": lambda v: torch.randn(2, v, generator=g) * 3,
+        "integers": lambda v: torch.randint(0, 6, (2, v), generator=g).float(),
+        "tied tops": lambda v: torch.where(torch.rand(2, v, generator=g) < 0.01, 5.0, torch.randn(2, v, generator=g)),
+        "peaked": lambda v: torch.randn(2, v, generator=g) + torch.where(torch.arange(v) % 97 == 0, 8.0, 0.0),
+        "flat": lambda v: torch.randn(2, v, generator=g) * 0.1,
+        "-inf": lambda v: torch.where(torch.arange(v) % 3 == 0, float("-inf"), torch.randn(2, v, generator=g)),
+    }
+    fewer = 0
+    for (kind, make), vocab in itertools.product(kinds.items(), (300, 6000)):
+        if vocab > 300 and kind in ("flat", "-inf", "peaked"):  # the cut lists: three kinds are enough
+            continue
+        x = make(vocab).to(torch.bfloat16)
+        for i, kw in enumerate(_WARP_CALLS):
+            for splits in (1, 3) if (i + vocab // 300) % 3 == 0 else (1,):  # a third split, all kinds alike
+                warp, block = (_tokens_and_logprobs(model, x, kw, splits, on) for on in (True, False))
+                assert torch.equal(warp[0], block[0]) and torch.equal(warp[1], block[1]), (kind, vocab, kw, splits)
+                fewer += warp[2] < block[2]
+    assert fewer >= len(kinds) * len(_WARP_CALLS), fewer  # the warp ran on most of the calls
+    # min_tokens_to_keep past what top-p (p 0.1) or min-p (0.9) keep: the 30th largest lies in a
+    # group of 40 tied entries, of which top-p keeps the highest indices and min-p the lowest.
+    x = torch.randn(8, 300, generator=g) * 0.5 - 3.0
+    for row in x:
+        at = torch.randperm(300, generator=g)
+        row[at[:3]] = 5.0
+        row[at[3:43]] = 2.0
+    x = x.to(torch.bfloat16)
+    for kw in ({"top_k": 64, "min_p": 0.9}, {"top_k": 64, "top_p": 0.1}, {"top_p": 0.1}, {"min_p": 0.9}):
+        kw = {**kw, "mtk": 30, "temperature": 2.0}
+        warp, block = (_tokens_and_logprobs(model, x, kw, 1, on) for on in (True, False))
+        assert torch.equal(warp[0], block[0]) and torch.equal(warp[1], block[1]), kw
+        assert warp[2] < block[2], kw
+
+
+def test_warp_finish_on_a_gpu_sized_block(model) -> None:  # noqa: ANN001
+    """With a GPU's 1024 threads a block's one-read list at top-k 50 holds over a thousand entries
+    (each warp's threshold only reaches the keep-th of its own buffer); prune_list cuts it to top-k's
+    set for the warp: same token and log-prob, and 10 or more block barriers fewer (15-24 counted)."""
+    x = reads.rows_of("randn x 3", 1, 128256, seed=5)
+    warp, block = (_tokens_and_logprobs(model, x, {"top_k": 50, "top_p": 0.9}, 1, on, threads=1024)
+                   for on in (True, False))
+    assert torch.equal(warp[0], block[0]) and torch.equal(warp[1], block[1])
+    assert warp[2] + 10 <= block[2], (warp[2], block[2])

@@ -63,6 +63,7 @@ struct ChainSpec {
   int compact = 1;  // 0: never take the compact path (sampling.cu), for comparisons
   int key_bins = 1;  // 0: the compact path's lists come from the gap histogram only (comparisons)
   int top_k_scan = 0;  // 1: the one-read top-k list (sampling.cu; a lead measured against the key-bin list)
+  int warp_finish = 0;  // 1: short candidate lists finish in one warp (sampling.cu's warp_finish; same outputs)
 };
 // Blocks of the split kernel the current device holds at once (0: no cooperative launch).
 int chain_capacity();

@@ -846,6 +846,349 @@ __device__ __forceinline__ Cut chain_stages(Part& part, const RowCtx& r, const Y
   return min_p_and_sample<D>(part, r, yof, cut, kept_count, sh);
 }
 
+// ------------------------------------------------------------------------ one-warp list finish
+// A short candidate list (at most kWarpList entries: a top-k row's list cut to top-k's set by
+// prune_list, a small key-bin list, a short one-read list of a top-p or min-p row) in a call that
+// wants only the token and its log-prob finishes in one warp, with no block barrier: the warp
+// sorts the list (a bitonic network over
+// (key, index), both descending), and every radix select of the stages becomes a lookup by rank
+// in that order. The n-th largest key of a kept set is its n-th entry; a tied group's kept
+// members are consecutive, highest index first; top-p's boundary group is the last one whose
+// first member has less than the limit above it (exclusive prefix sums of the same fixed-point
+// masses). Same integers, same comparisons as top_k_cut, top_p_stage and min_p_and_sample, so the
+// same cut and token bit for bit. The block's stages pass 20-45 barriers on a list (3 a radix pass,
+// 2 a reduction) with most of the block idle, a latency every row pays after its read (at batch 1
+// the call's latency). The block's other warps, and the other blocks of a split row, are done.
+constexpr int kWarpList = 128;
+constexpr int kWarpPer = kWarpList / 32;  // entries a lane holds: positions lane * kWarpPer + j
+
+// Sorts the warp's kWarpList values into descending order of position (bitonic network: distances
+// of kWarpPer and more between lanes, shorter ones within a lane).
+__device__ __forceinline__ void warp_sort_desc(unsigned long long (&e)[kWarpPer]) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+#pragma unroll
+  for (int size = 2; size <= kWarpList; size <<= 1) {
+#pragma unroll
+    for (int d = size >> 1; d > 0; d >>= 1) {
+#pragma unroll
+      for (int j = 0; j < kWarpPer; ++j) {
+        const bool desc = ((lane * kWarpPer + j) & size) == 0;  // this pair's order (both members agree)
+        if (d >= kWarpPer) {
+          const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, e[j], d / kWarpPer);
+          const bool take_max = ((lane & (d / kWarpPer)) == 0) == desc;  // the lower position of a descending pair
+          e[j] = take_max ? (other > e[j] ? other : e[j]) : (other < e[j] ? other : e[j]);
+        } else if ((j & d) == 0) {
+          const unsigned long long a = e[j], b = e[j | d];
+          const unsigned long long hi = a > b ? a : b, lo = a > b ? b : a;
+          e[j] = desc ? hi : lo;
+          e[j | d] = desc ? lo : hi;
+        }
+      }
+    }
+  }
+}
+
+// The warp's sorted list: (key << 32 | index) a position, 0 past the end (every key is > 0).
+struct WarpList {
+  unsigned long long e[kWarpPer];
+
+  __device__ __forceinline__ uint32_t key(int j) const { return static_cast<uint32_t>(e[j] >> 32); }
+  __device__ __forceinline__ int index(int j) const { return static_cast<int>(static_cast<uint32_t>(e[j])); }
+  __device__ __forceinline__ bool listed(int j) const { return e[j] != 0; }
+  __device__ __forceinline__ bool kept_by(const Cut& c, int j) const { return listed(j) && kept(c, key(j), index(j)); }
+
+  // How many positions the predicate p(j) holds at, over the warp.
+  template <class P>
+  __device__ __forceinline__ uint32_t count(const P& p) const {
+    uint32_t n = 0;
+#pragma unroll
+    for (int j = 0; j < kWarpPer; ++j) n += static_cast<uint32_t>(__popc(__ballot_sync(0xFFFFFFFFu, p(j))));
+    return n;
+  }
+
+  // The entry of rank r (from 0, in position order) among the entries kept by c.
+  __device__ __forceinline__ unsigned long long kept_rank(const Cut& c, uint32_t r) const {
+    uint32_t mine = 0;
+#pragma unroll
+    for (int j = 0; j < kWarpPer; ++j) mine += kept_by(c, j) ? 1u : 0u;
+    uint32_t rank = warp_inclusive_sum(mine) - mine;
+    unsigned long long hit = 0;
+#pragma unroll
+    for (int j = 0; j < kWarpPer; ++j) {
+      const bool k = kept_by(c, j);
+      hit = k && rank == r ? e[j] : hit;
+      rank += k ? 1u : 0u;
+    }
+    const unsigned owner = __ballot_sync(0xFFFFFFFFu, hit != 0);
+    return __shfl_sync(0xFFFFFFFFu, hit, owner != 0 ? __ffs(static_cast<int>(owner)) - 1 : 0);
+  }
+
+  // nth_index_in_group: the n-th highest (tie_high) or lowest index among the entries c keeps with
+  // key `key`, of which `above` kept entries precede them and `ties` there are.
+  __device__ __forceinline__ int group_index(const Cut& c, uint32_t above, uint32_t ties, uint32_t n,
+                                             bool tie_high) const {
+    return static_cast<int>(static_cast<uint32_t>(kept_rank(c, tie_high ? above + n - 1 : above + ties - n)));
+  }
+
+  // keep_top_n: the n largest entries c keeps; in the boundary group the highest (tie_high) or
+  // lowest indices.
+  __device__ __forceinline__ Cut keep_top_n(const Cut& c, uint32_t n, bool tie_high) const {
+    const uint32_t k = static_cast<uint32_t>(kept_rank(c, n - 1) >> 32);
+    const uint32_t above = count([&](int j) { return kept_by(c, j) && key(j) > k; });
+    const uint32_t ties = count([&](int j) { return kept_by(c, j) && key(j) == k; });
+    const uint32_t need = n - above;
+    const int lo = c.key == k ? c.tie_lo : 0;
+    const int hi = c.key == k ? c.tie_hi : INT_MAX;
+    if (need >= ties) return Cut{k, lo, hi};
+    const int pick = group_index(c, above, ties, need, tie_high);
+    return tie_high ? Cut{k, pick, hi} : Cut{k, lo, pick};
+  }
+};
+
+__device__ __forceinline__ unsigned long long warp_sum(unsigned long long v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+  return v;
+}
+
+// Whether a call's row may finish in one warp (warp_finish): the call wants no filtered or
+// renormalised row (those need the cut in every thread), the row's softmax is defined, and top-k's
+// keep fits the warp's list.
+__device__ __forceinline__ bool warp_finishes(const RowCtx& r, uint32_t keep) {
+  const ChainSpec& s = *r.spec;
+  return s.warp_finish != 0 && s.filtered == nullptr && s.renorm == nullptr && r.softmax_ok &&
+         keep <= static_cast<uint32_t>(kWarpList);
+}
+
+// Whether a list of n entries fits the warp and holds top-k's keep and min_tokens_to_keep (as
+// every caller's list does).
+__device__ __forceinline__ bool warp_holds(const RowCtx& r, int n, uint32_t keep) {
+  return n >= 1 && n <= kWarpList && keep <= static_cast<uint32_t>(n) && r.mtk <= static_cast<uint32_t>(n);
+}
+
+// A top-k row's list longer than the warp's (the one-read list of a 1024-thread block holds
+// ~1300-2300 entries at top-k 50, counted on the CPU model: each warp's threshold only reaches the
+// keep-th largest of its own buffer), cut to its entries at or above the keep-th largest key (one
+// radix select on the list, as top_k_cut's) and copied to the end of sh.cand (the warp list's
+// place) when those fit the warp: top-k's kept set, all the later stages look at. Returns their
+// count, or -1 (the list stays). Top-p and min-p rows without top-k are not cut: their sets are
+// only known to lie among a list's top entries after their masses are summed, and the CPU model
+// counted the failed cuts (wide nuclei) costing their rows more barriers than the warp saved.
+template <class KeyOf>
+__device__ int prune_list(int n, uint32_t keep, const RowCtx& r, const KeyOf& key_of, const KeyRange& keys,
+                          Shared& sh) {
+  if (keep == 0 || n > kCandCap - kWarpList) return -1;
+  CandPart cands{sh.cand, n, {}, keys};
+  uint32_t above, ties;
+  const uint32_t kr = cands.nth(
+      keep,
+      [&](int, float x, uint32_t* key) {
+        *key = key_of(x);
+        return true;
+      },
+      sh, &above, &ties, keys);
+  const uint32_t m = above + ties;  // block-uniform
+  if (m > static_cast<uint32_t>(kWarpList) || r.mtk > m) return -1;
+  unsigned long long* out = sh.cand + (kCandCap - kWarpList);
+  if (threadIdx.x == 0) sh.cand_count = 0;
+  __syncthreads();
+  cands.each([&](int v, float x) {
+    if (key_of(x) >= kr) out[atomicAdd(&sh.cand_count, 1u)] = pack_cand(v, x);
+  });
+  __syncthreads();
+  return static_cast<int>(m);
+}
+
+// Top-k (keep > 0), top-p, min-p and the sample on the n entries of `list`, as top_k_cut then
+// chain_stages run them on a CandPart (each step below is the block function it names, on the
+// sorted list); lane 0 writes the token and log-prob. The whole warp calls. Inlined, at the kernel's
+// one call site: out of line, the call put the kernel's row context in memory and its stack frame
+// went from 48-112 to 336-400 bytes, with four times the spill loads (sm_90, ptxas -v).
+template <int D, class YFn, class EFn>
+__device__ __forceinline__ void warp_finish(const unsigned long long* list, int n, const RowCtx& r, const YFn& yof,
+                                            const EFn& efix, uint32_t keep, const unsigned long long* row_total) {
+  const ChainSpec& s = *r.spec;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  WarpList w;
+#pragma unroll
+  for (int j = 0; j < kWarpPer; ++j) {
+    const int i = lane * kWarpPer + j;
+    const unsigned long long c = i < n ? list[i] : 0ull;
+    const uint32_t key = sort_key(yof(__uint_as_float(static_cast<uint32_t>(c))));
+    w.e[j] = i < n ? (static_cast<unsigned long long>(key) << 32) | (c >> 32) : 0ull;
+  }
+  warp_sort_desc(w.e);
+  // A listed value is key_to_float(key) (sort_key is one to one but for the zeros, whose every use
+  // below gives the same result for -0.0 as for +0.0).
+  Cut cut{0u, 0, INT_MAX};
+  uint32_t kept_count = r.vocab;
+  if (keep > 0) {  // top_k_cut
+    const uint32_t k = static_cast<uint32_t>(w.kept_rank(cut, keep - 1) >> 32);
+    if (k != kNanKey) {
+      kept_count = w.count([&](int j) { return w.listed(j) && w.key(j) >= k; });
+      cut = Cut{k, 0, INT_MAX};
+    }
+  }
+  if (s.top_p != nullptr && s.top_p[r.row] < 1.0 && r.softmax_ok) {  // top_p_stage
+    const Cut c0 = cut;
+    unsigned long long m[kWarpPer], mine = 0;
+#pragma unroll
+    for (int j = 0; j < kWarpPer; ++j) {
+      m[j] = w.kept_by(c0, j) ? efix(key_to_float(w.key(j))) : 0ull;
+      mine += m[j];
+    }
+    unsigned long long incl = mine;  // inclusive prefix sum over the lanes, in position order
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const unsigned long long up = __shfl_up_sync(0xFFFFFFFFu, incl, o);
+      incl += lane >= o ? up : 0ull;
+    }
+    const unsigned long long total = row_total != nullptr ? *row_total : __shfl_sync(0xFFFFFFFFu, incl, 31);
+    const double limit = top_p_limit(s.top_p[r.row], total);
+    uint32_t keep_count = 0, group = 0, ties = 0, key = 0, count_above = 0;
+    if (limit > 0.0) {
+      // mass_descent: the lowest kept key whose kept entries above weigh < limit. c0 keeps every
+      // entry at or above its key (top-k's cut, or none), so a group's members are consecutive and
+      // the mass above the group is the prefix at its first member: the boundary group starts at
+      // the last such position whose prefix is below the limit.
+      unsigned long long run = incl - mine;
+      uint32_t prev = __shfl_up_sync(0xFFFFFFFFu, w.key(kWarpPer - 1), 1);
+      prev = lane == 0 ? 0u : prev;  // no key is 0
+      int start = -1;
+#pragma unroll
+      for (int j = 0; j < kWarpPer; ++j) {
+        const bool first = w.kept_by(c0, j) && w.key(j) != prev;
+        start = first && static_cast<double>(run) < limit ? lane * kWarpPer + j : start;
+        run += m[j];
+        prev = w.key(j);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) {
+        const int other = __shfl_xor_sync(0xFFFFFFFFu, start, o);
+        start = other > start ? other : start;
+      }
+      unsigned long long at = 0;  // the entry at position start (>= 0: position 0 has nothing above)
+#pragma unroll
+      for (int j = 0; j < kWarpPer; ++j) at = j == start % kWarpPer ? w.e[j] : at;
+      key = static_cast<uint32_t>(__shfl_sync(0xFFFFFFFFu, at, start / kWarpPer) >> 32);
+      count_above = w.count([&](int j) { return w.kept_by(c0, j) && w.key(j) > key; });
+      ties = w.count([&](int j) { return w.kept_by(c0, j) && w.key(j) == key; });
+      unsigned long long above_mine = 0;
+#pragma unroll
+      for (int j = 0; j < kWarpPer; ++j) above_mine += w.key(j) > key ? m[j] : 0ull;
+      const unsigned long long mass_above = warp_sum(above_mine);
+      const unsigned long long ek = efix(key_to_float(key));
+      const double room = limit - static_cast<double>(mass_above);
+      double g = ek == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(ek));
+      g = g < 1.0 ? 1.0 : (g > ties ? static_cast<double>(ties) : g);
+      group = static_cast<uint32_t>(g);
+      keep_count = count_above + group;
+    }
+    const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
+    if (keep_count < need) {
+      kept_count = need;
+      cut = w.keep_top_n(c0, need, true);
+    } else {
+      kept_count = keep_count;
+      if (group < ties) {
+        cut = Cut{key, w.group_index(c0, count_above, ties, group, true), c0.key == key ? c0.tie_hi : INT_MAX};
+      } else if (key != c0.key) {
+        cut = Cut{key, 0, INT_MAX};
+      }
+    }
+  }
+  if (s.min_p != nullptr && s.min_p[r.row] > 0.0 && r.softmax_ok) {  // min_p_and_sample's min-p
+    const float mp = static_cast<float>(s.min_p[r.row]);
+    const Cut c0 = cut;
+    const auto passes = [&](int j) { return w.kept_by(c0, j) && min_p_keeps(key_to_float(w.key(j)), r.ymax, mp); };
+    uint32_t kmin = 0xFFFFFFFFu;
+#pragma unroll
+    for (int j = 0; j < kWarpPer; ++j) kmin = passes(j) && w.key(j) < kmin ? w.key(j) : kmin;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const uint32_t other = __shfl_xor_sync(0xFFFFFFFFu, kmin, o);
+      kmin = other < kmin ? other : kmin;
+    }
+    const uint32_t count = w.count(passes);
+    const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
+    if (count >= need) {
+      if (count > 0 && kmin > cut.key) cut = Cut{kmin, 0, INT_MAX};
+    } else {
+      cut = w.keep_top_n(c0, need, false);
+    }
+  }
+  if (s.tokens == nullptr) return;
+  const uint64_t seed = static_cast<uint64_t>(s.seed[r.row]);
+  const uint64_t offset = static_cast<uint64_t>(s.offset[r.row]);
+  const bool want_lp = s.logprobs != nullptr;
+  unsigned long long best = 0;
+  U128 z;
+  bool bad = false;  // a NaN softmax term: the log-prob is NaN
+#pragma unroll
+  for (int j = 0; j < kWarpPer; ++j) {
+    if (!w.kept_by(cut, j) || w.key(j) == kNanKey) continue;
+    const float y = key_to_float(w.key(j));
+    const uint32_t v = static_cast<uint32_t>(w.index(j));
+    if (y > -kInf) {
+      const unsigned long long packed =
+          (static_cast<unsigned long long>(sort_key(y + gumbel_noise(seed, offset, v))) << 32) | (0xFFFFFFFFu - v);
+      best = packed > best ? packed : best;
+    }
+    if (want_lp) {
+      const float t = expf(y - r.ymax);
+      if (t != t) {
+        bad = true;
+      } else {
+        z.add(fix63(t));
+      }
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
+    best = other > best ? other : best;
+    const U128 oz{__shfl_xor_sync(0xFFFFFFFFu, z.lo, o), __shfl_xor_sync(0xFFFFFFFFu, z.hi, o)};
+    z.add(oz);
+  }
+  bad = __ballot_sync(0xFFFFFFFFu, bad) != 0;
+  if (lane == 0) {
+    const int token = best == 0 ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<uint32_t>(best));
+    s.tokens[r.row] = token;
+    if (want_lp) {
+      const float lse = bad ? NAN : log_fix63(z);
+      s.logprobs[r.row] = best == 0 ? -kInf : (yof(load_one<D>(r.src, token)) - r.ymax) - lse;
+    }
+  }
+}
+
+// The chain on the candidate list of n entries in sh.cand: top-k's cut (keep > 0), then
+// chain_stages, the cut left in *cut, and 0; or, when the call allows it (warp_finishes) and the
+// list, or what prune_list leaves of it, fits the warp, that list's length, its entries at
+// *warp_list, for the kernel's warp_finish (the block has nothing else to do). range: the list's
+// key range when the caller has it, else null.
+template <int D, class YFn, class KeyOf, class EFn>
+__device__ __forceinline__ int stages_on_list(int n, uint32_t keep, const unsigned long long* row_total,
+                                              const RowCtx& r, const YFn& yof, const KeyOf& key_of, uint32_t kmax,
+                                              const EFn& efix, const KeyRange* range, Shared& sh,
+                                              const unsigned long long** warp_list, Cut* cut) {
+  const bool warp = warp_finishes(r, keep);
+  *warp_list = sh.cand;
+  if (warp && warp_holds(r, n, keep)) return n;
+  const KeyRange keys = range != nullptr ? *range : list_keys(sh.cand, n, key_of, kmax, sh.u32);
+  if (warp && keep > 0 && n > kWarpList) {
+    const int m = prune_list(n, keep, r, key_of, keys, sh);
+    if (m >= 0) {
+      *warp_list = sh.cand + (kCandCap - kWarpList);
+      return m;
+    }
+  }
+  CandPart cands{sh.cand, n, {}, keys};
+  uint32_t kept_count = r.vocab;
+  if (keep > 0) top_k_cut(cands, yof, keep, sh, cut, &kept_count);
+  *cut = chain_stages<D>(cands, r, yof, efix, *cut, kept_count, row_total, sh);
+  return 0;
+}
+
 // Top-p without top-k when the nucleus is too wide for the list (fit_nucleus found the bins that
 // can hold its boundary, sh.wide). When those bins' entries fit the list, one read lists them and
 // sums the mass of the bins above; else one read takes exact count and mass histograms of those
@@ -1068,6 +1411,8 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
 
   Cut cut{0u, 0, INT_MAX};
   bool done = false;
+  int warp_n = 0;  // > 0: the list warp_finish runs on (stages_on_list)
+  const unsigned long long* warp_list = sh.cand;
   unsigned long long total = 0;  // top-p without top-k: the row's mass, once the compact path has summed it
   bool have_total = false;
   const float ymin = key_to_float(kmin);  // NaN when nothing is finite
@@ -1076,10 +1421,8 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   const bool compact = s.compact && softmax_ok && kmin != 0xFFFFFFFFu && ymax - ymin < kInf;
   if (have_stats && keep > 0) {
     // The keep-th largest listed key is above -inf (nothing at -inf is listed), so it is the row's.
-    CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
-    uint32_t kept_count = static_cast<uint32_t>(vocab);
-    top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
-    cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
+    warp_n = stages_on_list<D>(scan_n, static_cast<uint32_t>(keep), nullptr, ctx, yof, key_of, kmax, efix, nullptr,
+                               sh, &warp_list, &cut);
     done = true;
   } else if (keep == 0 && top_p && compact) {
     // Top-p without top-k: bin_row's read takes the row's mass (and the gap histogram), then the
@@ -1104,8 +1447,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       enough = n >= 0 && list_reaches(n, yof, efix, limit, ctx.mtk, sh);
     }
     if (enough) {
-      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
-      cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), &total, sh);
+      warp_n = stages_on_list<D>(n, 0u, &total, ctx, yof, key_of, kmax, efix, nullptr, sh, &warp_list, &cut);
       done = true;
     } else if (n < 0 && sh.wide.lo >= 0) {
       done = wide_top_p(part, ctx, yof, efix, bins, total, kmax, sh, &cut);
@@ -1115,10 +1457,10 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     // prefix of the sorted row, so when the list's smallest value fails that test every entry off
     // the list (all below it) does too, and the kept set (or the min_tokens_to_keep largest, when
     // they fit) is on the list.
-    CandPart cands{sh.cand, scan_n, {}, list_keys(sh.cand, scan_n, key_of, kmax, sh.u32)};
+    const KeyRange range = list_keys(sh.cand, scan_n, key_of, kmax, sh.u32);
     const float mp = static_cast<float>(s.min_p[row]);
-    if (!min_p_keeps(key_to_float(cands.values.lo), ymax, mp) && ctx.mtk <= static_cast<uint32_t>(scan_n)) {
-      cut = chain_stages<D>(cands, ctx, yof, efix, cut, static_cast<uint32_t>(vocab), nullptr, sh);
+    if (!min_p_keeps(key_to_float(range.lo), ymax, mp) && ctx.mtk <= static_cast<uint32_t>(scan_n)) {
+      warp_n = stages_on_list<D>(scan_n, 0u, nullptr, ctx, yof, key_of, kmax, efix, &range, sh, &warp_list, &cut);
       done = true;
     }
   } else if (compact && keep > 0 && keep <= kCandCap) {
@@ -1143,12 +1485,16 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
       n = tf == 2 ? top_bins(yof) : top_bins(scaled);
     }
     if (n >= 0) {
-      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
-      uint32_t kept_count = static_cast<uint32_t>(vocab);
-      top_k_cut(cands, yof, static_cast<uint32_t>(keep), sh, &cut, &kept_count);
-      cut = chain_stages<D>(cands, ctx, yof, efix, cut, kept_count, nullptr, sh);
+      warp_n = stages_on_list<D>(n, static_cast<uint32_t>(keep), nullptr, ctx, yof, key_of, kmax, efix, nullptr, sh,
+                                 &warp_list, &cut);
       done = true;
     }
+  }
+  if (warp_n > 0) {  // the list's stages in one warp: the block's only work left
+    if (ctx.writer && threadIdx.x < 32) {
+      warp_finish<D>(warp_list, warp_n, ctx, yof, efix, static_cast<uint32_t>(keep), have_total ? &total : nullptr);
+    }
+    return;
   }
   if (!done) {
     uint32_t kept_count = static_cast<uint32_t>(vocab);

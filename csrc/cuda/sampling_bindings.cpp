@@ -65,7 +65,7 @@ void bind_sampling(py::module_& m) {
          uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p, int64_t min_tokens_to_keep,
          uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs, uintptr_t filtered,
          float filter_value, uintptr_t renorm, int splits, uintptr_t scratch, int64_t scratch_len, uintptr_t stream,
-         bool compact, bool key_bins, bool top_k_scan) {
+         bool compact, bool key_bins, bool top_k_scan, bool warp_finish) {
         const RowsIn in = rows_in(logits, dtype, rows, vocab, row_stride);
         ChainSpec spec;
         spec.transform = transform;
@@ -84,6 +84,7 @@ void bind_sampling(py::module_& m) {
         spec.compact = compact ? 1 : 0;
         spec.key_bins = key_bins ? 1 : 0;
         spec.top_k_scan = top_k_scan ? 1 : 0;
+        spec.warp_finish = warp_finish ? 1 : 0;
         require(spec.filtered == nullptr || spec.renorm == nullptr, "filtered and renorm are exclusive");
         require_nonnegative(scratch_len, "scratch_len");
         require_pointer(scratch, scratch_len, "scratch");
@@ -96,13 +97,14 @@ void bind_sampling(py::module_& m) {
       py::arg("min_tokens_to_keep"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
       py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("splits"), py::arg("scratch"),
       py::arg("scratch_len"), py::arg("stream"), py::arg("compact") = true, py::arg("key_bins") = true,
-      py::arg("top_k_scan") = false,
+      py::arg("top_k_scan") = false, py::arg("warp_finish") = false,
       "Temperature (transform 1) or log (transform 2) -> top-k -> top-p -> min-p per row on the GPU (a 0 address "
       "turns a stage off), then any of tokens / logprobs / filtered / renorm, like the CPU module's filter_chain. "
       "splits > 1: that many blocks per row (chain_splits), with scratch = zeroed uint64 device memory of "
       "rows * CHAIN_SCRATCH_WORDS. compact=False turns off the candidate-list path, key_bins=False its "
       "key-bin lists (same outputs; for comparisons); top_k_scan=True lists top-k rows with k <= 64 in the "
-      "statistics pass (one read; same outputs).");
+      "statistics pass (one read; same outputs); warp_finish=True finishes short candidate lists in one warp "
+      "(same outputs).");
 
   m.attr("CHAIN_SCRATCH_WORDS") = kChainScratchWords;
   m.def(

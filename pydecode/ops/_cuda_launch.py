@@ -18,8 +18,8 @@ from .. import _ext
 from ._cpu import DTYPE_CODES, row_stride, rows_view
 from ._validate import env_switch
 
-__all__ = ["DTYPE_CODES", "KEY_BINS_ENV", "TOP_K_SCAN_ENV", "id_args", "key_bins", "logits_args", "module",
-           "on_device", "row_stride", "rows_view", "stream", "top_k_scan"]
+__all__ = ["DTYPE_CODES", "KEY_BINS_ENV", "TOP_K_SCAN_ENV", "WARP_FINISH_ENV", "id_args", "key_bins", "logits_args",
+           "module", "on_device", "row_stride", "rows_view", "stream", "top_k_scan", "warp_finish"]
 
 # PYDECODE_CUDA_KEY_BINS=0: the compact paths of the sampling chain and of beam top-k list their
 # candidates by the gap histogram only, never by the key bins the statistics pass takes
@@ -44,6 +44,18 @@ TOP_K_SCAN_ENV = "PYDECODE_CUDA_TOPK_SCAN"
 
 def top_k_scan() -> bool:
     return env_switch(TOP_K_SCAN_ENV)
+
+
+# PYDECODE_CUDA_WARP_FINISH=0: the sampling chain runs its stages on a short candidate list (at most
+# 128 entries: the one-read list of a decode step) with the whole block, radix passes and block
+# reductions (~30 block barriers), instead of finishing it in one warp that sorts the list
+# (csrc/cuda/sampling.cu's warp_finish, the default for calls that return tokens and log-probs
+# only: same outputs); for the GPU benchmarks that compare the two.
+WARP_FINISH_ENV = "PYDECODE_CUDA_WARP_FINISH"
+
+
+def warp_finish() -> bool:
+    return env_switch(WARP_FINISH_ENV)
 
 
 def module() -> ModuleType:

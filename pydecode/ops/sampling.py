@@ -1063,7 +1063,8 @@ def _chain_cuda(x: torch.Tensor, head: tuple, tail: tuple) -> None:
         words = batch * module.CHAIN_SCRATCH_WORDS if splits > 1 else 0
         scratch = torch.zeros(words, dtype=torch.int64, device=x.device) if words else None
         module.filter_chain(*head, *tail, splits, _addr(scratch), words, _cuda_launch.stream(x.device),
-                            _chain_compact(), _cuda_launch.key_bins(), _cuda_launch.top_k_scan())
+                            _chain_compact(), _cuda_launch.key_bins(), _cuda_launch.top_k_scan(),
+                            _cuda_launch.warp_finish())
 
 
 @register("apply_temperature", "cuda")

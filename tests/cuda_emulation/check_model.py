@@ -24,25 +24,28 @@ def addr(t): return 0 if t is None else t.data_ptr()
 
 def chain_once(x, transform=0, temperature=None, top_k=None, top_p=None, min_p=None, mtk=1, seed=None, offset=None,
                tokens=False, logprobs=False, filtered=False, fv=NEG_INF, renorm=False, splits=1, compact=True,
-               top_k_scan=False):
+               top_k_scan=False, warp_finish=True):
     x = _cpu.rows_view(x); b, v = x.shape
     tok = torch.full((b,), -7, dtype=torch.int64) if tokens else None
     lp = torch.full((b,), 12345.0) if logprobs else None
     out = torch.full((b, v), 12345.0) if (filtered or renorm) else None
     M.filter_chain(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], b, v, _cpu.row_stride(x), transform, addr(temperature),
                    addr(top_k), addr(top_p), addr(min_p), mtk, addr(seed), addr(offset), addr(tok), addr(lp),
-                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits, compact, True, top_k_scan)
+                   addr(out) if filtered else 0, fv, addr(out) if renorm else 0, TH, splits, compact, True, top_k_scan,
+                   warp_finish)
     return tok, lp, out
 
 split_checks = 0
 compact_checks = 0
 def chain(x, **kw):
     """The one-block result, after checking that the full-row path (compact=False), the one-read
-    list (top_k_scan=True: top-k, top-p and min-p rows, one block and 3 splits a row) and every
+    list (top_k_scan=True: top-k, top-p and min-p rows, one block and 3 splits a row; its short
+    lists finished by one warp and by the block: warp_finish) and every
     split count in SPLITS give the same bits (with 3 splits also on a row-strided copy, whose rows are not 16-byte aligned)."""
     global split_checks, compact_checks
     want = chain_once(x, **kw)
-    others = [("compact=False", chain_once(x, compact=False, **kw)), ("top_k_scan", chain_once(x, top_k_scan=True, **kw))]
+    others = [("compact=False", chain_once(x, compact=False, **kw)), ("top_k_scan", chain_once(x, top_k_scan=True, **kw)),
+              ("top_k_scan warp_finish=False", chain_once(x, top_k_scan=True, warp_finish=False, **kw))]
     if SPLITS:
         others.append(("top_k_scan split=3", chain_once(x, top_k_scan=True, splits=3, **kw)))
     for label, got in others:

@@ -48,7 +48,7 @@ void bind_sampling_model(py::module_& m) {
                            int transform, uintptr_t temperature, uintptr_t top_k, uintptr_t top_p, uintptr_t min_p,
                            int64_t mtk, uintptr_t seed, uintptr_t offset, uintptr_t tokens, uintptr_t logprobs,
                            uintptr_t filtered, float filter_value, uintptr_t renorm, unsigned threads, int splits, bool compact,
-                           bool key_bins, bool top_k_scan) {
+                           bool key_bins, bool top_k_scan, bool warp_finish) {
     ChainArgs a;
     a.in = rows_in(logits, dtype, rows, vocab, row_stride);
     a.spec.transform = transform;
@@ -67,6 +67,7 @@ void bind_sampling_model(py::module_& m) {
     a.spec.compact = compact ? 1 : 0;
     a.spec.key_bins = key_bins ? 1 : 0;
     a.spec.top_k_scan = top_k_scan ? 1 : 0;
+    a.spec.warp_finish = warp_finish ? 1 : 0;
     // splits > 1: the split-vocabulary kernel, a row's blocks running together on zeroed scratch.
     std::vector<SplitScratch> scratch(splits > 1 ? static_cast<size_t>(rows) : 0);
     if (splits > 1) {
@@ -97,7 +98,7 @@ void bind_sampling_model(py::module_& m) {
      py::arg("transform"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
      py::arg("mtk"), py::arg("seed"), py::arg("offset"), py::arg("tokens"), py::arg("logprobs"),
      py::arg("filtered"), py::arg("filter_value"), py::arg("renorm"), py::arg("threads"), py::arg("splits") = 1, py::arg("compact") = true,
-     py::arg("key_bins") = true, py::arg("top_k_scan") = false);
+     py::arg("key_bins") = true, py::arg("top_k_scan") = false, py::arg("warp_finish") = true);
   m.def("last_row_barriers", []() { return last_row_barriers; });
   m.def("temperature", [](uintptr_t logits, int dtype, int64_t rows, int64_t vocab, int64_t row_stride,
                           uintptr_t temperature, uintptr_t out, unsigned threads) {

@@ -520,3 +520,33 @@ def test_cuda_top_k_scan_matches(batch: int, vocab: int, monkeypatch: pytest.Mon
             got = _chain_outputs(x, n, monkeypatch, **kwargs)
             for name, a, b in zip(("tokens", "logprobs", "filtered"), got, want):
                 assert_same(a, b, what=f"one-read list, {n} splits: {name} {kwargs}")
+
+
+# PYDECODE_CUDA_WARP_FINISH (on by default): a call that returns tokens and log-probs only finishes a
+# short candidate list (at most 128 entries; a top-k row's one-read list cut to top-k's set first) in
+# one warp (csrc/cuda/sampling.cu, "one-warp list finish"). The same bits as the block's stages.
+@pytest.mark.parametrize(("batch", "vocab"), [(1, 128256), (4, 1000), (6, 128256), (300, 32000)])
+def test_cuda_warp_finish_matches(batch: int, vocab: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows of the one-read list's test (ascending values, thousands of ties, -inf entries, fewer
+    finite entries than k) at the decode call (tokens and log-probs, no filtered row), one block per
+    row and split rows, in bfloat16 (the one-read list) and float32 (the key-bin and gap lists)."""
+    g = torch.Generator().manual_seed(vocab + batch)
+    x = torch.randn(batch, vocab, generator=g) * torch.tensor([0.3, 1.0, 3.0])[torch.arange(batch) % 3, None]
+    if batch >= 4:
+        x[0] = torch.arange(vocab, dtype=torch.float32) / 100
+        x[1] = torch.randint(0, 3, (vocab,), generator=g).float()
+        x[2, ::3] = NEG_INF
+        x[3, 20:] = NEG_INF
+    seed = torch.arange(batch, device="cuda") * 7919 - 5
+    for dtype in (torch.bfloat16, torch.float32):
+        xd = gpu(x.to(dtype))
+        for kwargs in SCAN_KWARGS:
+            for n in (1, 3) if batch < 64 else (1,):
+                monkeypatch.setenv("PYDECODE_CUDA_CHAIN_SPLITS", str(n))
+                outs = []
+                for on in ("0", "1"):
+                    monkeypatch.setenv("PYDECODE_CUDA_WARP_FINISH", on)
+                    got = S.filter_and_sample(xd, seed=seed, offset=3, return_logprobs=True, backend="cuda", **kwargs)
+                    outs.append((got.tokens, got.logprobs))
+                for name, a, b in zip(("tokens", "logprobs"), outs[1], outs[0]):
+                    assert_same(a, b, what=f"warp finish, {dtype}, {n} splits: {name} {kwargs}")

@@ -78,7 +78,8 @@ def test_compact_switch_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, value: s
 
 
 @pytest.mark.parametrize("value", ["0", "1"])
-@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_CHAIN_COMPACT", "PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN"])
+@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_CHAIN_COMPACT", "PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN",
+                                    "PYDECODE_CUDA_WARP_FINISH"])
 def test_compact_switches_reach_the_launch(monkeypatch: pytest.MonkeyPatch, switch: str, value: str) -> None:
     monkeypatch.delenv("PYDECODE_CUDA_CHAIN_SPLITS", raising=False)
     monkeypatch.setenv(switch, value)
@@ -86,7 +87,7 @@ def test_compact_switches_reach_the_launch(monkeypatch: pytest.MonkeyPatch, swit
         _launch(X)
 
 
-@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN"])
+@pytest.mark.parametrize("switch", ["PYDECODE_CUDA_KEY_BINS", "PYDECODE_CUDA_TOPK_SCAN", "PYDECODE_CUDA_WARP_FINISH"])
 def test_list_switches_must_be_0_or_1(monkeypatch: pytest.MonkeyPatch, switch: str) -> None:
     monkeypatch.setenv(switch, "no")
     with pytest.raises(ValueError, match=f"{switch} must be 0 or 1"):
@@ -98,3 +99,10 @@ def test_top_k_scan_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> 
     assert _cuda_launch.top_k_scan()
     monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "0")
     assert not _cuda_launch.top_k_scan()
+
+
+def test_warp_finish_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYDECODE_CUDA_WARP_FINISH", raising=False)
+    assert _cuda_launch.warp_finish()
+    monkeypatch.setenv("PYDECODE_CUDA_WARP_FINISH", "0")
+    assert not _cuda_launch.warp_finish()
