@@ -702,6 +702,19 @@ __device__ void top_k_cut(Part& part, const YFn& yof, uint32_t keep, Shared& sh,
   }
 }
 
+// How many members of top-p's boundary group (`ties` entries of key `key`, with mass_above above
+// them) top-p keeps: the j-th highest has mass_above + j * e above it, kept while < limit; at
+// least one.
+template <class EFn>
+__device__ __forceinline__ uint32_t top_p_group(const EFn& efix, uint32_t key, double limit,
+                                                unsigned long long mass_above, uint32_t ties) {
+  const unsigned long long e = efix(key_to_float(key));
+  const double room = limit - static_cast<double>(mass_above);
+  double n = e == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(e));
+  n = n < 1.0 ? 1.0 : (n > ties ? static_cast<double>(ties) : n);
+  return static_cast<uint32_t>(n);
+}
+
 // Top-p on `part` (the row, or a candidate list) from the cut top-k left, whose size *kept_count
 // is updated. row_total: the mass of the kept set when the caller has it, else null (one pass
 // sums it). above: the kept entries above everything `part` holds (the wide-nucleus list), which
@@ -728,12 +741,7 @@ __device__ Cut top_p_stage(Part& part, const RowCtx& r, const YFn& yof, const EF
     unsigned long long mass_above;
     uint32_t count_above;
     key = mass_descent(part, yof, efix, c0, limit, above, sh, &mass_above, &count_above, &ties);
-    const unsigned long long e = efix(key_to_float(key));
-    // The j-th highest member of the group has mass_above + j * e above it; kept while < limit.
-    const double room = limit - static_cast<double>(mass_above);
-    double n = e == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(e));
-    n = n < 1.0 ? 1.0 : (n > ties ? static_cast<double>(ties) : n);
-    group = static_cast<uint32_t>(n);
+    group = top_p_group(efix, key, limit, mass_above, ties);
     keep_count = count_above + group;
   }
   const uint32_t need = r.mtk < *kept_count ? r.mtk : *kept_count;
@@ -1076,12 +1084,7 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
       unsigned long long above_mine = 0;
 #pragma unroll
       for (int j = 0; j < kWarpPer; ++j) above_mine += w.key(j) > key ? m[j] : 0ull;
-      const unsigned long long mass_above = warp_sum(above_mine);
-      const unsigned long long ek = efix(key_to_float(key));
-      const double room = limit - static_cast<double>(mass_above);
-      double g = ek == 0 ? static_cast<double>(ties) : ceil(room / static_cast<double>(ek));
-      g = g < 1.0 ? 1.0 : (g > ties ? static_cast<double>(ties) : g);
-      group = static_cast<uint32_t>(g);
+      group = top_p_group(efix, key, limit, warp_sum(above_mine), ties);
       keep_count = count_above + group;
     }
     const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
