@@ -20,13 +20,16 @@ beam rows with k <= 64 and beam slices with k <= 32; the hits' values read again
 run by the whole block, ``PYDECODE_CUDA_WARP_FINISH=0``, instead of one warp). ``block_syncs``
 (compact path on): the most ``__syncthreads`` one block of the call passes, the chain of block
 barriers a row waits through (at batch 1 that sequence, with the row barriers, is the call's
-latency). The model's 64-thread blocks (``--threads``) are 2 warps: their one-read lists hold
-~100-150 entries at top-k 50 where a GPU's 32 warps list ~1300-2300 (each warp's threshold only
-reaches the keep-th of its own buffer), so ``--threads 1024`` counts what a GPU block does
-(slower). ``atomics_per_entry`` / ``hot_word_atomics`` (compact path on; ``_top_k_scan``: with
-the one-read list): the call's atomics per logits entry, and the most that one word (a histogram
-bin, mostly) took in one block: on a GPU a warp's atomics on one shared word run one after another,
-so a pass that piles its entries into a few bins costs time its read does not show.
+latency). ``scan_list``: the longest one-read list a block built (0: none; an older ``--csrc``
+does not report it). The model's 64-thread blocks (``--threads``) are 2 warps; ``--threads 1024``
+counts what a GPU block does (slower). Before the pooled thresholds (scan_list.cuh) a GPU block's
+32 warps listed ~1300-2300 entries at top-k 50 (each warp's threshold only reached the keep-th of
+its own buffer), where 2 warps list ~100-150; top-k rows now list about k at any block size, and
+top-p and min-p rows without top-k still list that many. ``atomics_per_entry`` /
+``hot_word_atomics`` (compact path on; ``_top_k_scan``: with the one-read list): the call's
+atomics per logits entry, and the most that one word (a histogram bin, mostly) took in one block:
+on a GPU a warp's atomics on one shared word run one after another, so a pass that piles its
+entries into a few bins costs time its read does not show.
 
 ``--csrc DIR`` counts another checkout's kernels (say ``git worktree add /tmp/old REV`` then
 ``--csrc /tmp/old/csrc``), to compare before and after a change. Needs g++ (C++20) and pybind11;
@@ -176,9 +179,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     on, barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True,
                                                      **common)
                     syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
+                    model.take_scan_list()
                     scan, scan_barriers, _, _ = chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits,
                                                             compact=True, top_k_scan=True, **common)
-                    scan, scan_syncs = round(scan, 2), model.take_block_syncs()
+                    scan, scan_syncs, scan_list = round(scan, 2), model.take_block_syncs(), model.take_scan_list()
                     scan_atomics, scan_hot = model.take_atomics()
                     chain_reads(model, x, kw.get("top_k"), kw["top_p"], splits, compact=True, top_k_scan=True,
                                 warp_finish=False, **common)
@@ -186,7 +190,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     model.take_atomics()
                     rows.append({"vocab": args.vocab, "logits": kind, "call": call, "splits": splits,
                                  "reads_compact_off": round(off, 2), "reads_compact_on": round(on, 2),
-                                 "reads_top_k_scan": scan, "row_barriers": barriers if splits > 1 else "",
+                                 "reads_top_k_scan": scan, "scan_list": scan_list,
+                                 "row_barriers": barriers if splits > 1 else "",
                                  "row_barriers_top_k_scan": scan_barriers if splits > 1 else "",
                                  "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
                                  "block_syncs_top_k_scan_block_stages": block_stages_syncs,
@@ -200,12 +205,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 model.take_atomics()
                 beam = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits)[0]
                 syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
+                model.take_scan_list()
                 scan = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits, top_k_scan=True)[0]
                 scan_syncs, (scan_atomics, scan_hot) = model.take_block_syncs(), model.take_atomics()
+                scan_list = model.take_scan_list()
                 rows.append({"vocab": args.vocab, "logits": kind,
                              "call": f"beam top-k 8 ({'log-softmax' if log_softmax else 'logits'}, 4 beams)",
                              "splits": splits, "reads_compact_off": "", "reads_compact_on": round(beam, 2),
-                             "reads_top_k_scan": round(scan, 2), "row_barriers": "", "row_barriers_top_k_scan": "",
+                             "reads_top_k_scan": round(scan, 2), "scan_list": scan_list, "row_barriers": "",
+                             "row_barriers_top_k_scan": "",
                              "block_syncs": syncs, "block_syncs_top_k_scan": scan_syncs,
                              "block_syncs_top_k_scan_block_stages": "",
                              "atomics_per_entry": round(atomics / beam_rows.numel(), 3),

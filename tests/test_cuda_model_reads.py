@@ -6,6 +6,7 @@ rows) is tests/cuda_emulation/check_model.py, outside the suite."""
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 from pathlib import Path
 
@@ -170,6 +171,65 @@ def test_min_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
             assert off == pytest.approx(3) and on < off + 0.1, (kw, on, off)
             if kept < 40:
                 assert 1 <= on < 1.1, (kw, kept, on)
+
+
+def test_split_list_is_a_top_prefix(model) -> None:  # noqa: ANN001
+    """A split row's one-read list is every entry at or above the highest of its blocks' floors,
+    a top prefix of the sorted row, as top-p's and min-p's stages need. The blocks' lists alone are
+    not one: here the first of 3 slices holds a ramp (0, -0.001, ...) and lists its ~70 largest,
+    and the other two list their 64 entries at -0.1, below ~30 unlisted ramp entries. Top-p with
+    its boundary in the -0.1 groups, and min-p with its bar among those unlisted entries, need
+    them: the union of the lists kept 30 entries too many (top-p) or 9-20 too few (min-p)."""
+    v = 3 * 2048
+    x = torch.full((1, v), float("-inf"))
+    x[0, :2048] = -0.001 * torch.arange(2048, dtype=torch.float32)
+    x[0, 2048:2112] = -0.1
+    x[0, 4096:4160] = -0.1
+    x = x.to(torch.bfloat16)
+    for kw in ({"top_p": 0.12}, {"top_p": 0.15}, {"min_p": math.exp(-0.08)}, {"min_p": math.exp(-0.09)}):
+        args = {"temperature": 1.0, "min_p": kw.get("min_p", 0.0)}
+        want = reads.chain_reads(model, x, None, kw.get("top_p", 1.0), 3, False, True, **args)
+        got = reads.chain_reads(model, x, None, kw.get("top_p", 1.0), 3, True, True, top_k_scan=True, **args)
+        assert torch.equal(got[2], want[2]) and torch.equal(got[3].isfinite(), want[3].isfinite()), kw
+        assert torch.equal(got[3], want[3]), kw
+
+
+def test_pooled_thresholds_on_a_wider_block(model) -> None:  # noqa: ANN001
+    """Top-k rows pool their warps' largest keys for the one-read list's threshold: with 8 warps
+    (256 threads) a 30000-entry row lists about k entries (~400-600 at k 50 without the pool), with
+    the full-row path's tokens and filtered rows, on rows whose ties make the pool's counts matter
+    (integers, a few tied maxima, ties at the k-th), an ascending row, -inf entries, at one block
+    and 3 slices; and the list then fits the warp finish with no cut (fewer barriers)."""
+    g = torch.Generator().manual_seed(13)
+    v = 30000
+    tied_kth = torch.randn(v, generator=g)
+    tied_kth[torch.randperm(v, generator=g)[:120]] = 4.0  # top-k 50 cuts inside a group of 120
+    rows = {
+        "randn x 3": torch.randn(v, generator=g) * 3,
+        "integers": torch.randint(0, 40, (v,), generator=g).float(),
+        "tied tops": torch.where(torch.rand(v, generator=g) < 0.001, 5.0, torch.randn(v, generator=g)),
+        "tied k-th": tied_kth,
+        "ascending": torch.arange(v, dtype=torch.float32) / 1000,
+        "-inf": torch.where(torch.arange(v) % 3 == 0, float("-inf"), torch.randn(v, generator=g)),
+    }
+    short = 0
+    for kind, row in rows.items():
+        x = row.to(torch.bfloat16)[None]
+        for top_k, splits in ((1, 1), (8, 3), (50, 1), (50, 3), (64, 1)):
+            want = reads.chain_reads(model, x, top_k, 0.9, splits, False, True, threads=256)
+            model.take_scan_list()
+            got = reads.chain_reads(model, x, top_k, 0.9, splits, True, True, top_k_scan=True, threads=256)
+            listed = model.take_scan_list()
+            assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), (kind, top_k, splits)
+            # A bound too high leaves fewer than k entries listed, and the row falls back to the
+            # statistics pass (correct, a read more): the untied rows list k to 2k + 8 in one read.
+            short += kind in ("randn x 3", "-inf") and top_k <= listed <= 2 * top_k + 8 and got[0] < 1.05
+    assert short == 10, short
+    x = rows["randn x 3"].to(torch.bfloat16)[None]
+    warp, block = (_tokens_and_logprobs(model, x, {"top_k": 50, "top_p": 0.9}, 1, on, threads=256)
+                   for on in (True, False))
+    assert torch.equal(warp[0], block[0]) and torch.equal(warp[1], block[1])
+    assert warp[2] + 10 <= block[2], (warp[2], block[2])
 
 
 def _sort_keys(y: torch.Tensor) -> torch.Tensor:

@@ -129,10 +129,10 @@ static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the one-read list's w
 template <int D>
 __device__ int scan_logits(const void* src, int len, int begin, const ScanShared sh, float* fscratch, float* mx,
                            float* mn) {
-  uint32_t kmax = 0, nan = 0;
+  uint32_t kmax = 0, nan = 0, floor = 0;  // beam's lists are cut to their k largest: the floor is not needed
   float low = kInf;
   const int n = scan_top_list<D, true>(src, len, begin, [](float x) { return x; }, 1.0f, kScanMaxKeep, sh, &kmax,
-                                       &nan, &low);
+                                       &nan, &low, &floor);
   nan = block_reduce(nan, MaxOp(), sh.u32);
   low = block_reduce(low, MinOp(), fscratch);
   if (n < kScanMaxKeep || nan != 0) return -1;
@@ -166,8 +166,8 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   if constexpr (D == kDTypeBF16) {
     if (a.top_k_scan && select && a.row_k <= kScanMaxKeep && vocab > kScanMaxKeep) {
       float list_mx, list_mn;
-      const int n = scan_logits<D>(src, vocab, 0, ScanShared{list, &s.scan_thr, s.uscratch}, s.fscratch, &list_mx,
-                                   &list_mn);
+      const int n = scan_logits<D>(src, vocab, 0, ScanShared{list, &s.scan_thr, s.uscratch, nullptr}, s.fscratch,
+                                   &list_mx, &list_mn);
       if (n >= 0 && list_mx < kInf) {
         scan_n = n;
         mx = list_mx;
@@ -505,8 +505,8 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
     __shared__ uint32_t scan_thr;
     static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the list");
     if (n < static_cast<uint32_t>(slice.len) && slice.len > kScanMaxKeep) {
-      const int m = scan_logits<D>(src, slice.len, slice.begin, ScanShared{scan, &scan_thr, uscratch}, fscratch, &mx,
-                                   &mn);
+      const int m = scan_logits<D>(src, slice.len, slice.begin, ScanShared{scan, &scan_thr, uscratch, nullptr},
+                                   fscratch, &mx, &mn);
       if (m >= 0) {
         const uint32_t kmax = sort_key(mx);
         const auto key = [](float x) { return sort_key(x); };

@@ -148,9 +148,15 @@ __device__ __forceinline__ float gumbel_noise(uint64_t seed, uint64_t offset, ui
 // butterfly gives every lane the same value and the cross-warp fold runs in warp order, so float
 // sums are deterministic for a fixed block size.
 template <class T, class Op>
-__device__ __forceinline__ T block_reduce(T v, Op op, T* scratch) {
+__device__ __forceinline__ T warp_reduce(T v, Op op) {  // the warp butterfly: every lane gets it
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+  return v;
+}
+
+template <class T, class Op>
+__device__ __forceinline__ T block_reduce(T v, Op op, T* scratch) {
+  v = warp_reduce(v, op);
   const int warps = static_cast<int>(blockDim.x >> 5);
   __syncthreads();  // scratch may still be read by a previous reduction
   if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
@@ -224,15 +230,18 @@ struct ThreadSum {
 };
 __device__ __forceinline__ float log_fix40(const U128& z) { return static_cast<float>(log(z.to_double() * 0x1p-40)); }
 
-// Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
-__device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsigned long long* hi_s) {
+// Warp-wide U128 sum (the butterfly: every lane gets it).
+__device__ __forceinline__ U128 warp_sum(U128 v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
-    U128 other;
-    other.lo = __shfl_xor_sync(0xFFFFFFFFu, v.lo, o);
-    other.hi = __shfl_xor_sync(0xFFFFFFFFu, v.hi, o);
-    v.add(other);
+    v.add(U128{__shfl_xor_sync(0xFFFFFFFFu, v.lo, o), __shfl_xor_sync(0xFFFFFFFFu, v.hi, o)});
   }
+  return v;
+}
+
+// Block-wide U128 sum (every thread gets it); lo_s / hi_s hold >= 32 values.
+__device__ __forceinline__ U128 block_sum(U128 v, unsigned long long* lo_s, unsigned long long* hi_s) {
+  v = warp_sum(v);
   const int warps = static_cast<int>(blockDim.x >> 5);
   __syncthreads();
   if ((threadIdx.x & 31) == 0) {
@@ -554,12 +563,13 @@ __device__ void select_top_bins(const Each& each, const ScoreFn& score, const Al
 }
 
 // The sum of v over this lane and the lanes below it (every lane of the warp must call).
-__device__ __forceinline__ uint32_t warp_inclusive_sum(uint32_t v) {
+template <class T>
+__device__ __forceinline__ T warp_inclusive_sum(T v) {
   const int lane = static_cast<int>(threadIdx.x & 31);
 #pragma unroll
   for (int o = 1; o < 32; o <<= 1) {
-    const uint32_t up = __shfl_up_sync(0xFFFFFFFFu, v, o);
-    if (lane >= o) v += up;
+    const T up = __shfl_up_sync(0xFFFFFFFFu, v, o);
+    v += lane >= o ? up : T{0};
   }
   return v;
 }

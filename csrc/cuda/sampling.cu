@@ -105,7 +105,9 @@ struct Shared : RadixShared {
   unsigned long long mass_above;
   WideBins wide;
   uint32_t cand_count;
+  uint32_t merge_count;  // merge_scan_lists' copy of the row's list
   uint32_t scan_thr;    // scan_top_list: the highest threshold a warp has reached
+  uint32_t scan_pool[kScanPool];  // scan_top_list: the warps' largest keys (top-k rows)
   double bin_exp[257];  // fit_nucleus: exp(-j * width of a gap bin) for j in [0, 256]
   unsigned long long cand[kCandCap];
 };
@@ -132,6 +134,7 @@ struct SplitScratch {
   // the one-read top-k list, which has its own count: when it fails, the gap list follows.
   unsigned long long cand_count;
   unsigned long long scan_count;
+  unsigned long long scan_floor;  // the highest of the blocks' one-read list floors
   unsigned long long cand[kCandCap];
 };
 static_assert(sizeof(SplitScratch) == kChainScratchWords * sizeof(uint64_t), "launch.h's kChainScratchWords");
@@ -639,20 +642,38 @@ static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers sh
 constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 
 // The row's list of a split row from its blocks' lists (n: this block's length, -1 when it could
-// not be built): each block keeps the entries at or above its own keep-th largest key (at least
-// the row's keep-th, so nothing top-k keeps is dropped) and appends them to the row's list in
-// device memory, which every block then copies. Returns its length (the same in every block), or
-// -1 when some block had no list or the row's would not fit.
+// not be built; floor: its list's floor, scan_top_list's): each block appends its list to the
+// row's list in device memory, which every block then copies. A block whose list could crowd the
+// row's out of kCandCap (longer than its share) first keeps only the entries at or above its own
+// keep-th largest key (at least the row's keep-th, so nothing top-k keeps is dropped): a radix
+// select, which the short lists of pooled thresholds (scan_list.cuh) skip. The copy keeps the
+// entries at or above the highest of the blocks' floors F (at most the row's keep-th largest key):
+// every block listed all of its entries at or above F, so the row's list is every entry of the row
+// at or above F, a top prefix of the sorted row as top-p's and min-p's stages need. (The blocks'
+// lists alone are not one: a block's unlisted entries may lie above another block's listed ones.)
+// Returns the length (the same in every block), or -1 when some block had no list or the row's
+// would not fit.
 template <class KeyOf>
-__device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t keep, const KeyOf& key_of, uint32_t kmax,
-                                Shared& sh) {
+__device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint32_t keep, const KeyOf& key_of,
+                                uint32_t kmax, Shared& sh) {
   SplitScratch* rs = sync.rs;
   auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  // Warp-aggregated appends, every thread running the same iterations.
+  const auto append = [&](unsigned int* count, unsigned long long* out, bool take, unsigned long long e) {
+    const unsigned b = __ballot_sync(0xFFFFFFFFu, take);
+    if (b == 0) return;
+    uint32_t start = 0;
+    if (lane == 0) start = atomicAdd(count, static_cast<unsigned int>(__popc(b)));
+    start = __shfl_sync(0xFFFFFFFFu, start, 0) + static_cast<uint32_t>(__popc(b & ((1u << lane) - 1u)));
+    if (take && start < static_cast<uint32_t>(kCandCap)) out[start] = e;
+  };
+  if (threadIdx.x == 0) sh.merge_count = 0;
   if (n < 0) {
     if (threadIdx.x == 0) atomicAdd(row_count, static_cast<unsigned int>(kCandCap) + 1u);
   } else if (n > 0) {
     uint32_t floor_key = 0;
-    if (static_cast<uint32_t>(n) > keep) {
+    if (static_cast<uint32_t>(n) > keep && static_cast<unsigned long long>(n) * sync.splits > kCandCap) {
       CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
       uint32_t above, ties;
       floor_key = cands.nth(
@@ -663,25 +684,27 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t keep, const
           },
           sh, &above, &ties, cands.values);
     }
-    // Warp-aggregated appends, every thread running the same iterations.
-    const int lane = static_cast<int>(threadIdx.x & 31);
+    if (threadIdx.x == 0) {
+      atomicMax(&rs->scan_floor, static_cast<unsigned long long>(floor_key > floor ? floor_key : floor));
+    }
     for (int i0 = 0; i0 < n; i0 += static_cast<int>(blockDim.x)) {
       const int i = i0 + static_cast<int>(threadIdx.x);
-      const bool take = i < n && key_of(__uint_as_float(static_cast<uint32_t>(sh.cand[i]))) >= floor_key;
-      const unsigned b = __ballot_sync(0xFFFFFFFFu, take);
-      if (b == 0) continue;
-      uint32_t start = 0;
-      if (lane == 0) start = atomicAdd(row_count, static_cast<unsigned int>(__popc(b)));
-      start = __shfl_sync(0xFFFFFFFFu, start, 0) + static_cast<uint32_t>(__popc(b & ((1u << lane) - 1u)));
-      if (take && start < static_cast<uint32_t>(kCandCap)) rs->cand[start] = sh.cand[i];
+      const unsigned long long e = i < n ? sh.cand[i] : 0ull;
+      append(row_count, rs->cand, i < n && key_of(__uint_as_float(static_cast<uint32_t>(e))) >= floor_key, e);
     }
   }
   sync.barrier();
   const uint32_t total = coherent_load(row_count);
   if (total > static_cast<uint32_t>(kCandCap)) return -1;
-  for (int i = threadIdx.x; i < static_cast<int>(total); i += blockDim.x) sh.cand[i] = coherent_load(&rs->cand[i]);
+  const uint32_t row_floor = static_cast<uint32_t>(coherent_load(&rs->scan_floor));
+  for (int i0 = 0; i0 < static_cast<int>(total); i0 += static_cast<int>(blockDim.x)) {
+    const int i = i0 + static_cast<int>(threadIdx.x);
+    const unsigned long long e = i < static_cast<int>(total) ? coherent_load(&rs->cand[i]) : 0ull;
+    append(&sh.merge_count, sh.cand,
+           i < static_cast<int>(total) && key_of(__uint_as_float(static_cast<uint32_t>(e))) >= row_floor, e);
+  }
   __syncthreads();
-  return static_cast<int>(total);
+  return static_cast<int>(sh.merge_count);
 }
 
 // Top-k on any part: the cut keeping the `keep` largest and all their ties (kept_count: its size).
@@ -953,12 +976,6 @@ struct WarpList {
   }
 };
 
-__device__ __forceinline__ unsigned long long warp_sum(unsigned long long v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
-  return v;
-}
-
 // Whether a call's row may finish in one warp (warp_finish): the call wants no filtered or
 // renormalised row (those need the cut in every thread), the row's softmax is defined, and top-k's
 // keep fits the warp's list.
@@ -1045,12 +1062,7 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
       m[j] = w.kept_by(c0, j) ? efix(key_to_float(w.key(j))) : 0ull;
       mine += m[j];
     }
-    unsigned long long incl = mine;  // inclusive prefix sum over the lanes, in position order
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const unsigned long long up = __shfl_up_sync(0xFFFFFFFFu, incl, o);
-      incl += lane >= o ? up : 0ull;
-    }
+    const unsigned long long incl = warp_inclusive_sum(mine);  // over the lanes, in position order
     const unsigned long long total = row_total != nullptr ? *row_total : __shfl_sync(0xFFFFFFFFu, incl, 31);
     const double limit = top_p_limit(s.top_p[r.row], total);
     uint32_t keep_count = 0, group = 0, ties = 0, key = 0, count_above = 0;
@@ -1070,11 +1082,7 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
         run += m[j];
         prev = w.key(j);
       }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) {
-        const int other = __shfl_xor_sync(0xFFFFFFFFu, start, o);
-        start = other > start ? other : start;
-      }
+      start = warp_reduce(start, MaxOp());
       unsigned long long at = 0;  // the entry at position start (>= 0: position 0 has nothing above)
 #pragma unroll
       for (int j = 0; j < kWarpPer; ++j) at = j == start % kWarpPer ? w.e[j] : at;
@@ -1084,7 +1092,7 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
       unsigned long long above_mine = 0;
 #pragma unroll
       for (int j = 0; j < kWarpPer; ++j) above_mine += w.key(j) > key ? m[j] : 0ull;
-      group = top_p_group(efix, key, limit, warp_sum(above_mine), ties);
+      group = top_p_group(efix, key, limit, warp_reduce(above_mine, AddOp()), ties);
       keep_count = count_above + group;
     }
     const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
@@ -1107,11 +1115,7 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
     uint32_t kmin = 0xFFFFFFFFu;
 #pragma unroll
     for (int j = 0; j < kWarpPer; ++j) kmin = passes(j) && w.key(j) < kmin ? w.key(j) : kmin;
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const uint32_t other = __shfl_xor_sync(0xFFFFFFFFu, kmin, o);
-      kmin = other < kmin ? other : kmin;
-    }
+    kmin = warp_reduce(kmin, MinOp());
     const uint32_t count = w.count(passes);
     const uint32_t need = r.mtk < kept_count ? r.mtk : kept_count;
     if (count >= need) {
@@ -1146,13 +1150,8 @@ __device__ __forceinline__ void warp_finish(const unsigned long long* list, int 
       }
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
-    best = other > best ? other : best;
-    const U128 oz{__shfl_xor_sync(0xFFFFFFFFu, z.lo, o), __shfl_xor_sync(0xFFFFFFFFu, z.hi, o)};
-    z.add(oz);
-  }
+  best = warp_reduce(best, MaxOp());
+  z = warp_sum(z);
   bad = __ballot_sync(0xFFFFFFFFu, bad) != 0;
   if (lane == 0) {
     const int token = best == 0 ? 0 : static_cast<int>(0xFFFFFFFFu - static_cast<uint32_t>(best));
@@ -1350,16 +1349,22 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   bool have_stats = false;
   if (scan) {
     float low = kInf;  // top-p rows: the smallest input above -inf, for the gap bins
+    uint32_t scan_floor = 0;
+    // Top-k rows pool the warps' evidence for the list's threshold (scan_list.cuh): a list of about
+    // keep entries. Top-p and min-p rows without top-k do not: their longer lists hold more of a
+    // wide nucleus, or reach further below min-p's bar, and so spare them reads.
+    uint32_t* const pool = keep > 0 ? sh.scan_pool : nullptr;
     const auto scan_row = [&](auto take_low) {
       return scan_top_list<D, decltype(take_low)::value>(part.data, part.len, part.begin, scaled, rcp, scan_keep,
-                                                         ScanShared{sh.cand, &sh.scan_thr, sh.u32}, &kmax, &nan, &low);
+                                                         ScanShared{sh.cand, &sh.scan_thr, sh.u32, pool}, &kmax,
+                                                         &nan, &low, &scan_floor);
     };
     const bool want_low = keep == 0 && top_p;  // the gap bins' span
     scan_n = want_low ? scan_row(std::true_type()) : scan_row(std::false_type());
     nan = block_reduce(nan, MaxOp(), sh.u32);
     if (want_low) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
     part.sync.stats(kmax, nan, kmin);
-    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, scan_keep, key_of, kmax, sh);
+    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, scan_floor, scan_keep, key_of, kmax, sh);
     // The list holds the scan_keep largest entries with all their ties, and so the row's largest,
     // when it has scan_keep entries (all above -inf). A NaN or +inf (the full-row path's rows) and
     // a list that failed send the row to the statistics pass. (The same in every block of a split
@@ -1562,11 +1567,7 @@ __global__ void greedy_merge_kernel(const unsigned long long* partial, int split
     const unsigned long long p = partial[row * splits + i];
     best = p > best ? p : best;
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const unsigned long long other = __shfl_xor_sync(0xFFFFFFFFu, best, o);
-    best = other > best ? other : best;
-  }
+  best = warp_reduce(best, MaxOp());
   if (lane == 0) out[row] = best == 0 ? 0 : static_cast<int64_t>(0xFFFFFFFFu - static_cast<uint32_t>(best));
 }
 

@@ -33,6 +33,22 @@ namespace {
 // buffer is all ties of its keep-th value it cannot make room: the row's statistics pass and
 // another list follow.
 //
+// Pooled thresholds (ScanShared::pool; the chain's top-k rows). One warp's evidence is weak on a
+// GPU block: its buffer sees 1/32 of the part, and the keep-th largest of that is about the
+// (32 * keep)-th of the part, so alone the warps list ~1300-2300 entries of a 128256 row at
+// keep 50 (bench/cuda_row_reads.py --threads 1024). So each warp also publishes its m largest
+// keys (m = kScanPool / warps, at most kScanPoolMaxPer) in its slots of a block-wide pool: the
+// lanes' maxima of 8 in the first round, its buffer's after each round with hits. Slot j holds
+// at most the j-th largest key the warp has seen, and each slot only rises (atomicMax), so any
+// reading of the pool, however stale, counts distinct entries: when the pool holds keep keys at or
+// above t, the part has keep entries at or above t, and t bounds the kept set like a warp's own
+// threshold. The warps read it without a barrier after a round with hits (and all together once,
+// after the first round's barrier and before the block's list is taken): their thresholds then
+// follow about the keep-th largest of all the part read so far, and the list holds ~keep entries.
+// (A miscount that set a bound above the keep-th largest would list fewer than keep entries: one
+// block's row would then fall back to the statistics pass, but a split row's other blocks could
+// hide the loss, so the counts must be exact; the model tests check both.)
+//
 // The loop over the row compares the inputs themselves with the threshold (input_floor): two
 // instructions an entry (unpack, compare), no key, no statistic; the row's maximum is the list's
 // (the largest entry is always listed) and a NaN always passes the comparison, so the entries that
@@ -44,6 +60,9 @@ constexpr int kScanMaxKeep = 64;
 constexpr int kScanLoads = 4;
 constexpr int kScanWarpCap = 128;  // entries of a warp's buffer: 32 warps fill the list exactly
 static_assert(kScanMaxKeep < kScanWarpCap, "a compacted buffer must leave room");
+constexpr int kScanPool = 128;       // pooled thresholds' slots: 4 a warp of a 1024-thread block
+constexpr int kScanPoolMaxPer = 16;  // a warp's slots at most (smaller blocks: the model's)
+static_assert(kScanPool % 32 == 0, "the pool is read 32 slots at a time");
 
 // The highest key t such that at least `keep` of the warp's keys (kPer a lane; 0: no key) are at
 // or above it, narrowed bit by bit from the top bit where the keys differ only while more than
@@ -59,12 +78,8 @@ __device__ __forceinline__ uint32_t warp_key_floor(const uint32_t (&k)[kPer], ui
     hi = k[i] > hi ? k[i] : hi;
     n += static_cast<uint32_t>(__popc(__ballot_sync(0xFFFFFFFFu, k[i] != 0)));
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const uint32_t l = __shfl_xor_sync(0xFFFFFFFFu, lo, o), h = __shfl_xor_sync(0xFFFFFFFFu, hi, o);
-    lo = l < lo ? l : lo;
-    hi = h > hi ? h : hi;
-  }
+  lo = warp_reduce(lo, MinOp());
+  hi = warp_reduce(hi, MaxOp());
   if (n < keep) return 0;
   const uint32_t diff = lo ^ hi;
   const int top = diff == 0 ? -1 : 31 - __clz(diff);  // the highest bit where the keys differ
@@ -117,6 +132,76 @@ __device__ __noinline__ uint32_t warp_keep_top(unsigned long long* buf, uint32_t
   __syncwarp();
   *count = out;
   return t;
+}
+
+// A warp's slots in the pool: m of them, m = kScanPool / warps (at most kScanPoolMaxPer).
+__device__ __forceinline__ int scan_pool_per_warp() {
+  const int m = kScanPool / static_cast<int>(blockDim.x >> 5);
+  return m < kScanPoolMaxPer ? m : kScanPoolMaxPer;
+}
+
+// Publishes the warp's m largest of keys k (kPer a lane, 0: no key) in its pool slots (the whole
+// warp calls): slot j gets the (j + 1)-th largest, by m rounds of a warp maximum that takes one
+// copy out of k each time (ties are distinct entries, so a tied key fills as many slots as it has
+// copies). first: the slots are written (the first round, before the barrier that opens the
+// pool); else raised (atomicMax), never lowered.
+template <int kPer>
+__device__ __forceinline__ void warp_publish_top(uint32_t (&k)[kPer], uint32_t* slots, int m, bool first) {
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  for (int j = 0; j < m; ++j) {
+    uint32_t mine = 0;
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) mine = k[i] > mine ? k[i] : mine;
+    const uint32_t top = warp_reduce(mine, MaxOp());
+    const unsigned holders = __ballot_sync(0xFFFFFFFFu, top != 0 && mine == top);
+    if (holders != 0 && lane == __ffs(static_cast<int>(holders)) - 1) {
+      bool taken = false;
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) {
+        const bool take = !taken && k[i] == top;
+        k[i] = take ? 0u : k[i];
+        taken = taken || take;
+      }
+    }
+    if (lane == 0) {
+      if (first) {
+        slots[j] = top;
+      } else if (top != 0) {
+        atomicMax(slots + j, top);
+      }
+    }
+  }
+}
+
+// The pooled threshold (the whole warp calls): the highest key with at least keep of the pool's
+// slots (`slots` of them in use) at or above it, 0 when fewer than keep hold a key. Out of line:
+// it runs after the rounds with hits, and inlined it would squeeze the scan's loop.
+__device__ __noinline__ uint32_t pooled_floor(const uint32_t* pool, int slots, uint32_t keep) {
+  constexpr int kPer = kScanPool / 32;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  uint32_t k[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) k[i] = lane + 32 * i < slots ? coherent_load(pool + lane + 32 * i) : 0u;
+  return warp_key_floor(k, keep);
+}
+
+// After a round with hits (the whole warp calls): publishes the m largest keys of the warp's
+// buffer (`count` listed values) in its slots `mine`, and returns the pooled threshold. Out of
+// line, as pooled_floor.
+template <class KeyOf>
+__device__ __noinline__ uint32_t pool_buffer(const unsigned long long* buf, uint32_t count, const KeyOf key_of,
+                                             uint32_t* mine, int m, const uint32_t* pool, int slots, uint32_t keep) {
+  constexpr int kPer = kScanWarpCap / 32;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  __syncwarp();  // the lanes' appends to the buffer
+  uint32_t k[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const uint32_t slot = static_cast<uint32_t>(lane + 32 * i);
+    k[i] = slot < count ? key_of(__uint_as_float(static_cast<uint32_t>(buf[slot]))) : 0u;  // listed keys are > 0
+  }
+  warp_publish_top(k, mine, m, false);
+  return pooled_floor(pool, slots, keep);
 }
 
 // The lowest float t_x with: sort_key(x * rcp) >= thr implies x >= t_x, for a finite rcp > 0
@@ -204,11 +289,13 @@ __device__ __noinline__ ScanState scan_hits(const void* data, int len, int base,
 }
 
 // The shared memory scan_top_list works in: the list (kScanWarpCap entries a warp; the block's
-// list ends up at its start), the threshold the warps share, and 32 words of reduction scratch.
+// list ends up at its start), the threshold the warps share, 32 words of reduction scratch, and
+// the pooled thresholds' kScanPool slots (null: each warp's threshold comes from its own buffer).
 struct ScanShared {
   unsigned long long* cand;
   uint32_t* thr;
   uint32_t* u32;
+  uint32_t* pool;
 };
 
 // The one-read top-k list of a row with keep <= kScanMaxKeep (see above), with `scaled` the
@@ -221,9 +308,13 @@ struct ScanShared {
 // warps' collectives are uniform. kLow: *low_out gets this thread's smallest input above -inf
 // (+inf: none; only meaningful when the list was built, as a warp that cannot make room stops
 // reading), which top-p's gap bins need: a minimum an entry in the loop, kept out of top-k's.
+// *floor_out: the list's threshold (when it was built): every entry of the part whose key is at
+// or above it is on the list (a split row's merge needs it: its list is a top prefix of the row
+// only down to the highest of its blocks' floors).
 template <int D, bool kLow, class YFn>
 __device__ int scan_top_list(const void* data, int len, int base, const YFn& scaled, float rcp, uint32_t keep,
-                             const ScanShared sh, uint32_t* kmax_out, uint32_t* nan_out, float* low_out) {
+                             const ScanShared sh, uint32_t* kmax_out, uint32_t* nan_out, float* low_out,
+                             uint32_t* floor_out) {
   using T = typename Elem<D>::T;
   constexpr int kVec = 16 / static_cast<int>(sizeof(T));
   static_assert(kScanLoads * kVec <= 32, "a round's hits are one 32-bit mask");
@@ -265,8 +356,11 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     return hits;
   };
   uint32_t* shared_thr = sh.thr;  // the highest threshold a warp has reached
-  if (threadIdx.x == 0) *shared_thr = 0;
-  __syncthreads();
+  // (A pool of fewer than keep slots could never bound anything.)
+  const int pool_slots = sh.pool != nullptr ? scan_pool_per_warp() * static_cast<int>(blockDim.x >> 5) : 0;
+  const bool pooled = pool_slots >= static_cast<int>(keep);
+  const int pool_per = pooled ? scan_pool_per_warp() : 0;
+  uint32_t* my_slots = pooled ? sh.pool + warp * pool_per : nullptr;
   ScanState w{0u, kNegInfKey + 1u, false, 0u};
   float thr_x;
   const auto adopt = [&](uint32_t t) {  // warp-uniform: the warp filters with t from now on
@@ -282,6 +376,10 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     if (__ballot_sync(0xFFFFFFFFu, hits != 0) == 0) return;
     const uint32_t before = w.thr;
     w = scan_hits<D>(data, len, base, c0 + static_cast<int>(threadIdx.x), step, hits, buf, w, keep, key_of);
+    if (pooled && !w.full) {
+      const uint32_t t = pool_buffer(buf, w.count, key_of, my_slots, pool_per, sh.pool, pool_slots, keep);
+      w.thr = t > w.thr ? t : w.thr;
+    }
     if (w.thr != before) raise(w.thr);
   };
   uint4 raw[kScanLoads];
@@ -290,8 +388,10 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     if constexpr (kLow) low = fminf(low, x > -INFINITY ? x : INFINITY);
   };
   {  // the first round: the threshold starts at the keep-th largest of the lanes' maxima of 8
-    // entries, or (a short part: fewer than keep of those in the warp) of pairs of the lane's first
-    // chunk; at least keep entries reach it either way (NaN-ignoring maxima; none above -inf: no key)
+    // entries (the warp's, or the pool's: the warps' m largest of them), or (a short part: fewer
+    // than keep of those) of pairs of the lane's first chunk; at least keep entries reach it either
+    // way (NaN-ignoring maxima; none above -inf: no key). The round's loads are in flight across
+    // the barrier that opens the shared threshold and the pool.
     load_round(0, raw);
     const auto key_above_neg_inf = [&](float m) {
       const uint32_t key = key_of(m);
@@ -310,6 +410,13 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
       sub[u] = key_above_neg_inf(m);
     }
     uint32_t t = warp_key_floor(sub, keep);
+    if (pooled) warp_publish_top(sub, my_slots, pool_per, true);
+    if (threadIdx.x == 0) *shared_thr = 0;
+    __syncthreads();
+    if (pooled) {
+      const uint32_t p = pooled_floor(sh.pool, pool_slots, keep);
+      t = p > t ? p : t;
+    }
     if (t == 0) {
 #pragma unroll
       for (int q = 0; q < kScanLoads; ++q) {
@@ -357,7 +464,12 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
   // (every entry into registers first: a buffer's new place may overlap a lower warp's old one),
   // and its largest key.
   __syncthreads();
-  const uint32_t thr = coherent_load(shared_thr);
+  uint32_t thr = coherent_load(shared_thr);
+  if (pooled) {  // every warp's last publication is in: the pool's bound is about the part's keep-th
+    const uint32_t p = pooled_floor(sh.pool, pool_slots, keep);
+    thr = p > thr ? p : thr;
+  }
+  *floor_out = thr;
   constexpr int kPer = kScanWarpCap / 32;
   unsigned long long e[kPer];
   uint32_t k[kPer];
@@ -392,6 +504,9 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
   for (int i = 0; i < kPer; ++i) {
     if (k[i] != 0) sh.cand[offset++] = e[i];
   }
+#if defined(PYDECODE_CUDA_EMULATION)
+  if (threadIdx.x == 0) emu::raise_to(emu::max_scan_list, total);  // the model's list length (tests, bench)
+#endif
   *kmax_out = block_reduce(kmax, MaxOp(), sh.u32);  // its first __syncthreads publishes the list
   return static_cast<int>(total);
 }

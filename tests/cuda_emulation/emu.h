@@ -62,6 +62,8 @@ inline thread_local Block* g_block = nullptr;
 // last take_block_syncs(): a proxy for a row's latency where one block (or a row's blocks in step)
 // runs alone, as at batch 1.
 inline std::atomic<unsigned long long> max_block_syncs{0};
+// The longest one-read list (csrc/cuda/scan_list.cuh) a block built since the last take_scan_list().
+inline std::atomic<unsigned long long> max_scan_list{0};
 // a = max(a, v), for the maxima the blocks report.
 inline void raise_to(std::atomic<unsigned long long>& a, unsigned long long v) {
   unsigned long long seen = a.load();

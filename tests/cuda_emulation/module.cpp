@@ -19,4 +19,6 @@ PYBIND11_MODULE(pydecode_cuda_model, m) {
   });
   // The most __syncthreads one block passed in the launches since the last call of this function.
   m.def("take_block_syncs", []() { return emu::max_block_syncs.exchange(0); });
+  // The longest one-read list a block built since the last call of this function.
+  m.def("take_scan_list", []() { return emu::max_scan_list.exchange(0); });
 }

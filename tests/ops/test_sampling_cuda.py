@@ -15,6 +15,8 @@ Tests whose name contains "big" run the full shapes (batch up to 64, vocab up to
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -520,6 +522,29 @@ def test_cuda_top_k_scan_matches(batch: int, vocab: int, monkeypatch: pytest.Mon
             got = _chain_outputs(x, n, monkeypatch, **kwargs)
             for name, a, b in zip(("tokens", "logprobs", "filtered"), got, want):
                 assert_same(a, b, what=f"one-read list, {n} splits: {name} {kwargs}")
+
+
+def test_cuda_split_list_is_a_top_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A split row's one-read list is every entry at or above the highest of its blocks' floors (a
+    top prefix of the row, which top-p's and min-p's stages need), not the union of the blocks'
+    lists: the first slice's ramp (0, -0.001, ...) has entries below its own list's floor and above
+    the other slices' groups of 64 (-0.0645, -0.1); top-p boundaries and min-p bars around them
+    (the CPU model's test_split_list_is_a_top_prefix, at a GPU block's size)."""
+    v = 3 * 40000
+    x = torch.full((1, v), -10.0)
+    x[0, :2000] = -0.001 * torch.arange(2000, dtype=torch.float32)
+    x[0, 40000:40064] = -0.0645
+    x[0, 80000:80064] = -0.1
+    x = gpu(x.to(torch.bfloat16))
+    calls = [{"top_p": p} for p in (0.06, 0.08, 0.1, 0.12, 0.15, 0.18)]
+    calls += [{"min_p": math.exp(bar)} for bar in (-0.0641, -0.0643, -0.08, -0.09)]
+    for kwargs in calls:
+        monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "0")
+        want = _chain_outputs(x, 3, monkeypatch, temperature=1.0, **kwargs)
+        monkeypatch.setenv("PYDECODE_CUDA_TOPK_SCAN", "1")
+        got = _chain_outputs(x, 3, monkeypatch, temperature=1.0, **kwargs)
+        for name, a, b in zip(("tokens", "logprobs", "filtered"), got, want):
+            assert_same(a, b, what=f"split one-read list: {name} {kwargs}")
 
 
 # PYDECODE_CUDA_WARP_FINISH (on by default): a call that returns tokens and log-probs only finishes a
