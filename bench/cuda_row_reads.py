@@ -122,11 +122,11 @@ def chain_reads(model: ModuleType, x: torch.Tensor, top_k: int | None, top_p: fl
 
 def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, log_softmax: bool = True,
                beam_scores: torch.Tensor | None = None,
-               key_bins: bool = True, splits: int = 1,
-               top_k_scan: bool = False) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
+               key_bins: bool = True, splits: int = 1, top_k_scan: bool = False,
+               threads: int = THREADS) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(row reads, scores, token ids, beam indices) of one beam top-k call on rows ``x`` (items x
     ``beams``), beam scores 0 unless given; key_bins=False: candidates listed by the gap histogram only;
-    splits > 1: the split path with that many slices per row."""
+    splits > 1: the split path with that many slices per row; threads: the model's block size."""
     rows, vocab = x.shape
     cand = torch.empty(rows * min(k, vocab), dtype=torch.int64)
     stats = torch.empty(rows * 2)
@@ -137,7 +137,7 @@ def beam_reads(model: ModuleType, x: torch.Tensor, beams: int = 4, k: int = 8, l
     model.take_loaded_bytes()
     model.beam_topk(x.data_ptr(), _cpu.DTYPE_CODES[x.dtype], rows, vocab, vocab, beam_scores.data_ptr(), beams, k,
                     log_softmax, cand.data_ptr(), stats.data_ptr(), scores.data_ptr(), tokens.data_ptr(),
-                    which.data_ptr(), THREADS, key_bins, splits, _addr(scratch) if splits > 1 else 0, top_k_scan)
+                    which.data_ptr(), threads, key_bins, splits, _addr(scratch) if splits > 1 else 0, top_k_scan)
     return model.take_loaded_bytes() / x.numel() / x.element_size(), scores, tokens, which
 
 
@@ -203,10 +203,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 beam_rows = rows_of(kind, 4, args.vocab, seed=7)
                 model.take_block_syncs()
                 model.take_atomics()
-                beam = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits)[0]
+                beam = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits, threads=args.threads)[0]
                 syncs, (atomics, hot) = model.take_block_syncs(), model.take_atomics()
                 model.take_scan_list()
-                scan = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits, top_k_scan=True)[0]
+                scan = beam_reads(model, beam_rows, log_softmax=log_softmax, splits=splits, top_k_scan=True,
+                                  threads=args.threads)[0]
                 scan_syncs, (scan_atomics, scan_hot) = model.take_block_syncs(), model.take_atomics()
                 scan_list = model.take_scan_list()
                 rows.append({"vocab": args.vocab, "logits": kind,

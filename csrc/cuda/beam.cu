@@ -117,6 +117,7 @@ struct RowShared {
   unsigned long long u64b[32];
   uint32_t fill;
   uint32_t scan_thr;  // scan_top_list's shared threshold
+  uint32_t scan_pool[kScanPool];  // scan_top_list's pooled thresholds
   unsigned long long list[kCandCap];
 };
 static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the one-read list's warp buffers share the list");
@@ -129,7 +130,7 @@ static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the one-read list's w
 template <int D>
 __device__ int scan_logits(const void* src, int len, int begin, const ScanShared sh, float* fscratch, float* mx,
                            float* mn) {
-  uint32_t kmax = 0, nan = 0, floor = 0;  // beam's lists are cut to their k largest: the floor is not needed
+  uint32_t kmax = 0, nan = 0, floor = 0;  // beam's lists are cut to their k largest: no floor needed
   float low = kInf;
   const int n = scan_top_list<D, true>(src, len, begin, [](float x) { return x; }, 1.0f, kScanMaxKeep, sh, &kmax,
                                        &nan, &low, &floor);
@@ -166,7 +167,10 @@ __device__ void row_candidates(const BeamArgs& a, int row, RowShared& s) {
   if constexpr (D == kDTypeBF16) {
     if (a.top_k_scan && select && a.row_k <= kScanMaxKeep && vocab > kScanMaxKeep) {
       float list_mx, list_mn;
-      const int n = scan_logits<D>(src, vocab, 0, ScanShared{list, &s.scan_thr, s.uscratch, nullptr}, s.fscratch,
+      // Pooled thresholds list about the 64 largest, which leaves the select entries below the k-th
+      // only for k up to half of that; larger k keep the warps' own, looser thresholds.
+      uint32_t* const pool = a.row_k <= kScanMaxKeep / 2 ? s.scan_pool : nullptr;
+      const int n = scan_logits<D>(src, vocab, 0, ScanShared{list, &s.scan_thr, s.uscratch, pool}, s.fscratch,
                                    &list_mx, &list_mn);
       if (n >= 0 && list_mx < kInf) {
         scan_n = n;
@@ -503,9 +507,10 @@ __global__ void __launch_bounds__(kThreads) beam_slice_kernel(const BeamArgs a, 
   if constexpr (kScan) {
     __shared__ unsigned long long scan[kCandCap];
     __shared__ uint32_t scan_thr;
+    __shared__ uint32_t scan_pool[kScanPool];
     static_assert(kScanWarpCap * (kThreads / 32) <= kCandCap, "the warps' buffers share the list");
     if (n < static_cast<uint32_t>(slice.len) && slice.len > kScanMaxKeep) {
-      const int m = scan_logits<D>(src, slice.len, slice.begin, ScanShared{scan, &scan_thr, uscratch, nullptr},
+      const int m = scan_logits<D>(src, slice.len, slice.begin, ScanShared{scan, &scan_thr, uscratch, scan_pool},
                                    fscratch, &mx, &mn);
       if (m >= 0) {
         const uint32_t kmax = sort_key(mx);
