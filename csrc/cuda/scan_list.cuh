@@ -33,10 +33,11 @@ namespace {
 // buffer is all ties of its keep-th value it cannot make room: the row's statistics pass and
 // another list follow.
 //
-// Pooled thresholds (ScanShared::pool; the chain's top-k rows, beam.cu's rows and slices). One warp's evidence is weak on a
-// GPU block: its buffer sees 1/32 of the part, and the keep-th largest of that is about the
-// (32 * keep)-th of the part, so alone the warps list ~1300-2300 entries of a 128256 row at
-// keep 50 (bench/cuda_row_reads.py --threads 1024). So each warp also publishes its m largest
+// Pooled thresholds (ScanShared::pool; the chain's top-k rows, beam.cu's rows with k <= 32 and
+// its slices). One warp's evidence is weak on a GPU block: its buffer sees 1/32 of the part, and
+// the keep-th largest of that is about the (32 * keep)-th of the part, so alone the warps list
+// ~1300-2300 entries of a 128256 row at keep 50 (bench/cuda_row_reads.py --threads 1024). So each
+// warp also publishes its m largest
 // keys (m = kScanPool / warps, at most kScanPoolMaxPer) in its slots of a block-wide pool: the
 // lanes' maxima of 8 in the first round, its buffer's after each round with hits. Slot j holds
 // at most the j-th largest key the warp has seen, and each slot only rises (atomicMax), so any
