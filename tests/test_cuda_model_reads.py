@@ -150,6 +150,51 @@ def test_top_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
                 assert 2 <= on < 2.1, (kw, nucleus, on)
 
 
+def test_top_p_list_that_surely_holds_the_nucleus(model) -> None:  # noqa: ANN001
+    """Top-p without top-k whose one-read list shows by itself that it holds the nucleus (its mass
+    reaches the limit on the list's mass plus, for every entry off it, the mass of its smallest)
+    sums the row's mass without the gap histogram: 2 reads and no atomic per entry. Rows: 20
+    entries at 0 above the rest at -gap - 4 + randn (T 1, top-p 0.9; the normal's upper tail keeps
+    the list's entries untied in bfloat16): at gap 2 the nucleus reaches far off the list; from
+    about 6.3 the bound holds; from about 4.4 the list holds the nucleus, the bound showing it or
+    not (the histogram then, as before). The full-row path's tokens and filtered rows for every
+    gap, one block and 3 slices."""
+    v = 6000
+    g = torch.Generator().manual_seed(9)
+    noise = torch.randn(v, generator=g)
+    model.count_atomics(True)
+    try:
+        for gap in (2.0, 4.0, 5.0, 6.0, 6.5, 7.0, 9.0):
+            x = (noise - gap - 4.0).reshape(1, v)
+            x[0, :20] = 0.0
+            x = x.to(torch.bfloat16)
+            kw = {"top_p": 0.9, "temperature": 1.0}
+            for splits in (1, 3):
+                want = reads.chain_reads(model, x, None, 0.9, splits, False, True, temperature=1.0)
+                got = reads.chain_reads(model, x, None, 0.9, splits, True, True, top_k_scan=True, temperature=1.0)
+                assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), (gap, splits)
+            model.take_atomics()
+            on = reads.chain_reads(model, x, None, 0.9, 1, True, top_k_scan=True, temperature=1.0)[0]
+            atomics = model.take_atomics()[0] / v
+            if gap == 2.0:  # the gap histogram's list (the full-row path would read ~10 times)
+                assert 2.9 < on < 3.5 and atomics > 0.9, (kw, gap, on, atomics)
+            if gap >= 7.0:  # the list's own atomics: a few for each of its ~150 entries
+                assert 2 <= on < 2.1 and atomics < 0.2, (kw, gap, on, atomics)
+    finally:
+        model.count_atomics(False)
+    # A peaked row of the benchmarks' kinds: the same, at p 0.5 and 0.99.
+    x = reads.rows_of("peaked", 1, 30000, seed=3)
+    model.count_atomics(True)
+    try:
+        for p in (0.5, 0.99):
+            model.take_atomics()
+            on = reads.chain_reads(model, x, None, p, 1, True, top_k_scan=True)[0]
+            atomics = model.take_atomics()[0] / x.numel()
+            assert 2 <= on < 2.1 and atomics < 0.05, (p, on, atomics)
+    finally:
+        model.count_atomics(False)
+
+
 def test_min_p_on_the_one_read_list(model) -> None:  # noqa: ANN001
     """Min-p without top-k or top-p on the one-read list: 1 read where the list's smallest value is
     below min-p's bar (the kept set is on the list), the full-row path's 3 where it is not, and

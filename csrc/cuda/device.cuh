@@ -574,6 +574,15 @@ __device__ __forceinline__ T warp_inclusive_sum(T v) {
   return v;
 }
 
+// The first of the `mine` consecutive slots this lane takes on a list whose length *count holds
+// (every lane of the warp calls): the warp's lanes take theirs in lane order, with one atomic.
+__device__ __forceinline__ uint32_t warp_claim(unsigned int* count, uint32_t mine) {
+  const uint32_t incl = warp_inclusive_sum(mine);
+  uint32_t start = 0;
+  if ((threadIdx.x & 31) == 31) start = atomicAdd(count, incl);
+  return __shfl_sync(0xFFFFFFFFu, start, 31) + incl - mine;
+}
+
 // Appends pack_cand(base + i, x) for the entries i of [0, len) at `data` where take(x) holds to
 // list[*count ...] (at most cap). Every thread runs the same number of iterations (whole 16-byte
 // chunks per thread), so the warp collectives that take the slots are uniform; one atomic per
@@ -586,7 +595,6 @@ __device__ void append_entries(const void* data, int len, int base, const Take& 
   const T* p = static_cast<const T*>(data);
   const bool aligned = (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
   const int chunks = (len + kVec - 1) / kVec;
-  const int lane = static_cast<int>(threadIdx.x & 31);
   for (int c0 = 0; c0 < chunks; c0 += static_cast<int>(blockDim.x)) {
     const int c = c0 + static_cast<int>(threadIdx.x);
     float xs[kVec];
@@ -609,10 +617,7 @@ __device__ void append_entries(const void* data, int len, int base, const Take& 
     }
     const uint32_t mine = static_cast<uint32_t>(__popc(hits));
     if (__ballot_sync(0xFFFFFFFFu, mine != 0) == 0) continue;  // the common case: nothing here
-    const uint32_t incl = warp_inclusive_sum(mine);
-    uint32_t start = 0;
-    if (lane == 31) start = atomicAdd(count, incl);
-    start = __shfl_sync(0xFFFFFFFFu, start, 31) + incl - mine;
+    uint32_t start = warp_claim(count, mine);
     for (int j = 0; hits != 0; ++j, hits >>= 1) {
       if ((hits & 1u) && start < cap) list[start++] = pack_cand(base + c * kVec + j, xs[j]);
     }

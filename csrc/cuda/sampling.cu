@@ -482,9 +482,10 @@ struct RowCtx {
 // The top-p limit on the mass strictly above a kept entry: transformers removes an entry when the
 // mass at or below it is <= float32(1 - top_p), i.e. keeps it while the mass above it is
 // < 1 - float32(1 - top_p) (masses here are unnormalised: times the kept set's total).
-__device__ __forceinline__ double top_p_limit(double top_p, unsigned long long total) {
+// (A double total: list_holds_nucleus' bound; the limit only rises with it.)
+__device__ __forceinline__ double top_p_limit(double top_p, double total) {
   const float threshold = static_cast<float>(1.0 - top_p);
-  return (1.0 - static_cast<double>(threshold)) * static_cast<double>(total);
+  return (1.0 - static_cast<double>(threshold)) * total;
 }
 
 // Top-p's list need only reach the nucleus' boundary. Each bin's count and gap edges bound the
@@ -622,6 +623,46 @@ __device__ __forceinline__ bool list_reaches(int n, const YFn& yof, const EFn& e
   return static_cast<double>(listed) >= limit && mtk <= static_cast<uint32_t>(n);
 }
 
+// Whether the one-read list of a top-p row (n > 0 entries in sh.cand, every entry of the row at or
+// above its smallest: a top prefix) surely holds the nucleus, from the list alone: its mass reaches
+// top-p's limit on an upper bound of the row's mass, the list's plus, for each entry off it (all
+// below the list's smallest), the mass of the list's smallest with a margin for expf's error and
+// the fixed point's rounding. The limit only rises with the mass, so the list then reaches the
+// limit on the row's exact mass too (as list_reaches would find, min_tokens_to_keep aside), and
+// the read that sums it needs no histogram (row_mass: no shared-memory atomic an entry). A decode
+// step's nucleus is usually a few entries far above the rest; a wide one fails the bound and
+// takes bin_row's histogram. *listed: the list's mass.
+template <class YFn, class EFn>
+__device__ bool list_holds_nucleus(int n, uint32_t vocab, const YFn& yof, const EFn& efix, double top_p,
+                                   unsigned long long* listed, Shared& sh) {
+  unsigned long long mass = 0;
+  uint32_t lo = 0xFFFFFFFFu;
+  for_list(sh.cand, n, [&](int, float x) {
+    const float y = yof(x);
+    mass += efix(y);
+    const uint32_t key = sort_key(y);
+    lo = key < lo ? key : lo;
+  });
+  mass = block_reduce(mass, AddOp(), sh.u64);
+  lo = block_reduce(lo, MinOp(), sh.u32);
+  *listed = mass;
+  const double off = static_cast<double>(vocab - static_cast<uint32_t>(n));
+  const double smallest = static_cast<double>(efix(key_to_float(lo)));
+  const double upper = static_cast<double>(mass) + off * (smallest * (1.0 + 1e-6) + 1.0);
+  return static_cast<double>(mass) >= top_p_limit(top_p, upper);
+}
+
+// The row's mass, exp(y - ymax) in 32.32 fixed point summed (bin_row's total, without its
+// histogram): a read of the part, then the row's sum in every block.
+template <int D, bool S, class YFn, class EFn>
+__device__ unsigned long long row_mass(RowPart<D, S>& part, const YFn& yof, const EFn& efix, Shared& sh) {
+  unsigned long long mass = 0;
+  part.template each<kFastLoads>([&](int, float x) { mass += efix(yof(x)); });
+  mass = block_reduce(mass, AddOp(), sh.u64);
+  part.sync.add(mass);
+  return mass;
+}
+
 // Lists the bins bin_row chose in sh.cand (a read of the row): returns the list's length, or -1
 // when it chose none (it would not fit or, top-p, cannot reach the limit).
 template <int D, bool S, class YFn>
@@ -658,14 +699,10 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
                                 uint32_t kmax, Shared& sh) {
   SplitScratch* rs = sync.rs;
   auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
-  const int lane = static_cast<int>(threadIdx.x & 31);
   // Warp-aggregated appends, every thread running the same iterations.
-  const auto append = [&](unsigned int* count, unsigned long long* out, bool take, unsigned long long e) {
-    const unsigned b = __ballot_sync(0xFFFFFFFFu, take);
-    if (b == 0) return;
-    uint32_t start = 0;
-    if (lane == 0) start = atomicAdd(count, static_cast<unsigned int>(__popc(b)));
-    start = __shfl_sync(0xFFFFFFFFu, start, 0) + static_cast<uint32_t>(__popc(b & ((1u << lane) - 1u)));
+  const auto append = [](unsigned int* count, unsigned long long* out, bool take, unsigned long long e) {
+    if (__ballot_sync(0xFFFFFFFFu, take) == 0) return;
+    const uint32_t start = warp_claim(count, take ? 1u : 0u);
     if (take && start < static_cast<uint32_t>(kCandCap)) out[start] = e;
   };
   if (threadIdx.x == 0) sh.merge_count = 0;
@@ -1326,10 +1363,10 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   // Top-k rows with a small k list their candidates as they read the row (the one-read top-k
   // list, above): 1 read, and the statistics come from the list. So do top-p rows without top-k,
   // whose list is the kScanMaxKeep largest entries (and whose read also takes the row's smallest
-  // value, for the gap bins): a second read sums the row's mass (and takes the gap histogram), and
-  // when the list's mass reaches top-p's limit (a nucleus of at most about kScanMaxKeep entries,
-  // the usual decode step) the list holds it: 2 reads; else the histogram's list follows, as after
-  // the statistics pass. And min-p rows without either, whose kept set is on the same list when
+  // value, for the gap bins): a second read sums the row's mass, and when the list's mass reaches
+  // top-p's limit (a nucleus of at most about kScanMaxKeep entries, the usual decode step) the list
+  // holds it: 2 reads; else the histogram's list follows, as after the statistics pass. (The
+  // second read takes the gap histogram too unless the list alone shows it holds the nucleus.) And min-p rows without either, whose kept set is on the same list when
   // the list's smallest value is below min-p's bar: 1 read. The list compares the inputs with the
   // threshold, which needs the transform to be a multiply by a finite factor > 0: not the log of probability
   // inputs, and not a temperature whose reciprocal rounds to 0 or inf. Other top-k rows one block
@@ -1433,7 +1470,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
                                sh, &warp_list, &cut);
     done = true;
   } else if (keep == 0 && top_p && compact) {
-    // Top-p without top-k: bin_row's read takes the row's mass (and the gap histogram), then the
+    // Top-p without top-k: a read takes the row's mass (bin_row's also the gap histogram), then the
     // stages run on a list of the row's top entries (a top prefix of the sorted row, equal values
     // on one side) whose mass reaches the limit and which min_tokens_to_keep fits in: every entry
     // off it has at least the list's mass above it, so the boundary is on the list. The list is
@@ -1441,7 +1478,21 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     // wide-nucleus bins' (wide_top_p); the full-row path otherwise. (Written out, not a lambda:
     // nvcc outlined one, with a 600-byte stack frame in the kernel and spills in the function.)
     const GapBins bins = GapBins::over(ymax, ymin);
-    if (tf == 2) {
+    // A list that surely holds the nucleus spares the second read its histogram (a listed row's
+    // transform is a multiply: `scaled`).
+    const bool on_list = have_stats && ctx.mtk <= static_cast<uint32_t>(scan_n);  // min_tokens_to_keep fits
+    unsigned long long listed = 0;
+    const bool holds = on_list && list_holds_nucleus(scan_n, ctx.vocab, yof, efix, s.top_p[row], &listed, sh);
+    if (holds) {
+      // No histogram, so no list of its bins (list_top_bins, wide_top_p): were the bound ever
+      // wrong, the full-row path would run, never a list of stale bins. (row_mass's reduction
+      // publishes these.)
+      if (threadIdx.x == 0) {
+        sh.bin = -1;
+        sh.wide.lo = -1;
+      }
+      total = row_mass(part, scaled, efix, sh);
+    } else if (tf == 2) {
       bin_row(part, yof, efix, bins, 0u, s.top_p[row], ctx.mtk, &total, sh);
     } else {
       bin_row(part, scaled, efix, bins, 0u, s.top_p[row], ctx.mtk, &total, sh);
@@ -1449,7 +1500,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     have_total = true;
     const double limit = top_p_limit(s.top_p[row], total);
     int n = scan_n;
-    bool enough = have_stats && list_reaches(n, yof, efix, limit, ctx.mtk, sh);
+    bool enough = on_list && static_cast<double>(listed) >= limit;  // list_reaches' test
     if (!enough) {
       n = tf == 2 ? list_top_bins(part, yof, bins, sh) : list_top_bins(part, scaled, bins, sh);
       enough = n >= 0 && list_reaches(n, yof, efix, limit, ctx.mtk, sh);

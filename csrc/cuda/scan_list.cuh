@@ -358,9 +358,10 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
   };
   uint32_t* shared_thr = sh.thr;  // the highest threshold a warp has reached
   // (A pool of fewer than keep slots could never bound anything.)
-  const int pool_slots = sh.pool != nullptr ? scan_pool_per_warp() * static_cast<int>(blockDim.x >> 5) : 0;
+  const int per_warp = scan_pool_per_warp();
+  const int pool_slots = sh.pool != nullptr ? per_warp * static_cast<int>(blockDim.x >> 5) : 0;
   const bool pooled = pool_slots >= static_cast<int>(keep);
-  const int pool_per = pooled ? scan_pool_per_warp() : 0;
+  const int pool_per = pooled ? per_warp : 0;
   uint32_t* my_slots = pooled ? sh.pool + warp * pool_per : nullptr;
   ScanState w{0u, kNegInfKey + 1u, false, 0u};
   float thr_x;
