@@ -25,7 +25,8 @@ does not report it). The model's 64-thread blocks (``--threads``) are 2 warps; `
 counts what a GPU block does (slower). Before the pooled thresholds (scan_list.cuh) a GPU block's
 32 warps listed ~1300-2300 entries at top-k 50 (each warp's threshold only reached the keep-th of
 its own buffer), where 2 warps list ~100-150; top-k rows now list about k at any block size, and
-top-p and min-p rows without top-k still list that many. ``atomics_per_entry`` /
+so do split top-p and min-p rows without top-k (64 entries a block); one block's still lists
+that many. ``atomics_per_entry`` /
 ``hot_word_atomics`` (compact path on; ``_top_k_scan``: with the one-read list): the call's
 atomics per logits entry, and the most that one word (a histogram bin, mostly) took in one block:
 on a GPU a warp's atomics on one shared word run one after another, so a pass that piles its

@@ -279,6 +279,44 @@ def test_pooled_thresholds_on_a_wider_block(model) -> None:  # noqa: ANN001
     assert warp[2] + 10 <= block[2], (warp[2], block[2])
 
 
+def test_split_top_p_and_min_p_rows_pool(model) -> None:  # noqa: ANN001
+    """Split top-p and min-p rows without top-k pool their warps' keys too (one block's rows do
+    not): with 8 warps (256 threads) each block of 3 lists about 64 entries of its slice, and the
+    merged list from the highest floor down still holds a small nucleus or min-p set (one read for
+    min-p, two for top-p), with the full-row path's tokens and filtered rows on the rows of the
+    pooled-threshold test and a row whose top entries all lie in one slice (the merged list is then
+    that slice's ~64: a wider nucleus takes the histogram's list)."""
+    g = torch.Generator().manual_seed(17)
+    v = 20000
+    one_slice = torch.randn(v, generator=g) - 20.0
+    one_slice[:300] = -0.01 * torch.arange(300, dtype=torch.float32)  # ~300 top entries, slice 0
+    rows = {
+        "randn x 3": torch.randn(v, generator=g) * 3,
+        "integers": torch.randint(0, 40, (v,), generator=g).float(),
+        "-inf": torch.where(torch.arange(v) % 3 == 0, float("-inf"), torch.randn(v, generator=g) * 3),
+        "one slice": one_slice,
+    }
+    calls = ({"top_p": 0.9}, {"min_p": 0.1}, {"top_p": 0.9, "min_tokens_to_keep": 70})
+    for kind, row in rows.items():
+        x = row.to(torch.bfloat16)[None]
+        for kw in calls:
+            args = {"min_p": kw.get("min_p", 0.0), "min_tokens_to_keep": kw.get("min_tokens_to_keep", 1),
+                    "threads": 256}
+            top_p = kw.get("top_p", 1.0)
+            want = reads.chain_reads(model, x, None, top_p, 1, False, True, **args)  # any split count: the same
+            for splits in (1, 3) if kind == "randn x 3" else (3,):
+                model.take_scan_list()
+                got = reads.chain_reads(model, x, None, top_p, splits, True, True, top_k_scan=True, **args)
+                listed = model.take_scan_list()
+                assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), (kind, kw, splits)
+                if kind == "randn x 3":  # untied: pooled blocks list ~64, one block its 8 warps' ~400
+                    assert (listed <= 2 * 64 + 8) == (splits > 1), (kw, splits, listed)
+    x = rows["randn x 3"].to(torch.bfloat16)[None]
+    once = reads.chain_reads(model, x, None, 1.0, 3, True, top_k_scan=True, min_p=0.5, threads=256)[0]
+    twice = reads.chain_reads(model, x, None, 0.5, 3, True, top_k_scan=True, threads=256)[0]
+    assert 1 <= once < 1.1 and 2 <= twice < 2.1, (once, twice)
+
+
 def _sort_keys(y: torch.Tensor) -> torch.Tensor:
     """sort_key of float32 values (no NaN): negatives' bits flipped, positives' sign bit set, +-0 as one."""
     bits = y.view(torch.int32).to(torch.int64) & 0xFFFFFFFF

@@ -33,8 +33,8 @@ namespace {
 // buffer is all ties of its keep-th value it cannot make room: the row's statistics pass and
 // another list follow.
 //
-// Pooled thresholds (ScanShared::pool; the chain's top-k rows, beam.cu's rows with k <= 32 and
-// its slices). One warp's evidence is weak on a GPU block: its buffer sees 1/32 of the part, and
+// Pooled thresholds (ScanShared::pool; the chain's top-k rows and split top-p / min-p rows,
+// beam.cu's rows with k <= 32 and its slices). One warp's evidence is weak on a GPU block: its buffer sees 1/32 of the part, and
 // the keep-th largest of that is about the (32 * keep)-th of the part, so alone the warps list
 // ~1300-2300 entries of a 128256 row at keep 50 (bench/cuda_row_reads.py --threads 1024). So each
 // warp also publishes its m largest
@@ -357,11 +357,12 @@ __device__ int scan_top_list(const void* data, int len, int base, const YFn& sca
     return hits;
   };
   uint32_t* shared_thr = sh.thr;  // the highest threshold a warp has reached
-  // (A pool of fewer than keep slots could never bound anything.)
-  const int per_warp = scan_pool_per_warp();
-  const int pool_slots = sh.pool != nullptr ? per_warp * static_cast<int>(blockDim.x >> 5) : 0;
+  // (A pool of fewer than keep slots could never bound anything.) scan_pool_per_warp() is called
+  // twice on purpose: held in one local, ptxas kept it through the scan loop and spilled there
+  // (0.12-0.31 local operations an entry in the loops, sm_90; bench/cuda_loop_cost.py).
+  const int pool_slots = sh.pool != nullptr ? scan_pool_per_warp() * static_cast<int>(blockDim.x >> 5) : 0;
   const bool pooled = pool_slots >= static_cast<int>(keep);
-  const int pool_per = pooled ? per_warp : 0;
+  const int pool_per = pooled ? scan_pool_per_warp() : 0;
   uint32_t* my_slots = pooled ? sh.pool + warp * pool_per : nullptr;
   ScanState w{0u, kNegInfKey + 1u, false, 0u};
   float thr_x;

@@ -547,6 +547,25 @@ def test_cuda_split_list_is_a_top_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
             assert_same(a, b, what=f"split one-read list: {name} {kwargs}")
 
 
+def test_cuda_top_p_list_that_surely_holds_the_nucleus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Top-p rows without top-k whose one-read list shows by itself that it holds the nucleus sum
+    the row's mass without the gap histogram: 20 entries at 0 above the rest at -gap - 4 + randn,
+    a row per gap, the bound failing at the small gaps and holding at the large ones (the CPU model's
+    test_top_p_list_that_surely_holds_the_nucleus at a GPU block's size), against the full-row path;
+    one block per row and split rows."""
+    gaps = (2.0, 4.0, 5.0, 6.0, 7.0, 9.0, 12.0)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(len(gaps), 128256, generator=g) - 4.0 - torch.tensor(gaps)[:, None]
+    x[:, :20] = 0.0
+    x = gpu(x.to(torch.bfloat16))
+    for kwargs in ({"top_p": 0.9}, {"top_p": 0.5}, {"top_p": 0.99}, {"top_p": 0.9, "min_tokens_to_keep": 30}):
+        for n in (1, 3):
+            want = _compact_outputs(x, "0", n, monkeypatch, temperature=1.0, **kwargs)
+            got = _compact_outputs(x, "1", n, monkeypatch, temperature=1.0, **kwargs)
+            for name, a, b in zip(("tokens", "logprobs", "filtered"), got, want):
+                assert_same(a, b, what=f"top-p list that holds the nucleus, {n} splits: {name} {kwargs}")
+
+
 # PYDECODE_CUDA_WARP_FINISH (on by default): a call that returns tokens and log-probs only finishes a
 # short candidate list (at most 128 entries; a top-k row's one-read list cut to top-k's set first) in
 # one warp (csrc/cuda/sampling.cu, "one-warp list finish"). The same bits as the block's stages.
