@@ -180,12 +180,8 @@ def test_top_p_list_that_surely_holds_the_nucleus(model) -> None:  # noqa: ANN00
                 assert 2.9 < on < 3.5 and atomics > 0.9, (kw, gap, on, atomics)
             if gap >= 7.0:  # the list's own atomics: a few for each of its ~150 entries
                 assert 2 <= on < 2.1 and atomics < 0.2, (kw, gap, on, atomics)
-    finally:
-        model.count_atomics(False)
-    # A peaked row of the benchmarks' kinds: the same, at p 0.5 and 0.99.
-    x = reads.rows_of("peaked", 1, 30000, seed=3)
-    model.count_atomics(True)
-    try:
+        # A peaked row of the benchmarks' kinds: the same, at p 0.5 and 0.99.
+        x = reads.rows_of("peaked", 1, 30000, seed=3)
         for p in (0.5, 0.99):
             model.take_atomics()
             on = reads.chain_reads(model, x, None, p, 1, True, top_k_scan=True)[0]

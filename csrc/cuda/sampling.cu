@@ -615,12 +615,16 @@ __device__ void bin_row(RowPart<D, S>& part, const YFn& yof, const EFn& efix, co
 // Whether the list of n entries in sh.cand decides top-p: its mass reaches the limit and
 // min_tokens_to_keep fits in it.
 template <class YFn, class EFn>
-__device__ __forceinline__ bool list_reaches(int n, const YFn& yof, const EFn& efix, double limit, uint32_t mtk,
-                                             Shared& sh) {
+__device__ __forceinline__ unsigned long long list_mass(int n, const YFn& yof, const EFn& efix, Shared& sh) {
   unsigned long long listed = 0;
   for_list(sh.cand, n, [&](int, float x) { listed += efix(yof(x)); });
-  listed = block_reduce(listed, AddOp(), sh.u64);
-  return static_cast<double>(listed) >= limit && mtk <= static_cast<uint32_t>(n);
+  return block_reduce(listed, AddOp(), sh.u64);
+}
+
+template <class YFn, class EFn>
+__device__ __forceinline__ bool list_reaches(int n, const YFn& yof, const EFn& efix, double limit, uint32_t mtk,
+                                             Shared& sh) {
+  return static_cast<double>(list_mass(n, yof, efix, sh)) >= limit && mtk <= static_cast<uint32_t>(n);
 }
 
 // Whether the one-read list of a top-p row (n > 0 entries in sh.cand, every entry of the row at or
@@ -635,16 +639,8 @@ __device__ __forceinline__ bool list_reaches(int n, const YFn& yof, const EFn& e
 template <class YFn, class EFn>
 __device__ bool list_holds_nucleus(int n, uint32_t vocab, const YFn& yof, const EFn& efix, double top_p,
                                    unsigned long long* listed, Shared& sh) {
-  unsigned long long mass = 0;
-  uint32_t lo = 0xFFFFFFFFu;
-  for_list(sh.cand, n, [&](int, float x) {
-    const float y = yof(x);
-    mass += efix(y);
-    const uint32_t key = sort_key(y);
-    lo = key < lo ? key : lo;
-  });
-  mass = block_reduce(mass, AddOp(), sh.u64);
-  lo = block_reduce(lo, MinOp(), sh.u32);
+  const unsigned long long mass = list_mass(n, yof, efix, sh);
+  const uint32_t lo = list_keys(sh.cand, n, [&](float x) { return sort_key(yof(x)); }, 0xFFFFFFFFu, sh.u32).lo;
   *listed = mass;
   const double off = static_cast<double>(vocab - static_cast<uint32_t>(n));
   const double smallest = static_cast<double>(efix(key_to_float(lo)));
@@ -1366,8 +1362,9 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
   // value, for the gap bins): a second read sums the row's mass, and when the list's mass reaches
   // top-p's limit (a nucleus of at most about kScanMaxKeep entries, the usual decode step) the list
   // holds it: 2 reads; else the histogram's list follows, as after the statistics pass. (The
-  // second read takes the gap histogram too unless the list alone shows it holds the nucleus.) And min-p rows without either, whose kept set is on the same list when
-  // the list's smallest value is below min-p's bar: 1 read. The list compares the inputs with the
+  // second read takes the gap histogram too unless the list alone shows it holds the nucleus.)
+  // And min-p rows without either, whose kept set is on the same list when the list's smallest
+  // value is below min-p's bar: 1 read. The list compares the inputs with the
   // threshold, which needs the transform to be a multiply by a finite factor > 0: not the log of probability
   // inputs, and not a temperature whose reciprocal rounds to 0 or inf. Other top-k rows one block
   // reads, and the rows whose list fails, histogram their keys' top bits in the statistics pass

@@ -34,12 +34,12 @@ namespace {
 // another list follow.
 //
 // Pooled thresholds (ScanShared::pool; the chain's top-k rows and split top-p / min-p rows,
-// beam.cu's rows with k <= 32 and its slices). One warp's evidence is weak on a GPU block: its buffer sees 1/32 of the part, and
-// the keep-th largest of that is about the (32 * keep)-th of the part, so alone the warps list
-// ~1300-2300 entries of a 128256 row at keep 50 (bench/cuda_row_reads.py --threads 1024). So each
-// warp also publishes its m largest
-// keys (m = kScanPool / warps, at most kScanPoolMaxPer) in its slots of a block-wide pool: the
-// lanes' maxima of 8 in the first round, its buffer's after each round with hits. Slot j holds
+// beam.cu's rows with k <= 32 and its slices). One warp's evidence is weak on a GPU block: its
+// buffer sees 1/32 of the part, and the keep-th largest of that is about the (32 * keep)-th of the
+// part, so alone the warps list ~1300-2300 entries of a 128256 row at keep 50
+// (bench/cuda_row_reads.py --threads 1024). So each warp also publishes its m largest keys
+// (m = kScanPool / warps, at most kScanPoolMaxPer) in its slots of a block-wide pool: the lanes'
+// maxima of 8 in the first round, its buffer's after each round with hits. Slot j holds
 // at most the j-th largest key the warp has seen, and each slot only rises (atomicMax), so any
 // reading of the pool, however stale, counts distinct entries: when the pool holds keep keys at or
 // above t, the part has keep entries at or above t, and t bounds the kept set like a warp's own
