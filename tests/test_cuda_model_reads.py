@@ -47,8 +47,11 @@ def test_chain_reads_and_outputs(model, kind: str, vocab: int) -> None:  # noqa:
                 gap = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True, key_bins=False)[0]
                 assert gap == pytest.approx(3), (kind, gap)
             if top_k is not None:  # PYDECODE_CUDA_TOPK_SCAN=1: one read, and the hits' values again
-                scan = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True, top_k_scan=True)[0]
+                scan, scan_barriers, _, _ = reads.chain_reads(model, x, top_k, 0.9, splits, compact=True,
+                                                              top_k_scan=True)
                 assert 1 <= scan < 1.05, (kind, splits, scan)
+                # a split row's one row barrier: the lists' merge also merges the row's statistics
+                assert scan_barriers == (1 if splits > 1 else 0), (kind, splits, scan_barriers)
             # the same token and kept set as the full-row path, split or not, whichever list
             for compact, key_bins, scan in ((False, True, False), (True, True, False), (True, False, False),
                                             (True, True, True)):

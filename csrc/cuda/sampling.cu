@@ -689,10 +689,11 @@ constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 // at or above F, a top prefix of the sorted row as top-p's and min-p's stages need. (The blocks'
 // lists alone are not one: a block's unlisted entries may lie above another block's listed ones.)
 // Returns the length (the same in every block), or -1 when some block had no list or the row's
-// would not fit.
+// would not fit. The same row barrier merges the blocks' statistics (kmax, nan, kmin: the block's
+// in, the row's out, as RowSync::stats), so a split row's list costs one row barrier, not two.
 template <class KeyOf>
 __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint32_t keep, const KeyOf& key_of,
-                                uint32_t kmax, Shared& sh) {
+                                uint32_t* kmax, uint32_t* nan, uint32_t* kmin, Shared& sh) {
   SplitScratch* rs = sync.rs;
   auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
   // Warp-aggregated appends, every thread running the same iterations.
@@ -707,7 +708,8 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
   } else if (n > 0) {
     uint32_t floor_key = 0;
     if (static_cast<uint32_t>(n) > keep && static_cast<unsigned long long>(n) * sync.splits > kCandCap) {
-      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, kmax, sh.u32)};
+      // The block's largest listed key is its kmax (the row's is not known before the barrier).
+      CandPart cands{sh.cand, n, {}, list_keys(sh.cand, n, key_of, *kmax, sh.u32)};
       uint32_t above, ties;
       floor_key = cands.nth(
           keep,
@@ -726,7 +728,7 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
       append(row_count, rs->cand, i < n && key_of(__uint_as_float(static_cast<uint32_t>(e))) >= floor_key, e);
     }
   }
-  sync.barrier();
+  sync.stats(*kmax, *nan, *kmin);
   const uint32_t total = coherent_load(row_count);
   if (total > static_cast<uint32_t>(kCandCap)) return -1;
   const uint32_t row_floor = static_cast<uint32_t>(coherent_load(&rs->scan_floor));
@@ -1401,8 +1403,9 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     scan_n = want_low ? scan_row(std::true_type()) : scan_row(std::false_type());
     nan = block_reduce(nan, MaxOp(), sh.u32);
     if (want_low) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
-    part.sync.stats(kmax, nan, kmin);
-    if constexpr (kSplit) scan_n = merge_scan_lists(part.sync, scan_n, scan_floor, scan_keep, key_of, kmax, sh);
+    if constexpr (kSplit) {  // the row's statistics too: one row barrier for both
+      scan_n = merge_scan_lists(part.sync, scan_n, scan_floor, scan_keep, key_of, &kmax, &nan, &kmin, sh);
+    }
     // The list holds the scan_keep largest entries with all their ties, and so the row's largest,
     // when it has scan_keep entries (all above -inf). A NaN or +inf (the full-row path's rows) and
     // a list that failed send the row to the statistics pass. (The same in every block of a split
