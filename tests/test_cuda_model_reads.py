@@ -316,6 +316,44 @@ def test_split_top_p_and_min_p_rows_pool(model) -> None:  # noqa: ANN001
     assert 1 <= once < 1.1 and 2 <= twice < 2.1, (once, twice)
 
 
+def test_split_top_k_rows_copy_about_k(model) -> None:  # noqa: ANN001
+    """A split top-k row's blocks publish their lists' largest keys in a row pool, and the merged
+    list starts at the highest key with k of them at or above it: about k entries, which the warp
+    finish takes as they are, where the highest of the blocks' floors alone let ~150 through and a
+    radix select cut them (3 slices of 12000 at 256 threads: 23 -> 10 block barriers). Same tokens
+    and filtered rows as the full-row path on untied, -inf, integer and tied-k-th rows and on rows
+    whose top entries crowd one slice or two (a slice may hold more of them than it publishes: the
+    pool then undercounts, a lower bound, still a bound)."""
+    g = torch.Generator().manual_seed(19)
+    v, slices = 12000, 3
+    tied_kth = torch.randn(v, generator=g)
+    tied_kth[torch.randperm(v, generator=g)[:120]] = 4.0
+    one_slice = torch.randn(v, generator=g) - 20.0
+    one_slice[:200] = -0.01 * torch.arange(200, dtype=torch.float32)
+    two_slices = torch.randn(v, generator=g) - 20.0
+    two_slices[torch.arange(150) % 2 * 4000 + torch.arange(150) // 2] = -0.01 * torch.arange(150.0)
+    rows = {
+        "randn x 3": torch.randn(v, generator=g) * 3,
+        "-inf": torch.where(torch.arange(v) % 3 == 0, float("-inf"), torch.randn(v, generator=g) * 3),
+        "integers": torch.randint(0, 40, (v,), generator=g).float(),
+        "tied k-th": tied_kth,
+        "one slice": one_slice,
+        "two slices": two_slices,
+    }
+    for kind, row in rows.items():
+        x = row.to(torch.bfloat16)[None]
+        for top_k in (8, 50) if kind in ("randn x 3", "-inf") else (50,):
+            want = reads.chain_reads(model, x, top_k, 0.9, 1, False, True, threads=256)
+            got = reads.chain_reads(model, x, top_k, 0.9, slices, True, True, top_k_scan=True, threads=256)
+            assert torch.equal(got[2], want[2]) and torch.equal(got[3], want[3]), (kind, top_k)
+            model.take_block_syncs()  # the decode-loop call (tokens only) finishes in a warp
+            once, _, tokens, _ = reads.chain_reads(model, x, top_k, 0.9, slices, True, top_k_scan=True, threads=256)
+            syncs = model.take_block_syncs()
+            assert torch.equal(tokens, want[2]), (kind, top_k)
+            if kind in ("randn x 3", "-inf", "one slice", "two slices"):
+                assert once < 1.05 and syncs <= 10, (kind, top_k, once, syncs)
+
+
 def _sort_keys(y: torch.Tensor) -> torch.Tensor:
     """sort_key of float32 values (no NaN): negatives' bits flipped, positives' sign bit set, +-0 as one."""
     bits = y.view(torch.int32).to(torch.int64) & 0xFFFFFFFF

@@ -41,7 +41,7 @@ cudaError_t greedy(const RowsIn& in, int64_t* out, uint64_t* scratch, int64_t sc
 // row, each reading one slice of the vocabulary (a cooperative launch: rows * splits blocks must
 // be resident at once) with `scratch` holding rows * kChainScratchWords uint64 of zeroed device
 // memory. Both paths give the same outputs for the same inputs.
-constexpr int64_t kChainScratchWords = 5264;
+constexpr int64_t kChainScratchWords = 5328;
 // Automatic choice: slices of >= kChainMinSlice entries, at most kChainMaxSplits per row, rows *
 // splits <= the blocks the device holds at once.
 constexpr int64_t kChainMinSlice = 8192;

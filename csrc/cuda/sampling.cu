@@ -135,6 +135,7 @@ struct SplitScratch {
   unsigned long long cand_count;
   unsigned long long scan_count;
   unsigned long long scan_floor;  // the highest of the blocks' one-read list floors
+  uint32_t row_pool[kScanPool];   // top-k rows: each block's largest listed keys (merge_scan_lists)
   unsigned long long cand[kCandCap];
 };
 static_assert(sizeof(SplitScratch) == kChainScratchWords * sizeof(uint64_t), "launch.h's kChainScratchWords");
@@ -691,9 +692,20 @@ constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 // Returns the length (the same in every block), or -1 when some block had no list or the row's
 // would not fit. The same row barrier merges the blocks' statistics (kmax, nan, kmin: the block's
 // in, the row's out, as RowSync::stats), so a split row's list costs one row barrier, not two.
+//
+// Top-k rows (top_k: keep is top-k's) copy less: F alone reaches about the row's 700th largest
+// entry (15 slices of 128256, pooled lists of ~64-85), a list the warp finish must first cut to
+// top-k's set with a radix select (~16 block barriers). So each block also publishes its list's
+// kScanPool / splits largest keys in the row pool (warp_publish_top: distinct entries, as the
+// block's own pool), and the copy starts at the highest key with keep of the row pool's keys at
+// or above it (pooled_floor), when that is above F: the row has keep entries there, so every entry
+// top-k keeps is copied, and a list of about keep entries fits the warp. A block whose list is
+// longer than a warp holds publishes nothing (fewer keys counted: a lower bound, still a bound).
 template <class KeyOf>
-__device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint32_t keep, const KeyOf& key_of,
-                                uint32_t* kmax, uint32_t* nan, uint32_t* kmin, Shared& sh) {
+__device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint32_t keep, bool top_k,
+                                const KeyOf& key_of, uint32_t* kmax, uint32_t* nan, uint32_t* kmin, Shared& sh) {
+  constexpr int kPoolPer = kScanPool / 32;  // a lane's keys of the row pool and of a published list
+  const int per_block = sync.splits <= kScanPool ? kScanPool / static_cast<int>(sync.splits) : 0;
   SplitScratch* rs = sync.rs;
   auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
   // Warp-aggregated appends, every thread running the same iterations.
@@ -722,6 +734,15 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
     if (threadIdx.x == 0) {
       atomicMax(&rs->scan_floor, static_cast<unsigned long long>(floor_key > floor ? floor_key : floor));
     }
+    if (top_k && per_block > 0 && n <= 32 * kPoolPer && threadIdx.x < 32) {
+      uint32_t k[kPoolPer];
+#pragma unroll
+      for (int i = 0; i < kPoolPer; ++i) {
+        const int j = static_cast<int>(threadIdx.x) + 32 * i;  // listed keys are > 0
+        k[i] = j < n ? key_of(__uint_as_float(static_cast<uint32_t>(sh.cand[j]))) : 0u;
+      }
+      warp_publish_top(k, rs->row_pool + blockIdx.y * per_block, per_block, true);
+    }
     for (int i0 = 0; i0 < n; i0 += static_cast<int>(blockDim.x)) {
       const int i = i0 + static_cast<int>(threadIdx.x);
       const unsigned long long e = i < n ? sh.cand[i] : 0ull;
@@ -731,7 +752,11 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
   sync.stats(*kmax, *nan, *kmin);
   const uint32_t total = coherent_load(row_count);
   if (total > static_cast<uint32_t>(kCandCap)) return -1;
-  const uint32_t row_floor = static_cast<uint32_t>(coherent_load(&rs->scan_floor));
+  uint32_t row_floor = static_cast<uint32_t>(coherent_load(&rs->scan_floor));
+  if (top_k && per_block > 0) {  // every warp finds the same bound: no barrier to share it
+    const uint32_t pooled = pooled_floor(rs->row_pool, kScanPool, keep);
+    row_floor = pooled > row_floor ? pooled : row_floor;
+  }
   for (int i0 = 0; i0 < static_cast<int>(total); i0 += static_cast<int>(blockDim.x)) {
     const int i = i0 + static_cast<int>(threadIdx.x);
     const unsigned long long e = i < static_cast<int>(total) ? coherent_load(&rs->cand[i]) : 0ull;
@@ -1404,7 +1429,7 @@ __global__ void __launch_bounds__(kThreads) filter_chain_kernel(const ChainArgs 
     nan = block_reduce(nan, MaxOp(), sh.u32);
     if (want_low) kmin = block_reduce(low < kInf ? sort_key(scaled(low)) : 0xFFFFFFFFu, MinOp(), sh.u32);
     if constexpr (kSplit) {  // the row's statistics too: one row barrier for both
-      scan_n = merge_scan_lists(part.sync, scan_n, scan_floor, scan_keep, key_of, &kmax, &nan, &kmin, sh);
+      scan_n = merge_scan_lists(part.sync, scan_n, scan_floor, scan_keep, keep > 0, key_of, &kmax, &nan, &kmin, sh);
     }
     // The list holds the scan_keep largest entries with all their ties, and so the row's largest,
     // when it has scan_keep entries (all above -inf). A NaN or +inf (the full-row path's rows) and
