@@ -696,7 +696,7 @@ constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 // Top-k rows (top_k: keep is top-k's) copy less: F alone reaches about the row's 700th largest
 // entry (15 slices of 128256, pooled lists of ~64-85), a list the warp finish must first cut to
 // top-k's set with a radix select (~16 block barriers). So each block also publishes its list's
-// kScanPool / splits largest keys in the row pool (warp_publish_top: distinct entries, as the
+// kScanPool / splits largest keys in the row pool (warp_publish_list: distinct entries, as the
 // block's own pool), and the copy starts at the highest key with keep of the row pool's keys at
 // or above it (pooled_floor), when that is above F: the row has keep entries there, so every entry
 // top-k keeps is copied, and a list of about keep entries fits the warp. A block whose list is
@@ -704,7 +704,6 @@ constexpr bool scan_kernel_built(int dtype) { return dtype == kDTypeBF16; }
 template <class KeyOf>
 __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint32_t keep, bool top_k,
                                 const KeyOf& key_of, uint32_t* kmax, uint32_t* nan, uint32_t* kmin, Shared& sh) {
-  constexpr int kPoolPer = kScanPool / 32;  // a lane's keys of the row pool and of a published list
   const int per_block = sync.splits <= kScanPool ? kScanPool / static_cast<int>(sync.splits) : 0;
   SplitScratch* rs = sync.rs;
   auto* row_count = reinterpret_cast<unsigned int*>(&rs->scan_count);
@@ -734,14 +733,9 @@ __device__ int merge_scan_lists(RowSync<true>& sync, int n, uint32_t floor, uint
     if (threadIdx.x == 0) {
       atomicMax(&rs->scan_floor, static_cast<unsigned long long>(floor_key > floor ? floor_key : floor));
     }
-    if (top_k && per_block > 0 && n <= 32 * kPoolPer && threadIdx.x < 32) {
-      uint32_t k[kPoolPer];
-#pragma unroll
-      for (int i = 0; i < kPoolPer; ++i) {
-        const int j = static_cast<int>(threadIdx.x) + 32 * i;  // listed keys are > 0
-        k[i] = j < n ? key_of(__uint_as_float(static_cast<uint32_t>(sh.cand[j]))) : 0u;
-      }
-      warp_publish_top(k, rs->row_pool + blockIdx.y * per_block, per_block, true);
+    if (top_k && per_block > 0 && n <= kScanWarpCap && threadIdx.x < 32) {
+      warp_publish_list(sh.cand, static_cast<uint32_t>(n), key_of, rs->row_pool + blockIdx.y * per_block, per_block,
+                        true);
     }
     for (int i0 = 0; i0 < n; i0 += static_cast<int>(blockDim.x)) {
       const int i = i0 + static_cast<int>(threadIdx.x);

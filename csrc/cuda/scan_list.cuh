@@ -186,22 +186,30 @@ __device__ __noinline__ uint32_t pooled_floor(const uint32_t* pool, int slots, u
   return warp_key_floor(k, keep);
 }
 
+// Publishes the m largest keys of a list of count <= kScanWarpCap listed values (a warp's buffer,
+// or a block's list) in `slots` (the whole warp calls; first: as warp_publish_top's).
+template <class KeyOf>
+__device__ __forceinline__ void warp_publish_list(const unsigned long long* list, uint32_t count, const KeyOf& key_of,
+                                                  uint32_t* slots, int m, bool first) {
+  constexpr int kPer = kScanWarpCap / 32;
+  const int lane = static_cast<int>(threadIdx.x & 31);
+  uint32_t k[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const uint32_t slot = static_cast<uint32_t>(lane + 32 * i);
+    k[i] = slot < count ? key_of(__uint_as_float(static_cast<uint32_t>(list[slot]))) : 0u;  // listed keys are > 0
+  }
+  warp_publish_top(k, slots, m, first);
+}
+
 // After a round with hits (the whole warp calls): publishes the m largest keys of the warp's
 // buffer (`count` listed values) in its slots `mine`, and returns the pooled threshold. Out of
 // line, as pooled_floor.
 template <class KeyOf>
 __device__ __noinline__ uint32_t pool_buffer(const unsigned long long* buf, uint32_t count, const KeyOf key_of,
                                              uint32_t* mine, int m, const uint32_t* pool, int slots, uint32_t keep) {
-  constexpr int kPer = kScanWarpCap / 32;
-  const int lane = static_cast<int>(threadIdx.x & 31);
   __syncwarp();  // the lanes' appends to the buffer
-  uint32_t k[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) {
-    const uint32_t slot = static_cast<uint32_t>(lane + 32 * i);
-    k[i] = slot < count ? key_of(__uint_as_float(static_cast<uint32_t>(buf[slot]))) : 0u;  // listed keys are > 0
-  }
-  warp_publish_top(k, mine, m, false);
+  warp_publish_list(buf, count, key_of, mine, m, false);
   return pooled_floor(pool, slots, keep);
 }
 
